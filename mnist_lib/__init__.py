@@ -1,0 +1,46 @@
+"""mnist_lib: the library behind the book "Designing a small CNN for MNIST".
+
+Public API (see each module for details):
+
+- data:    `load_mnist`, `MNIST`, `augment`, `pixel_stats`
+- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
+- rf:      `receptive_field`, `RFTable`, `effective_rf`
+- train:   `TrainConfig`, `fit`, `History`, `evaluate`, `predict`, ...
+- recipes: `recipe` (each model's training config)
+- plots:   curves, predictions, misclassified digits, per-class accuracy
+- summary: `summary` (torchsummary's table as text, on any device)
+
+Nothing runs at import time: no downloads, no global torch settings.
+"""
+
+from importlib import import_module
+
+from .data import MNIST, DataError, augment, load_mnist, normalize, pixel_stats
+from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
+                     count_parameters, get_model)
+from .utils import best_device, set_seed
+
+# Names from the modules that are also command-line programs (`python -m
+# mnist_lib.train`, `.rf`, ...) load on first use: importing those modules here
+# would make `python -m` warn that the module was imported twice.
+_LAZY = {
+    "train": ["TrainConfig", "fit", "History", "EpochRecord", "DivergenceError",
+              "evaluate", "predict", "per_class_accuracy", "confusion_matrix",
+              "misclassified"],
+    "recipes": ["RECIPES", "recipe", "run"],
+    "rf": ["receptive_field", "RFTable", "RFError", "effective_rf", "Window"],
+    "summary": ["summary"],
+}
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+
+__all__ = ["MNIST", "DataError", "augment", "load_mnist", "normalize", "pixel_stats",
+           "FINAL_MODEL", "MODELS", "Model_1", "Model_2", "Model_3", "Model_4",
+           "Model_5", "count_parameters", "get_model", "best_device", "set_seed",
+           *_WHERE]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'mnist_lib' has no attribute {name!r}")

@@ -1,0 +1,202 @@
+"""The book's models, `Model_1` ... `Model_5`, from a working skeleton to the final net.
+
+Every model maps (B, 1, 28, 28) images to (B, 10) log-probabilities
+(`log_softmax`), which the trainer pairs with `nll_loss`. Comments give the
+output size, the receptive field (RF) and the jump (j, the distance in input
+pixels between neighbouring units); `mnist_lib.rf` computes the same from the graph.
+
+The first layer of every model is a stride-2 convolution: on a CPU, work at
+the full 28x28 resolution dominates training time (measured in the book's
+"Reproducibility" chapter), and MNIST digits need no 1-pixel detail.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
+               padding: int = 0, bn: bool = True, dropout: float = 0.0
+               ) -> nn.Sequential:
+    """Conv -> (BatchNorm) -> ReLU -> (Dropout): the unit every model is built from."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not bn)
+    ]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class Model_1(nn.Module):
+    """Step 1, skeleton: the whole pipeline working, no BatchNorm, no regularisation.
+
+    Target: a net whose RF covers the digit and that learns (> 98%), to check
+    data, loop and plots. It ends with a large 'classifier' convolution over the
+    whole 8x8 map, which holds most of its parameters: Step 2 removes it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                        # input 28x28x1
+            conv_block(1, 16, stride=2, padding=1, bn=False),   # 14x14x16, RF 3, j 2
+            conv_block(16, 16, bn=False),                       # 12x12x16, RF 7
+            conv_block(16, 16, bn=False),                       # 10x10x16, RF 11
+        )
+        self.block2 = nn.Sequential(
+            conv_block(16, 16, bn=False),                       # 8x8x16, RF 15
+        )
+        self.output = nn.Conv2d(16, 10, kernel_size=8)          # 1x1x10, RF 29
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.block1(x)))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_2(nn.Module):
+    """Step 2, lighter + BatchNorm + GAP: under 8,000 parameters.
+
+    Target: keep the skeleton's RF, swap the big final convolution for global
+    average pooling and a 1x1 convolution, and add BatchNorm so the lighter net
+    trains fast. Expect a high train accuracy and some overfitting.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                        # input 28x28x1
+            conv_block(1, 10, stride=2, padding=1),             # 14x14x10, RF 3, j 2
+            conv_block(10, 12),                                 # 12x12x12, RF 7
+            conv_block(12, 14),                                 # 10x10x14, RF 11
+        )
+        self.block2 = nn.Sequential(
+            conv_block(14, 16),                                 # 8x8x16, RF 15
+            conv_block(16, 16, padding=1),                      # 8x8x16, RF 19
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                            # 1x1x16, RF 33
+            nn.Conv2d(16, 10, kernel_size=1),                   # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.block1(x)))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_3(nn.Module):
+    """Step 2, regularisation: Model_2 with dropout after every block.
+
+    Target: close the train-test gap that Model_2 shows, with the same
+    parameters (dropout adds none).
+    """
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        d = dropout
+        self.block1 = nn.Sequential(                        # input 28x28x1
+            conv_block(1, 10, stride=2, padding=1, dropout=d),  # 14x14x10, RF 3, j 2
+            conv_block(10, 12, dropout=d),                      # 12x12x12, RF 7
+            conv_block(12, 14, dropout=d),                      # 10x10x14, RF 11
+        )
+        self.block2 = nn.Sequential(
+            conv_block(14, 16, dropout=d),                      # 8x8x16, RF 15
+            conv_block(16, 16, padding=1, dropout=d),           # 8x8x16, RF 19
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                            # 1x1x16, RF 33
+            nn.Conv2d(16, 10, kernel_size=1),                   # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.block1(x)))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_4(nn.Module):
+    """Step 3, the final model: a transition block (max-pool + 1x1) and more capacity.
+
+    Target: >= 99.4% in each of the last 3 of 15 epochs, < 8,000 parameters,
+    trained with rotation augmentation and a one-cycle learning rate. Pooling
+    after RF 11 lets the later layers be wider for the same cost.
+    """
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+        d = dropout
+        self.block1 = nn.Sequential(                        # input 28x28x1
+            conv_block(1, 10, stride=2, padding=1, dropout=d),  # 14x14x10, RF 3, j 2
+            conv_block(10, 14, dropout=d),                      # 12x12x14, RF 7
+            conv_block(14, 16, dropout=d),                      # 10x10x16, RF 11
+        )
+        self.transition = nn.Sequential(
+            nn.MaxPool2d(2),                                    # 5x5x16, RF 13, j 4
+            conv_block(16, 12, kernel=1, dropout=d),            # 5x5x12, RF 13
+        )
+        self.block2 = nn.Sequential(
+            conv_block(12, 16, padding=1, dropout=d),           # 5x5x16, RF 21
+            conv_block(16, 16, dropout=d),                      # 3x3x16, RF 29
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                            # 1x1x16, RF 37
+            nn.Conv2d(16, 10, kernel_size=1),                   # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.transition(self.block1(x))))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_5(nn.Module):
+    """Stretch: the final design under 5,000 parameters.
+
+    Target: the same rule (>= 99.4% in each of the last 3 of 15 epochs) with
+    about 60% of Model_4's parameters, by narrowing every layer.
+    """
+
+    def __init__(self, dropout: float = 0.03) -> None:
+        super().__init__()
+        d = dropout
+        self.block1 = nn.Sequential(                        # input 28x28x1
+            conv_block(1, 8, stride=2, padding=1, dropout=d),   # 14x14x8, RF 3, j 2
+            conv_block(8, 10, dropout=d),                       # 12x12x10, RF 7
+            conv_block(10, 12, dropout=d),                      # 10x10x12, RF 11
+        )
+        self.transition = nn.Sequential(
+            nn.MaxPool2d(2),                                    # 5x5x12, RF 13, j 4
+            conv_block(12, 10, kernel=1, dropout=d),            # 5x5x10, RF 13
+        )
+        self.block2 = nn.Sequential(
+            conv_block(10, 12, padding=1, dropout=d),           # 5x5x12, RF 21
+            conv_block(12, 12, dropout=d),                      # 3x3x12, RF 29
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                            # 1x1x12, RF 37
+            nn.Conv2d(12, 10, kernel_size=1),                   # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.transition(self.block1(x))))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "Model_1": Model_1, "Model_2": Model_2, "Model_3": Model_3,
+    "Model_4": Model_4, "Model_5": Model_5,
+}
+FINAL_MODEL = "Model_4"
+
+
+def get_model(name: str) -> nn.Module:
+    """Build a model by its book name, e.g. `get_model("Model_4")`."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]()
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters()
+               if p.requires_grad or not trainable_only)

@@ -1,0 +1,179 @@
+"""Figures for the book. Each function returns a matplotlib Figure (no global state).
+
+They read a `History` or tensors; none of them trains or animates anything.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .train import History
+
+
+def _figure(w: float, h: float) -> Figure:
+    # Figure() rather than plt.figure(): no pyplot state, nothing left open.
+    fig = Figure(figsize=(w, h), layout="constrained")
+    return fig
+
+
+def curves(history: History | Sequence[History], title: str | None = None) -> Figure:
+    """Train/test loss and accuracy per epoch (one or several runs)."""
+    runs = [history] if isinstance(history, History) else list(history)
+    fig = _figure(10, 3.6)
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for h in runs:
+        ep = h.column("epoch")
+        label = h.model if len(runs) > 1 else ""
+        ax_loss.plot(ep, h.column("train_loss"), "--", label=f"{label} train".strip())
+        ax_loss.plot(ep, h.column("test_loss"), "-", label=f"{label} test".strip())
+        ax_acc.plot(ep, h.column("train_acc"), "--", label=f"{label} train".strip())
+        ax_acc.plot(ep, h.column("test_acc"), "-", label=f"{label} test".strip())
+    ax_acc.axhline(99.4, color="grey", lw=0.8, ls=":", label="99.4% target")
+    ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", yscale="log", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    low = min(min(h.column("test_acc")[1:] or h.column("test_acc")) for h in runs)
+    ax_acc.set_ylim(max(90.0, low - 0.5), 100)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def lr_schedule(history: History) -> Figure:
+    """The learning rate at the end of each epoch."""
+    fig = _figure(5, 3)
+    ax = fig.subplots()
+    ax.plot(history.column("epoch"), history.column("lr"), "o-")
+    ax.set(xlabel="epoch", ylabel="learning rate", title="LR schedule")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str], ncols: int = 10,
+               title: str | None = None, colors: Sequence[str] | None = None) -> Figure:
+    """Digits (N, 28, 28) in a grid, each with a short title."""
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig = _figure(1.1 * ncols, 1.25 * nrows + (0.3 if title else 0))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].cpu(), cmap="gray_r")
+            ax.set_title(titles[i], fontsize=8,
+                         color=colors[i] if colors is not None else "black")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def samples(images: torch.Tensor, labels: torch.Tensor, n: int = 20) -> Figure:
+    """The first `n` images with their labels."""
+    return image_grid(images[:n], [f"label {int(y)}" for y in labels[:n]])
+
+
+def predictions(images: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor,
+                n: int = 20) -> Figure:
+    """The first `n` test images with true and predicted labels (wrong ones in red)."""
+    titles = [f"true {int(t)} / pred {int(p)}" for t, p in zip(labels[:n], pred[:n])]
+    colors = ["black" if int(t) == int(p) else "red"
+              for t, p in zip(labels[:n], pred[:n])]
+    return image_grid(images[:n], titles, ncols=10, colors=colors)
+
+
+def misclassified_grid(images: torch.Tensor, labels: torch.Tensor,
+                       pred: torch.Tensor, n: int = 30) -> Figure:
+    """Up to `n` misclassified test images, titled 'true -> predicted'."""
+    wrong = (pred.cpu() != labels.cpu()).nonzero().flatten()[:n]
+    titles = [f"{int(labels[i])} \u2192 {int(pred[i])}" for i in wrong]
+    return image_grid(images[wrong], titles, ncols=10,
+                      title=f"{len(wrong)} misclassified digits (true \u2192 predicted)")
+
+
+def per_class(acc: Sequence[float], title: str = "Test accuracy per class") -> Figure:
+    """Bar chart of per-class accuracy (%)."""
+    fig = _figure(7, 3)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(acc)), acc, color="tab:blue")
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set(xticks=range(len(acc)), xlabel="digit", ylabel="accuracy (%)", title=title,
+           ylim=(min(acc) - 1, 100.2))
+    return fig
+
+
+def confusion(matrix: torch.Tensor) -> Figure:
+    """Confusion matrix (rows: true digit, columns: predicted), counts annotated."""
+    m = matrix.cpu()
+    fig = _figure(5.5, 5)
+    ax = fig.subplots()
+    # Log colour scale: the diagonal (~1,000) would otherwise hide the errors (~1).
+    ax.imshow(torch.log1p(m.float()), cmap="Blues")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if i == j else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+           title="Confusion matrix")
+    return fig
+
+
+def class_balance(labels: torch.Tensor) -> Figure:
+    """Number of examples per digit."""
+    counts = torch.bincount(labels.cpu(), minlength=10)
+    fig = _figure(6, 2.8)
+    ax = fig.subplots()
+    bars = ax.bar(range(10), counts)
+    ax.bar_label(bars, fontsize=7)
+    ax.set(xticks=range(10), xlabel="digit", ylabel="images", title="Class balance")
+    return fig
+
+
+def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
+           erf: torch.Tensor | None = None, title: str = "") -> Figure:
+    """A digit with one unit's RF box (top, left, height, width) and, optionally,
+    its effective RF (|gradient| heat-map) beside it."""
+    fig = _figure(8 if erf is not None else 4, 4)
+    axes = fig.subplots(1, 2 if erf is not None else 1, squeeze=False).ravel()
+    size = image.shape[-1]
+    for ax in axes:
+        ax.imshow(image.cpu(), cmap="gray_r")
+        top, left, h, w = box
+        # Pixel i spans [i, i+1] in RF coordinates; imshow centres it at i.
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False,
+                               ec="red", lw=2, ls="-"))
+        ax.set_xlim(min(-0.5, left - 1), max(size - 0.5, left + w))
+        ax.set_ylim(max(size - 0.5, top + h), min(-0.5, top - 1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_title(title or "theoretical RF (red box)", fontsize=9)
+    if erf is not None:
+        axes[1].imshow(erf, cmap="magma", alpha=0.75, extent=(-0.5, size - 0.5,
+                                                              size - 0.5, -0.5))
+        axes[1].set_title("effective RF: |d unit / d input|", fontsize=9)
+    return fig
+
+
+def seed_strip(values: dict[str, Sequence[float]], threshold: float = 99.4,
+               ylabel: str = "final test accuracy (%)") -> Figure:
+    """Strip plot: one dot per seed, one column per model, mean marked."""
+    fig = _figure(6, 3.2)
+    ax = fig.subplots()
+    for i, (name, vals) in enumerate(values.items()):
+        xs = [i + 0.08 * (k - (len(vals) - 1) / 2) for k in range(len(vals))]
+        ax.plot(xs, vals, "o", alpha=0.8)
+        mean = sum(vals) / len(vals)
+        ax.plot([i - 0.25, i + 0.25], [mean, mean], "k-", lw=1.5)
+    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold}% target")
+    ax.set(xticks=range(len(values)), xticklabels=list(values), ylabel=ylabel,
+           title="Accuracy over seeds (line: mean)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return fig

@@ -1,0 +1,418 @@
+"""Training and evaluation: `TrainConfig`, `fit() -> History`, and a CLI.
+
+    python -m mnist_lib.train --model Model_4 --epochs 15 --seed 0 --out run.json
+
+The loop is the plain one, zero_grad -> forward -> backward -> step, and
+works for any model that returns log-probabilities. The data sit on the
+device as one tensor; batches are index slices, augmentation is batched
+(`mnist_lib.data.augment`), so no DataLoader or PIL is involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import MNIST, augment, batch_indices, load_mnist, normalize, pixel_stats
+from .data import to_float
+from .utils import atomic_write_json, best_device, set_seed
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "onecycle", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved with every result (`asdict`)."""
+
+    epochs: int = 15
+    batch_size: int = 128           # images per optimizer step
+    optimizer: str = "sgd"          # sgd | adam | adamw
+    lr: float = 0.05                # peak LR for onecycle, else the initial LR
+    momentum: float = 0.9           # SGD only
+    weight_decay: float = 0.0       # L2 (SGD, Adam) or decoupled (AdamW)
+    scheduler: str = "onecycle"     # none | step | onecycle | plateau
+    step_size: int = 6              # epochs between StepLR decays
+    gamma: float = 0.1              # StepLR / plateau decay factor
+    pct_start: float = 0.25         # onecycle: fraction of steps spent warming up
+    rotation: float = 0.0           # max rotation in degrees (0 = no augmentation)
+    translate: float = 0.0          # max shift, as a fraction of the image size
+    scale: tuple[float, float] = (1.0, 1.0)  # zoom range
+    seed: int = 0
+    device: str = "auto"            # auto = CUDA, then MPS, then CPU
+    eval_batch_size: int = 2000     # evaluation batches (no gradients: large is fine)
+    n_train: int | None = None      # use the first n training images (quick runs)
+    n_test: int | None = None       # use the first n test images (quick runs)
+    progress: bool = True           # tqdm bar and per-epoch test line
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.lr > 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.scheduler not in SCHEDULERS:
+            problems.append(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+        if self.rotation < 0 or self.translate < 0:
+            problems.append("rotation and translate must be >= 0")
+        self.scale = tuple(self.scale)
+        if problems:
+            raise ValueError("bad TrainConfig: " + "; ".join(problems))
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's numbers. Accuracies are percentages."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float           # learning rate at the end of the epoch
+    seconds: float      # training + evaluation wall time
+
+
+@dataclass
+class History:
+    """What `fit` returns: per-epoch records plus what is needed to reproduce them."""
+
+    model: str
+    params: int
+    config: dict[str, Any]
+    env: dict[str, Any]
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def column(self, name: str) -> list[float]:
+        """One field over the epochs, e.g. `history.column("test_acc")`."""
+        return [getattr(e, name) for e in self.epochs]
+
+    def last_test_acc(self, last: int = 3) -> list[float]:
+        """Test accuracies of the last `last` epochs."""
+        return self.column("test_acc")[-last:]
+
+    def meets_target(self, threshold: float = 99.4, last: int = 3) -> bool:
+        """True when each of the last `last` epochs reached `threshold` % test accuracy.
+
+        This is the book's consistency rule: one lucky epoch does not count,
+        and a run shorter than `last` epochs cannot meet it.
+        """
+        if last < 1:
+            raise ValueError(f"last must be >= 1, got {last}")
+        accs = self.column("test_acc")
+        return len(accs) >= last and all(a >= threshold for a in accs[-last:])
+
+    def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3) -> int | None:
+        """The first epoch at which the last `last` epochs all reached `threshold`."""
+        accs = self.column("test_acc")
+        for end in range(last, len(accs) + 1):
+            if all(a >= threshold for a in accs[end - last:end]):
+                return end
+        return None
+
+    @property
+    def best_train_acc(self) -> float:
+        return max(self.column("train_acc"))
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(self.column("test_acc"))
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.column("seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the history as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "History":
+        records = [EpochRecord(**e) for e in d["epochs"]]
+        return cls(d["model"], d["params"], d["config"], d["env"], records)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "History":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite; the message says where and what to try."""
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and hardware, saved with every result."""
+    env = {
+        "torch": torch.__version__, "python": platform.python_version(),
+        "device": str(device), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+# ------------------------------------------------------------------ pieces
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr,
+                                weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr,
+                             weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The LR scheduler, or None. OneCycle steps per batch; the others per epoch."""
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+            pct_start=cfg.pct_start, div_factor=10.0, final_div_factor=100.0)
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "min", cfg.gamma,
+                                                          patience=1)
+    return None
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+            batch_size: int = 2000) -> torch.Tensor:
+    """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    for i in range(0, len(images), batch_size):
+        x = normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
+        outs.append(model(x))
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             mean: float, std: float, batch_size: int = 2000
+             ) -> tuple[float, int, torch.Tensor]:
+    """Average NLL loss, number correct, and predicted labels for a test set."""
+    logp = predict(model, images, mean, std, batch_size)
+    labels = labels.to(logp.device)
+    loss = F.nll_loss(logp, labels, reduction="sum").item() / len(labels)
+    pred = logp.argmax(dim=1)
+    return loss, int((pred == labels).sum()), pred
+
+
+def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor,
+                       n_classes: int = 10) -> list[float]:
+    """Accuracy (%) for each true class."""
+    pred, labels = pred.cpu(), labels.cpu()
+    out = []
+    for c in range(n_classes):
+        mask = labels == c
+        out.append(100.0 * float((pred[mask] == c).float().mean()) if mask.any()
+                   else float("nan"))
+    return out
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor,
+                     n_classes: int = 10) -> torch.Tensor:
+    """(true, predicted) count matrix of shape (n_classes, n_classes)."""
+    idx = labels.cpu() * n_classes + pred.cpu()
+    return torch.bincount(idx, minlength=n_classes ** 2).reshape(n_classes, n_classes)
+
+
+def misclassified(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Indices of the examples whose prediction is wrong."""
+    return (pred.cpu() != labels.cpu()).nonzero().flatten()
+
+
+# -------------------------------------------------------------------- loop
+def _diverged(epoch: int, step_lo: int, step_hi: int, cfg: TrainConfig) -> DivergenceError:
+    return DivergenceError(
+        f"training diverged: the loss became NaN or infinite in epoch {epoch}, "
+        f"between steps {step_lo} and {step_hi}. The usual cause is a learning rate "
+        f"too high for this model (lr={cfg.lr}, optimizer={cfg.optimizer}, "
+        f"scheduler={cfg.scheduler}): lower it (e.g. --lr {cfg.lr / 10:g}); also "
+        "check that the inputs are normalised and the model has BatchNorm or a "
+        "sensible initialisation.")
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST,
+                mean: float, std: float, cfg: TrainConfig, epoch: int,
+                gen: torch.Generator) -> tuple[float, float]:
+    """One pass over the training set; returns (mean loss, accuracy %)."""
+    model.train()
+    device = data.train_images.device
+    n = len(data.train_labels)
+    steps = math.ceil(n / cfg.batch_size)
+    # Running sums stay on the device: reading them every step would force a
+    # host-device sync per step, which is what makes naive GPU loops slow.
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen, check_every, last_check = 0, 50, 0
+    bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}", disable=not cfg.progress,
+               file=sys.stdout, ncols=100, mininterval=1.0, leave=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
+                          "[{elapsed}<{remaining}{postfix}]")
+    for step, idx in enumerate(batch_indices(n, cfg.batch_size, True, gen), start=1):
+        idx = idx.to(device, non_blocking=True)
+        x = to_float(data.train_images[idx])
+        x = augment(x, gen, cfg.rotation, cfg.translate, cfg.scale)
+        x = normalize(x, mean, std)
+        y = data.train_labels[idx]
+
+        opt.zero_grad(set_to_none=True)
+        logp = model(x)
+        loss = F.nll_loss(logp, y)
+        loss.backward()
+        opt.step()
+        if cfg.scheduler == "onecycle":
+            sched.step()
+
+        loss_sum += loss.detach() * len(y)
+        correct += (logp.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if step % check_every == 0 or step == steps:
+            total = loss_sum.item()  # one sync per `check_every` steps
+            if not math.isfinite(total):
+                bar.close()
+                raise _diverged(epoch, last_check + 1, step, cfg)
+            last_check = step
+            bar.set_postfix_str(f"Loss={total / seen:.4f} "
+                                f"Accuracy={100 * correct.item() / seen:.2f}",
+                                refresh=False)
+        bar.update(1)
+    bar.close()
+    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+
+
+def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
+        name: str | None = None) -> History:
+    """Train `model` on `data` as `config` says; return the per-epoch `History`.
+
+    The data are moved to the device once. Normalisation uses the training
+    set's own mean and std.
+    """
+    cfg = config or TrainConfig()
+    gen = set_seed(cfg.seed)
+    device = best_device(cfg.device)
+    data = data.subset(cfg.n_train, cfg.n_test).to(device)
+    model.to(device)
+    mean, std = pixel_stats(data.train_images)
+    steps = math.ceil(len(data.train_labels) / cfg.batch_size)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg, steps)
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    name = name or type(model).__name__
+    # Through JSON and back, so the in-memory history equals a reloaded one.
+    hist = History(name, params, json.loads(json.dumps(asdict(cfg))),
+                   environment(device))
+    if cfg.progress:
+        print(f"{name}: {params:,} parameters, {len(data.train_labels):,} training "
+              f"images, device {device}")
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, opt, sched, data, mean, std,
+                                            cfg, epoch, gen)
+        test_loss, correct, _ = evaluate(model, data.test_images, data.test_labels,
+                                         mean, std, cfg.eval_batch_size)
+        if cfg.scheduler == "step":
+            sched.step()
+        elif cfg.scheduler == "plateau":
+            sched.step(test_loss)
+        n_test = len(data.test_labels)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rec = EpochRecord(epoch, train_loss, train_acc, test_loss,
+                          100.0 * correct / n_test, opt.param_groups[0]["lr"],
+                          time.perf_counter() - t0)
+        hist.epochs.append(rec)
+        if cfg.progress:
+            print(f"Test set: Average loss: {test_loss:.4f}, Accuracy: "
+                  f"{correct}/{n_test} ({rec.test_acc:.2f}%)", flush=True)
+    return hist
+
+
+# --------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    from .models import FINAL_MODEL, MODELS
+
+    p = argparse.ArgumentParser(
+        prog="python -m mnist_lib.train",
+        description="Train one of the book's models on MNIST.")
+    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS),
+                   help=f"model to train (default {FINAL_MODEL})")
+    p.add_argument("--data", default="data", help="MNIST root folder (default: data)")
+    p.add_argument("--out", help="write the history as JSON to this file")
+    p.add_argument("--checkpoint", help="write the trained weights to this file")
+    for f in fields(TrainConfig):
+        if f.name in ("scale", "progress"):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in ("n_train", "n_test"):
+            p.add_argument(flag, type=int, default=None)
+        else:
+            p.add_argument(flag, type=type(f.default), default=None,
+                           help=f"(default: the model's recipe)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .recipes import recipe, run
+    from .utils import atomic_torch_save
+
+    args = build_parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if getattr(args, f.name, None) is not None}
+    overrides["progress"] = not args.quiet
+    try:
+        cfg = recipe(args.model, **overrides)
+        best_device(cfg.device)  # fail before loading data if it is not there
+    except ValueError as err:
+        build_parser().error(str(err))  # exits with status 2 and the usage line
+    data = load_mnist(args.data)
+    try:
+        model, hist = run(args.model, data, cfg)
+    except DivergenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.model}: last-3 test accuracy "
+          + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
+          + f"; target (>= 99.4% in each of the last 3) "
+          + ("MET" if hist.meets_target() else "NOT met")
+          + f"; {hist.total_seconds:.1f} s")
+    if args.out:
+        hist.save(args.out)
+    if args.checkpoint:
+        atomic_torch_save({"model": args.model, "state_dict": model.state_dict(),
+                           "config": asdict(cfg)}, args.checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Small helpers shared by the library: seeding, device choice, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy (if installed) and torch; return a CPU generator.
+
+    The generator drives shuffling and augmentation, so a run is reproducible
+    from its seed alone, on CPU and GPU alike.
+    """
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # NumPy is optional for the library itself
+        pass
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def best_device(requested: str = "auto") -> torch.device:
+    """Return the device to train on: CUDA, then Apple MPS, then CPU.
+
+    `requested` may name a device ("cpu", "cuda", "cuda:1", "mps"); asking for
+    one that is not available raises a ValueError that says what is.
+    """
+    if requested in ("auto", "", None):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError as err:
+        raise ValueError(
+            f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'mps'"
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; "
+                         "use --device auto or --device cpu")
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError("device 'mps' requested but MPS is not available; "
+                         "use --device auto or --device cpu")
+    return device
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file and a rename.
+
+    A reader sees either the old file or the complete new one, never a
+    half-written file, even if the process is killed mid-write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600 files; give the file the usual umask permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write `obj` as indented JSON, atomically (see `atomic_write_bytes`)."""
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """`torch.save` through a temporary file and a rename (for checkpoints)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test suite behind `make test`: library tests, then a quick build of the
+# whole book (every chapter executed on a small subset, Sphinx warnings as
+# errors), then the browser test of the built site.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+echo "== library tests"
+$BIN/python -m pytest -q -m "not book"
+
+echo "== quick book build"
+bash scripts/build_book.sh quick
+
+echo "== book tests (built site, browser)"
+$BIN/python -m pytest -q -m book

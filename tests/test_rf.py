@@ -1,0 +1,311 @@
+"""Receptive-field calculator against independent references.
+
+- the empirical RF: where the gradient of one output unit w.r.t. the input is
+  non-zero, for random conv/pool stacks (hypothesis);
+- the real output shapes of every layer;
+- published values for torchvision models.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from mnist_lib.models import MODELS
+from mnist_lib.rf import POINTWISE, RFError, Window, effective_rf, main, receptive_field
+
+
+# --------------------------------------------------------- empirical reference
+def empirical_rf(model: nn.Module, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the input pixels that reach the central unit.
+
+    Weights are set positive and pools averaging, so no gradient cancels: the
+    support of the gradient is exactly the receptive field (inside the image).
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.constant_(m.weight, 1.0)
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    out = model(x)
+    i, k = out.shape[2] // 2, out.shape[3] // 2
+    out[0, :, i, k].sum().backward()
+    rows, cols = (x.grad[0, 0] != 0).nonzero(as_tuple=True)
+    return (int(rows.min()), int(cols.min()), int(rows.max() - rows.min() + 1),
+            int(cols.max() - cols.min() + 1)), (i, k)
+
+
+layer = st.one_of(
+    st.tuples(st.just("conv"), st.integers(1, 5), st.integers(1, 5),
+              st.integers(1, 2), st.integers(0, 2), st.integers(1, 2)),
+    st.tuples(st.just("pool"), st.integers(2, 3), st.integers(2, 3),
+              st.integers(1, 2), st.integers(0, 1), st.just(1)),
+)
+
+
+def build(spec) -> nn.Sequential:
+    layers = []
+    for kind, kh, kw, s, p, d in spec:
+        if kind == "conv":
+            layers.append(nn.Conv2d(1, 1, (kh, kw), stride=s, padding=p, dilation=d,
+                                    bias=False))
+        else:
+            layers.append(nn.AvgPool2d((kh, kw), stride=s,
+                                       padding=min(p, kh // 2, kw // 2)))
+    return nn.Sequential(*layers)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(layer, min_size=1, max_size=5))
+def test_analytic_matches_gradient_rf(spec):
+    model = build(spec)
+    size = 96  # large enough that the central unit's RF lies inside the image
+    try:
+        table = receptive_field(model, (1, size, size))
+    except RFError:
+        with pytest.raises(RuntimeError):  # too small for the window: torch agrees
+            model(torch.zeros(1, 1, size, size))
+        return
+    out = model(torch.zeros(1, 1, size, size))
+    f = table.final
+    assert f.n_out == (out.shape[2] if out.shape[2] == out.shape[3]
+                       else (out.shape[2], out.shape[3]))
+    rh, rw = f.r_out if isinstance(f.r_out, tuple) else (f.r_out, f.r_out)
+    sh, sw = f.start_out if isinstance(f.start_out, tuple) else (f.start_out,) * 2
+    jh, jw = f.j_out if isinstance(f.j_out, tuple) else (f.j_out, f.j_out)
+    (top, left, h, w), (i, k) = empirical_rf(model, size)
+    # Compare only where the image does not clip the RF (hypothesis fails the
+    # test if it has to discard too many examples).
+    assume(top > 0 and left > 0 and top + h < size and left + w < size)
+    assert (h, w) == (rh, rw)
+    assert (top, left) == (sh + i * jh - rh / 2, sw + k * jw - rw / 2)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_n_out_matches_real_shapes_for_every_model(name):
+    model = MODELS[name]().eval()
+    table = receptive_field(model, (1, 28, 28))
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, o.shape))
+             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    model(torch.zeros(1, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    for row in table.rows:
+        if row.name in shapes:
+            assert row.n_out == shapes[row.name][2], row.name
+            assert row.ch_out == shapes[row.name][1], row.name
+
+
+@pytest.mark.parametrize("name, rf", [("Model_1", 29), ("Model_2", 33),
+                                      ("Model_3", 33), ("Model_4", 37),
+                                      ("Model_5", 37)])
+def test_model_output_rf(name, rf):
+    assert receptive_field(MODELS[name](), (1, 28, 28)).final.r_out == rf
+
+
+# --------------------------------------------------------- published values
+def test_vgg16_pool5():
+    tv = pytest.importorskip("torchvision")
+    t = receptive_field(tv.models.vgg16().features, (3, 224, 224))
+    assert (t.final.kind, t.final.r_out, t.final.j_out) == ("MaxPool2d", 212, 32)
+
+
+def test_alexnet_features():
+    tv = pytest.importorskip("torchvision")
+    assert receptive_field(tv.models.alexnet().features, (3, 224, 224)).final.r_out == 195
+
+
+def test_resnet50_trunk_and_global_pool():
+    tv = pytest.importorskip("torchvision")
+    t = receptive_field(tv.models.resnet50(), (3, 224, 224))
+    last = [r for r in t.rows if r.name.startswith("layer4")][-1]
+    assert (last.r_out, last.j_out, last.n_out) == (427, 32, 7)
+    # Global average pooling sees the whole 7x7 map: 427 + 6 * 32.
+    assert t["avgpool"].r_out == 427 + 6 * 32 == t.final.r_out
+    assert t.final.exceeds_input
+
+
+# ----------------------------------------------------------------- semantics
+def test_one_by_one_conv_keeps_rf():
+    t = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1)),
+                        (1, 28, 28))
+    assert [r.r_out for r in t.rows] == [3, 3]
+
+
+def test_non_square_kernel_gives_pairs():
+    t = receptive_field(nn.Sequential(nn.Conv2d(1, 1, (3, 5)), nn.Conv2d(1, 1, 3)),
+                        (1, 20, 30))
+    assert t.final.r_out == (5, 7)
+    assert t.final.n_out == (16, 24)
+
+
+def test_same_and_valid_padding():
+    t = receptive_field(nn.Sequential(nn.Conv2d(1, 1, 4, padding="same"),
+                                      nn.Conv2d(1, 1, 3, padding="valid")), (1, 10, 10))
+    assert [r.n_out for r in t.rows] == [10, 8]
+    # 'same' with an even kernel pads 1 before and 2 after: the centre moves.
+    assert t.rows[0].start_out == 1.0
+
+
+def test_adaptive_pool_real_windows():
+    t = receptive_field(nn.Sequential(nn.AdaptiveAvgPool2d(2)), (1, 5, 5))
+    # PyTorch's windows on 5 -> 2 are [0, 3) and [2, 5): 3 pixels wide, 2 apart.
+    assert (t.final.r_out, t.final.j_out, t.final.n_out) == (3, 2, 2)
+
+
+def test_ceil_mode_pool():
+    model = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True))
+    t = receptive_field(model, (1, 7, 7))
+    assert t.final.n_out == model(torch.zeros(1, 1, 7, 7)).shape[2] == 4
+
+
+def test_rf_larger_than_image_is_reported_not_clipped():
+    model = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(20)])
+    t = receptive_field(model, (1, 28, 28))
+    assert t.final.r_out == 41 and t.final.exceeds_input
+
+
+class Residual(nn.Module):
+    def __init__(self, stride_a: int, stride_b: int):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 1, 3, stride_a, 1), nn.Conv2d(1, 1, 3, 1, 1))
+        self.b = nn.Conv2d(1, 1, 1, stride_b)
+
+    def forward(self, x):
+        return torch.relu(self.a(x) + self.b(x))
+
+
+def test_aligned_residual_takes_largest_branch():
+    t = receptive_field(Residual(2, 2), (1, 16, 16))
+    assert t["add"].r_out == 7 and t["add"].j_out == 2
+
+
+class Misaligned(nn.Module):
+    """Both branches give 16x16 maps, but b's units sit half a pixel off a's."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=1)
+        self.b = nn.Sequential(nn.ZeroPad2d((1, 0, 1, 0)), nn.Conv2d(1, 1, 2))
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_misaligned_branches_raise():
+    assert Misaligned()(torch.zeros(1, 1, 16, 16)).shape[-1] == 16  # torch runs it
+    with pytest.raises(RFError, match="misaligned along height.*start=0.5.*start=0"):
+        receptive_field(Misaligned(), (1, 16, 16))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 5, padding=2)
+
+    def forward(self, x):
+        return torch.cat([self.a(x), self.b(x)], dim=1)
+
+
+def test_concat_takes_largest_rf_and_sums_channels():
+    t = receptive_field(Concat(), (1, 8, 8))
+    assert (t.final.r_out, t.final.ch_out) == (5, 4)
+
+
+def test_unsupported_module_is_named_with_the_fix():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
+    with pytest.raises(RFError, match=r"'1' \(Upsample\).*custom="):
+        receptive_field(model, (1, 10, 10))
+
+
+class Blur(nn.Module):
+    def forward(self, x):
+        return nn.functional.avg_pool2d(x, 3, 1, 1)
+
+
+class Gate(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: fx cannot trace it
+            return x
+        return -x
+
+
+def test_custom_declarations():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate(), Blur())
+    with pytest.raises(RFError, match="leaf_modules"):
+        receptive_field(model, (1, 10, 10))
+    t = receptive_field(model, (1, 10, 10), custom={Gate: POINTWISE, Blur: Window(3, 1, 1)})
+    assert t.final.r_out == 5 and t.final.n_out == 8
+
+
+def test_linear_sees_the_whole_map():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
+    t = receptive_field(model, (1, 28, 28))
+    assert t.final.kind == "Linear" and t.final.r_out == 28 and t.final.n_out == 1
+
+
+def test_model_mode_and_weights_untouched():
+    model = MODELS["Model_4"]().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    receptive_field(model, (1, 28, 28))
+    assert model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_renderings():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    frame = t.to_frame()
+    assert list(frame.columns)[:4] == ["name", "kind", "n_in", "ch_in"]
+    assert "Conv2d" in t.to_markdown() and "<table" in t._repr_html_()
+    assert "BatchNorm2d" not in t.to_markdown()
+    assert "BatchNorm2d" in t.to_markdown(all_ops=True)
+
+
+def test_effective_rf_lies_inside_theoretical_box():
+    model = MODELS["Model_4"]()
+    img = torch.rand(1, 28, 28)
+    erf = effective_rf(model, img, "block1.2")
+    t = receptive_field(model, (1, 28, 28))
+    row = t["block1.2.0"]
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    centre = row.start_out + (row.n_out // 2) * row.j_out
+    assert rows.min() >= centre - row.r_out / 2 and rows.max() < centre + row.r_out / 2
+    assert erf.max() == 1.0
+
+
+# ----------------------------------------------------------------------- CLI
+def test_cli_formats(capsys):
+    assert main(["mnist_lib.models:Model_4", "--input", "1,28,28"]) == 0
+    assert "output RF 37 px" in capsys.readouterr().out
+    assert main(["mnist_lib.models:Model_4", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["r_out"] == 37
+    assert main(["mnist_lib.models:Model_4", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("name,kind,n_in")
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["mnist_lib.models:Model_4", "--input", "28,28"], "three positive integers"),
+    (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
+    (["mnist_lib.models:Nope"], "cannot load"),
+])
+def test_cli_errors(argv, msg, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err + str(exc.value.code)
+    assert msg in err
+
+
+def test_cli_unsupported_model_exits_1(capsys):
+    assert main(["tests.test_rf:UpsampleNet"]) == 1
+    assert "Upsample" in capsys.readouterr().err
+
+
+class UpsampleNet(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
