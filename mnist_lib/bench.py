@@ -1,0 +1,235 @@
+"""Benchmark: the library's pipeline against the usual MNIST pipeline.
+
+    python -m mnist_lib.bench --epochs 15 --repeats 1 --json results/bench_cpu.json
+    python -m mnist_lib.bench --quick        # seconds; what the tests run
+
+(a) library: the book's final model, data on the device, batched tensor
+    augmentation (`mnist_lib.train.fit`).
+(b) reference: the way this exercise is usually trained: torchvision's MNIST
+    dataset with PIL `RandomRotation`, `ToTensor`, `Normalize`, a `DataLoader`
+    (batch 128, 2 workers), a ~6k-parameter net, SGD with StepLR.
+
+Both run in the same process, alternating, for the same epochs on the same
+device; each epoch's time includes its test-set evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import load_mnist
+from .models import FINAL_MODEL
+from .recipes import run
+from .train import environment
+from .utils import atomic_write_json, best_device, set_seed
+
+
+class ReferenceNet(nn.Module):
+    """The usual ~6k-parameter design: convs 1->4->10, max-pool, 1x1 10->8->4,
+    convs 4->10->16->12->16, AvgPool 4, 1x1 to 10; ReLU, BatchNorm and 5% dropout
+    after each convolution."""
+
+    def __init__(self, dropout: float = 0.05) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_out, k, bias=False), nn.ReLU(),
+                                 nn.BatchNorm2d(c_out), nn.Dropout(dropout))
+
+        self.net = nn.Sequential(
+            block(1, 4), block(4, 10),                  # 28 -> 26 -> 24
+            nn.MaxPool2d(2),                            # 12
+            block(10, 8, 1), block(8, 4, 1),            # 12
+            block(4, 10), block(10, 16), block(16, 12), block(12, 16),  # 10, 8, 6, 4
+            nn.AvgPool2d(4),                            # 1
+            nn.Conv2d(16, 10, 1, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.net(x).flatten(1), dim=-1)
+
+
+def _peak_memory(device: torch.device) -> float:
+    """Peak memory in MiB: GPU allocations on CUDA, else the process's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**20 if platform.system() == "Darwin" else 2**10)
+
+
+def reference_run(root: str, epochs: int, device: torch.device, seed: int = 0,
+                  n_train: int | None = None, n_test: int | None = None,
+                  workers: int = 2) -> dict[str, Any]:
+    """Train the reference pipeline; return per-epoch times and accuracies."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    set_seed(seed)
+    norm = transforms.Normalize((0.1307,), (0.3081,))
+    train_tf = transforms.Compose([transforms.RandomRotation((-7.0, 7.0), fill=(0,)),
+                                   transforms.ToTensor(), norm])
+    test_tf = transforms.Compose([transforms.ToTensor(), norm])
+    train_set = datasets.MNIST(root, train=True, download=False, transform=train_tf)
+    test_set = datasets.MNIST(root, train=False, download=False, transform=test_tf)
+    if n_train:
+        train_set = Subset(train_set, range(n_train))
+    if n_test:
+        test_set = Subset(test_set, range(n_test))
+    cuda = device.type == "cuda"
+    kwargs = dict(batch_size=128, num_workers=workers, pin_memory=cuda,
+                  persistent_workers=workers > 0)
+    train_loader = DataLoader(train_set, shuffle=True, **kwargs)
+    test_loader = DataLoader(test_set, shuffle=False, **kwargs)
+    model = ReferenceNet().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=6, gamma=0.1)
+    seconds, accs = [], []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            loss = F.nll_loss(model(x), y)
+            loss.backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in test_loader:
+                x, y = x.to(device), y.to(device)
+                correct += (model(x).argmax(1) == y).sum().item()
+        seconds.append(time.perf_counter() - t0)
+        accs.append(100.0 * correct / len(test_set))
+    return {"seconds": seconds, "test_acc": accs, "n_train": len(train_set),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def library_run(data, epochs: int, device: torch.device, seed: int = 0,
+                model: str = FINAL_MODEL, **overrides) -> dict[str, Any]:
+    """Train the book's final model with its recipe; same report as `reference_run`."""
+    _, hist = run(model, data, epochs=epochs, device=str(device), seed=seed,
+                  progress=False, **overrides)
+    n_train = overrides.get("n_train") or len(data.train_labels)
+    return {"seconds": hist.column("seconds"), "test_acc": hist.column("test_acc"),
+            "n_train": n_train, "params": hist.params}
+
+
+def _summarise(runs: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+    per_epoch = [s for r in runs for s in r["seconds"]]
+    med = statistics.median(per_epoch)
+
+    def until_rule(r: dict[str, Any]) -> float | None:
+        accs, secs = r["test_acc"], r["seconds"]
+        for end in range(3, len(accs) + 1):
+            if all(a >= 99.4 for a in accs[end - 3:end]):
+                return sum(secs[:end])
+        return None
+
+    untils = [until_rule(r) for r in runs]
+    return {
+        "epoch_s_median": med, "epoch_s_min": min(per_epoch),
+        "epoch_s_max": max(per_epoch),
+        "images_per_s": runs[0]["n_train"] / med,
+        "run_s": statistics.median(sum(r["seconds"]) for r in runs),
+        "until_rule_s": untils[0] if len(untils) == 1 else (
+            statistics.median([u for u in untils if u is not None])
+            if any(u is not None for u in untils) else None),
+        "final_acc": statistics.fmean(r["test_acc"][-1] for r in runs),
+        "rule_met": [u is not None for u in untils],
+        "params": runs[0]["params"],
+        "peak_mem_mib": _peak_memory(device),
+        "runs": runs,
+    }
+
+
+def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
+              device: str = "auto", quick: bool = False, progress: bool = True
+              ) -> dict[str, Any]:
+    """Run both pipelines `repeats` times, alternating; return the report."""
+    dev = best_device(device)
+    sizes = dict(n_train=2000, n_test=1000) if quick else {}
+    data = load_mnist(root, verbose=False)
+    lib, ref = [], []
+    for rep in range(repeats):
+        for name, runs in (("library", lib), ("reference", ref)):
+            if progress:
+                print(f"repeat {rep + 1}/{repeats}: {name} ...", flush=True)
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            if name == "library":
+                runs.append(library_run(data, epochs, dev, seed=rep, **sizes))
+            else:
+                runs.append(reference_run(root, epochs, dev, seed=rep,
+                                          workers=0 if quick else 2, **sizes))
+    a, b = _summarise(lib, dev), _summarise(ref, dev)
+    return {
+        "library": a, "reference": b,
+        "speedup_epoch": b["epoch_s_median"] / a["epoch_s_median"],
+        "speedup_run": b["run_s"] / a["run_s"],
+        "epochs": epochs, "repeats": repeats, "quick": quick,
+        "model": FINAL_MODEL, "env": environment(dev),
+    }
+
+
+def table(rep: dict[str, Any]) -> str:
+    """The human-readable report."""
+    def fmt(v: Any, spec: str) -> str:
+        return "—" if v is None else format(v, spec)
+
+    rows = [("parameters", "params", ",d"), ("s / epoch (median)", "epoch_s_median", ".2f"),
+            ("s / epoch (min)", "epoch_s_min", ".2f"), ("s / epoch (max)", "epoch_s_max", ".2f"),
+            ("images / s", "images_per_s", ",.0f"), ("full run (s)", "run_s", ".1f"),
+            ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
+            ("final test acc (%)", "final_acc", ".2f"), ("peak memory (MiB)", "peak_mem_mib", ".0f")]
+    env = rep["env"]
+    out = [f"device: {env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, "
+           f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
+           + (", QUICK" if rep["quick"] else ""),
+           f"{'':24}{'library':>12}{'reference':>12}"]
+    for label, key, spec in rows:
+        out.append(f"{label:24}{fmt(rep['library'][key], spec):>12}"
+                   f"{fmt(rep['reference'][key], spec):>12}")
+    out.append(f"speed-up (reference / library): {rep['speedup_epoch']:.2f}x per epoch, "
+               f"{rep['speedup_run']:.2f}x per full run")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mnist_lib.bench",
+                                description="Library pipeline vs the usual pipeline.")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data", default="data")
+    p.add_argument("--quick", action="store_true",
+                   help="1 epoch on 2,000 images, no loader workers (for tests)")
+    p.add_argument("--json", help="write the report as JSON to this file")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.repeats < 1:
+        p.error("--epochs and --repeats must be >= 1")
+    try:
+        best_device(args.device)
+    except ValueError as err:
+        p.error(str(err))
+    rep = benchmark(args.data, 1 if args.quick else args.epochs, args.repeats,
+                    args.device, args.quick)
+    print(table(rep))
+    if args.json:
+        atomic_write_json(args.json, rep)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

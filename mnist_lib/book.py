@@ -1,0 +1,168 @@
+"""Helpers the book's chapters share: quick mode, glue, checked claims, results.
+
+Chapters run in the book build (myst-nb), in Colab/Binder and locally; none of
+those may need build-only tools, so `glue` falls back to doing nothing when
+myst-nb is absent.
+
+Quick mode (`MNIST_BOOK_QUICK=1`, set by `make book-quick` and `make test`)
+trains on a small subset for one epoch so that CI can execute every chapter in
+minutes; `claim` does not assert in quick mode, since the numbers it checks
+need the full run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from .data import MNIST
+from .train import History
+
+QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
+QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding pyproject.toml), else the cwd."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "mnist_lib").is_dir():
+            return folder
+    return here
+
+
+def data_root() -> Path:
+    """Where chapters keep MNIST: $MNIST_DATA, else `<repo>/data`."""
+    return Path(os.environ.get("MNIST_DATA") or repo_root() / "data")
+
+
+def glue(name: str, value: Any, display: bool = False) -> Any:
+    """myst-nb's `glue` where it exists (the book build); a no-op elsewhere.
+
+    NumPy and torch scalars are turned into plain Python numbers first: glue
+    cannot format them.
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # Colab, Binder, plain Jupyter
+        if display:
+            from IPython.display import display as show
+
+            show(value)
+        return value
+    _glue(name, value, display=display)
+    return value
+
+
+def claim(condition: bool, message: str) -> bool:
+    """Assert a claim the prose makes, so a rerun that falsifies it fails the build.
+
+    In quick mode the numbers come from a one-epoch toy run, so the claim is
+    reported but not enforced.
+    """
+    condition = bool(condition)
+    if QUICK:
+        print(f"[quick mode: not checked] {message}: {condition}")
+        return condition
+    assert condition, f"claim no longer holds: {message}"
+    return condition
+
+
+def train(name: str, data: MNIST, **overrides) -> tuple[nn.Module, History]:
+    """Train a model with its recipe (`mnist_lib.recipes`); quick mode shrinks it."""
+    from .recipes import run
+
+    if QUICK:
+        overrides = QUICK_SIZE | overrides
+    return run(name, data, **overrides)
+
+
+def features(model: nn.Module, hist: History) -> dict[str, str]:
+    """What a model uses (BatchNorm, dropout, GAP) and how it was trained,
+    read from the model and the run's config, for the comparison table."""
+    mods = list(model.modules())
+    drop = [m.p for m in mods if isinstance(m, nn.Dropout) and m.p > 0]
+    cfg = hist.config
+    aug = []
+    if cfg["rotation"]:
+        aug.append(f"rotate ±{cfg['rotation']:g}°")
+    if cfg["translate"]:
+        aug.append(f"shift ±{100 * cfg['translate']:g}%")
+    return {
+        "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",
+        "dropout": f"{max(drop):g}" if drop else "no",
+        "gap": "yes" if any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
+                            for m in mods) else "no",
+        "aug": ", ".join(aug) or "no",
+        "sched": {"none": f"constant {cfg['lr']:g}", "step": "StepLR",
+                  "onecycle": f"OneCycle, peak {cfg['lr']:g}",
+                  "plateau": "ReduceLROnPlateau"}[cfg["scheduler"]],
+    }
+
+
+def glue_result(key: str, hist: History, model: nn.Module | None = None,
+                last: int = 3) -> dict[str, Any]:
+    """Glue a run's standard numbers under `<key>_<field>`; return them as a dict.
+
+    Strings are glued ready to print; numbers stay available for claims.
+    With `model`, also glue its features (`<key>_bn`, `<key>_gap`, ...).
+    """
+    accs = hist.last_test_acc(last)
+    met = hist.meets_target(99.4, last)
+    result = {
+        "params": hist.params,
+        "best_train": hist.best_train_acc,
+        "best_test": hist.best_test_acc,
+        "final_test": hist.epochs[-1].test_acc,
+        "last": accs,
+        "min_last": min(accs),
+        "gap": hist.epochs[-1].train_acc - hist.epochs[-1].test_acc,
+        "met": met,
+        "epochs": len(hist.epochs),
+        "seconds": hist.total_seconds,
+        "sec_per_epoch": hist.total_seconds / len(hist.epochs),
+    }
+    glue(f"{key}_params", f"{hist.params:,}")
+    glue(f"{key}_best_train", f"{result['best_train']:.2f}%")
+    glue(f"{key}_best_test", f"{result['best_test']:.2f}%")
+    glue(f"{key}_final_test", f"{result['final_test']:.2f}%")
+    glue(f"{key}_last", ", ".join(f"{a:.2f}%" for a in accs))
+    glue(f"{key}_min_last", f"{result['min_last']:.2f}%")
+    glue(f"{key}_gap", f"{result['gap']:+.2f} points")
+    glue(f"{key}_met", "yes" if met else "no")
+    glue(f"{key}_epochs", str(result["epochs"]))
+    glue(f"{key}_seconds", f"{result['seconds']:.0f} s")
+    glue(f"{key}_sec_per_epoch", f"{result['sec_per_epoch']:.1f} s")
+    glue(f"{key}_device", hist.env["device"])
+    if model is not None:
+        for name, text in features(model, hist).items():
+            glue(f"{key}_{name}", text)
+    return result
+
+
+def source(obj: Any):
+    """A class's or function's source, highlighted in notebooks (printed elsewhere)."""
+    import inspect
+
+    text = inspect.getsource(obj)
+    try:
+        from IPython.display import Code
+    except ImportError:
+        print(text)
+        return None
+    return Code(text, language="python")
+
+
+def load_record(name: str) -> dict[str, Any]:
+    """A recorded result shipped with the repository (`results/<name>.json`)."""
+    path = repo_root() / "results" / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: regenerate it with the command "
+                                "given in the Reproducibility chapter")
+    return json.loads(path.read_text())

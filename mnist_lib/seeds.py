@@ -1,0 +1,118 @@
+"""Train one model with several seeds and report the spread.
+
+    python -m mnist_lib.seeds --model Model_4 --seeds 5 --out results/seeds_Model_4.json
+
+One run proves little: a model "meets the target" only if it does so for
+every seed. Prints per seed the last-3 test accuracies, best and final, and
+whether the rule held; then mean, standard deviation and minimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+from .data import load_mnist
+from .recipes import recipe, run
+from .train import environment
+from .utils import atomic_write_json, best_device
+
+
+def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
+              last: int = 3, progress: bool = True, **overrides) -> dict[str, Any]:
+    """Train `model` once per seed; return a JSON-ready summary."""
+    per_seed = []
+    for seed in seeds:
+        _, hist = run(model, data, seed=seed, progress=False, **overrides)
+        per_seed.append({
+            "seed": seed,
+            "last": hist.last_test_acc(last),
+            "best": hist.best_test_acc,
+            "final": hist.epochs[-1].test_acc,
+            "passed": hist.meets_target(threshold, last),
+            "seconds": hist.total_seconds,
+            "test_acc": hist.column("test_acc"),
+        })
+        if progress:
+            print(_row(per_seed[-1]), flush=True)
+    finals = [s["final"] for s in per_seed]
+    cfg = recipe(model, **overrides)
+    return {
+        "model": model,
+        "params": hist.params,
+        "rule": {"threshold": threshold, "last": last},
+        "seeds": per_seed,
+        "final_mean": statistics.fmean(finals),
+        "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+        "final_min": min(finals),
+        "passed": sum(s["passed"] for s in per_seed),
+        "n_seeds": len(per_seed),
+        "config": asdict(cfg) | {"seed": seeds},
+        "env": environment(best_device(cfg.device)),
+    }
+
+
+HEADER = f"{'seed':>4}  {'last-3 test accuracy (%)':<26} {'best':>6} {'final':>6}  rule"
+
+
+def _row(s: dict[str, Any]) -> str:
+    last = " ".join(f"{a:6.2f}" for a in s["last"])
+    return (f"{s['seed']:>4}  {last:<26} {s['best']:6.2f} {s['final']:6.2f}  "
+            f"{'pass' if s['passed'] else 'FAIL'}")
+
+
+def report(summary: dict[str, Any]) -> str:
+    """The table printed by the CLI."""
+    lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: >= "
+             f"{summary['rule']['threshold']}% in each of the last "
+             f"{summary['rule']['last']} epochs", HEADER]
+    lines += [_row(s) for s in summary["seeds"]]
+    lines.append(f"final accuracy: mean {summary['final_mean']:.3f} ± "
+                 f"{summary['final_std']:.3f} (std), min {summary['final_min']:.2f}; "
+                 f"rule held for {summary['passed']}/{summary['n_seeds']} seeds")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .models import FINAL_MODEL, MODELS
+
+    p = argparse.ArgumentParser(prog="python -m mnist_lib.seeds",
+                                description="Train a model with several seeds.")
+    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--n-train", type=int, default=None, help="subset (quick runs)")
+    p.add_argument("--n-test", type=int, default=None, help="subset (quick runs)")
+    p.add_argument("--data", default="data")
+    p.add_argument("--out", help="write the summary as JSON to this file")
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    overrides = {k: v for k, v in dict(epochs=args.epochs, device=args.device,
+                                       n_train=args.n_train, n_test=args.n_test).items()
+                 if v is not None}
+    try:
+        best_device(recipe(args.model, **overrides).device)
+    except ValueError as err:
+        p.error(str(err))
+    data = load_mnist(args.data)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    print(HEADER)
+    t0 = time.perf_counter()
+    summary = run_seeds(args.model, data, seeds, **overrides)
+    summary["wall_seconds"] = time.perf_counter() - t0
+    print(report(summary).split("\n", 2)[2].split("\n")[-1])
+    if args.out:
+        atomic_write_json(args.out, summary)
+        print(f"saved {args.out}")
+    return 0 if summary["passed"] == summary["n_seeds"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

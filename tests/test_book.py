@@ -1,0 +1,160 @@
+"""The book: .ipynb twins in sync, and the built site opened in a real browser.
+
+The browser tests need a built site (`make book-quick` or `make book`) and
+Debian's Chromium (`apt-get install chromium`); without them they are skipped
+with a message saying so. `make test` builds the site first.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "book").glob("*.md"))
+
+
+# ------------------------------------------------------------ jupytext twins
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_ipynb_twin_in_sync_and_without_outputs(md):
+    jupytext = pytest.importorskip("jupytext")
+    twin = md.with_suffix(".ipynb")
+    assert twin.exists(), f"{twin.name} missing: run `make sync`"
+    a, b = jupytext.read(md), jupytext.read(twin)
+    cells = lambda nb: [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", [])))
+                        for c in nb.cells]
+    assert cells(a) == cells(b), f"{twin.name} differs from {md.name}: run `make sync`"
+    for cell in b.cells:
+        assert not cell.get("outputs"), f"{twin.name} stores outputs: strip them"
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for md in CHAPTERS:
+        assert f"book/{md.stem}" in toc, f"{md.name} is not in _toc.yml"
+
+
+def test_chapters_install_cell_is_skipped_and_hidden():
+    for md in CHAPTERS:
+        text = md.read_text()
+        if "```{code-cell}" not in text:
+            continue
+        first = text.split("```{code-cell}", 2)[1]
+        assert "remove-cell" in first and "skip-execution" in first, md.name
+        assert "pip" in first and "mnist_lib" in first, md.name
+
+
+# ------------------------------------------------------------------ browser
+def _site() -> Path | None:
+    env = os.environ.get("BOOK_HTML")
+    candidates = [Path(env)] if env else [ROOT / "_build/html",
+                                          ROOT / "_build/quick/_build/html"]
+    return next((p for p in candidates if (p / "index.html").exists()), None)
+
+
+@pytest.fixture(scope="module")
+def site():
+    html = _site()
+    if html is None:
+        pytest.skip("no built book: run `make book-quick` (or set BOOK_HTML)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(html))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", html
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium not found: `apt-get install chromium` (Debian) enables "
+                    "the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="`pip install playwright` enables it")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def _pages(html: Path) -> list[str]:
+    return sorted(str(p.relative_to(html)) for p in (html / "book").glob("*.html")) + [
+        "index.html"]
+
+
+@pytest.mark.book
+def test_every_chapter_renders_with_figures_and_tables(site, browser):
+    base, html = site
+    shots = os.environ.get("BOOK_SCREENSHOTS")
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    seen_rf = seen_summary = 0
+    for rel in _pages(html):
+        page.goto(f"{base}/{rel}", wait_until="load")
+        assert page.locator("main h1").count() >= 1, f"{rel}: no title"
+        sizes = page.eval_on_selector_all(
+            "main img", "imgs => imgs.map(i => [i.src, i.naturalWidth, i.naturalHeight])")
+        for src, w, h in sizes:
+            assert w > 0 and h > 0, f"{rel}: image {src} did not load"
+        text = page.inner_text("main")
+        assert "Traceback" not in text, f"{rel}: a cell raised"
+        if page.locator("main table:has(th:text-is('r_out'))").count():
+            seen_rf += 1
+        if "Total params" in text:
+            seen_summary += 1
+        if rel.startswith("book/step"):
+            assert sizes, f"{rel}: no figure"
+            assert "Target" in text and "Result" in text and "Analysis" in text
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / (Path(rel).stem + ".png")),
+                            full_page=True)
+    assert seen_rf >= 4 and seen_summary >= 3, (seen_rf, seen_summary)
+    page.close()
+
+
+@pytest.mark.book
+def test_no_broken_internal_links(site):
+    base, html = site
+    broken = []
+    for rel in _pages(html):
+        text = (html / rel).read_text()
+        for href in re.findall(r'href="([^"]+)"', text):
+            if href.startswith(("http:", "https:", "mailto:", "javascript:", "data:")):
+                continue
+            url = urllib.parse.urljoin(f"{base}/{rel}", href)
+            target, _, fragment = url.partition("#")
+            try:
+                body = urllib.request.urlopen(target, timeout=10).read().decode(
+                    "utf-8", "replace")
+            except Exception as err:
+                broken.append(f"{rel}: {href} ({err})")
+                continue
+            if fragment and target.endswith(".html") and \
+                    f'id="{urllib.parse.unquote(fragment)}"' not in body:
+                broken.append(f"{rel}: {href} (no #{fragment})")
+    assert not broken, "\n".join(broken)
+
+
+@pytest.mark.book
+def test_launch_buttons_point_at_main_and_ipynb(site):
+    _, html = site
+    text = (html / "book" / "step1.html").read_text()
+    assert "colab.research.google.com/github/" in text
+    colab = re.search(r'colab\.research\.google\.com/github/[^"]+', text).group(0)
+    assert "/blob/main/book/step1.ipynb" in colab
+    assert "mybinder.org" in text

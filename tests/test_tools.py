@@ -1,0 +1,62 @@
+"""The seed runner and the benchmark, in quick mode: their reports, not speeds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mnist_lib import bench, seeds
+
+
+def test_seed_runner_summary(small, capsys):
+    summary = seeds.run_seeds("Model_2", small, [0, 1], epochs=1, device="cpu",
+                              n_train=1000, n_test=500)
+    assert [s["seed"] for s in summary["seeds"]] == [0, 1]
+    finals = [s["final"] for s in summary["seeds"]]
+    assert summary["final_min"] == min(finals)
+    assert summary["final_mean"] == pytest.approx(sum(finals) / 2)
+    assert finals[0] != finals[1]  # different seeds, different runs
+    assert summary["passed"] == 0  # one epoch on 1,000 images cannot pass
+    text = seeds.report(summary)
+    assert "rule held for 0/2 seeds" in text and "FAIL" in text
+
+
+def test_seed_cli_writes_json_and_exits_1_on_failures(tmp_path, data_root):
+    out = tmp_path / "s.json"
+    code = seeds.main(["--model", "Model_2", "--seeds", "2", "--epochs", "1",
+                       "--n-train", "500", "--n-test", "200", "--device", "cpu",
+                       "--data", str(data_root), "--out", str(out)])
+    assert code == 1  # not every seed met the rule
+    saved = json.loads(out.read_text())
+    assert saved["n_seeds"] == 2 and saved["env"]["device"] == "cpu"
+
+
+def test_seed_cli_rejects_zero_seeds(capsys):
+    with pytest.raises(SystemExit) as exc:
+        seeds.main(["--seeds", "0"])
+    assert exc.value.code == 2 and "--seeds must be >= 1" in capsys.readouterr().err
+
+
+def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
+    out = tmp_path / "b.json"
+    assert bench.main(["--quick", "--device", "cpu", "--data", str(data_root),
+                       "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    for side in ("library", "reference"):
+        r = rep[side]
+        assert r["epoch_s_min"] <= r["epoch_s_median"] <= r["epoch_s_max"]
+        assert r["images_per_s"] == pytest.approx(2000 / r["epoch_s_median"])
+        assert 0 <= r["final_acc"] <= 100 and len(r["runs"]) == 1
+        assert r["until_rule_s"] is None  # one epoch cannot show 3 good epochs
+    assert rep["library"]["params"] < 8000
+    assert 5000 < rep["reference"]["params"] < 7000  # "a ~6k-parameter model"
+    assert rep["speedup_epoch"] == pytest.approx(
+        rep["reference"]["epoch_s_median"] / rep["library"]["epoch_s_median"])
+    assert "speed-up (reference / library)" in capsys.readouterr().out
+
+
+def test_benchmark_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--epochs", "0"])
+    assert exc.value.code == 2
