@@ -47,6 +47,7 @@ class TrainConfig:
     step_size: int = 6              # epochs between StepLR decays
     gamma: float = 0.1              # StepLR / plateau decay factor
     pct_start: float = 0.25         # onecycle: fraction of steps spent warming up
+    label_smoothing: float = 0.0    # share of the target spread over all classes
     rotation: float = 0.0           # max rotation in degrees (0 = no augmentation)
     translate: float = 0.0          # max shift, as a fraction of the image size
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
@@ -69,6 +70,8 @@ class TrainConfig:
             problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.scheduler not in SCHEDULERS:
             problems.append(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.rotation < 0 or self.translate < 0:
             problems.append("rotation and translate must be >= 0")
         self.scale = tuple(self.scale)
@@ -199,6 +202,16 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     return None
 
 
+def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
+                 ) -> torch.Tensor:
+    """NLL of log-probabilities against targets that put `smoothing` of their
+    mass uniformly on all classes (`smoothing=0`: plain `nll_loss`)."""
+    loss = F.nll_loss(logp, y)
+    if smoothing:
+        loss = (1 - smoothing) * loss - smoothing * logp.mean(dim=1).mean()
+    return loss
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
             batch_size: int = 2000) -> torch.Tensor:
@@ -287,7 +300,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
 
         opt.zero_grad(set_to_none=True)
         logp = model(x)
-        loss = F.nll_loss(logp, y)
+        loss = smoothed_nll(logp, y, cfg.label_smoothing)
         loss.backward()
         opt.step()
         if cfg.scheduler == "onecycle":

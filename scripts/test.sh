@@ -13,4 +13,4 @@ echo "== quick book build"
 bash scripts/build_book.sh quick
 
 echo "== book tests (built site, browser)"
-$BIN/python -m pytest -q -m book
+BOOK_HTML=_build/quick/_build/html $BIN/python -m pytest -q -m book

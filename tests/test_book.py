@@ -26,7 +26,7 @@ CHAPTERS = sorted((ROOT / "book").glob("*.md"))
 # ------------------------------------------------------------ jupytext twins
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_ipynb_twin_in_sync_and_without_outputs(md):
-    jupytext = pytest.importorskip("jupytext")
+    import jupytext
     twin = md.with_suffix(".ipynb")
     assert twin.exists(), f"{twin.name} missing: run `make sync`"
     a, b = jupytext.read(md), jupytext.read(twin)

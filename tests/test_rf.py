@@ -309,3 +309,12 @@ def test_cli_unsupported_model_exits_1(capsys):
 class UpsampleNet(nn.Sequential):
     def __init__(self):
         super().__init__(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    import mnist_lib.rf
+
+    result = doctest.testmod(mnist_lib.rf)
+    assert result.attempted >= 3 and result.failed == 0

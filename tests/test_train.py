@@ -174,3 +174,13 @@ def test_cli_trains_and_writes_json(tmp_path, capsys):
     assert "target" in capsys.readouterr().out
     state = torch.load(tmp_path / "w.pt")
     assert state["model"] == "Model_2"
+
+
+def test_smoothed_nll_matches_torch_cross_entropy():
+    logits = torch.randn(16, 10)
+    y = torch.randint(0, 10, (16,))
+    ours = T.smoothed_nll(torch.log_softmax(logits, 1), y, 0.1)
+    ref = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
+    assert torch.allclose(ours, ref, atol=1e-6)
+    plain = T.smoothed_nll(torch.log_softmax(logits, 1), y, 0.0)
+    assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y))
