@@ -15,15 +15,15 @@ Nothing runs at import time: no downloads, no global torch settings.
 
 from importlib import import_module
 
-from .data import MNIST, DataError, augment, load_mnist, normalize, pixel_stats
 from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
                      count_parameters, get_model)
 from .utils import best_device, set_seed
 
 # Names from the modules that are also command-line programs (`python -m
-# mnist_lib.train`, `.rf`, ...) load on first use: importing those modules here
+# mnist_lib.data`, `.train`, `.rf`, ...) load on first use: importing those modules here
 # would make `python -m` warn that the module was imported twice.
 _LAZY = {
+    "data": ["MNIST", "DataError", "augment", "load_mnist", "normalize", "pixel_stats"],
     "train": ["TrainConfig", "fit", "History", "EpochRecord", "DivergenceError",
               "evaluate", "predict", "per_class_accuracy", "confusion_matrix",
               "misclassified"],
@@ -33,8 +33,7 @@ _LAZY = {
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
-__all__ = ["MNIST", "DataError", "augment", "load_mnist", "normalize", "pixel_stats",
-           "FINAL_MODEL", "MODELS", "Model_1", "Model_2", "Model_3", "Model_4",
+__all__ = ["FINAL_MODEL", "MODELS", "Model_1", "Model_2", "Model_3", "Model_4",
            "Model_5", "count_parameters", "get_model", "best_device", "set_seed",
            *_WHERE]
 __version__ = "0.1.0"

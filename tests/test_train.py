@@ -21,10 +21,10 @@ def quick(**kw):
 
 
 def test_short_training_lowers_loss_and_beats_chance(small):
-    hist = T.fit(get_model("Model_2"), small, quick(epochs=3))
+    _, hist = run("Model_2", small, quick(epochs=3))
     losses = hist.column("train_loss")
-    assert losses[-1] < losses[0]
-    assert hist.epochs[-1].test_acc > 80.0  # chance is 10%
+    assert losses[-1] < 0.5 * losses[0]
+    assert hist.epochs[-1].test_acc > 50.0  # chance is 10%
     assert len(hist.epochs) == 3 and hist.params == 7308
 
 
