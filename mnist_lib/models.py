@@ -122,7 +122,7 @@ class Model_4(nn.Module):
     trained with augmentation and a one-cycle learning rate. Pooling after
     RF 11 lets the later layers be wider for the same cost. Dropout is off by
     default: augmentation regularises enough, and on a CPU drawing the dropout
-    masks costs about a quarter of each training step.
+    masks is slow (Step 2 of the book measures it).
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
