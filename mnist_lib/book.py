@@ -97,7 +97,7 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     return {
         "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",
         "dropout": f"{max(drop):g}" if drop else "no",
-        "gap": "yes" if any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
+        "uses_gap": "yes" if any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
                             for m in mods) else "no",
         "aug": ", ".join(aug) or "no",
         "sched": {"none": f"constant {cfg['lr']:g}", "step": "StepLR",
@@ -111,7 +111,7 @@ def glue_result(key: str, hist: History, model: nn.Module | None = None,
     """Glue a run's standard numbers under `<key>_<field>`; return them as a dict.
 
     Strings are glued ready to print; numbers stay available for claims.
-    With `model`, also glue its features (`<key>_bn`, `<key>_gap`, ...).
+    With `model`, also glue its features (`<key>_bn`, `<key>_uses_gap`, ...).
     """
     accs = hist.last_test_acc(last)
     met = hist.meets_target(99.4, last)

@@ -5,9 +5,9 @@ They read a `History` or tensors; none of them trains or animates anything.
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -15,10 +15,21 @@ from matplotlib.patches import Rectangle
 from .train import History
 
 
-def _figure(w: float, h: float) -> Figure:
-    # Figure() rather than plt.figure(): no pyplot state, nothing left open.
-    fig = Figure(figsize=(w, h), layout="constrained")
-    return fig
+class BookFigure(Figure):
+    """A Figure that shows itself as a PNG in notebooks and in `glue`.
+
+    Built without pyplot (no global state, nothing left open), so it cannot
+    rely on pyplot's inline backend to be displayed.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+def _figure(w: float, h: float) -> BookFigure:
+    return BookFigure(figsize=(w, h), layout="constrained")
 
 
 def curves(history: History | Sequence[History], title: str | None = None) -> Figure:

@@ -19,13 +19,16 @@ esac
 STAMP="$OUT/_build/.inputs.sha256"
 NEW="$( { cat mnist_lib/*.py requirements.txt; cat results/*.json 2>/dev/null || true; } \
         | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" != "$NEW" ]; then
-  echo "mnist_lib/, requirements or results changed: re-executing every chapter"
-  rm -rf "$OUT/_build/.jupyter_cache" "$OUT/_build/.doctrees" "$OUT/_build/html"
+# A missing stamp means nobody knows what the cache was built from: clear it too.
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$NEW" ]; then
+  echo "mnist_lib/, requirements or results changed (or first build): executing every chapter"
+  rm -rf "$OUT/_build/.jupyter_cache" "$OUT/_build/.doctrees" "$OUT/_build/html" \
+         "$OUT/_build/jupyter_execute"
 fi
+# The stamp records what the cache is built from, whether or not this build passes.
+mkdir -p "$OUT/_build"
+echo "$NEW" > "$STAMP"
 
 start=$(date +%s)
 "$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going
-mkdir -p "$OUT/_build"
-echo "$NEW" > "$STAMP"
 echo "book ($MODE) built in $(( $(date +%s) - start )) s: $OUT/_build/html/index.html"

@@ -66,9 +66,11 @@ def site():
     html = _site()
     if html is None:
         pytest.skip("no built book: run `make book-quick` (or set BOOK_HTML)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                directory=str(html))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no request log in the test output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(html))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -93,8 +95,17 @@ def browser():
 
 
 def _pages(html: Path) -> list[str]:
-    return sorted(str(p.relative_to(html)) for p in (html / "book").glob("*.html")) + [
-        "index.html"]
+    return sorted(str(p.relative_to(html)) for p in (html / "book").glob("*.html"))
+
+
+@pytest.mark.book
+def test_site_root_leads_to_the_introduction(site, browser):
+    base, _ = site
+    page = browser.new_page()
+    page.goto(f"{base}/index.html")
+    page.wait_for_url("**/book/intro.html", timeout=10_000)
+    assert "step by step" in page.inner_text("main h1")
+    page.close()
 
 
 @pytest.mark.book
@@ -112,12 +123,13 @@ def test_every_chapter_renders_with_figures_and_tables(site, browser):
             assert w > 0 and h > 0, f"{rel}: image {src} did not load"
         text = page.inner_text("main")
         assert "Traceback" not in text, f"{rel}: a cell raised"
+        assert "<Figure size" not in text, f"{rel}: a figure rendered as text"
         if page.locator("main table:has(th:text-is('r_out'))").count():
             seen_rf += 1
         if "Total params" in text:
             seen_summary += 1
         if rel.startswith("book/step"):
-            assert sizes, f"{rel}: no figure"
+            assert len(sizes) >= 2, f"{rel}: {len(sizes)} figures"
             assert "Target" in text and "Result" in text and "Analysis" in text
         if shots:
             Path(shots).mkdir(parents=True, exist_ok=True)
@@ -131,7 +143,7 @@ def test_every_chapter_renders_with_figures_and_tables(site, browser):
 def test_no_broken_internal_links(site):
     base, html = site
     broken = []
-    for rel in _pages(html):
+    for rel in _pages(html) + ["index.html"]:
         text = (html / rel).read_text()
         for href in re.findall(r'href="([^"]+)"', text):
             if href.startswith(("http:", "https:", "mailto:", "javascript:", "data:")):

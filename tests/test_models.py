@@ -46,3 +46,4 @@ def test_summary_leaves_model_untouched():
 def test_unknown_model_names_choices():
     with pytest.raises(ValueError, match="Model_1"):
         get_model("Model_99")
+
