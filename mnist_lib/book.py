@@ -40,11 +40,13 @@ def data_root() -> Path:
     return Path(os.environ.get("MNIST_DATA") or repo_root() / "data")
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """myst-nb's `glue` where it exists (the book build); a no-op elsewhere.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """myst-nb's `glue` where it exists (the book build); elsewhere, show the
+    value if `display` is set and otherwise do nothing.
 
     NumPy and torch scalars are turned into plain Python numbers first: glue
-    cannot format them.
+    cannot format them. Returns None, so that a cell ending in `glue(...)`
+    does not display the value a second time.
     """
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         value = value.item()
@@ -55,9 +57,9 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
             from IPython.display import display as show
 
             show(value)
-        return value
+        return None
     _glue(name, value, display=display)
-    return value
+    return None
 
 
 def claim(condition: bool, message: str) -> bool:

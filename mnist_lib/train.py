@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -287,7 +288,11 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen, check_every, last_check = 0, 50, 0
-    bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}", disable=not cfg.progress,
+    # A static build (MNIST_PROGRESS=static, set by scripts/build_book.sh) saves
+    # every refresh of a live bar as its own line: print one line per epoch instead.
+    static = cfg.progress and os.environ.get("MNIST_PROGRESS") == "static"
+    t_start = time.perf_counter()
+    bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}", disable=not cfg.progress or static,
                file=sys.stdout, ncols=100, mininterval=1.0, leave=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
                           "[{elapsed}<{remaining}{postfix}]")
@@ -320,7 +325,12 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
                                 refresh=False)
         bar.update(1)
     bar.close()
-    return loss_sum.item() / seen, 100.0 * correct.item() / seen
+    mean_loss, acc = loss_sum.item() / seen, 100.0 * correct.item() / seen
+    if static:
+        print(f"Epoch {epoch:2d}: {steps}/{steps} steps "
+              f"[{time.perf_counter() - t_start:5.1f} s] Loss={mean_loss:.4f} "
+              f"Accuracy={acc:.2f}")
+    return mean_loss, acc
 
 
 def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,

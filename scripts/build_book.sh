@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE="${1:-full}"
 BIN=.venv/bin
+# Static output: one log line per epoch instead of live progress bars.
+export MNIST_PROGRESS=static
 case "$MODE" in
   full)  export MNIST_BOOK_QUICK=0; OUT=. ;;
   quick) export MNIST_BOOK_QUICK=1; OUT=_build/quick ;;

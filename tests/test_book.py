@@ -124,6 +124,8 @@ def test_every_chapter_renders_with_figures_and_tables(site, browser):
         text = page.inner_text("main")
         assert "Traceback" not in text, f"{rel}: a cell raised"
         assert "<Figure size" not in text, f"{rel}: a figure rendered as text"
+        assert "%|" not in text, f"{rel}: a live progress bar was saved line by line"
+        assert "{glue" not in text, f"{rel}: a glue role was not rendered"
         if page.locator("main table:has(th:text-is('r_out'))").count():
             seen_rf += 1
         if "Total params" in text:

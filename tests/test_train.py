@@ -184,3 +184,13 @@ def test_smoothed_nll_matches_torch_cross_entropy():
     assert torch.allclose(ours, ref, atol=1e-6)
     plain = T.smoothed_nll(torch.log_softmax(logits, 1), y, 0.0)
     assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y))
+
+
+def test_static_progress_prints_one_line_per_epoch(small, capsys, monkeypatch):
+    monkeypatch.setenv("MNIST_PROGRESS", "static")
+    T.fit(get_model("Model_2"), small, quick(epochs=2, progress=True))
+    out = capsys.readouterr().out
+    assert "\r" not in out
+    epochs = [l for l in out.splitlines() if l.startswith("Epoch")]
+    assert len(epochs) == 2 and "Loss=" in epochs[0] and "Accuracy=" in epochs[0]
+    assert len([l for l in out.splitlines() if l.startswith("Test set:")]) == 2
