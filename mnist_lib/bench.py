@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from .data import load_mnist
 from .models import FINAL_MODEL
 from .recipes import run
-from .train import environment
+from .train import environment, first_epoch_meeting
 from .utils import atomic_write_json, best_device, set_seed
 
 
@@ -131,11 +131,8 @@ def _summarise(runs: list[dict[str, Any]], device: torch.device) -> dict[str, An
     med = statistics.median(per_epoch)
 
     def until_rule(r: dict[str, Any]) -> float | None:
-        accs, secs = r["test_acc"], r["seconds"]
-        for end in range(3, len(accs) + 1):
-            if all(a >= 99.4 for a in accs[end - 3:end]):
-                return sum(secs[:end])
-        return None
+        end = first_epoch_meeting(r["test_acc"], 99.4, 3)
+        return None if end is None else sum(r["seconds"][:end])
 
     untils = [until_rule(r) for r in runs]
     return {

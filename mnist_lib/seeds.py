@@ -65,15 +65,20 @@ def _row(s: dict[str, Any]) -> str:
             f"{'pass' if s['passed'] else 'FAIL'}")
 
 
+def summary_line(summary: dict[str, Any]) -> str:
+    """Mean ± std and minimum of the final accuracies, and how many seeds passed."""
+    return (f"final accuracy: mean {summary['final_mean']:.3f} ± "
+            f"{summary['final_std']:.3f} (std), min {summary['final_min']:.2f}; "
+            f"rule held for {summary['passed']}/{summary['n_seeds']} seeds")
+
+
 def report(summary: dict[str, Any]) -> str:
-    """The table printed by the CLI."""
+    """The whole table: title, one row per seed, summary line."""
     lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: >= "
              f"{summary['rule']['threshold']}% in each of the last "
              f"{summary['rule']['last']} epochs", HEADER]
     lines += [_row(s) for s in summary["seeds"]]
-    lines.append(f"final accuracy: mean {summary['final_mean']:.3f} ± "
-                 f"{summary['final_std']:.3f} (std), min {summary['final_min']:.2f}; "
-                 f"rule held for {summary['passed']}/{summary['n_seeds']} seeds")
+    lines.append(summary_line(summary))
     return "\n".join(lines)
 
 
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     summary = run_seeds(args.model, data, seeds, **overrides)
     summary["wall_seconds"] = time.perf_counter() - t0
-    print(report(summary).split("\n", 2)[2].split("\n")[-1])
+    print(summary_line(summary))  # the rows were printed as the seeds finished
     if args.out:
         atomic_write_json(args.out, summary)
         print(f"saved {args.out}")

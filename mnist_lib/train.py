@@ -93,6 +93,16 @@ class EpochRecord:
     seconds: float      # training + evaluation wall time
 
 
+def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3
+                        ) -> int | None:
+    """The first epoch (1-based) ending `last` epochs in a row at or above
+    `threshold`, for per-epoch test accuracies `accs`; None if there is none."""
+    for end in range(last, len(accs) + 1):
+        if all(a >= threshold for a in accs[end - last:end]):
+            return end
+    return None
+
+
 @dataclass
 class History:
     """What `fit` returns: per-epoch records plus what is needed to reproduce them."""
@@ -124,11 +134,7 @@ class History:
 
     def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3) -> int | None:
         """The first epoch at which the last `last` epochs all reached `threshold`."""
-        accs = self.column("test_acc")
-        for end in range(last, len(accs) + 1):
-            if all(a >= threshold for a in accs[end - last:end]):
-                return end
-        return None
+        return first_epoch_meeting(self.column("test_acc"), threshold, last)
 
     @property
     def best_train_acc(self) -> float:
