@@ -305,55 +305,83 @@ def normalize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     return (x - mean) / std
 
 
-def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor | None = None,
-           shift: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotate each image of x (B, 1, H, W) by angle[b] degrees (counter-clockwise),
-    zoom it by zoom[b] and shift it by shift[b] = (dx, dy), a fraction of its size.
+def affine_matrices(angle: torch.Tensor, zoom: torch.Tensor | None = None,
+                    shift: torch.Tensor | None = None) -> torch.Tensor:
+    """The (N, 2, 3) matrices that rotate by angle[i] degrees (counter-clockwise),
+    zoom by zoom[i] and shift by shift[i] = (dx, dy), a fraction of the image size,
+    in the form `F.affine_grid` takes: each maps an output pixel to where it
+    samples the input (the inverse transform), in units where the image spans
+    [-1, 1]."""
+    n = angle.shape[0]
+    zoom = torch.ones(n, device=angle.device) if zoom is None else zoom
+    shift = torch.zeros(n, 2, device=angle.device) if shift is None else shift
+    rad = torch.deg2rad(angle)
+    cos, sin = torch.cos(rad) / zoom, torch.sin(rad) / zoom
+    return torch.stack([
+        torch.stack([cos, -sin, -2 * shift[:, 0]], dim=1),
+        torch.stack([sin, cos, -2 * shift[:, 1]], dim=1),
+    ], dim=1)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resample each image of x (B, 1, H, W) with its matrix theta[b] (B, 2, 3).
 
     Pixels that come from outside the image are 0 (background, before
     normalisation).
     """
-    b = x.shape[0]
-    zoom = torch.ones(b) if zoom is None else zoom
-    shift = torch.zeros(b, 2) if shift is None else shift
-    rad = torch.deg2rad(angle)
-    cos, sin = torch.cos(rad) / zoom, torch.sin(rad) / zoom
-    # theta maps each output pixel to where it samples the input (the inverse
-    # transform), in grid units where the image spans [-1, 1].
-    theta = torch.stack([
-        torch.stack([cos, -sin, -2 * shift[:, 0]], dim=1),
-        torch.stack([sin, cos, -2 * shift[:, 1]], dim=1),
-    ], dim=1).to(device=x.device, dtype=x.dtype)                  # (B, 2, 3)
+    theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
                          align_corners=False)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, degrees: float = 7.0,
-            translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
-            ) -> torch.Tensor:
-    """Randomly rotate, shift and zoom each image of a batch independently.
+def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor | None = None,
+           shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate each image of x (B, 1, H, W) by angle[b] degrees (counter-clockwise),
+    zoom it by zoom[b] and shift it by shift[b] = (dx, dy), a fraction of its size."""
+    return warp(x, affine_matrices(angle, zoom, shift))
 
-    x: (B, 1, H, W) in [0, 1]. Angles in [-degrees, degrees], shifts up to
-    `translate` of the image size, zoom in `scale`. The random numbers come from
-    `generator` on the CPU, so CPU and GPU runs draw the same transforms.
+
+def random_affine(n: int, generator: torch.Generator, degrees: float = 7.0,
+                  translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
+                  ) -> torch.Tensor | None:
+    """`n` random transforms as (n, 2, 3) matrices for `warp`, or None when the
+    ranges make every transform the identity.
+
+    Angles are uniform in [-degrees, degrees], shifts up to `translate` of the
+    image size, zooms in `scale`. The numbers come from `generator` on the CPU,
+    so CPU and GPU runs draw the same transforms.
     """
     if degrees == 0 and translate == 0 and tuple(scale) == (1.0, 1.0):
-        return x
-    u = torch.rand(x.shape[0], 4, generator=generator)
+        return None
+    u = torch.rand(n, 4, generator=generator)
     angle = (2 * u[:, 0] - 1) * degrees
     zoom = scale[0] + (scale[1] - scale[0]) * u[:, 1]
     shift = (2 * u[:, 2:] - 1) * translate
-    return affine(x, angle, zoom, shift)
+    return affine_matrices(angle, zoom, shift)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, degrees: float = 7.0,
+            translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
+            ) -> torch.Tensor:
+    """Randomly rotate, shift and zoom each image of a batch x (B, 1, H, W) in
+    [0, 1] independently (ranges as in `random_affine`)."""
+    theta = random_affine(x.shape[0], generator, degrees, translate, scale)
+    return x if theta is None else warp(x, theta)
 
 
 def batch_indices(n: int, batch_size: int, shuffle: bool,
-                  generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield index tensors that cover range(n) once, in batches (last may be short)."""
+                  generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None) -> Iterator[torch.Tensor]:
+    """Yield index tensors that cover range(n) once, in batches (last may be short).
+
+    The order is drawn on the CPU (same on every device) and moved to `device`
+    once, so a GPU loop copies nothing from the host per step.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    yield from order.split(batch_size)
+    yield from order.to(device).split(batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:

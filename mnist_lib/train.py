@@ -11,6 +11,7 @@ device as one tensor; batches are index slices, augmentation is batched
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import MNIST, augment, batch_indices, load_mnist, normalize, pixel_stats
-from .data import to_float
+from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
+                   random_affine, to_float, warp)
 from .utils import atomic_write_json, best_device, set_seed
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -49,12 +51,15 @@ class TrainConfig:
     gamma: float = 0.1              # StepLR / plateau decay factor
     pct_start: float = 0.25         # onecycle: fraction of steps spent warming up
     label_smoothing: float = 0.0    # share of the target spread over all classes
+    ema: float = 0.0                # decay of an exponential moving average of the
+                                    # weights, evaluated instead of them (0 = off)
     rotation: float = 0.0           # max rotation in degrees (0 = no augmentation)
     translate: float = 0.0          # max shift, as a fraction of the image size
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
     seed: int = 0
     device: str = "auto"            # auto = CUDA, then MPS, then CPU
     eval_batch_size: int = 2000     # evaluation batches (no gradients: large is fine)
+    cuda_graphs: bool = True        # on CUDA with SGD, replay each step as a CUDA graph
     n_train: int | None = None      # use the first n training images (quick runs)
     n_test: int | None = None       # use the first n test images (quick runs)
     progress: bool = True           # tqdm bar and per-epoch test line
@@ -71,6 +76,8 @@ class TrainConfig:
             problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.scheduler not in SCHEDULERS:
             problems.append(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+        if not 0 <= self.ema < 1:
+            problems.append(f"ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.rotation < 0 or self.translate < 0:
@@ -184,10 +191,15 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ pieces
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
+                   ) -> torch.optim.Optimizer:
+    """The optimizer. `graphed` (CUDA graphs, SGD only) keeps the LR in a device
+    tensor, which the scheduler updates in place, and uses the fused kernel."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        device = next(model.parameters()).device
+        lr = torch.tensor(cfg.lr, device=device) if graphed else cfg.lr
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay, fused=graphed or None)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr,
                                 weight_decay=cfg.weight_decay)
@@ -196,17 +208,51 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """The LR scheduler, or None. OneCycle steps per batch; the others per epoch."""
+    """The LR scheduler, or None. OneCycle steps per batch; the others per epoch.
+
+    OneCycle keeps the momentum fixed (cycle_momentum=False): a CUDA graph
+    bakes the momentum in, and one recipe must train the same on every device.
+    """
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-            pct_start=cfg.pct_start, div_factor=10.0, final_div_factor=100.0)
+            pct_start=cfg.pct_start, div_factor=10.0, final_div_factor=100.0,
+            cycle_momentum=False)
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, "min", cfg.gamma,
                                                           patience=1)
     return None
+
+
+class WeightAverage:
+    """An exponential moving average (EMA) of a model's weights and BatchNorm
+    statistics, kept in `self.module`, a copy of the model.
+
+    `update()` after each optimizer step moves every averaged tensor a share
+    (1 - d) of the way towards the model's, with d = min(decay, (1+t)/(10+t))
+    at step t: the warm-up lets the average forget the random initial weights
+    fast. It is a few fused operations over all tensors with no host sync, so
+    it can run inside a CUDA graph too.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.steps = torch.zeros((), device=next(model.parameters()).device)
+        self._live = [t for t in chain(model.parameters(), model.buffers())
+                      if t.is_floating_point()]
+        self._avg = [t for t in chain(self.module.parameters(), self.module.buffers())
+                     if t.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.steps += 1
+        d = ((1 + self.steps) / (10 + self.steps)).clamp(max=self.decay)
+        torch._foreach_mul_(self._avg, d)                              # avg = d * avg
+        torch._foreach_add_(self._avg, torch._foreach_mul(self._live, 1 - d))  # + (1-d) * live
 
 
 def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
@@ -281,18 +327,124 @@ def _diverged(epoch: int, step_lo: int, step_hi: int, cfg: TrainConfig) -> Diver
         "sensible initialisation.")
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
+               idx: torch.Tensor, theta: torch.Tensor | None, mean: float, std: float,
+               cfg: TrainConfig, sums: torch.Tensor, ema: WeightAverage | None = None
+               ) -> None:
+    """One optimizer step on the training images `idx`, warped by `theta`.
+
+    Adds the batch's summed loss and its number of correct predictions to
+    `sums` (a device tensor of 2), and reads nothing back to the host: the
+    same code runs eagerly and as a captured CUDA graph.
+    """
+    x = to_float(data.train_images[idx])
+    if theta is not None:
+        x = warp(x, theta)
+    x = normalize(x, mean, std)
+    y = data.train_labels[idx]
+
+    opt.zero_grad(set_to_none=True)
+    logp = model(x)
+    loss = smoothed_nll(logp, y, cfg.label_smoothing)
+    loss.backward()
+    opt.step()
+    if ema is not None:
+        ema.update()
+
+    with torch.no_grad():
+        sums[0] += loss * len(y)
+        sums[1] += (logp.argmax(1) == y).sum()
+
+
+class GraphedStep:
+    """`train_step` captured as CUDA graphs (one per batch size) and replayed.
+
+    On a GPU, a model this small spends most of a step launching ~100 tiny
+    kernels one by one from Python; a CUDA graph launches them all at once.
+    Each replay reads its batch from static buffers (`idx`, `theta`), so a
+    step costs two device-to-device copies and one launch.
+    """
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
+                 mean: float, std: float, cfg: TrainConfig, sums: torch.Tensor,
+                 ema: WeightAverage | None = None) -> None:
+        device = data.train_images.device
+        n, bs = len(data.train_labels), cfg.batch_size
+        sizes = sorted({min(bs, n), n % bs or min(bs, n)})
+        augmented = random_affine(1, torch.Generator(), cfg.rotation, cfg.translate,
+                                  cfg.scale) is not None
+        self.buffers = {
+            b: (torch.zeros(b, dtype=torch.long, device=device),
+                torch.eye(2, 3, device=device).repeat(b, 1, 1) if augmented else None)
+            for b in sizes}
+
+        def step(b: int) -> None:
+            train_step(model, opt, data, *self.buffers[b], mean, std, cfg, sums, ema)
+
+        # Warm-up: CUDA graphs need a few eager steps first (on a side stream),
+        # for cuDNN and autograd to make their lazy allocations. Run them with
+        # LR 0, then restore every tensor, so they leave no trace on training.
+        saved = [copy.deepcopy(model.state_dict()),
+                 None if ema is None else copy.deepcopy(ema.module.state_dict())]
+        lr = opt.param_groups[0]["lr"]
+        lr_value = float(lr)
+        lr.fill_(0.0)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for b in sizes:
+                for _ in range(3):
+                    step(b)
+        torch.cuda.current_stream(device).wait_stream(side)
+        model.load_state_dict(saved[0])
+        if ema is not None:
+            ema.module.load_state_dict(saved[1])
+            ema.steps.zero_()
+        for state in opt.state.values():
+            # A zero momentum buffer makes the next step a first step again.
+            state["momentum_buffer"].zero_()
+        lr.fill_(lr_value)
+        sums.zero_()
+
+        self.graphs = {}
+        for b in sizes:
+            graph = torch.cuda.CUDAGraph()
+            opt.zero_grad(set_to_none=True)  # backward then allocates from the graph's pool
+            with torch.cuda.graph(graph):
+                step(b)
+            self.graphs[b] = graph
+
+    def __call__(self, idx: torch.Tensor, theta: torch.Tensor | None) -> None:
+        b = len(idx)
+        idx_buf, theta_buf = self.buffers[b]
+        idx_buf.copy_(idx)
+        if theta_buf is not None:
+            theta_buf.copy_(theta)
+        self.graphs[b].replay()
+
+
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST,
                 mean: float, std: float, cfg: TrainConfig, epoch: int,
-                gen: torch.Generator) -> tuple[float, float]:
-    """One pass over the training set; returns (mean loss, accuracy %)."""
+                gen: torch.Generator, sums: torch.Tensor,
+                ema: WeightAverage | None = None, graphed: GraphedStep | None = None
+                ) -> tuple[float, float]:
+    """One pass over the training set; returns (mean loss, accuracy %).
+
+    `sums` is the device tensor that `train_step` adds the loss and the number
+    correct to; `graphed`, if given, replays the step as a CUDA graph.
+    """
     model.train()
     device = data.train_images.device
-    n = len(data.train_labels)
-    steps = math.ceil(n / cfg.batch_size)
-    # Running sums stay on the device: reading them every step would force a
-    # host-device sync per step, which is what makes naive GPU loops slow.
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    n, bs = len(data.train_labels), cfg.batch_size
+    steps = math.ceil(n / bs)
+    # The epoch's random transforms, drawn at once and moved to the device once:
+    # on a GPU, copying a few numbers from the host every step costs more than
+    # the step's own work on a model this small.
+    theta = random_affine(n, gen, cfg.rotation, cfg.translate, cfg.scale)
+    theta = None if theta is None else theta.to(device)
+    # The running sums stay on the device: reading them every step would force
+    # a host-device sync per step, which is what makes naive GPU loops slow.
+    sums.zero_()
     seen, check_every, last_check = 0, 50, 0
     # A static build (MNIST_PROGRESS=static, set by scripts/build_book.sh) saves
     # every refresh of a live bar as its own line: print one line per epoch instead.
@@ -302,36 +454,28 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
                file=sys.stdout, ncols=100, mininterval=1.0, leave=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
                           "[{elapsed}<{remaining}{postfix}]")
-    for step, idx in enumerate(batch_indices(n, cfg.batch_size, True, gen), start=1):
-        idx = idx.to(device, non_blocking=True)
-        x = to_float(data.train_images[idx])
-        x = augment(x, gen, cfg.rotation, cfg.translate, cfg.scale)
-        x = normalize(x, mean, std)
-        y = data.train_labels[idx]
-
-        opt.zero_grad(set_to_none=True)
-        logp = model(x)
-        loss = smoothed_nll(logp, y, cfg.label_smoothing)
-        loss.backward()
-        opt.step()
+    batches = batch_indices(n, bs, True, gen, device)
+    for step, idx in enumerate(batches, start=1):
+        th = None if theta is None else theta[(step - 1) * bs:step * bs]
+        if graphed is not None:
+            graphed(idx, th)
+        else:
+            train_step(model, opt, data, idx, th, mean, std, cfg, sums, ema)
         if cfg.scheduler == "onecycle":
             sched.step()
-
-        loss_sum += loss.detach() * len(y)
-        correct += (logp.detach().argmax(1) == y).sum()
-        seen += len(y)
+        seen += len(idx)
         if step % check_every == 0 or step == steps:
-            total = loss_sum.item()  # one sync per `check_every` steps
+            total, correct = sums.tolist()  # one sync per `check_every` steps
             if not math.isfinite(total):
                 bar.close()
                 raise _diverged(epoch, last_check + 1, step, cfg)
             last_check = step
             bar.set_postfix_str(f"Loss={total / seen:.4f} "
-                                f"Accuracy={100 * correct.item() / seen:.2f}",
-                                refresh=False)
+                                f"Accuracy={100 * correct / seen:.2f}", refresh=False)
         bar.update(1)
     bar.close()
-    mean_loss, acc = loss_sum.item() / seen, 100.0 * correct.item() / seen
+    total, correct = sums.tolist()
+    mean_loss, acc = total / seen, 100.0 * correct / seen
     if static:
         print(f"Epoch {epoch:2d}: {steps}/{steps} steps "
               f"[{time.perf_counter() - t_start:5.1f} s] Loss={mean_loss:.4f} "
@@ -353,8 +497,19 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     model.to(device)
     mean, std = pixel_stats(data.train_images)
     steps = math.ceil(len(data.train_labels) / cfg.batch_size)
-    opt = make_optimizer(model, cfg)
+    graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.optimizer == "sgd"
+    opt = make_optimizer(model, cfg, graphed=graphs)
     sched = make_scheduler(opt, cfg, steps)
+    # With `ema`, an average of the weights over the last ~1/(1-ema) steps is
+    # what gets evaluated (and returned): it smooths out the noise of the last
+    # steps, so the test accuracy varies less from epoch to epoch.
+    ema = WeightAverage(model, cfg.ema) if cfg.ema else None
+    evaluated = ema.module if ema is not None else model
+    sums = torch.zeros(2, device=device)  # summed loss, number correct (per epoch)
+    t_setup = time.perf_counter()
+    graphed = GraphedStep(model, opt, data, mean, std, cfg, sums, ema) if graphs else None
+    # Capturing the graphs is part of the run: its time goes to epoch 1.
+    t_setup = time.perf_counter() - t_setup
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     name = name or type(model).__name__
     # Through JSON and back, so the in-memory history equals a reloaded one.
@@ -366,8 +521,8 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(model, opt, sched, data, mean, std,
-                                            cfg, epoch, gen)
-        test_loss, correct, _ = evaluate(model, data.test_images, data.test_labels,
+                                            cfg, epoch, gen, sums, ema, graphed)
+        test_loss, correct, _ = evaluate(evaluated, data.test_images, data.test_labels,
                                          mean, std, cfg.eval_batch_size)
         if cfg.scheduler == "step":
             sched.step()
@@ -377,12 +532,14 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
         if device.type == "cuda":
             torch.cuda.synchronize()
         rec = EpochRecord(epoch, train_loss, train_acc, test_loss,
-                          100.0 * correct / n_test, opt.param_groups[0]["lr"],
-                          time.perf_counter() - t0)
+                          100.0 * correct / n_test, float(opt.param_groups[0]["lr"]),
+                          time.perf_counter() - t0 + (t_setup if epoch == 1 else 0.0))
         hist.epochs.append(rec)
         if cfg.progress:
             print(f"Test set: Average loss: {test_loss:.4f}, Accuracy: "
                   f"{correct}/{n_test} ({rec.test_acc:.2f}%)", flush=True)
+    if ema is not None:  # the caller's model ends with the weights that were tested
+        model.load_state_dict(ema.module.state_dict())
     return hist
 
 

@@ -131,10 +131,25 @@ def test_evaluation_helpers_against_hand_counts():
     (dict(optimizer="rmsprop"), "optimizer 'rmsprop'"),
     (dict(scheduler="cosine"), "scheduler 'cosine'"),
     (dict(lr=-1.0), "lr must be > 0"),
+    (dict(ema=1.0), "ema must be in"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         T.TrainConfig(**kw)
+
+
+def test_ema_model_is_the_one_tested_and_returned(small):
+    """With `ema`, the reported test accuracy is the averaged weights', and the
+    model handed back holds those weights, not the last step's."""
+    model, hist = run("Model_4", small, quick(epochs=2, ema=0.9))
+    _, plain = run("Model_4", small, quick(epochs=2))
+    data = small.subset(None, 1000)
+    mean, std = T.pixel_stats(small.train_images[:2000])
+    _, correct, _ = T.evaluate(model, data.test_images, data.test_labels, mean, std)
+    assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
+    # Same seed and data: only the averaging differs, and it changes the weights.
+    assert hist.column("train_loss") == plain.column("train_loss")
+    assert hist.column("test_acc") != plain.column("test_acc")
 
 
 def test_recipe_rejects_unknown_fields():
@@ -194,3 +209,80 @@ def test_static_progress_prints_one_line_per_epoch(small, capsys, monkeypatch):
     epochs = [l for l in out.splitlines() if l.startswith("Epoch")]
     assert len(epochs) == 2 and "Loss=" in epochs[0] and "Accuracy=" in epochs[0]
     assert len([l for l in out.splitlines() if l.startswith("Test set:")]) == 2
+
+
+def test_weight_average_moves_each_tensor_a_share_of_the_way():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    ema = T.WeightAverage(model, decay=0.5)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.add_(4.0)
+    ema.update()  # step 1: warm-up decay (1+1)/(10+1) = 2/11, below 0.5
+    ema.update()  # step 2: 3/12 = 1/4
+    for k, v in ema.module.state_dict().items():
+        if v.is_floating_point():  # +4 * (1 - 2/11 * 1/4) = +4 * 21/22
+            assert torch.allclose(v, before[k] + 4.0 * 21 / 22), k
+    for _ in range(100):  # later the decay is capped at 0.5
+        ema.update()
+    assert float(((1 + ema.steps) / (10 + ema.steps)).clamp(max=ema.decay)) == 0.5
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_onecycle_keeps_momentum_fixed(small):
+    """One recipe must train the same everywhere: a CUDA graph bakes the
+    momentum in, so the schedule may not change it."""
+    model = get_model("Model_4")
+    cfg = quick(scheduler="onecycle", epochs=2)
+    opt = T.make_optimizer(model, cfg)
+    sched = T.make_scheduler(opt, cfg, steps_per_epoch=10)
+    lrs, moms = [], []
+    for _ in range(19):  # the scheduler's first step was taken on construction
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+    assert len(set(moms)) == 1 and moms[0] == cfg.momentum
+    assert max(lrs) == pytest.approx(cfg.lr) and lrs[-1] == pytest.approx(cfg.lr / 1000)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_graph_warm_up_leaves_no_trace(small):
+    """Capturing runs a few steps; afterwards weights, BatchNorm statistics
+    and momentum must be as before, or the graphed run trains differently."""
+    cfg = quick(device="cuda", rotation=7.0, ema=0.9, n_train=1000)
+    model = get_model("Model_4").cuda()
+    data = small.subset(1000, 200).to("cuda")
+    opt = T.make_optimizer(model, cfg, graphed=True)
+    # Give the momentum buffers a value, as a real run would have.
+    model(torch.randn(8, 1, 28, 28, device="cuda")).sum().backward()
+    opt.step()
+    ema = T.WeightAverage(model, cfg.ema)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    sums = torch.zeros(2, device="cuda")
+    T.GraphedStep(model, opt, data, 0.13, 0.31, cfg, sums, ema)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(not s["momentum_buffer"].any() for s in opt.state.values())
+    assert float(opt.param_groups[0]["lr"]) == pytest.approx(cfg.lr) and not sums.any()
+    assert ema.steps == 0
+
+
+@cuda
+def test_graphed_and_eager_cuda_runs_agree(small):
+    """Same seed, same batches: replaying CUDA graphs trains like the eager loop
+    (up to cuDNN's non-determinism), including the short last batch."""
+    cfg = quick(device="cuda", scheduler="onecycle", rotation=7.0, ema=0.9,
+                n_train=1950, epochs=3)  # 1950 = 30 x 64 + 30: a short last batch
+    _, eager = run("Model_4", small, cfg, cuda_graphs=False)
+    _, graphed = run("Model_4", small, cfg)
+    assert graphed.column("train_loss") == pytest.approx(eager.column("train_loss"),
+                                                         rel=0.02)
+    # Early epochs on 1,000 test images swing by a point or two between any two
+    # CUDA runs (cuDNN's atomics); a broken replay is off by far more.
+    assert graphed.column("test_acc") == pytest.approx(eager.column("test_acc"), abs=3.0)
+    assert graphed.column("lr") == pytest.approx(eager.column("lr"))
