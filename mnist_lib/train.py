@@ -5,7 +5,10 @@
 The loop is the plain one, zero_grad -> forward -> backward -> step, and
 works for any model that returns log-probabilities. The data sit on the
 device as one tensor; batches are index slices, augmentation is batched
-(`mnist_lib.data.augment`), so no DataLoader or PIL is involved.
+(`mnist_lib.data.warp`), so no DataLoader or PIL is involved. On a CUDA GPU
+the same step (`train_step`) is captured once and replayed as a CUDA graph
+(`GraphedStep`), because launching a small model's kernels one by one from
+Python takes longer than running them.
 """
 
 from __future__ import annotations
@@ -561,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         if f.name in ("n_train", "n_test"):
             p.add_argument(flag, type=int, default=None)
+        elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help="(default: the model's recipe)")
         else:
             p.add_argument(flag, type=type(f.default), default=None,
                            help=f"(default: the model's recipe)")

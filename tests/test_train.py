@@ -191,6 +191,14 @@ def test_cli_trains_and_writes_json(tmp_path, capsys):
     assert state["model"] == "Model_2"
 
 
+def test_cli_boolean_flags_parse_both_ways():
+    """`type=bool` would read "False" as True: booleans are --x / --no-x flags."""
+    parser = T.build_parser()
+    assert parser.parse_args(["--no-cuda-graphs"]).cuda_graphs is False
+    assert parser.parse_args(["--cuda-graphs"]).cuda_graphs is True
+    assert parser.parse_args([]).cuda_graphs is None  # the recipe decides
+
+
 def test_smoothed_nll_matches_torch_cross_entropy():
     logits = torch.randn(16, 10)
     y = torch.randint(0, 10, (16,))
