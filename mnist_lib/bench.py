@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .data import load_mnist
 from .models import FINAL_MODEL
-from .recipes import run
+from .recipes import recipe, run
 from .train import environment, first_epoch_meeting
 from .utils import atomic_write_json, best_device, set_seed
 
@@ -176,7 +176,9 @@ def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
         "speedup_epoch": b["epoch_s_median"] / a["epoch_s_median"],
         "speedup_run": b["run_s"] / a["run_s"],
         "epochs": epochs, "repeats": repeats, "quick": quick,
-        "model": FINAL_MODEL, "env": environment(dev),
+        "model": FINAL_MODEL,
+        # The library's precision (its recipe's); the reference always runs in fp32.
+        "env": environment(dev, recipe(FINAL_MODEL).precision),
     }
 
 
@@ -194,6 +196,7 @@ def table(rep: dict[str, Any]) -> str:
     out = [f"device: {env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, "
            f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
            + (", QUICK" if rep["quick"] else ""),
+           f"library in {env.get('precision', 'fp32')}, reference in fp32",
            f"{'':24}{'library':>12}{'reference':>12}"]
     for label, key, spec in rows:
         out.append(f"{label:24}{fmt(rep['library'][key], spec):>12}"

@@ -52,7 +52,7 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
         "passed": sum(s["passed"] for s in per_seed),
         "n_seeds": len(per_seed),
         "config": asdict(cfg) | {"seed": seeds},
-        "env": environment(best_device(cfg.device)),
+        "env": environment(best_device(cfg.device), cfg.precision),
     }
 
 

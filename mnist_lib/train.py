@@ -36,6 +36,7 @@ from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
 from .utils import atomic_write_json, best_device, set_seed
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("none", "step", "onecycle", "plateau")
 
 
@@ -61,8 +62,10 @@ class TrainConfig:
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
     seed: int = 0
     device: str = "auto"            # auto = CUDA, then MPS, then CPU
-    eval_batch_size: int = 2000     # evaluation batches (no gradients: large is fine)
+    eval_batch_size: int = 500      # evaluation batches (measured fastest on a CPU)
     cuda_graphs: bool = True        # on CUDA with SGD, replay each step as a CUDA graph
+    precision: str = "auto"         # fp32 | bf16 (autocast; weights stay fp32) | auto:
+                                    # bf16 on CPUs with native bf16, else fp32
     n_train: int | None = None      # use the first n training images (quick runs)
     n_test: int | None = None       # use the first n test images (quick runs)
     progress: bool = True           # tqdm bar and per-epoch test line
@@ -79,6 +82,8 @@ class TrainConfig:
             problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.scheduler not in SCHEDULERS:
             problems.append(f"scheduler {self.scheduler!r} is not one of {SCHEDULERS}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if not 0 <= self.ema < 1:
             problems.append(f"ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         if not 0 <= self.label_smoothing < 1:
@@ -179,13 +184,33 @@ class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to try."""
 
 
-def environment(device: torch.device) -> dict[str, Any]:
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a training step's forward and backward run in under autocast,
+    or None for plain fp32. `auto` picks bf16 only on a CPU with native bf16,
+    where it was measured ~20% faster with the same accuracy; on a GPU a model
+    this small is bound by kernel launches, and casts would only add kernels."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cpu"
+                               and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
     """Versions and hardware, saved with every result."""
+    dtype = autocast_dtype(precision, device)
     env = {
         "torch": torch.__version__, "python": platform.python_version(),
         "device": str(device), "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_threads": torch.get_num_threads(),
+        "precision": "bf16 autocast" if dtype is not None else "fp32",
         "date": time.strftime("%Y-%m-%d"),
     }
     if device.type == "cuda":
@@ -197,12 +222,15 @@ def environment(device: torch.device) -> dict[str, Any]:
 def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
                    ) -> torch.optim.Optimizer:
     """The optimizer. `graphed` (CUDA graphs, SGD only) keeps the LR in a device
-    tensor, which the scheduler updates in place, and uses the fused kernel."""
+    tensor, which the scheduler updates in place."""
     if cfg.optimizer == "sgd":
         device = next(model.parameters()).device
         lr = torch.tensor(cfg.lr, device=device) if graphed else cfg.lr
+        # The fused kernel updates all tensors in one call: 4x faster than the
+        # default per-tensor loop on a CPU (~0.2 ms a step), and graph-safe.
+        fused = True if device.type in ("cpu", "cuda") else None
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, fused=graphed or None)
+                               weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr,
                                 weight_decay=cfg.weight_decay)
@@ -270,7 +298,7 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
-            batch_size: int = 2000) -> torch.Tensor:
+            batch_size: int = 500) -> torch.Tensor:
     """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
     was_training = model.training
     model.eval()
@@ -285,7 +313,7 @@ def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             mean: float, std: float, batch_size: int = 2000
+             mean: float, std: float, batch_size: int = 500
              ) -> tuple[float, int, torch.Tensor]:
     """Average NLL loss, number correct, and predicted labels for a test set."""
     logp = predict(model, images, mean, std, batch_size)
@@ -347,8 +375,13 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
     y = data.train_labels[idx]
 
     opt.zero_grad(set_to_none=True)
-    logp = model(x)
-    loss = smoothed_nll(logp, y, cfg.label_smoothing)
+    dtype = autocast_dtype(cfg.precision, x.device)
+    # Autocast runs the convolutions in bf16 and keeps the weights, their
+    # gradients and the loss in fp32. No cache: a CUDA graph may capture this.
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32,
+                        enabled=dtype is not None, cache_enabled=False):
+        logp = model(x)
+    loss = smoothed_nll(logp.float(), y, cfg.label_smoothing)
     loss.backward()
     opt.step()
     if ema is not None:
@@ -517,7 +550,7 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     name = name or type(model).__name__
     # Through JSON and back, so the in-memory history equals a reloaded one.
     hist = History(name, params, json.loads(json.dumps(asdict(cfg))),
-                   environment(device))
+                   environment(device, cfg.precision))
     if cfg.progress:
         print(f"{name}: {params:,} parameters, {len(data.train_labels):,} training "
               f"images, device {device}")

@@ -127,6 +127,14 @@ def test_shift_moves_content_by_whole_pixels():
     assert torch.allclose(y[..., :2], torch.zeros(1), atol=1e-6)  # background enters
 
 
+@pytest.mark.parametrize("n,h,w", [(1, 28, 28), (5, 28, 28), (3, 7, 12)])
+def test_sampling_grid_matches_affine_grid(n, h, w):
+    """The one-product grid is the grid torch's own affine_grid builds."""
+    theta = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(n))
+    expected = torch.nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
+    assert torch.allclose(D.sampling_grid(theta, h, w), expected, atol=1e-5)
+
+
 def test_augment_draws_a_different_angle_per_image():
     x = torch.zeros(16, 1, 28, 28)
     x[:, :, 4:24, 13:15] = 1.0  # the same vertical bar in every image

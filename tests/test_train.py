@@ -132,6 +132,7 @@ def test_evaluation_helpers_against_hand_counts():
     (dict(scheduler="cosine"), "scheduler 'cosine'"),
     (dict(lr=-1.0), "lr must be > 0"),
     (dict(ema=1.0), "ema must be in"),
+    (dict(precision="fp16"), "precision 'fp16' is not one of"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -150,6 +151,32 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
     assert hist.column("test_acc") != plain.column("test_acc")
+
+
+@pytest.mark.parametrize("precision, device, native, expected", [
+    ("fp32", "cpu", True, None),
+    ("bf16", "cpu", False, torch.bfloat16),    # asked for: used even if emulated
+    ("auto", "cpu", True, torch.bfloat16),
+    ("auto", "cpu", False, None),
+    ("auto", "cuda", True, None),              # launch-bound on a GPU: stays fp32
+])
+def test_autocast_dtype(monkeypatch, precision, device, native, expected):
+    monkeypatch.setattr(T, "cpu_has_bf16", lambda: native)
+    assert T.autocast_dtype(precision, torch.device(device)) == expected
+    env = T.environment(torch.device("cpu"), precision)
+    assert env["precision"] == ("fp32" if T.autocast_dtype(precision, torch.device("cpu"))
+                                is None else "bf16 autocast")
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(small):
+    model, bf16 = run("Model_2", small, quick(epochs=3, precision="bf16"))
+    _, fp32 = run("Model_2", small, quick(epochs=3, precision="fp32"))
+    losses = bf16.column("train_loss")
+    assert losses[-1] < 0.5 * losses[0] and bf16.epochs[-1].test_acc > 50.0
+    assert abs(bf16.epochs[-1].test_acc - fp32.epochs[-1].test_acc) < 5.0
+    assert losses != fp32.column("train_loss")  # autocast did change the arithmetic
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert bf16.env["precision"] == "bf16 autocast" and fp32.env["precision"] == "fp32"
 
 
 def test_recipe_rejects_unknown_fields():
