@@ -601,8 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help="(default: the model's recipe)")
         else:
-            p.add_argument(flag, type=type(f.default), default=None,
-                           help=f"(default: the model's recipe)")
+            choices = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+                       "precision": PRECISIONS}.get(f.name)
+            p.add_argument(flag, type=type(f.default), default=None, choices=choices,
+                           help="(default: the model's recipe)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

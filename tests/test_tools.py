@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
 from mnist_lib import bench, seeds
 
@@ -54,6 +56,24 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     assert rep["speedup_epoch"] == pytest.approx(
         rep["reference"]["epoch_s_median"] / rep["library"]["epoch_s_median"])
     assert "speed-up (reference / library)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
+                    reason="per-pipeline CPU peaks need Linux's clear_refs")
+def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_root):
+    """The reference runs after the library: it must not inherit its peak."""
+    def big(*args, **kw):
+        block = torch.ones(300 * 2**20 // 4)  # 300 MiB, touched
+        del block
+        return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1}
+
+    def small(*args, **kw):
+        return {"seconds": [2.0], "test_acc": [98.0], "n_train": 1, "params": 1}
+
+    monkeypatch.setattr(bench, "library_run", big)
+    monkeypatch.setattr(bench, "reference_run", small)
+    rep = bench.benchmark(str(data_root), epochs=1, device="cpu", progress=False)
+    assert rep["library"]["peak_mem_mib"] > rep["reference"]["peak_mem_mib"] + 200
 
 
 def test_benchmark_rejects_bad_arguments(capsys):

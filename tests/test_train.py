@@ -188,7 +188,8 @@ def test_recipe_rejects_unknown_fields():
     (["--model", "Model_99"], "invalid choice: 'Model_99'"),
     (["--epochs", "zero"], "invalid int value: 'zero'"),
     (["--epochs", "0"], "epochs must be >= 1"),
-    (["--scheduler", "cosine"], "scheduler 'cosine'"),
+    (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
+    (["--precision", "fp16"], "invalid choice: 'fp16'"),
 ])
 def test_cli_bad_arguments(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
