@@ -217,9 +217,16 @@ def table(rep: dict[str, Any]) -> str:
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",
            f"{'':24}{'library':>12}{'reference':>12}"]
+    def value(side: dict[str, Any], key: str) -> Any:
+        # Records made before each run kept its own peak showed one process-wide
+        # peak for both pipelines: not a per-pipeline number, so not shown.
+        if key == "peak_mem_mib" and not all(key in r for r in side["runs"]):
+            return None
+        return side[key]
+
     for label, key, spec in rows:
-        out.append(f"{label:24}{fmt(rep['library'][key], spec):>12}"
-                   f"{fmt(rep['reference'][key], spec):>12}")
+        out.append(f"{label:24}{fmt(value(rep['library'], key), spec):>12}"
+                   f"{fmt(value(rep['reference'], key), spec):>12}")
     out.append(f"speed-up (reference / library): {rep['speedup_epoch']:.2f}x per epoch, "
                f"{rep['speedup_run']:.2f}x per full run")
     return "\n".join(out)

@@ -76,6 +76,18 @@ def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_roo
     assert rep["library"]["peak_mem_mib"] > rep["reference"]["peak_mem_mib"] + 200
 
 
+def test_benchmark_table_hides_peaks_of_old_records(tmp_path, data_root):
+    """An old record (one process-wide peak, no per-run peaks) shows no peak."""
+    rep = bench.benchmark(str(data_root), epochs=1, device="cpu", quick=True,
+                          progress=False)
+    row = lambda text: next(l for l in text.splitlines() if l.startswith("peak memory"))
+    assert "—" not in row(bench.table(rep))
+    for side in ("library", "reference"):
+        for r in rep[side]["runs"]:
+            del r["peak_mem_mib"]
+    assert row(bench.table(rep)).split()[-2:] == ["—", "—"]
+
+
 def test_benchmark_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--epochs", "0"])
