@@ -18,7 +18,7 @@ from typing import Any
 
 from .data import load_mnist
 from .recipes import recipe, run
-from .train import environment
+from .train import PRECISIONS, environment
 from .utils import atomic_write_json, best_device
 
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="auto (default): bf16 autocast on CPUs that have it")
     p.add_argument("--n-train", type=int, default=None, help="subset (quick runs)")
     p.add_argument("--n-test", type=int, default=None, help="subset (quick runs)")
     p.add_argument("--data", default="data")
@@ -99,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
-    overrides = {k: v for k, v in dict(epochs=args.epochs, device=args.device,
-                                       n_train=args.n_train, n_test=args.n_test).items()
-                 if v is not None}
+    overrides = dict(epochs=args.epochs, device=args.device, precision=args.precision,
+                     n_train=args.n_train, n_test=args.n_test)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     try:
         best_device(recipe(args.model, **overrides).device)
     except ValueError as err:

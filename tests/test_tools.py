@@ -28,10 +28,14 @@ def test_seed_cli_writes_json_and_exits_1_on_failures(tmp_path, data_root):
     out = tmp_path / "s.json"
     code = seeds.main(["--model", "Model_2", "--seeds", "2", "--epochs", "1",
                        "--n-train", "500", "--n-test", "200", "--device", "cpu",
-                       "--data", str(data_root), "--out", str(out)])
+                       "--precision", "fp32", "--data", str(data_root),
+                       "--out", str(out)])
     assert code == 1  # not every seed met the rule
     saved = json.loads(out.read_text())
     assert saved["n_seeds"] == 2 and saved["env"]["device"] == "cpu"
+    # The flag reaches the training config and the record says so.
+    assert saved["config"]["precision"] == "fp32"
+    assert saved["env"]["precision"] == "fp32"
 
 
 def test_seed_cli_rejects_zero_seeds(capsys):
