@@ -145,7 +145,7 @@ def library_run(data, epochs: int, device: torch.device, seed: int = 0,
             "n_train": n_train, "params": hist.params}
 
 
-def _summarise(runs: list[dict[str, Any]], device: torch.device) -> dict[str, Any]:
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     per_epoch = [s for r in runs for s in r["seconds"]]
     med = statistics.median(per_epoch)
 
@@ -189,7 +189,7 @@ def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
                 runs.append(reference_run(root, epochs, dev, seed=rep,
                                           workers=0 if quick else 2, **sizes))
             runs[-1]["peak_mem_mib"] = _peak_memory(dev)
-    a, b = _summarise(lib, dev), _summarise(ref, dev)
+    a, b = _summarise(lib), _summarise(ref)
     return {
         "library": a, "reference": b,
         "speedup_epoch": b["epoch_s_median"] / a["epoch_s_median"],
