@@ -21,6 +21,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -190,14 +191,16 @@ def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
                                           workers=0 if quick else 2, **sizes))
             runs[-1]["peak_mem_mib"] = _peak_memory(dev)
     a, b = _summarise(lib), _summarise(ref)
+    cfg = recipe(FINAL_MODEL, epochs=epochs, device=str(dev), **sizes)  # what lib trained
     return {
         "library": a, "reference": b,
         "speedup_epoch": b["epoch_s_median"] / a["epoch_s_median"],
         "speedup_run": b["run_s"] / a["run_s"],
         "epochs": epochs, "repeats": repeats, "quick": quick,
         "model": FINAL_MODEL,
+        "config": asdict(cfg),
         # The library's precision (its recipe's); the reference always runs in fp32.
-        "env": environment(dev, recipe(FINAL_MODEL).precision),
+        "env": environment(dev, cfg.precision),
     }
 
 

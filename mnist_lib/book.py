@@ -96,6 +96,9 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
         aug.append(f"rotate ±{cfg['rotation']:g}°")
     if cfg["translate"]:
         aug.append(f"shift ±{100 * cfg['translate']:g}%")
+    lo, hi = cfg["scale"]
+    if (lo, hi) != (1.0, 1.0):
+        aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
     return {
         "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",
         "dropout": f"{max(drop):g}" if drop else "no",

@@ -6,7 +6,9 @@ seed runner and the book all train a model the same way.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
+from typing import Any
 
 import torch.nn as nn
 
@@ -21,13 +23,17 @@ RECIPES: dict[str, TrainConfig] = {
     # Step 2: BatchNorm allows a larger LR.
     "Model_2": TrainConfig(lr=0.05, scheduler="none"),
     "Model_3": TrainConfig(lr=0.05, scheduler="none"),
-    # Step 3: rotation augmentation, a one-cycle LR schedule, weight decay, and
-    # the test accuracy of an average of the weights (EMA) rather than the last.
-    "Model_4": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, weight_decay=5e-4,
-                           ema=0.999),
-    "Model_5": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, weight_decay=5e-4,
-                           ema=0.999),
+    # Step 3: augmentation (rotate up to 7 degrees, shift up to 5%, zoom 95-105%),
+    # a one-cycle LR schedule, weight decay, and the test accuracy of an average
+    # of the weights (EMA) rather than the last.
+    "Model_4": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, translate=0.05,
+                           scale=(0.95, 1.05), weight_decay=5e-4, ema=0.999),
+    "Model_5": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, translate=0.05,
+                           scale=(0.95, 1.05), weight_decay=5e-4, ema=0.999),
 }
+
+# Fields that say where or how verbosely a run happened, not what it trained.
+_NOT_RECIPE = ("seed", "device", "progress")
 
 
 def recipe(model: str, **overrides) -> TrainConfig:
@@ -38,6 +44,17 @@ def recipe(model: str, **overrides) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s): {', '.join(sorted(unknown))}")
     return replace(RECIPES[model], **overrides)
+
+
+def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
+    """The fields in which a recorded run's `config` differs from `model`'s
+    current recipe (seed, device and progress aside); empty when it was trained
+    with this recipe. A record without a config predates recording it."""
+    if "config" not in record:
+        return ["config (not recorded)"]
+    # Through JSON, so tuples compare equal to the lists a record holds.
+    now = json.loads(json.dumps(asdict(recipe(model))))
+    return [k for k in now if k not in _NOT_RECIPE and record["config"].get(k) != now[k]]
 
 
 def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mnist_lib import bench, seeds
+from mnist_lib.recipes import recipe_differences
 
 
 def test_seed_runner_summary(small, capsys):
@@ -60,6 +61,9 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     assert rep["speedup_epoch"] == pytest.approx(
         rep["reference"]["epoch_s_median"] / rep["library"]["epoch_s_median"])
     assert "speed-up (reference / library)" in capsys.readouterr().out
+    # The record says what the library trained: the recipe, on the quick subset.
+    assert recipe_differences(rep, "Model_4") == ["epochs", "n_train", "n_test"]
+    assert rep["config"]["n_train"] == 2000 and rep["config"]["epochs"] == 1
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ import torch.nn as nn
 
 from mnist_lib import train as T
 from mnist_lib.models import get_model
-from mnist_lib.recipes import recipe, run
+from mnist_lib.recipes import recipe, recipe_differences, run
 
 
 def quick(**kw):
@@ -182,6 +184,28 @@ def test_bf16_training_learns_and_keeps_fp32_weights(small):
 def test_recipe_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown TrainConfig field.*lerning_rate"):
         recipe("Model_4", lerning_rate=0.1)
+
+
+def test_recipe_differences_names_the_changed_fields():
+    record = {"config": json.loads(json.dumps(asdict(recipe("Model_4", seed=3))))}
+    assert recipe_differences(record, "Model_4") == []  # the seed is not the recipe
+    record["config"]["lr"] = 0.2
+    record["config"]["scale"] = [1.0, 1.0]
+    assert recipe_differences(record, "Model_4") == ["lr", "scale"]
+    assert recipe_differences({}, "Model_4") == ["config (not recorded)"]
+
+
+@pytest.mark.parametrize("name, model", [("seeds_Model_4", "Model_4"),
+                                         ("seeds_Model_5", "Model_5"),
+                                         ("bench_cpu", "Model_4")])
+def test_recorded_cpu_runs_used_the_current_recipe(name, model):
+    """The book quotes these records as the recipe's results: changing a recipe
+    without recording them again must fail here, not mislead readers. (The
+    GPU record is made where a GPU is lent; the book flags it when it is stale.)"""
+    record = json.loads((Path(__file__).parents[1] / "results" / f"{name}.json").read_text())
+    assert record["model"] == model
+    diff = recipe_differences(record, model)
+    assert diff == [], f"results/{name}.json differs from the recipe in {diff}: re-record it"
 
 
 @pytest.mark.parametrize("argv, msg", [
