@@ -17,19 +17,20 @@ from .models import get_model
 from .train import History, TrainConfig, fit
 from .utils import set_seed
 
+# Step 3: augmentation (rotate up to 7 degrees, shift up to 5%, zoom 95-105%),
+# a one-cycle LR schedule, weight decay, and the test accuracy of an average of
+# the weights (EMA) rather than the last. Model_5 is trained exactly as Model_4.
+STEP3 = TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, translate=0.05,
+                    scale=(0.95, 1.05), weight_decay=5e-4, ema=0.999)
+
 RECIPES: dict[str, TrainConfig] = {
     # Step 1: plain SGD, constant LR, no augmentation: the baseline.
     "Model_1": TrainConfig(lr=0.01, scheduler="none"),
     # Step 2: BatchNorm allows a larger LR.
     "Model_2": TrainConfig(lr=0.05, scheduler="none"),
     "Model_3": TrainConfig(lr=0.05, scheduler="none"),
-    # Step 3: augmentation (rotate up to 7 degrees, shift up to 5%, zoom 95-105%),
-    # a one-cycle LR schedule, weight decay, and the test accuracy of an average
-    # of the weights (EMA) rather than the last.
-    "Model_4": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, translate=0.05,
-                           scale=(0.95, 1.05), weight_decay=5e-4, ema=0.999),
-    "Model_5": TrainConfig(lr=0.1, scheduler="onecycle", rotation=7.0, translate=0.05,
-                           scale=(0.95, 1.05), weight_decay=5e-4, ema=0.999),
+    "Model_4": STEP3,
+    "Model_5": STEP3,
 }
 
 # Fields that say where or how verbosely a run happened, not what it trained.

@@ -13,12 +13,11 @@ import argparse
 import statistics
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from .data import load_mnist
 from .recipes import recipe, run
-from .train import PRECISIONS, environment
+from .train import PRECISIONS
 from .utils import atomic_write_json, best_device
 
 
@@ -40,7 +39,6 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
         if progress:
             print(_row(per_seed[-1]), flush=True)
     finals = [s["final"] for s in per_seed]
-    cfg = recipe(model, **overrides)
     return {
         "model": model,
         "params": hist.params,
@@ -51,8 +49,9 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
         "final_min": min(finals),
         "passed": sum(s["passed"] for s in per_seed),
         "n_seeds": len(per_seed),
-        "config": asdict(cfg) | {"seed": seeds},
-        "env": environment(best_device(cfg.device), cfg.precision),
+        # What the runs trained with and on, as their History recorded it.
+        "config": hist.config | {"seed": seeds},
+        "env": hist.env,
     }
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 
 from mnist_lib import bench, seeds
-from mnist_lib.recipes import recipe_differences
+from mnist_lib.recipes import recipe, recipe_differences
 
 
 def test_seed_runner_summary(small, capsys):
@@ -73,7 +74,8 @@ def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_roo
     def big(*args, **kw):
         block = torch.ones(300 * 2**20 // 4)  # 300 MiB, touched
         del block
-        return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1}
+        return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1,
+                "config": asdict(recipe("Model_4", epochs=1))}
 
     def small(*args, **kw):
         return {"seconds": [2.0], "test_acc": [98.0], "n_train": 1, "params": 1}
