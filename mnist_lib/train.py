@@ -257,15 +257,24 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     return None
 
 
+def ema_decay(step: float | torch.Tensor, decay: float) -> torch.Tensor:
+    """The share d that `WeightAverage` keeps of the average at step `step`:
+    (1 + t) / (10 + t), capped at `decay`. The warm-up lets the average forget
+    the random initial weights fast; the average then spans about 1 / (1 - d)
+    steps. (1 + t) / (10 + t) reaches 0.999 only at step 8,990: with
+    decay=0.999, a shorter run never reaches the cap."""
+    t = torch.as_tensor(step, dtype=torch.float32)
+    return ((1 + t) / (10 + t)).clamp(max=decay)
+
+
 class WeightAverage:
     """An exponential moving average (EMA) of a model's weights and BatchNorm
     statistics, kept in `self.module`, a copy of the model.
 
     `update()` after each optimizer step moves every averaged tensor a share
-    (1 - d) of the way towards the model's, with d = min(decay, (1+t)/(10+t))
-    at step t: the warm-up lets the average forget the random initial weights
-    fast. It is a few fused operations over all tensors with no host sync, so
-    it can run inside a CUDA graph too.
+    (1 - d) of the way towards the model's, with d = `ema_decay(t, decay)` at
+    step t. It is a few fused operations over all tensors with no host sync,
+    so it can run inside a CUDA graph too.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -281,7 +290,7 @@ class WeightAverage:
     @torch.no_grad()
     def update(self) -> None:
         self.steps += 1
-        d = ((1 + self.steps) / (10 + self.steps)).clamp(max=self.decay)
+        d = ema_decay(self.steps, self.decay)
         torch._foreach_mul_(self._avg, d)                              # avg = d * avg
         torch._foreach_add_(self._avg, torch._foreach_mul(self._live, 1 - d))  # + (1-d) * live
 

@@ -189,7 +189,7 @@ def test_recipe_rejects_unknown_fields():
 def test_recipe_differences_names_the_changed_fields():
     record = {"config": json.loads(json.dumps(asdict(recipe("Model_4", seed=3))))}
     assert recipe_differences(record, "Model_4") == []  # the seed is not the recipe
-    record["config"]["lr"] = 0.2
+    record["config"]["lr"] *= 2
     record["config"]["scale"] = [1.0, 1.0]
     assert recipe_differences(record, "Model_4") == ["lr", "scale"]
     assert recipe_differences({}, "Model_4") == ["config (not recorded)"]
@@ -286,8 +286,18 @@ def test_weight_average_moves_each_tensor_a_share_of_the_way():
             assert torch.allclose(v, before[k] + 4.0 * 21 / 22), k
     for _ in range(100):  # later the decay is capped at 0.5
         ema.update()
-    assert float(((1 + ema.steps) / (10 + ema.steps)).clamp(max=ema.decay)) == 0.5
+    assert float(T.ema_decay(ema.steps, ema.decay)) == 0.5
     assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_decay_warms_up_then_is_capped():
+    assert float(T.ema_decay(0, 0.999)) == pytest.approx(0.1)
+    assert float(T.ema_decay(1, 0.999)) == pytest.approx(2 / 11)
+    # (1 + t) / (10 + t) reaches 0.999 at t = 8,990: a 15-epoch run at batch
+    # 256 (3,525 steps) ends below the cap, which the book's Step 3 says.
+    assert float(T.ema_decay(3525, 0.999)) == pytest.approx(3526 / 3535)
+    assert float(T.ema_decay(8989, 0.999)) < 0.999
+    assert float(T.ema_decay(8990, 0.999)) == pytest.approx(0.999)
 
 
 def test_onecycle_keeps_momentum_fixed(small):
