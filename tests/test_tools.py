@@ -11,6 +11,7 @@ import torch
 
 from mnist_lib import bench, seeds
 from mnist_lib.recipes import recipe, recipe_differences
+from mnist_lib.train import environment
 
 
 def test_seed_runner_summary(small, capsys):
@@ -75,7 +76,8 @@ def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_roo
         block = torch.ones(300 * 2**20 // 4)  # 300 MiB, touched
         del block
         return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1,
-                "config": asdict(recipe("Model_4", epochs=1))}
+                "config": asdict(recipe("Model_4", epochs=1)),
+                "env": environment(torch.device("cpu"))}
 
     def small(*args, **kw):
         return {"seconds": [2.0], "test_acc": [98.0], "n_train": 1, "params": 1}
