@@ -172,17 +172,34 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
     return fig
 
 
-def seed_strip(values: dict[str, Sequence[float]], threshold: float = 99.4,
-               ylabel: str = "final test accuracy (%)") -> Figure:
-    """Strip plot: one dot per seed, one column per model, mean marked."""
+def seed_strip(values: dict[str, Sequence[float]],
+               passed: dict[str, Sequence[bool]] | None = None,
+               threshold: float = 99.4, ylabel: str = "final test accuracy (%)"
+               ) -> Figure:
+    """Strip plot: one dot per seed, one column per model, mean marked.
+
+    With `passed` (per model, one flag per seed), seeds that did not meet the
+    rule are drawn as open circles: a final accuracy above the threshold can
+    still fail it, since the rule looks at the last epochs, not only the final.
+    """
     fig = _figure(6, 3.2)
     ax = fig.subplots()
     for i, (name, vals) in enumerate(values.items()):
-        xs = [i + 0.08 * (k - (len(vals) - 1) / 2) for k in range(len(vals))]
-        ax.plot(xs, vals, "o", alpha=0.8)
-        mean = sum(vals) / len(vals)
-        ax.plot([i - 0.25, i + 0.25], [mean, mean], "k-", lw=1.5)
+        n = len(vals)
+        # Spread the dots evenly over the middle 60% of the column, in seed order.
+        xs = [i + (0.6 * k / (n - 1) - 0.3 if n > 1 else 0.0) for k in range(n)]
+        ok = list(passed[name]) if passed else [True] * n
+        if len(ok) != n:
+            raise ValueError(f"{name}: {n} values but {len(ok)} pass/fail flags")
+        for met, face in ((True, f"C{i}"), (False, "none")):  # filled: rule met
+            dots = [(x, v) for x, v, p in zip(xs, vals, ok) if p == met]
+            if dots:
+                ax.plot(*zip(*dots), "o", color=f"C{i}", mfc=face)
+        mean = sum(vals) / n
+        ax.plot([i - 0.35, i + 0.35], [mean, mean], "k-", lw=1.5)
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold}% target")
+    if passed and not all(all(f) for f in passed.values()):
+        ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
     ax.set(xticks=range(len(values)), xticklabels=list(values), ylabel=ylabel,
            title="Accuracy over seeds (line: mean)")
     ax.legend(fontsize=8)

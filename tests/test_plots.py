@@ -13,3 +13,24 @@ def test_figures_render_as_png_without_pyplot():
     fig = plots.class_balance(torch.arange(10).repeat(3))
     data, _ = DisplayFormatter().format(fig)
     assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_seed_strip_keeps_each_model_in_its_column_and_opens_failing_seeds():
+    import pytest
+
+    from mnist_lib import plots
+
+    finals = {"A": [99.5 + 0.01 * k for k in range(15)], "B": [99.3, 99.45]}
+    passed = {"A": [k != 3 for k in range(15)], "B": [False, True]}
+    ax = plots.seed_strip(finals, passed).axes[0]
+    dots = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata())]
+    for column, name in enumerate(finals):
+        xs = [x for line in dots for x in line.get_xdata() if round(x) == column]
+        # 15 seeds must not spill into the next model's column.
+        assert len(xs) == len(finals[name]) and all(abs(x - column) < 0.5 for x in xs)
+    open_dots = sorted(y for line in dots if line.get_markerfacecolor() == "none"
+                       for y in line.get_ydata())
+    assert open_dots == [99.3, finals["A"][3]]
+    assert "rule not met" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="2 values but 1 pass/fail flags"):
+        plots.seed_strip({"B": [99.3, 99.45]}, {"B": [True]})
