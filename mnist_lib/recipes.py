@@ -57,7 +57,11 @@ def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
         return ["config (not recorded)"]
     # Through JSON, so tuples compare equal to the lists a record holds.
     now = json.loads(json.dumps(asdict(recipe(model))))
-    return [k for k in now if k not in _NOT_RECIPE and record["config"].get(k) != now[k]]
+    # A field added after the record was made is missing from it; the run had
+    # the behaviour before the field existed, which is the field's default.
+    default = json.loads(json.dumps(asdict(TrainConfig())))
+    return [k for k in now if k not in _NOT_RECIPE
+            and record["config"].get(k, default[k]) != now[k]]
 
 
 def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides

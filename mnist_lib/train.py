@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
@@ -57,6 +58,9 @@ class TrainConfig:
     label_smoothing: float = 0.0    # share of the target spread over all classes
     ema: float = 0.0                # decay of an exponential moving average of the
                                     # weights, evaluated instead of them (0 = off)
+    bn_recompute: int = 0           # before each test, recompute the tested model's
+                                    # BatchNorm statistics on this many clean training
+                                    # images (0 = keep the running averages)
     rotation: float = 0.0           # max rotation in degrees (0 = no augmentation)
     translate: float = 0.0          # max shift, as a fraction of the image size
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
@@ -86,6 +90,9 @@ class TrainConfig:
             problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if not 0 <= self.ema < 1:
             problems.append(f"ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
+        if self.bn_recompute < 0:
+            problems.append(f"bn_recompute must be >= 0 (a number of images), "
+                            f"got {self.bn_recompute}")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.rotation < 0 or self.translate < 0:
@@ -303,6 +310,25 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
     if smoothing:
         loss = (1 - smoothing) * loss - smoothing * logp.mean(dim=1).mean()
     return loss
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+                       batch_size: int = 500) -> None:
+    """Set the BatchNorm running statistics of `model` to the mean and variance of
+    its own activations over `images` (uint8 (N, 28, 28), not augmented).
+
+    During training BatchNorm keeps running averages of batch statistics, taken
+    from augmented images and from the weights as they were at each step. The
+    weights that get tested (the moving average, with `ema`) are not any of
+    those; this gives them statistics of their own, as SWA does
+    (`torch.optim.swa_utils.update_bn`, which does the pass). The forward
+    passes run in full precision, like `evaluate`.
+    """
+    device = next(model.parameters()).device
+    batches = (normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
+               for i in range(0, len(images), batch_size))
+    update_bn(batches, model)
 
 
 @torch.no_grad()
@@ -567,6 +593,9 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
         t0 = time.perf_counter()
         train_loss, train_acc = train_epoch(model, opt, sched, data, mean, std,
                                             cfg, epoch, gen, sums, ema, graphed)
+        if cfg.bn_recompute:
+            recompute_bn_stats(evaluated, data.train_images[:cfg.bn_recompute],
+                               mean, std, cfg.eval_batch_size)
         test_loss, correct, _ = evaluate(evaluated, data.test_images, data.test_labels,
                                          mean, std, cfg.eval_batch_size)
         if cfg.scheduler == "step":

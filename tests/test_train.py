@@ -135,6 +135,7 @@ def test_evaluation_helpers_against_hand_counts():
     (dict(lr=-1.0), "lr must be > 0"),
     (dict(ema=1.0), "ema must be in"),
     (dict(precision="fp16"), "precision 'fp16' is not one of"),
+    (dict(bn_recompute=-1), "bn_recompute must be >= 0"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -153,6 +154,49 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
     assert hist.column("test_acc") != plain.column("test_acc")
+
+
+def test_recompute_bn_stats_gives_the_activations_own_mean_and_variance(small):
+    """After the pass, each BatchNorm's running mean and variance are those of
+    the activations it sees on the given images, whatever they were before."""
+    torch.manual_seed(0)
+    model = get_model("Model_4")
+    bn = model.block1[1][1]  # the BatchNorm after the second convolution
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(7.0)
+    images = small.train_images[:1000]
+    mean, std = T.pixel_stats(images)
+    seen = []
+    hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    T.recompute_bn_stats(model, images, mean, std, batch_size=250)
+    hook.remove()
+    acts = torch.cat(seen)                  # 4 batches of 250, pre-BatchNorm
+    assert len(seen) == 4 and acts.shape[0] == 1000
+    assert torch.allclose(bn.running_mean, acts.mean(dim=(0, 2, 3)), atol=1e-5)
+    # Per batch, unbiased, then averaged over the equal-sized batches.
+    per_batch = torch.stack([a.var(dim=(0, 2, 3)) for a in seen]).mean(0)
+    assert torch.allclose(bn.running_var, per_batch, rtol=1e-4)
+    assert model.training                   # the mode it was in is restored
+
+
+def test_bn_recompute_changes_what_is_tested_not_how_it_trains(small):
+    """The pass runs between training and testing: the training history is
+    the same step for step, the test accuracies differ, and the model handed
+    back carries the recomputed statistics, so it scores what was reported."""
+    model, hist = run("Model_4", small, quick(epochs=2, ema=0.9, bn_recompute=1000))
+    _, plain = run("Model_4", small, quick(epochs=2, ema=0.9))
+    assert hist.column("train_loss") == plain.column("train_loss")
+    assert hist.column("test_loss") != plain.column("test_loss")
+    data = small.subset(None, 1000)
+    mean, std = T.pixel_stats(small.train_images[:2000])
+    _, correct, _ = T.evaluate(model, data.test_images, data.test_labels, mean, std)
+    assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
+    # Recomputing again on the same images finds the same statistics.
+    bn = model.block1[1][1]
+    before = bn.running_mean.clone(), bn.running_var.clone()
+    T.recompute_bn_stats(model, small.train_images[:1000], mean, std)
+    assert torch.allclose(bn.running_mean, before[0], atol=1e-6)
+    assert torch.allclose(bn.running_var, before[1], atol=1e-6)
 
 
 @pytest.mark.parametrize("precision, device, native, expected", [
@@ -193,6 +237,12 @@ def test_recipe_differences_names_the_changed_fields():
     record["config"]["scale"] = [1.0, 1.0]
     assert recipe_differences(record, "Model_4") == ["lr", "scale"]
     assert recipe_differences({}, "Model_4") == ["config (not recorded)"]
+    # A record made before a field existed ran with the field's default.
+    record = {"config": json.loads(json.dumps(asdict(recipe("Model_4"))))}
+    del record["config"]["label_smoothing"]          # default 0.0, as in the recipe
+    assert recipe_differences(record, "Model_4") == []
+    del record["config"]["ema"]                      # default 0.0, recipe 0.999
+    assert recipe_differences(record, "Model_4") == ["ema"]
 
 
 @pytest.mark.parametrize("name, model", [("seeds_Model_4", "Model_4"),
