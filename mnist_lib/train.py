@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -312,6 +312,15 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
     return loss
 
 
+def model_inputs(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+                 batch_size: int = 500) -> Iterator[torch.Tensor]:
+    """uint8 images (N, 28, 28) as normalised float batches (B, 1, 28, 28) on the
+    model's device, `batch_size` at a time, for passes that do not train."""
+    device = next(model.parameters()).device
+    for i in range(0, len(images), batch_size):
+        yield normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
+
+
 @torch.no_grad()
 def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std: float,
                        batch_size: int = 500) -> None:
@@ -325,10 +334,7 @@ def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std:
     (`torch.optim.swa_utils.update_bn`, which does the pass). The forward
     passes run in full precision, like `evaluate`.
     """
-    device = next(model.parameters()).device
-    batches = (normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
-               for i in range(0, len(images), batch_size))
-    update_bn(batches, model)
+    update_bn(model_inputs(model, images, mean, std, batch_size), model)
 
 
 @torch.no_grad()
@@ -337,11 +343,7 @@ def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
     """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    outs = []
-    for i in range(0, len(images), batch_size):
-        x = normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
-        outs.append(model(x))
+    outs = [model(x) for x in model_inputs(model, images, mean, std, batch_size)]
     model.train(was_training)
     return torch.cat(outs)
 
