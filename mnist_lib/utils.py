@@ -1,9 +1,12 @@
-"""Small helpers shared by the library: seeding, device choice, atomic writes."""
+"""Small helpers shared by the library: seeding, device choice, atomic writes,
+and the CPU allocator setting that `fit` uses."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import platform
 import random
 import tempfile
 from pathlib import Path
@@ -60,6 +63,40 @@ def best_device(requested: str = "auto") -> torch.device:
         raise ValueError("device 'mps' requested but MPS is not available; "
                          "use --device auto or --device cpu")
     return device
+
+
+# glibc's mallopt(3) parameters, from <malloc.h>.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_kept_freed_memory = False
+
+
+def keep_freed_memory() -> bool:
+    """Make this process keep the memory it frees for reuse, instead of giving
+    it back to the operating system at once (Linux with glibc only; elsewhere
+    it does nothing). Returns whether the setting is in effect.
+
+    PyTorch on a CPU allocates every activation with malloc and frees it as
+    soon as it is used. glibc returns freed memory at the top of the heap to
+    the system once more than a threshold is free there, and serves blocks
+    above another threshold with fresh mmaps. It tunes both from what it has
+    seen freed; after an epoch of training, an evaluation pass kept missing
+    them, so every batch asked the kernel for fresh pages: ~200,000 page
+    faults a test (~800 MB of pages zeroed), ~40% of its time on the
+    book's 2-core CPU. Fixed thresholds (blocks up to 64 MiB from the heap,
+    keep up to 1 GiB free) end that; the process then holds on to memory it
+    freed until it exits, which for a training run is what it needs anyway.
+    The setting is for the whole process, and arithmetic does not change:
+    runs give the same numbers with it and without.
+    """
+    global _kept_freed_memory
+    if not _kept_freed_memory and platform.libc_ver()[0] == "glibc":
+        try:
+            mallopt = ctypes.CDLL(None).mallopt  # this process's own C library
+        except (AttributeError, OSError):
+            return False
+        _kept_freed_memory = bool(mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+                                  and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    return _kept_freed_memory
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

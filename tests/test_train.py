@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import platform
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import torch.nn as nn
 from mnist_lib import train as T
 from mnist_lib.models import get_model
 from mnist_lib.recipes import recipe, recipe_differences, run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def quick(**kw):
@@ -407,3 +412,60 @@ def test_graphed_and_eager_cuda_runs_agree(small):
     # CUDA runs (cuDNN's atomics); a broken replay is off by far more.
     assert graphed.column("test_acc") == pytest.approx(eager.column("test_acc"), abs=3.0)
     assert graphed.column("lr") == pytest.approx(eager.column("lr"))
+
+
+# Trains one step an epoch, then tests, ten times; prints the page faults of
+# the last eight tests. Run in a fresh process: the allocator setting is global.
+_FAULTS_SCRIPT = """
+import resource, sys, torch
+from mnist_lib import train as T
+from mnist_lib.data import MNIST
+from mnist_lib.models import get_model
+from mnist_lib.recipes import recipe
+from mnist_lib.utils import set_seed
+torch.set_num_threads(2)
+g = torch.Generator().manual_seed(0)
+data = MNIST(torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8, generator=g),
+             torch.randint(0, 10, (256,), generator=g),
+             torch.randint(0, 256, (2000, 28, 28), dtype=torch.uint8, generator=g),
+             torch.randint(0, 10, (2000,), generator=g))
+cfg = recipe("Model_4", progress=False, device="cpu", precision="fp32")
+if sys.argv[1] == "fit":  # fit on a CPU sets the allocator up for the process
+    T.fit(get_model("Model_4"), data, recipe("Model_4", progress=False, device="cpu",
+                                             precision="fp32", epochs=1))
+gen = set_seed(0)
+model = get_model("Model_4")
+opt = T.make_optimizer(model, cfg)
+sched = T.make_scheduler(opt, cfg, 1)
+faults = []
+for epoch in range(10):
+    T.train_epoch(model, opt, sched, data, 0.13, 0.31, cfg, 1, gen, torch.zeros(2))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    T.evaluate(model, data.test_images, data.test_labels, 0.13, 0.31)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sum(faults[2:]))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
+def test_fit_on_cpu_keeps_freed_memory_so_tests_stop_faulting_in_pages():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], check=True,
+                             capture_output=True, text=True, cwd=ROOT)
+        return int(out.stdout.split()[-1])
+
+    # The problem: with glibc's own thresholds, each test after a training step
+    # hands its memory back and faults it in again.
+    untuned = faults("none")
+    assert untuned > 20_000, f"expected the page-fault storm without the setting: {untuned}"
+    tuned = faults("fit")
+    assert tuned < untuned / 10, f"page faults: {tuned} after fit, {untuned} without"
+
+
+def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch):
+    from mnist_lib import utils
+
+    monkeypatch.setattr(utils, "_kept_freed_memory", False)
+    monkeypatch.setattr(utils.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.setattr(utils.ctypes, "CDLL", lambda *a: pytest.fail("CDLL called"))
+    assert utils.keep_freed_memory() is False
