@@ -83,8 +83,8 @@ def keep_freed_memory() -> bool:
     them, so every batch asked the kernel for fresh pages: ~200,000 page
     faults a test (~800 MB of pages zeroed), ~40% of its time on the
     book's 2-core CPU. Fixed thresholds (blocks up to 64 MiB from the heap,
-    keep up to 1 GiB free) end that; the process then holds on to memory it
-    freed until it exits, which for a training run is what it needs anyway.
+    keep up to 1 GiB free) end that; the process then keeps what it freed,
+    up to 1 GiB, for its next batches instead of returning it at once.
     The setting is for the whole process, and arithmetic does not change:
     runs give the same numbers with it and without.
     """
