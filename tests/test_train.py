@@ -257,7 +257,7 @@ def test_recorded_cpu_runs_used_the_current_recipe(name, model):
     """The book quotes these records as the recipe's results: changing a recipe
     without recording them again must fail here, not mislead readers. (The
     GPU record is made where a GPU is lent; the book flags it when it is stale.)"""
-    record = json.loads((Path(__file__).parents[1] / "results" / f"{name}.json").read_text())
+    record = json.loads((ROOT / "results" / f"{name}.json").read_text())
     assert record["model"] == model
     diff = recipe_differences(record, model)
     assert diff == [], f"results/{name}.json differs from the recipe in {diff}: re-record it"
@@ -418,6 +418,7 @@ def test_graphed_and_eager_cuda_runs_agree(small):
 # the last eight tests. Run in a fresh process: the allocator setting is global.
 _FAULTS_SCRIPT = """
 import resource, sys, torch
+from dataclasses import replace
 from mnist_lib import train as T
 from mnist_lib.data import MNIST
 from mnist_lib.models import get_model
@@ -431,8 +432,7 @@ data = MNIST(torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8, generator=g
              torch.randint(0, 10, (2000,), generator=g))
 cfg = recipe("Model_4", progress=False, device="cpu", precision="fp32")
 if sys.argv[1] == "fit":  # fit on a CPU sets the allocator up for the process
-    T.fit(get_model("Model_4"), data, recipe("Model_4", progress=False, device="cpu",
-                                             precision="fp32", epochs=1))
+    T.fit(get_model("Model_4"), data, replace(cfg, epochs=1))
 gen = set_seed(0)
 model = get_model("Model_4")
 opt = T.make_optimizer(model, cfg)
