@@ -99,6 +99,9 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     lo, hi = cfg["scale"]
     if (lo, hi) != (1.0, 1.0):
         aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
+    clean = min(cfg.get("clean_epochs", 0), cfg["epochs"])  # older records lack it
+    if aug and clean:
+        aug.append(f"none in the last {clean} epoch{'s' if clean > 1 else ''}")
     return {
         "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",
         "dropout": f"{max(drop):g}" if drop else "no",

@@ -141,6 +141,7 @@ def test_evaluation_helpers_against_hand_counts():
     (dict(ema=1.0), "ema must be in"),
     (dict(precision="fp16"), "precision 'fp16' is not one of"),
     (dict(bn_recompute=-1), "bn_recompute must be >= 0"),
+    (dict(clean_epochs=-1), "clean_epochs must be >= 0"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
@@ -159,6 +160,30 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
     assert hist.column("test_acc") != plain.column("test_acc")
+
+
+def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
+    """The first epochs train exactly as with augmentation throughout; the last
+    `clean_epochs` warp no image; more clean epochs than epochs means all."""
+    real_warp, warped = T.warp, []
+
+    def counting_warp(x, theta):
+        warped.append(len(x))
+        return real_warp(x, theta)
+
+    monkeypatch.setattr(T, "warp", counting_warp)
+    cfg = quick(epochs=3, rotation=7.0, translate=0.05, scale=(0.95, 1.05))
+    _, augmented = run("Model_4", small, cfg)
+    assert sum(warped) == 3 * 2000
+    warped.clear()
+    _, clean = run("Model_4", small, cfg, clean_epochs=2)
+    assert sum(warped) == 2000                  # epoch 1 only
+    for col in ("train_loss", "train_acc", "test_acc"):
+        assert clean.column(col)[0] == augmented.column(col)[0]
+    assert clean.column("train_loss")[1:] != augmented.column("train_loss")[1:]
+    warped.clear()
+    run("Model_4", small, cfg, clean_epochs=5)
+    assert warped == []
 
 
 def test_recompute_bn_stats_gives_the_activations_own_mean_and_variance(small):
@@ -402,8 +427,10 @@ def test_graphed_and_eager_cuda_runs_agree(small):
     """Same seed, same batches: replaying CUDA graphs trains like the eager loop
     (up to cuDNN's non-determinism), including the short last batch."""
     # bn_recompute rewrites, between epochs, buffers the graphed EMA update writes.
+    # A clean last epoch replays the augmented graph with identity transforms.
     cfg = quick(device="cuda", scheduler="onecycle", rotation=7.0, ema=0.9,
-                bn_recompute=500, n_train=1950, epochs=3)  # 1950 = 30 x 64 + 30
+                bn_recompute=500, clean_epochs=1,
+                n_train=1950, epochs=3)  # 1950 = 30 x 64 + 30
     _, eager = run("Model_4", small, cfg, cuda_graphs=False)
     _, graphed = run("Model_4", small, cfg)
     assert graphed.column("train_loss") == pytest.approx(eager.column("train_loss"),
