@@ -249,7 +249,9 @@ def test_bf16_training_learns_and_keeps_fp32_weights(small):
     _, fp32 = run("Model_2", small, quick(epochs=3, precision="fp32"))
     losses = bf16.column("train_loss")
     assert losses[-1] < 0.5 * losses[0] and bf16.epochs[-1].test_acc > 50.0
-    assert abs(bf16.epochs[-1].test_acc - fp32.epochs[-1].test_acc) < 5.0
+    # bf16 learns as fp32 does. The training loss, not the test accuracy on
+    # 1,000 images after 3 short epochs, which swings by points with the threads.
+    assert losses[-1] == pytest.approx(fp32.column("train_loss")[-1], rel=0.1)
     assert losses != fp32.column("train_loss")  # autocast did change the arithmetic
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert bf16.env["precision"] == "bf16 autocast" and fp32.env["precision"] == "fp32"
