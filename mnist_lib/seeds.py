@@ -10,6 +10,7 @@ whether the rule held; then mean, standard deviation and minimum.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -56,6 +57,30 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
 
 
 HEADER = f"{'seed':>4}  {'last-3 test accuracy (%)':<26} {'best':>6} {'final':>6}  rule"
+
+def pass_rate_lower_bound(passed: int, n: int, confidence: float = 0.95) -> float:
+    """The lowest pass rate that `passed` passes out of `n` seeds are consistent
+    with, at `confidence` (one-sided Clopper-Pearson): at any lower rate, that
+    many passes or more would come up less than 1 - `confidence` of the time.
+
+    A perfect record is a sample too: 15 passes out of 15 still allow a rate
+    as low as 0.82 at 95%.
+    """
+    if not (n >= 1 and 0 <= passed <= n and 0 < confidence < 1):
+        raise ValueError(f"need 0 <= passed <= n, n >= 1 and 0 < confidence < 1; "
+                         f"got passed={passed}, n={n}, confidence={confidence}")
+    if passed == 0:
+        return 0.0
+
+    def at_least(p: float) -> float:  # P(X >= passed), X ~ Binomial(n, p)
+        return sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+                   for k in range(passed, n + 1))
+
+    lo, hi = 0.0, 1.0
+    for _ in range(50):  # bisection: at_least grows with p
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if at_least(mid) < 1 - confidence else (lo, mid)
+    return (lo + hi) / 2
 
 
 def _row(s: dict[str, Any]) -> str:

@@ -47,6 +47,25 @@ def test_seed_cli_rejects_zero_seeds(capsys):
     assert exc.value.code == 2 and "--seeds must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("passed, n, confidence, expected", [
+    (15, 15, 0.95, 0.05 ** (1 / 15)),  # all pass: P(all n pass) = p^n = 0.05
+    (14, 15, 0.975, 0.6805),           # the lower end of the two-sided 95% interval
+    (0, 15, 0.95, 0.0),
+])
+def test_pass_rate_lower_bound(passed, n, confidence, expected):
+    assert seeds.pass_rate_lower_bound(passed, n, confidence) == pytest.approx(
+        expected, abs=1e-4)
+
+
+def test_pass_rate_lower_bound_grows_with_passes_and_seeds():
+    bounds = [seeds.pass_rate_lower_bound(k, 15) for k in range(16)]
+    assert bounds == sorted(bounds) and len(set(bounds)) == 16
+    # The same share of passes from more seeds pins the rate down more tightly.
+    assert seeds.pass_rate_lower_bound(30, 30) > seeds.pass_rate_lower_bound(15, 15)
+    with pytest.raises(ValueError, match="passed <= n"):
+        seeds.pass_rate_lower_bound(6, 5)
+
+
 def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     out = tmp_path / "b.json"
     assert bench.main(["--quick", "--device", "cpu", "--data", str(data_root),
