@@ -20,6 +20,7 @@ from typing import Any
 import torch.nn as nn
 
 from .data import MNIST
+from .recipes import recorded_config
 from .train import History
 
 QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
@@ -90,7 +91,7 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     read from the model and the run's config, for the comparison table."""
     mods = list(model.modules())
     drop = [m.p for m in mods if isinstance(m, nn.Dropout) and m.p > 0]
-    cfg = hist.config
+    cfg = recorded_config(hist.config)  # older records lack newer fields
     aug = []
     if cfg["rotation"]:
         aug.append(f"rotate ±{cfg['rotation']:g}°")
@@ -99,7 +100,7 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     lo, hi = cfg["scale"]
     if (lo, hi) != (1.0, 1.0):
         aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
-    clean = min(cfg.get("clean_epochs", 0), cfg["epochs"])  # older records lack it
+    clean = min(cfg["clean_epochs"], cfg["epochs"])
     if aug and clean:
         aug.append(f"none in the last {clean} epoch{'s' if clean > 1 else ''}")
     return {

@@ -57,19 +57,26 @@ def recipe(model: str, **overrides) -> TrainConfig:
     return replace(RECIPES[model], **overrides)
 
 
+def _as_json(cfg: TrainConfig) -> dict[str, Any]:
+    # Through JSON, so tuples compare equal to the lists a record holds.
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def recorded_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded run's `config`, with every field added since it was made set
+    to that field's default: the run had the behaviour from before the field
+    existed, which is what the default keeps."""
+    return _as_json(TrainConfig()) | config
+
+
 def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
     """The fields in which a recorded run's `config` differs from `model`'s
     current recipe (seed, device and progress aside); empty when it was trained
     with this recipe. A record without a config predates recording it."""
     if "config" not in record:
         return ["config (not recorded)"]
-    # Through JSON, so tuples compare equal to the lists a record holds.
-    now = json.loads(json.dumps(asdict(recipe(model))))
-    # A field added after the record was made is missing from it; the run had
-    # the behaviour before the field existed, which is the field's default.
-    default = json.loads(json.dumps(asdict(TrainConfig())))
-    return [k for k in now if k not in _NOT_RECIPE
-            and record["config"].get(k, default[k]) != now[k]]
+    now, then = _as_json(recipe(model)), recorded_config(record["config"])
+    return [k for k in now if k not in _NOT_RECIPE and then[k] != now[k]]
 
 
 def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides

@@ -58,6 +58,7 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
 
 HEADER = f"{'seed':>4}  {'last-3 test accuracy (%)':<26} {'best':>6} {'final':>6}  rule"
 
+
 def pass_rate_lower_bound(passed: int, n: int, confidence: float = 0.95) -> float:
     """The lowest pass rate that `passed` passes out of `n` seeds are consistent
     with, at `confidence` (one-sided Clopper-Pearson): at any lower rate, that
