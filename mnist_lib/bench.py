@@ -222,7 +222,9 @@ def table(rep: dict[str, Any]) -> str:
             ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
             ("final test acc (%)", "final_acc", ".2f"), ("peak memory (MiB)", "peak_mem_mib", ".0f")]
     env = rep["env"]
-    out = [f"device: {env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, "
+    # The GPU on CUDA, else the CPU (records made before they named it: none).
+    hardware = env.get("gpu") or env.get("cpu")
+    out = [f"device: {env['device']}{f' ({hardware})' if hardware else ''}, "
            f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",

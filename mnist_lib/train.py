@@ -34,7 +34,8 @@ from tqdm import tqdm
 
 from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
                    random_affine, to_float, warp)
-from .utils import atomic_write_json, best_device, keep_freed_memory, set_seed
+from .utils import (atomic_write_json, best_device, cpu_name, keep_freed_memory,
+                    set_seed)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -220,6 +221,7 @@ def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]
         "torch": torch.__version__, "python": platform.python_version(),
         "device": str(device), "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "precision": "bf16 autocast" if dtype is not None else "fp32",
         "date": time.strftime("%Y-%m-%d"),

@@ -65,6 +65,25 @@ def best_device(requested: str = "auto") -> torch.device:
     return device
 
 
+def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU, e.g. "AMD EPYC (family 26, model 2)" from /proc/cpuinfo on Linux
+    (a virtual machine may hide the full model name; family and model still
+    tell CPU generations apart), else what `platform` knows ("x86_64").
+    Timings compare only on the same CPU, so records name it."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    first = text.split("\n\n")[0]  # the first logical CPU's block
+    info = dict((k.strip(), v.strip()) for k, _, v in
+                (line.partition(":") for line in first.splitlines()))
+    if not info.get("model name"):
+        return platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
+    return info["model name"]
+
+
 # glibc's mallopt(3) parameters, from <malloc.h>.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _kept_freed_memory = False

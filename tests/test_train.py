@@ -498,3 +498,36 @@ def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch):
     monkeypatch.setattr(utils.platform, "libc_ver", lambda: ("", ""))
     monkeypatch.setattr(utils.ctypes, "CDLL", lambda *a: pytest.fail("CDLL called"))
     assert utils.keep_freed_memory() is False
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 26
+model\t\t: 2
+model name\t: AMD EPYC
+flags\t\t: fpu avx512_bf16
+
+processor\t: 1
+model name\t: Some Other CPU
+"""
+
+
+def test_cpu_name_reads_the_first_cpu_with_family_and_model(tmp_path, monkeypatch):
+    from mnist_lib import utils
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(CPUINFO)
+    assert utils.cpu_name(info) == "AMD EPYC (family 26, model 2)"
+    # No family and model (some ARM kernels): the model name alone.
+    info.write_text("processor\t: 0\nmodel name\t: ARMv8 Processor rev 1\n")
+    assert utils.cpu_name(info) == "ARMv8 Processor rev 1"
+    # No model name at all, or no file (macOS, Windows): what `platform` says.
+    monkeypatch.setattr(utils.platform, "processor", lambda: "arm")
+    info.write_text("processor\t: 0\nBogoMIPS\t: 48.00\n")
+    assert utils.cpu_name(info) == "arm"
+    assert utils.cpu_name(tmp_path / "missing") == "arm"
+
+
+def test_environment_names_the_cpu(monkeypatch):
+    monkeypatch.setattr(T, "cpu_name", lambda: "Test CPU (family 1, model 2)")
+    assert T.environment(torch.device("cpu"))["cpu"] == "Test CPU (family 1, model 2)"
