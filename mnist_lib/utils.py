@@ -74,9 +74,10 @@ def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
         text = Path(cpuinfo).read_text()
     except OSError:
         text = ""
-    first = text.split("\n\n")[0]  # the first logical CPU's block
-    info = dict((k.strip(), v.strip()) for k, _, v in
-                (line.partition(":") for line in first.splitlines()))
+    info = {}
+    for line in text.split("\n\n")[0].splitlines():  # the first logical CPU
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
     if not info.get("model name"):
         return platform.processor() or platform.machine()
     if "cpu family" in info and "model" in info:
