@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .data import load_mnist
 from .models import FINAL_MODEL
 from .recipes import run
-from .train import first_epoch_meeting
+from .train import describe_hardware, first_epoch_meeting
 from .utils import atomic_write_json, best_device, keep_freed_memory, set_seed
 
 
@@ -222,9 +222,7 @@ def table(rep: dict[str, Any]) -> str:
             ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
             ("final test acc (%)", "final_acc", ".2f"), ("peak memory (MiB)", "peak_mem_mib", ".0f")]
     env = rep["env"]
-    # The GPU on CUDA, else the CPU (records made before they named it: none).
-    hardware = env.get("gpu") or env.get("cpu")
-    out = [f"device: {env['device']}{f' ({hardware})' if hardware else ''}, "
+    out = [f"device: {env['device']} ({describe_hardware(env)}), "
            f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",

@@ -231,6 +231,15 @@ def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]
     return env
 
 
+def describe_hardware(env: dict[str, Any]) -> str:
+    """What a run with this `env` (from `environment`) ran on, in words: the GPU,
+    else the CPU and its threads, e.g. "AMD EPYC (family 26, model 2), 2 threads".
+    Records made before they named the CPU give its architecture ("x86_64")."""
+    if "gpu" in env:
+        return env["gpu"]
+    return f"{env.get('cpu', env['processor'])}, {env['cpu_threads']} threads"
+
+
 # ------------------------------------------------------------------ pieces
 def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
                    ) -> torch.optim.Optimizer:

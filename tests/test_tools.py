@@ -84,7 +84,8 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     shown = capsys.readouterr().out
     assert "speed-up (reference / library)" in shown
     # Timings compare only on the same hardware: the record and the table name it.
-    assert rep["env"]["cpu"] and f"device: cpu ({rep['env']['cpu']})" in shown
+    env = rep["env"]
+    assert env["cpu"] and f"device: cpu ({env['cpu']}, {env['cpu_threads']} threads)" in shown
     # The record says what the library trained: the recipe, on the quick subset.
     assert recipe_differences(rep, "Model_4") == ["epochs", "n_train", "n_test"]
     assert rep["config"]["n_train"] == 2000 and rep["config"]["epochs"] == 1

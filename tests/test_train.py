@@ -530,4 +530,14 @@ def test_cpu_name_reads_the_first_cpu_with_family_and_model(tmp_path, monkeypatc
 
 def test_environment_names_the_cpu(monkeypatch):
     monkeypatch.setattr(T, "cpu_name", lambda: "Test CPU (family 1, model 2)")
-    assert T.environment(torch.device("cpu"))["cpu"] == "Test CPU (family 1, model 2)"
+    env = T.environment(torch.device("cpu"))
+    assert env["cpu"] == "Test CPU (family 1, model 2)"
+    assert T.describe_hardware(env) == (f"Test CPU (family 1, model 2), "
+                                        f"{torch.get_num_threads()} threads")
+
+
+def test_describe_hardware_of_gpu_and_older_records():
+    old = {"device": "cpu", "processor": "x86_64", "cpu_threads": 2}  # no "cpu" yet
+    assert T.describe_hardware(old) == "x86_64, 2 threads"
+    gpu = {**old, "device": "cuda", "cpu": "AMD EPYC", "gpu": "NVIDIA H100 80GB HBM3"}
+    assert T.describe_hardware(gpu) == "NVIDIA H100 80GB HBM3"
