@@ -143,7 +143,7 @@ def library_run(data, epochs: int, device: torch.device, seed: int = 0,
     n_train = overrides.get("n_train") or len(data.train_labels)
     return {"seconds": hist.column("seconds"), "test_acc": hist.column("test_acc"),
             "n_train": n_train, "params": hist.params, "config": hist.config,
-            "env": hist.env}
+            "env": hist.env, "layers": hist.layers}
 
 
 def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_mem_mib": max(r["peak_mem_mib"] for r in runs),
         # Each run's own numbers; what the library trained with and on is the
         # same for every run and is recorded once, in the report.
-        "runs": [{k: v for k, v in r.items() if k not in ("config", "env")}
+        "runs": [{k: v for k, v in r.items() if k not in ("config", "env", "layers")}
                  for r in runs],
     }
 
@@ -208,6 +208,7 @@ def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
         # precision is the recipe's; the reference always runs in fp32).
         "config": lib[0]["config"],
         "env": lib[0]["env"],
+        "layers": lib[0]["layers"],
     }
 
 

@@ -12,21 +12,24 @@ the full 28x28 resolution dominates training time (measured in the book's
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
-               padding: int = 0, bn: bool = True, dropout: float = 0.0
-               ) -> nn.Sequential:
-    """Conv -> (BatchNorm) -> ReLU -> (Dropout): the unit every model is built from."""
+               padding: int = 0, bn: bool = True, dropout: float = 0.0,
+               act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    """Conv -> (BatchNorm) -> activation (ReLU unless `act` says) -> (Dropout):
+    the unit every model is built from."""
     layers: list[nn.Module] = [
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not bn)
     ]
     if bn:
         layers.append(nn.BatchNorm2d(c_out))
-    layers.append(nn.ReLU())
+    layers.append(act())
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
@@ -158,24 +161,31 @@ class Model_5(nn.Module):
     """Stretch: the final design under 5,000 parameters.
 
     Target: the same rule (>= 99.4% in each of the last 3 of 15 epochs) with
-    about 60% of Model_4's parameters, by narrowing every layer.
+    about 64% of Model_4's parameters. Every layer is narrower, and GELU
+    replaces ReLU: ReLU passes no gradient back for a negative input, GELU a
+    small one, and with this few channels no unit can be spared. Measured
+    here while designing it, on fresh seeds 40-49 against the same layers
+    narrower still (10 channels at 12x12) with ReLU: 9 of 10 seeds met the
+    rule, against 3 of 10, and the mean of the last 3 test accuracies rose
+    by 0.08 points (4 standard errors). It costs ~15% more time a run on a CPU.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
-        d = dropout
+        # conv_block with these two arguments fixed, so each line shows the shape.
+        block = partial(conv_block, dropout=dropout, act=nn.GELU)
         self.block1 = nn.Sequential(                        # input 28x28x1
-            conv_block(1, 8, stride=2, padding=1, dropout=d),   # 14x14x8, RF 3, j 2
-            conv_block(8, 10, dropout=d),                       # 12x12x10, RF 7
-            conv_block(10, 12, dropout=d),                      # 10x10x12, RF 11
+            block(1, 8, stride=2, padding=1),                   # 14x14x8, RF 3, j 2
+            block(8, 12),                                       # 12x12x12, RF 7
+            block(12, 12),                                      # 10x10x12, RF 11
         )
         self.transition = nn.Sequential(
             nn.MaxPool2d(2),                                    # 5x5x12, RF 13, j 4
-            conv_block(12, 10, kernel=1, dropout=d),            # 5x5x10, RF 13
+            block(12, 10, kernel=1),                            # 5x5x10, RF 13
         )
         self.block2 = nn.Sequential(
-            conv_block(10, 12, padding=1, dropout=d),           # 5x5x12, RF 21
-            conv_block(12, 12, dropout=d),                      # 3x3x12, RF 29
+            block(10, 12, padding=1),                           # 5x5x12, RF 21
+            block(12, 12),                                      # 3x3x12, RF 29
         )
         self.output = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),                            # 1x1x12, RF 37
@@ -199,6 +209,27 @@ def get_model(name: str) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name]()
+
+
+# What, besides its type and weights' shapes, makes one layer differ from another.
+_LAYER_SETTINGS = ("kernel_size", "stride", "padding", "dilation", "groups",
+                   "output_size", "p")
+
+
+def layer_list(model: nn.Module) -> list[str]:
+    """The model's layers (modules without children) in order, each as its type,
+    weight shapes and settings, e.g. "Conv2d 8x1x3x3 kernel_size=(3, 3)
+    stride=(2, 2) ...". Records store it, so that a changed model cannot pass
+    for the recorded one. Built from attributes, not `repr`, whose wording
+    changes between torch versions."""
+    rows = []
+    for m in model.modules():
+        if list(m.children()):
+            continue
+        shapes = ["x".join(map(str, p.shape)) for p in m.parameters(recurse=False)]
+        settings = [f"{k}={getattr(m, k)}" for k in _LAYER_SETTINGS if hasattr(m, k)]
+        rows.append(" ".join([type(m).__name__, *shapes, *settings]))
+    return rows
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

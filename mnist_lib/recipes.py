@@ -13,7 +13,7 @@ from typing import Any
 import torch.nn as nn
 
 from .data import MNIST
-from .models import get_model
+from .models import get_model, layer_list
 from .train import History, TrainConfig, fit
 from .utils import set_seed
 
@@ -77,6 +77,16 @@ def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
         return ["config (not recorded)"]
     now, then = _as_json(recipe(model)), recorded_config(record["config"])
     return [k for k in now if k not in _NOT_RECIPE and then[k] != now[k]]
+
+
+def model_differences(record: dict[str, Any], model: str) -> list[str]:
+    """["layers"] when the layers a record's runs trained (`models.layer_list`)
+    are not `model`'s as it is now, ["layers (not recorded)"] for a record made
+    before they were recorded, else empty. With `recipe_differences`, it says
+    whether a record's numbers are still the book's model's and recipe's."""
+    if "layers" not in record:
+        return ["layers (not recorded)"]
+    return [] if record["layers"] == layer_list(get_model(model)) else ["layers"]
 
 
 def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides

@@ -43,6 +43,7 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
     return {
         "model": model,
         "params": hist.params,
+        "layers": hist.layers,
         "rule": {"threshold": threshold, "last": last},
         "seeds": per_seed,
         "final_mean": statistics.fmean(finals),

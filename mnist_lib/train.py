@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
                    random_affine, to_float, warp)
+from .models import layer_list
 from .utils import (atomic_write_json, best_device, cpu_name, keep_freed_memory,
                     set_seed)
 
@@ -139,6 +140,8 @@ class History:
     config: dict[str, Any]
     env: dict[str, Any]
     epochs: list[EpochRecord] = field(default_factory=list)
+    # The model's layers as text (`models.layer_list`); empty in older records.
+    layers: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> list[float]:
         """One field over the epochs, e.g. `history.column("test_acc")`."""
@@ -185,7 +188,8 @@ class History:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "History":
         records = [EpochRecord(**e) for e in d["epochs"]]
-        return cls(d["model"], d["params"], d["config"], d["env"], records)
+        return cls(d["model"], d["params"], d["config"], d["env"], records,
+                   d.get("layers", []))
 
     @classmethod
     def load(cls, path: str | Path) -> "History":
@@ -611,7 +615,7 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     name = name or type(model).__name__
     # Through JSON and back, so the in-memory history equals a reloaded one.
     hist = History(name, params, json.loads(json.dumps(asdict(cfg))),
-                   environment(device, cfg.precision))
+                   environment(device, cfg.precision), layers=layer_list(model))
     if cfg.progress:
         print(f"{name}: {params:,} parameters, {len(data.train_labels):,} training "
               f"images, device {device}")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mnist_lib import bench, seeds
-from mnist_lib.recipes import recipe, recipe_differences
+from mnist_lib.recipes import model_differences, recipe, recipe_differences
 from mnist_lib.train import environment
 
 
@@ -23,6 +23,7 @@ def test_seed_runner_summary(small, capsys):
     assert summary["final_mean"] == pytest.approx(sum(finals) / 2)
     assert finals[0] != finals[1]  # different seeds, different runs
     assert summary["passed"] == 0  # one epoch on 1,000 images cannot pass
+    assert model_differences(summary, "Model_2") == []  # it names what it trained
     text = seeds.report(summary)
     assert "rule held for 0/2 seeds" in text and "FAIL" in text
 
@@ -86,7 +87,9 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     # Timings compare only on the same hardware: the record and the table name it.
     env = rep["env"]
     assert env["cpu"] and f"device: cpu ({env['cpu']}, {env['cpu_threads']} threads)" in shown
-    # The record says what the library trained: the recipe, on the quick subset.
+    # The record says what the library trained: the final model, with the
+    # recipe, on the quick subset.
+    assert model_differences(rep, "Model_4") == []
     assert recipe_differences(rep, "Model_4") == ["epochs", "n_train", "n_test"]
     assert rep["config"]["n_train"] == 2000 and rep["config"]["epochs"] == 1
 
@@ -100,7 +103,7 @@ def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_roo
         del block
         return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1,
                 "config": asdict(recipe("Model_4", epochs=1)),
-                "env": environment(torch.device("cpu"))}
+                "env": environment(torch.device("cpu")), "layers": []}
 
     def small(*args, **kw):
         return {"seconds": [2.0], "test_acc": [98.0], "n_train": 1, "params": 1}

@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 
 from mnist_lib import train as T
-from mnist_lib.models import get_model
-from mnist_lib.recipes import recipe, recipe_differences, run
+from mnist_lib.models import get_model, layer_list
+from mnist_lib.recipes import model_differences, recipe, recipe_differences, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,6 +93,11 @@ def test_history_json_round_trip(tmp_path, small):
     path = hist.save(tmp_path / "h.json")
     again = T.History.load(path)
     assert again == hist
+    # The history names the layers it trained, with their shapes and settings.
+    assert hist.layers == layer_list(get_model("Model_2"))
+    assert hist.layers[:3] == ["Conv2d 10x1x3x3 kernel_size=(3, 3) stride=(2, 2) "
+                               "padding=(1, 1) dilation=(1, 1) groups=1",
+                               "BatchNorm2d 10 10", "ReLU"]
     saved = json.loads(path.read_text())
     assert saved["config"]["lr"] == 0.05 and saved["env"]["torch"] == torch.__version__
 
@@ -277,17 +282,30 @@ def test_recipe_differences_names_the_changed_fields():
     assert recipe_differences(record, "Model_4") == ["ema"]
 
 
+def test_model_differences_tell_a_changed_model_from_the_recorded_one():
+    record = {"layers": layer_list(get_model("Model_5"))}
+    assert model_differences(record, "Model_5") == []
+    assert model_differences(record, "Model_4") == ["layers"]
+    # The same shapes with another activation, or another padding, is another model.
+    for old, new in (("GELU", "ReLU"), ("padding=(1, 1)", "padding=(0, 0)")):
+        changed = [r.replace(old, new) for r in record["layers"]]
+        assert changed != record["layers"]
+        assert model_differences({"layers": changed}, "Model_5") == ["layers"]
+    assert model_differences({}, "Model_5") == ["layers (not recorded)"]
+
+
 @pytest.mark.parametrize("name, model", [("seeds_Model_4", "Model_4"),
                                          ("seeds_Model_5", "Model_5"),
                                          ("bench_cpu", "Model_4")])
-def test_recorded_cpu_runs_used_the_current_recipe(name, model):
-    """The book quotes these records as the recipe's results: changing a recipe
-    without recording them again must fail here, not mislead readers. (The
-    GPU record is made where a GPU is lent; the book flags it when it is stale.)"""
+def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
+    """The book quotes these records as the model's and recipe's results:
+    changing either without recording them again must fail here, not mislead
+    readers. (The GPU record is made where a GPU is lent; the book flags it
+    when it is stale.)"""
     record = json.loads((ROOT / "results" / f"{name}.json").read_text())
     assert record["model"] == model
-    diff = recipe_differences(record, model)
-    assert diff == [], f"results/{name}.json differs from the recipe in {diff}: re-record it"
+    diff = recipe_differences(record, model) + model_differences(record, model)
+    assert diff == [], f"results/{name}.json differs from {model} now in {diff}: re-record it"
 
 
 @pytest.mark.parametrize("argv, msg", [
