@@ -100,8 +100,10 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     lo, hi = cfg["scale"]
     if (lo, hi) != (1.0, 1.0):
         aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
-    clean = min(cfg["clean_epochs"], cfg["epochs"])
-    if aug and clean:
+    clean = cfg["clean_epochs"]
+    if clean >= cfg["epochs"]:
+        aug = []  # every epoch trained on unwarped images: the run saw none
+    elif aug and clean:
         aug.append(f"none in the last {clean} epoch{'s' if clean > 1 else ''}")
     return {
         "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",

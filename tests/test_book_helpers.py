@@ -21,9 +21,14 @@ def test_features_name_the_augmentation_and_its_clean_last_epochs():
     assert row["aug"] == (f"rotate ±{cfg['rotation']:g}°, shift ±5%, zoom 95–105%, "
                           f"none in the last {cfg['clean_epochs']} epochs")
     assert row["bn"] == "yes" and row["uses_gap"] == "yes" and row["dropout"] == "no"
-    # A one-epoch run has one clean epoch; an older record has no such field.
-    assert features(get_model("Model_4"), _history(cfg | {"epochs": 1}))["aug"].endswith(
-        "none in the last 1 epoch")
+    # One clean epoch is singular. A run no longer than its clean epochs (a quick
+    # build's) never warped an image, so it has no augmentation. An older record
+    # has no such field.
+    assert features(get_model("Model_4"), _history(cfg | {"clean_epochs": 1}))["aug"].endswith(
+        "zoom 95–105%, none in the last 1 epoch")
+    assert features(get_model("Model_4"), _history(cfg | {"epochs": 3}))["aug"] == "no"
+    assert features(get_model("Model_4"), _history(cfg | {"epochs": 4}))["aug"].endswith(
+        "none in the last 3 epochs")
     del cfg["clean_epochs"]
     assert features(get_model("Model_4"), _history(cfg))["aug"].endswith("zoom 95–105%")
     # No augmentation: nothing to switch off.
