@@ -36,24 +36,26 @@ def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
 
 
 class Model_1(nn.Module):
-    """Step 1, skeleton: the whole pipeline working, no BatchNorm, no regularisation.
+    """Step 1, skeleton: the whole pipeline, no BatchNorm, no regularisation.
 
     Target: a net whose RF covers the digit and that learns (> 98%), to check
-    data, loop and plots. It ends with a large 'classifier' convolution over the
-    whole 8x8 map, which holds most of its parameters: Step 2 removes it.
+    data, loop and plots. It ends with a large 'classifier' convolution over
+    the whole 8x8 map, which holds most of its parameters: Step 2 removes it.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.block1 = nn.Sequential(                        # input 28x28x1
-            conv_block(1, 16, stride=2, padding=1, bn=False),   # 14x14x16, RF 3, j 2
-            conv_block(16, 16, bn=False),                       # 12x12x16, RF 7
-            conv_block(16, 16, bn=False),                       # 10x10x16, RF 11
+        # conv_block with bn=False fixed, so each line shows the shape.
+        block = partial(conv_block, bn=False)
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            block(1, 16, stride=2, padding=1),          # 14x14x16, RF 3, j 2
+            block(16, 16),                              # 12x12x16, RF 7
+            block(16, 16),                              # 10x10x16, RF 11
         )
         self.block2 = nn.Sequential(
-            conv_block(16, 16, bn=False),                       # 8x8x16, RF 15
+            block(16, 16),                              # 8x8x16, RF 15
         )
-        self.output = nn.Conv2d(16, 10, kernel_size=8)          # 1x1x10, RF 29
+        self.output = nn.Conv2d(16, 10, kernel_size=8)  # 1x1x10, RF 29
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.output(self.block2(self.block1(x)))
@@ -70,18 +72,18 @@ class Model_2(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.block1 = nn.Sequential(                        # input 28x28x1
-            conv_block(1, 10, stride=2, padding=1),             # 14x14x10, RF 3, j 2
-            conv_block(10, 12),                                 # 12x12x12, RF 7
-            conv_block(12, 14),                                 # 10x10x14, RF 11
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 10, stride=2, padding=1),     # 14x14x10, RF 3, j 2
+            conv_block(10, 12),                         # 12x12x12, RF 7
+            conv_block(12, 14),                         # 10x10x14, RF 11
         )
         self.block2 = nn.Sequential(
-            conv_block(14, 16),                                 # 8x8x16, RF 15
-            conv_block(16, 16, padding=1),                      # 8x8x16, RF 19
+            conv_block(14, 16),                         # 8x8x16, RF 15
+            conv_block(16, 16, padding=1),              # 8x8x16, RF 19
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                            # 1x1x16, RF 33
-            nn.Conv2d(16, 10, kernel_size=1),                   # 1x1x10
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF 33
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,19 +100,20 @@ class Model_3(nn.Module):
 
     def __init__(self, dropout: float = 0.05) -> None:
         super().__init__()
-        d = dropout
-        self.block1 = nn.Sequential(                        # input 28x28x1
-            conv_block(1, 10, stride=2, padding=1, dropout=d),  # 14x14x10, RF 3, j 2
-            conv_block(10, 12, dropout=d),                      # 12x12x12, RF 7
-            conv_block(12, 14, dropout=d),                      # 10x10x14, RF 11
+        # conv_block with the dropout fixed, so each line shows the shape.
+        block = partial(conv_block, dropout=dropout)
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            block(1, 10, stride=2, padding=1),          # 14x14x10, RF 3, j 2
+            block(10, 12),                              # 12x12x12, RF 7
+            block(12, 14),                              # 10x10x14, RF 11
         )
         self.block2 = nn.Sequential(
-            conv_block(14, 16, dropout=d),                      # 8x8x16, RF 15
-            conv_block(16, 16, padding=1, dropout=d),           # 8x8x16, RF 19
+            block(14, 16),                              # 8x8x16, RF 15
+            block(16, 16, padding=1),                   # 8x8x16, RF 19
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                            # 1x1x16, RF 33
-            nn.Conv2d(16, 10, kernel_size=1),                   # 1x1x10
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF 33
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +122,7 @@ class Model_3(nn.Module):
 
 
 class Model_4(nn.Module):
-    """Step 3, the final model: a transition block (max-pool + 1x1) and more capacity.
+    """Step 3, final: a transition block (max-pool + 1x1) and more capacity.
 
     Target: >= 99.4% in each of the last 3 of 15 epochs, < 8,000 parameters,
     trained with augmentation and a one-cycle learning rate. Pooling after
@@ -133,23 +136,24 @@ class Model_4(nn.Module):
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
-        d = dropout
-        self.block1 = nn.Sequential(                        # input 28x28x1
-            conv_block(1, 10, stride=2, padding=1, dropout=d),  # 14x14x10, RF 3, j 2
-            conv_block(10, 16, dropout=d),                      # 12x12x16, RF 7
-            conv_block(16, 16, dropout=d),                      # 10x10x16, RF 11
+        # conv_block with the dropout fixed, so each line shows the shape.
+        block = partial(conv_block, dropout=dropout)
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            block(1, 10, stride=2, padding=1),          # 14x14x10, RF 3, j 2
+            block(10, 16),                              # 12x12x16, RF 7
+            block(16, 16),                              # 10x10x16, RF 11
         )
         self.transition = nn.Sequential(
-            nn.MaxPool2d(2),                                    # 5x5x16, RF 13, j 4
-            conv_block(16, 10, kernel=1, dropout=d),            # 5x5x10, RF 13
+            nn.MaxPool2d(2),                            # 5x5x16, RF 13, j 4
+            block(16, 10, kernel=1),                    # 5x5x10, RF 13
         )
         self.block2 = nn.Sequential(
-            conv_block(10, 16, padding=1, dropout=d),           # 5x5x16, RF 21
-            conv_block(16, 14, dropout=d),                      # 3x3x14, RF 29
+            block(10, 16, padding=1),                   # 5x5x16, RF 21
+            block(16, 14),                              # 3x3x14, RF 29
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                            # 1x1x14, RF 37
-            nn.Conv2d(14, 10, kernel_size=1),                   # 1x1x10
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x14, RF 37
+            nn.Conv2d(14, 10, kernel_size=1),           # 1x1x10
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,24 +176,24 @@ class Model_5(nn.Module):
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
-        # conv_block with these two arguments fixed, so each line shows the shape.
+        # conv_block with dropout and GELU fixed, so each line shows the shape.
         block = partial(conv_block, dropout=dropout, act=nn.GELU)
-        self.block1 = nn.Sequential(                        # input 28x28x1
-            block(1, 8, stride=2, padding=1),                   # 14x14x8, RF 3, j 2
-            block(8, 12),                                       # 12x12x12, RF 7
-            block(12, 12),                                      # 10x10x12, RF 11
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            block(1, 8, stride=2, padding=1),           # 14x14x8, RF 3, j 2
+            block(8, 12),                               # 12x12x12, RF 7
+            block(12, 12),                              # 10x10x12, RF 11
         )
         self.transition = nn.Sequential(
-            nn.MaxPool2d(2),                                    # 5x5x12, RF 13, j 4
-            block(12, 10, kernel=1),                            # 5x5x10, RF 13
+            nn.MaxPool2d(2),                            # 5x5x12, RF 13, j 4
+            block(12, 10, kernel=1),                    # 5x5x10, RF 13
         )
         self.block2 = nn.Sequential(
-            block(10, 12, padding=1),                           # 5x5x12, RF 21
-            block(12, 12),                                      # 3x3x12, RF 29
+            block(10, 12, padding=1),                   # 5x5x12, RF 21
+            block(12, 12),                              # 3x3x12, RF 29
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                            # 1x1x12, RF 37
-            nn.Conv2d(12, 10, kernel_size=1),                   # 1x1x10
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x12, RF 37
+            nn.Conv2d(12, 10, kernel_size=1),           # 1x1x10
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

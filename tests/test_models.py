@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import pytest
 import torch
 
 from mnist_lib.models import FINAL_MODEL, MODELS, count_parameters, get_model
+from mnist_lib.rf import receptive_field
 from mnist_lib.summary import summary
 
 
@@ -47,3 +49,26 @@ def test_unknown_model_names_choices():
     with pytest.raises(ValueError, match="Model_1"):
         get_model("Model_99")
 
+
+
+# A shape comment in a model's source: "# 14x14x10, RF 3, j 2" (RF and j optional).
+_SHAPE = re.compile(r"# (\d+)x(\d+)x(\d+)(?:, RF (\d+))?(?:, j (\d+))?$")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_shape_comments_agree_with_the_rf_calculator(name):
+    # The book shows each model's source, and readers learn from its comments:
+    # every stated size, RF and jump must be what receptive_field computes.
+    said = [m.groups() for line in inspect.getsource(MODELS[name]).splitlines()
+            if (m := _SHAPE.search(line))]
+    table = receptive_field(MODELS[name](), (1, 28, 28))
+    rows = [r for r in table.layers()
+            if r.kind in ("Conv2d", "MaxPool2d", "AdaptiveAvgPool2d")]
+    assert len(said) == len(rows) > 0, [r.name for r in rows]
+    for (h, w, c, rf, j), row in zip(said, rows):
+        assert row.n_out in (int(h), (int(h), int(w))) and h == w, row.name
+        assert int(c) == row.ch_out, row.name
+        if rf:
+            assert int(rf) == row.r_out, row.name
+        if j:
+            assert int(j) == row.j_out, row.name
