@@ -142,6 +142,11 @@ class RFRow:
 
 COLUMNS = ["name", "kind", "n_in", "ch_in", "ch_out", "padding", "kernel", "stride",
            "n_out", "j_in", "j_out", "r_in", "r_out", "activation", "params"]
+# What a notebook shows of the table: the layer's window (kernel, stride,
+# padding), then size, jump and RF in and out, the recurrence to read row by row.
+# Fewer columns than COLUMNS, so that the table fits a book page unscrolled.
+SHOWN = ["name", "kind", "kernel", "stride", "padding", "n_in", "n_out", "ch_out",
+         "j_in", "j_out", "r_in", "r_out"]
 
 
 @dataclass
@@ -171,8 +176,9 @@ class RFTable:
         import pandas as pd
 
         records = [{c: getattr(r, c) for c in columns} for r in self.layers(all_ops)]
-        frame = pd.DataFrame.from_records(records, columns=list(columns))
-        return frame.astype(object).where(frame.notna(), "")
+        # dtype=object keeps 3 as 3: a numeric column with a gap would be float.
+        frame = pd.DataFrame(records, columns=list(columns), dtype=object)
+        return frame.where(frame.notna(), "")
 
     def to_markdown(self, all_ops: bool = False) -> str:
         """A GitHub-flavoured Markdown table."""
@@ -192,7 +198,9 @@ class RFTable:
         return [asdict(r) for r in self.layers(all_ops)]
 
     def _repr_html_(self) -> str:
-        return self.to_frame().to_html(index=False)
+        # A smaller font too: at full size the last columns (RF) scroll out of view.
+        table = self.to_frame(columns=SHOWN).to_html(index=False)
+        return f'<div style="font-size: 80%">{table}</div>'
 
     def __repr__(self) -> str:
         f = self.final

@@ -264,6 +264,14 @@ def test_renderings():
     frame = t.to_frame()
     assert list(frame.columns)[:4] == ["name", "kind", "n_in", "ch_in"]
     assert "Conv2d" in t.to_markdown() and "<table" in t._repr_html_()
+    # Integers stay integers: a column with blanks (the pool has no padding)
+    # must not turn a 3x3 kernel into "3.0".
+    assert [type(v) for v in frame["kernel"][:3]] == [int] * 3
+    assert frame.loc[frame["kind"] == "AdaptiveAvgPool2d", "padding"].item() == ""
+    # A notebook shows the RF recurrence, not every column (it must fit a page).
+    html = t._repr_html_()
+    assert "<th>r_in</th>" in html and "<th>r_out</th>" in html
+    assert "<th>params</th>" not in html and "<th>activation</th>" not in html
     assert "BatchNorm2d" not in t.to_markdown()
     assert "BatchNorm2d" in t.to_markdown(all_ops=True)
 
