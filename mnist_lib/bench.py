@@ -223,7 +223,8 @@ def table(rep: dict[str, Any]) -> str:
             ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
             ("final test acc (%)", "final_acc", ".2f"), ("peak memory (MiB)", "peak_mem_mib", ".0f")]
     env = rep["env"]
-    out = [f"device: {env['device']} ({describe_hardware(env)}), "
+    # Short header lines: the book shows this table in a box ~80 characters wide.
+    out = [f"device: {env['device']} ({describe_hardware(env)})",
            f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",
