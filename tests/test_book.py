@@ -53,6 +53,44 @@ def test_chapters_install_cell_is_skipped_and_hidden():
         assert "pip" in first and "mnist_lib" in first, md.name
 
 
+# The code box of a page shows ~80 characters at 1280 px; longer lines scroll,
+# and what scrolls out of view (an RF comment, a flag) goes unread.
+PAGE_WIDTH = 80
+
+
+def _shown_code(md: Path) -> list[str]:
+    """The lines of a chapter's visible code: code cells not removed from the
+    page, and fenced blocks (bash, python) shown as they are."""
+    shown, block, hidden = [], None, False
+    for line in md.read_text().splitlines():
+        if block is None:
+            if re.match(r"```(\{code-cell\}|bash\b|python\b)", line):
+                block, hidden = [], False
+        elif line.startswith("```"):
+            shown += [] if hidden else block
+            block = None
+        elif line.startswith(":tags:"):
+            hidden = "remove-cell" in line or "remove-input" in line
+        else:
+            block.append(line)
+    return shown
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_shown_code_fits_the_page(md):
+    long = [l for l in _shown_code(md) if len(l) > PAGE_WIDTH]
+    assert not long, f"{md.name}: lines over {PAGE_WIDTH} characters: {long}"
+
+
+def test_model_sources_shown_in_the_book_fit_the_page():
+    import inspect
+
+    from mnist_lib.models import MODELS
+    for name, cls in MODELS.items():
+        long = [l for l in inspect.getsource(cls).splitlines() if len(l) > PAGE_WIDTH]
+        assert not long, f"{name}: lines over {PAGE_WIDTH} characters: {long}"
+
+
 # ------------------------------------------------------------------ browser
 def _site() -> Path | None:
     env = os.environ.get("BOOK_HTML")
