@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from .data import MNIST
 from .recipes import recorded_config
-from .train import History
+from .train import History, augmented_epochs
 
 QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
 QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)
@@ -101,7 +101,7 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     if (lo, hi) != (1.0, 1.0):
         aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
     clean = cfg["clean_epochs"]
-    if clean >= cfg["epochs"]:
+    if not augmented_epochs(cfg["epochs"], clean):
         aug = []  # every epoch trained on unwarped images: the run saw none
     elif aug and clean:
         aug.append(f"none in the last {clean} epoch{'s' if clean > 1 else ''}")

@@ -108,6 +108,13 @@ class TrainConfig:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
 
 
+def augmented_epochs(epochs: int, clean_epochs: int) -> int:
+    """How many epochs, from the first, train on warped digits: all but the last
+    `clean_epochs` (none if clean_epochs >= epochs). Epoch k (from 1) is clean
+    when k > augmented_epochs(...); it is also the index of the first clean one."""
+    return max(epochs - clean_epochs, 0)
+
+
 @dataclass
 class EpochRecord:
     """One epoch's numbers. Accuracies are percentages."""
@@ -536,7 +543,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
     # on a GPU, copying a few numbers from the host every step costs more than
     # the step's own work on a model this small. The last `clean_epochs` have
     # none: the test digits are not warped, so the model ends on digits like them.
-    clean = epoch > cfg.epochs - cfg.clean_epochs
+    clean = epoch > augmented_epochs(cfg.epochs, cfg.clean_epochs)
     theta = None if clean else random_affine(n, gen, cfg.rotation, cfg.translate,
                                              cfg.scale)
     theta = None if theta is None else theta.to(device)

@@ -191,6 +191,11 @@ def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatc
     assert warped == []
 
 
+def test_augmented_epochs_are_all_but_the_clean_ones():
+    # The trainer, the book's table and Step 3 all count clean epochs with it.
+    assert [T.augmented_epochs(3, c) for c in (0, 1, 2, 3, 5)] == [3, 2, 1, 0, 0]
+
+
 def test_recompute_bn_stats_gives_the_activations_own_mean_and_variance(small):
     """After the pass, each BatchNorm's running mean and variance are those of
     the activations it sees on the given images, whatever they were before."""
