@@ -149,6 +149,16 @@ SHOWN = ["name", "kind", "kernel", "stride", "padding", "n_in", "n_out", "ch_out
          "j_in", "j_out", "r_in", "r_out"]
 
 
+def check_columns(columns: Sequence[str]) -> list[str]:
+    """`columns` as a list, after checking that each names a field of `RFRow`."""
+    known = [f.name for f in fields(RFRow)]
+    unknown = [c for c in columns if c not in known]
+    if unknown or not columns:
+        named = ", ".join(map(repr, unknown)) or "(none given)"
+        raise ValueError(f"unknown column(s) {named}; choose from {', '.join(known)}")
+    return list(columns)
+
+
 @dataclass
 class RFTable:
     """The result of `receptive_field`: `rows` in forward order, `final` = output."""
@@ -175,27 +185,36 @@ class RFTable:
         """A pandas DataFrame with the columns students know from RF write-ups."""
         import pandas as pd
 
+        columns = check_columns(columns)
         records = [{c: getattr(r, c) for c in columns} for r in self.layers(all_ops)]
         # dtype=object keeps 3 as 3: a numeric column with a gap would be float.
         frame = pd.DataFrame(records, columns=list(columns), dtype=object)
         return frame.where(frame.notna(), "")
 
-    def to_markdown(self, all_ops: bool = False) -> str:
+    def to_markdown(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS
+                    ) -> str:
         """A GitHub-flavoured Markdown table."""
-        rows = [[_fmt(getattr(r, c)) for c in COLUMNS] for r in self.layers(all_ops)]
-        head = "| " + " | ".join(COLUMNS) + " |"
-        rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
+        columns = check_columns(columns)
+        rows = [[_fmt(getattr(r, c)) for c in columns] for r in self.layers(all_ops)]
+        head = "| " + " | ".join(columns) + " |"
+        rule = "|" + "|".join("---" for _ in columns) + "|"
         return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in rows])
 
-    def to_text(self, all_ops: bool = False) -> str:
+    def to_text(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS) -> str:
         """An aligned plain-text table."""
-        rows = [[_fmt(getattr(r, c)) for c in COLUMNS] for r in self.layers(all_ops)]
-        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+        columns = check_columns(columns)
+        rows = [[_fmt(getattr(r, c)) for c in columns] for r in self.layers(all_ops)]
+        widths = [max(len(c), *(len(r[i]) for r in rows))
+                  for i, c in enumerate(columns)]
         line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-        return "\n".join([line(COLUMNS)] + [line(r) for r in rows])
+        return "\n".join([line(columns)] + [line(r) for r in rows])
 
-    def to_records(self, all_ops: bool = True) -> list[dict[str, Any]]:
-        return [asdict(r) for r in self.layers(all_ops)]
+    def to_records(self, all_ops: bool = True, columns: Sequence[str] | None = None
+                   ) -> list[dict[str, Any]]:
+        """One dict a row: every field of `RFRow`, or only `columns`."""
+        keep = check_columns(columns) if columns is not None else None
+        return [{k: v for k, v in asdict(r).items() if keep is None or k in keep}
+                for r in self.layers(all_ops)]
 
     def _repr_html_(self) -> str:
         # A smaller font too: at full size the last columns (RF) scroll out of view.
@@ -245,11 +264,19 @@ _SHAPE_METHODS = {"flatten", "view", "reshape"}
 _LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
 
 
-def _declare_hint(what: str) -> str:
-    return (f"{what} is not supported. If it does not touch space, declare it with "
-            "receptive_field(model, ..., custom={TheModule: 'pointwise'}); if it is a "
-            "sliding window, custom={TheModule: Window(kernel, stride, padding, "
-            "dilation)} (a custom module must also be listed in leaf_modules).")
+def _declare_hint(what: str, module: str | None = None) -> str:
+    """Say that `what` is not supported and how to declare it. `module` is its
+    class name; an op that is not a module must first be wrapped in one."""
+    name = module or "YourModule"
+    wrap = "" if module else "\nWrap it in an nn.Module of your own (YourModule below)."
+    # One short line each, so the message reads in a terminal and on a page.
+    return (f"{what} is not supported.{wrap}\n"
+            "Declare it to receptive_field(...): if it does not move pixels (like\n"
+            "an activation), with\n"
+            f"    custom={{{name}: 'pointwise'}}\n"
+            "and if it is a sliding window (like a pooling), with\n"
+            f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}\n"
+            "Anything else (an upsampling, say) is beyond this calculator.")
 
 
 # ---------------------------------------------------------------- tracing
@@ -267,9 +294,10 @@ def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
         graph = _Tracer(leaves).trace(model)
     except Exception as err:
         raise RFError(
-            f"torch.fx could not trace {type(model).__name__}: {err}. Make forward() "
-            "free of data-dependent Python control flow, or list the submodule that "
-            "fails in leaf_modules=[...] and declare its RF with custom={...}."
+            f"torch.fx could not trace {type(model).__name__}: {err}\n"
+            "Make forward() free of data-dependent Python control flow, or declare\n"
+            "the submodule that fails with custom={ThatModule: 'pointwise'} (or a\n"
+            "Window): a declared module is not traced inside."
         ) from err
     return fx.GraphModule(model, graph)
 
@@ -305,8 +333,9 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     """Receptive field of every op in `model`, for an input of `input_size` (C, H, W).
 
     custom: {module class: "pointwise" | Window(...)} for modules the
-        calculator does not know (they must be leaves: torch.nn classes are,
-        your own classes go in `leaf_modules`).
+        calculator does not know; a declared class is one op, not traced inside.
+    leaf_modules: classes to keep as one op without declaring them, e.g. your
+        subclass of nn.Conv2d, which then counts as a Conv2d.
     Raises RFError, naming the op and the fix, for anything it cannot handle.
     """
     if len(input_size) != 3:
@@ -460,7 +489,8 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any]
     if isinstance(mod, nn.Flatten):
         row.spatial = False
         return lambda s: Spatial(s.h, s.w, flat=s.flat or (mod.end_dim == -1))
-    raise RFError(_declare_hint(f"module {row.name!r} ({type(mod).__name__})"))
+    raise RFError(_declare_hint(f"module {row.name!r} ({type(mod).__name__})",
+                                type(mod).__name__))
 
 
 def _window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
@@ -516,19 +546,23 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         shape = _shape(inputs[0])
         if shape is not None and len(shape) == 4 and dim % 4 in (2, 3):
-            raise RFError(f"torch.cat along a spatial dimension ({node.name!r}) has no "
-                          "receptive field: " + _declare_hint("this concatenation"))
+            raise RFError(_declare_hint(
+                f"torch.cat along a spatial dimension ({node.name!r})"))
     first = states[inputs[0]]
     for other in inputs[1:]:
         st = states[other]
         for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
             if (a.n, a.j, a.start) != (b.n, b.j, b.start) and not (a.n == 1 == b.n):
+                names = [repr(inputs[0].name), repr(other.name)]
+                width = max(map(len, names))
                 raise RFError(
-                    f"branches meeting at {node.name!r} are misaligned along {axis}: "
-                    f"{inputs[0].name!r} has n={a.n}, jump={a.j}, start={a.start} but "
-                    f"{other.name!r} has n={b.n}, jump={b.j}, start={b.start}. Units "
-                    "that are added or concatenated must be centred on the same input "
-                    "pixels: make the strides and paddings of the branches match.")
+                    f"branches meeting at {node.name!r} are misaligned along {axis}:\n"
+                    f"  {names[0]:<{width}} has n={_fmt(a.n)}, jump={_fmt(a.j)}, "
+                    f"start={_fmt(a.start)}\n"
+                    f"  {names[1]:<{width}} has n={_fmt(b.n)}, jump={_fmt(b.j)}, "
+                    f"start={_fmt(b.start)}\n"
+                    "Units that are added or concatenated must be centred on the same\n"
+                    "input pixels: make the strides and paddings of the branches match.")
     h = max((states[i].h for i in inputs), key=lambda a: a.r)
     w = max((states[i].w for i in inputs), key=lambda a: a.r)
     return Spatial(h, w, any(states[i].flat for i in inputs))
@@ -551,8 +585,9 @@ def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow
             return lambda s: s
         if shape_out[0] == shape_in[0] and len(shape_out) in (2, 3):
             return lambda s: Spatial(s.h, s.w, flat=True)
-        raise RFError(f"{node.name!r} reshapes {shape_in} to {shape_out}, which moves "
-                      "pixels between positions: " + _declare_hint("this reshape"))
+        raise RFError(f"{node.name!r} reshapes {shape_in} to {shape_out}, which "
+                      "moves pixels between positions.\n"
+                      + _declare_hint("This reshape"))
     return lambda s: s
 
 
@@ -568,8 +603,8 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
         row.spatial = True
         return lambda s: Spatial(s.h.whole(), s.w.whole())
     if dims & {2, 3}:
-        raise RFError(f"{node.name!r} reduces over one spatial axis only: "
-                      + _declare_hint("this reduction"))
+        raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
+                      + _declare_hint("This reduction"))
     return lambda s: s
 
 
@@ -652,7 +687,15 @@ def main(argv: list[str] | None = None) -> int:
                    choices=["table", "markdown", "csv", "json"])
     p.add_argument("--all", action="store_true",
                    help="list every op, not only those that change the RF")
+    p.add_argument("--columns", default=",".join(COLUMNS),
+                   help="comma-separated columns, e.g. name,kernel,stride,j_out,r_out "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
+    try:
+        columns = check_columns([c.strip() for c in args.columns.split(",")
+                                 if c.strip()])
+    except ValueError as err:
+        p.error(f"--columns: {err}")
     try:
         size = tuple(int(v) for v in args.input.split(","))
         if len(size) != 3 or min(size) < 1:
@@ -666,16 +709,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.format == "table":
-        print(table.to_text(args.all))
+        print(table.to_text(args.all, columns))
         f = table.final
         print(f"\noutput RF {f.r_out} px, jump {f.j_out} px"
               + (" (larger than the input)" if f.exceeds_input else ""))
     elif args.format == "markdown":
-        print(table.to_markdown(args.all))
+        print(table.to_markdown(args.all, columns))
     elif args.format == "csv":
-        print(table.to_frame(args.all).to_csv(index=False), end="")
+        print(table.to_frame(args.all, columns).to_csv(index=False), end="")
     else:
-        print(json.dumps(table.to_records(args.all), indent=2, default=str))
+        print(json.dumps(table.to_records(args.all, columns), indent=2, default=str))
     return 0
 
 

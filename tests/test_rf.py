@@ -201,8 +201,13 @@ class Misaligned(nn.Module):
 
 def test_misaligned_branches_raise():
     assert Misaligned()(torch.zeros(1, 1, 16, 16)).shape[-1] == 16  # torch runs it
-    with pytest.raises(RFError, match="misaligned along height.*start=0.5.*start=0"):
+    with pytest.raises(RFError, match=r"(?s)along height.*start=0\.5\n.*start=0\n"):
         receptive_field(Misaligned(), (1, 16, 16))
+
+
+# The book prints these messages in a code box that shows 77 characters.
+def _lines_fit(err: pytest.ExceptionInfo) -> bool:
+    return max(map(len, str(err.value).splitlines())) <= 77
 
 
 class Concat(nn.Module):
@@ -221,8 +226,26 @@ def test_concat_takes_largest_rf_and_sums_channels():
 
 def test_unsupported_module_is_named_with_the_fix():
     model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
-    with pytest.raises(RFError, match=r"'1' \(Upsample\).*custom="):
+    with pytest.raises(RFError, match=r"'1' \(Upsample\) is not supported") as err:
         receptive_field(model, (1, 10, 10))
+    # The fix names the class, so it can be copied as it stands.
+    fix = str(err.value)
+    assert "custom={Upsample: 'pointwise'}" in fix
+    assert "custom={Upsample: Window(kernel, stride, padding, dilation)}" in fix
+    assert _lines_fit(err)
+    with pytest.raises(RFError, match="(?s)misaligned") as err:
+        receptive_field(Misaligned(), (1, 16, 16))
+    assert _lines_fit(err)
+
+
+class Resize(nn.Module):
+    def forward(self, x):
+        return nn.functional.interpolate(x, scale_factor=2.0)
+
+
+def test_unsupported_function_says_to_wrap_it_in_a_module():
+    with pytest.raises(RFError, match="(?s)'interpolate'.*Wrap it in an nn.Module"):
+        receptive_field(Resize(), (1, 8, 8))
 
 
 class Blur(nn.Module):
@@ -239,8 +262,9 @@ class Gate(nn.Module):
 
 def test_custom_declarations():
     model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate(), Blur())
-    with pytest.raises(RFError, match="leaf_modules"):
+    with pytest.raises(RFError, match="(?s)could not trace.*custom="):
         receptive_field(model, (1, 10, 10))
+    # What the message says to do works: Gate is declared, so not traced inside.
     t = receptive_field(model, (1, 10, 10), custom={Gate: POINTWISE, Blur: Window(3, 1, 1)})
     assert t.final.r_out == 5 and t.final.n_out == 8
 
@@ -257,6 +281,18 @@ def test_model_mode_and_weights_untouched():
     receptive_field(model, (1, 28, 28))
     assert model.training
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_columns_are_chosen_and_checked():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    cols = ["name", "kernel", "j_out", "r_out"]
+    assert t.to_text(columns=cols).splitlines()[0].split() == cols
+    head = t.to_markdown(columns=cols).splitlines()[0]
+    assert head == "| name | kernel | j_out | r_out |"
+    assert list(t.to_frame(columns=cols).columns) == cols
+    assert list(t.to_records(columns=cols)[0]) == ["name", "kernel", "j_out", "r_out"]
+    with pytest.raises(ValueError, match="unknown column.*'rf'.*choose from name"):
+        t.to_text(columns=["name", "rf"])
 
 
 def test_renderings():
@@ -299,8 +335,20 @@ def test_cli_formats(capsys):
     assert capsys.readouterr().out.startswith("name,kind,n_in")
 
 
+def test_cli_columns(capsys):
+    assert main(["mnist_lib.models:Model_4", "--columns", "name,stride,r_out"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["name", "stride", "r_out"]
+    assert out[-1] == "output RF 37 px, jump 12 px (larger than the input)"
+    assert main(["mnist_lib.models:Model_4", "--format", "csv",
+                 "--columns", "r_out"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "37"
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["mnist_lib.models:Model_4", "--input", "28,28"], "three positive integers"),
+    (["mnist_lib.models:Model_4", "--columns", "name,rf"], "unknown column(s) 'rf'"),
+    (["mnist_lib.models:Model_4", "--columns", ","], "(none given)"),
     (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
     (["mnist_lib.models:Nope"], "cannot load"),
 ])
@@ -328,3 +376,16 @@ def test_docstring_examples_hold():
 
     result = doctest.testmod(mnist_lib.rf)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_readme_rf_commands_run(capsys):
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    commands = [shlex.split(line)[3:] for line in readme.splitlines()
+                if line.startswith("python -m mnist_lib.rf ")]
+    assert len(commands) >= 2
+    for argv in commands:
+        assert main(argv) == 0, argv
+        assert "r_out" in capsys.readouterr().out
