@@ -65,9 +65,10 @@ class Model_1(nn.Module):
 class Model_2(nn.Module):
     """Step 2, lighter + BatchNorm + GAP: under 8,000 parameters.
 
-    Target: keep the skeleton's RF, swap the big final convolution for global
-    average pooling and a 1x1 convolution, and add BatchNorm so the lighter net
-    trains fast. Expect a high train accuracy and some overfitting.
+    Target: keep the skeleton's RF, swap the big final convolution for
+    global average pooling and a 1x1 convolution, and add BatchNorm so the
+    lighter net trains fast. Expect a high train accuracy and some
+    overfitting.
     """
 
     def __init__(self) -> None:
@@ -171,12 +172,13 @@ class Model_5(nn.Module):
     here while designing it, on fresh seeds 40-49 against the same layers
     narrower still (10 channels at 12x12) with ReLU: 9 of 10 seeds met the
     rule, against 3 of 10, and the mean of the last 3 test accuracies rose
-    by 0.08 points (4 standard errors). It costs ~15% more time a run on a CPU.
+    by 0.08 points (4 standard errors). It costs ~15% more time a run on a
+    CPU.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
-        # conv_block with dropout and GELU fixed, so each line shows the shape.
+        # conv_block with dropout and GELU fixed, so each line shows a shape.
         block = partial(conv_block, dropout=dropout, act=nn.GELU)
         self.block1 = nn.Sequential(                    # input 28x28x1
             block(1, 8, stride=2, padding=1),           # 14x14x8, RF 3, j 2
