@@ -24,7 +24,9 @@ with k_eff = dilation * (k - 1) + 1 and the input at n = size, j = 1, r = 1,
 start = 0.5 (pixel i spans [i, i + 1]). The RF is the theoretical one: it may
 exceed the image, which `exceeds_input` reports rather than clipping it.
 Branches that meet (add, cat, ...) must be aligned (same n, j and start); the
-merged RF is the largest over the branches.
+merged RF is the largest over the branches. A 1x1 map broadcast over a larger
+one (the gate of a squeeze-and-excitation block) aligns with any map: it
+brings its whole-map RF to every unit.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import json
 import math
 import operator
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -252,6 +254,11 @@ _POINTWISE_FUNCTIONS = {
     torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg,
     operator.neg, operator.pos,
 }
+try:  # torchvision's drop-path: the identity outside training (EfficientNet)
+    from torchvision.ops import stochastic_depth
+    _POINTWISE_FUNCTIONS.add(stochastic_depth)
+except ImportError:
+    pass
 _MERGE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv,
                     operator.iadd, operator.imul, torch.add, torch.sub, torch.mul,
                     torch.div, torch.maximum, torch.minimum, torch.cat}
@@ -261,6 +268,8 @@ _POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "float",
                       "add_", "sub_", "div_"}
 _SHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
 _SHAPE_METHODS = {"flatten", "view", "reshape"}
+_AXES_FUNCTIONS = {torch.transpose, torch.permute}
+_AXES_METHODS = {"transpose", "permute"}
 _LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
 
 
@@ -359,19 +368,27 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         if node.op == "output":
             src = node.args[0]
             src = src[0] if isinstance(src, (tuple, list)) else src
+            if isinstance(src, fx.Node) and src not in states and _shape(src):
+                # A guard: a table that silently stopped early would be wrong.
+                raise RFError(f"the calculator lost track of the input before the "
+                              f"output ({src.name!r}); please report this model")
             output_row = next((r for r in reversed(rows) if r.name == _name(src)), None)
             continue
         inputs = [a for a in node.all_input_nodes if a in states]
         if not inputs:  # e.g. x.size(0): no tensor flows through
             continue
         out_shape = _shape(node)
-        if out_shape is None:  # shape arithmetic (x.size(), getitem on sizes)
-            continue
+        if out_shape is None:
+            if _several_tensors(node):  # x.chunk(2, dim=1), torch.split, ...
+                states[node] = _split_state(node, inputs[0], states)
+            continue  # else shape arithmetic (x.size(), getitem on sizes)
         rule, row = _rule(node, modules, custom, states, inputs)
-        state_in = states[inputs[0]]
+        # The row's input: for gate * x, x (the gate is a 1x1 map spread over x).
+        src = next((a for a in inputs if not _spread(a, out_shape)), inputs[0])
+        state_in = states[src]
         state_out = rule(state_in)
         states[node] = state_out
-        in_shape = _shape(inputs[0])
+        in_shape = _shape(src)
         row.n_in, row.n_out = _same(state_in.h.n, state_in.w.n), _same(state_out.h.n,
                                                                         state_out.w.n)
         row.j_in, row.j_out = _same(state_in.h.j, state_in.w.j), _same(state_out.h.j,
@@ -420,6 +437,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return (lambda s: s), row
     if node.op == "call_function" and target in _POINTWISE_FUNCTIONS:
         return (lambda s: s), row
+    if target is operator.getitem and _several_tensors(inputs[0]):
+        return (lambda s: s), row  # one of the pieces of a split
     if node.op == "call_method" and target in _POINTWISE_METHODS:
         return (lambda s: s), row
     if target in _LOGSOFTMAX or (node.op == "call_method" and target in
@@ -428,6 +447,9 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
             node.op == "call_method" and target in _SHAPE_METHODS):
         return _reshape_rule(node, inputs[0], row), row
+    if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
+            node.op == "call_method" and target in _AXES_METHODS):
+        return _axes_rule(node, inputs[0], row), row
     if node.op == "call_function" and target in (F.max_pool2d, F.avg_pool2d):
         return _functional_pool(node, row), row
     if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
@@ -548,12 +570,16 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
         if shape is not None and len(shape) == 4 and dim % 4 in (2, 3):
             raise RFError(_declare_hint(
                 f"torch.cat along a spatial dimension ({node.name!r})"))
-    first = states[inputs[0]]
-    for other in inputs[1:]:
+    # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
+    # block) has no position to align: it gives every unit its RF.
+    out = _shape(node)
+    local = [i for i in inputs if not _spread(i, out)] or inputs
+    first = states[local[0]]
+    for other in local[1:]:
         st = states[other]
         for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
             if (a.n, a.j, a.start) != (b.n, b.j, b.start) and not (a.n == 1 == b.n):
-                names = [repr(inputs[0].name), repr(other.name)]
+                names = [repr(local[0].name), repr(other.name)]
                 width = max(map(len, names))
                 raise RFError(
                     f"branches meeting at {node.name!r} are misaligned along {axis}:\n"
@@ -563,9 +589,18 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
                     f"start={_fmt(b.start)}\n"
                     "Units that are added or concatenated must be centred on the same\n"
                     "input pixels: make the strides and paddings of the branches match.")
-    h = max((states[i].h for i in inputs), key=lambda a: a.r)
-    w = max((states[i].w for i in inputs), key=lambda a: a.r)
-    return Spatial(h, w, any(states[i].flat for i in inputs))
+    h = max((states[i].h for i in local), key=lambda a: a.r)
+    w = max((states[i].w for i in local), key=lambda a: a.r)
+    return Spatial(replace(h, r=max(states[i].h.r for i in inputs)),
+                   replace(w, r=max(states[i].w.r for i in inputs)),
+                   any(states[i].flat for i in inputs))
+
+
+def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
+    """Whether `src` is a 1x1 map that broadcasting spreads over a larger `out`."""
+    shape = _shape(src)
+    return (out is not None and shape is not None and len(out) == len(shape) == 4
+            and shape[2:] == (1, 1) and out[2:] != (1, 1))
 
 
 def _softmax_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
@@ -581,7 +616,9 @@ def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow
                   ) -> Callable[[Spatial], Spatial]:
     shape_in, shape_out = _shape(src), _shape(node)
     if shape_in and shape_out and len(shape_in) == 4:
-        if len(shape_out) == 4 and shape_out[2:] == shape_in[2:]:
+        # Channels regrouped, each pixel kept in place: (N, C, H, W) to
+        # (N, C', H, W), or to (N, G, C / G, H, W) for a channel shuffle.
+        if len(shape_out) >= 4 and shape_out[-2:] == shape_in[2:]:
             return lambda s: s
         if shape_out[0] == shape_in[0] and len(shape_out) in (2, 3):
             return lambda s: Spatial(s.h, s.w, flat=True)
@@ -589,6 +626,55 @@ def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow
                       "moves pixels between positions.\n"
                       + _declare_hint("This reshape"))
     return lambda s: s
+
+
+def _several_tensors(node: fx.Node) -> bool:
+    """Whether `node` returns several tensors (chunk, split, unbind)."""
+    meta = node.meta.get("tensor_meta")
+    return isinstance(meta, (tuple, list)) and len(meta) > 0 and all(
+        hasattr(m, "shape") for m in meta)
+
+
+def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
+                 ) -> Spatial:
+    """chunk / split / unbind along channels: each piece keeps every pixel."""
+    kind = node.target if isinstance(node.target, str) else getattr(
+        node.target, "__name__", str(node.target))
+    if kind not in _SPLITS:
+        raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
+                                    " which returns several tensors,"))
+    where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
+    dim = node.kwargs.get("dim", node.args[where] if len(node.args) > where else 0)
+    shape = _shape(src)
+    if shape is not None and len(shape) == 4 and dim % 4 in (2, 3):
+        raise RFError(_declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
+    return states[src]
+
+
+_SPLITS = {"chunk", "split", "tensor_split", "unbind"}
+
+
+def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
+               ) -> Callable[[Spatial], Spatial]:
+    """transpose / permute: the RF is followed while height and width stay
+    the last two axes, in that order (a channel shuffle swaps other axes)."""
+    shape = _shape(src)
+    if shape is None or len(shape) < 4:
+        return lambda s: s
+    nd, args = len(shape), list(node.args[1:])
+    order = list(range(nd))
+    if row.kind == "transpose":
+        a, b = (args + [node.kwargs.get("dim0"), node.kwargs.get("dim1")])[:2] \
+            if len(args) >= 2 else (node.kwargs["dim0"], node.kwargs["dim1"])
+        order[a % nd], order[b % nd] = order[b % nd], order[a % nd]
+    else:
+        dims = args[0] if len(args) == 1 else args or node.kwargs["dims"]
+        order = [d % nd for d in dims]
+    if order[-2:] == [nd - 2, nd - 1]:
+        return lambda s: s
+    raise RFError(f"{node.name!r} moves the height and width axes (order {order}),\n"
+                  "as in a channels-last layout, which the calculator does not follow.\n"
+                  + _declare_hint(f"This {row.kind}"))
 
 
 def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow

@@ -132,6 +132,16 @@ def test_resnet50_trunk_and_global_pool():
     assert t.final.exceeds_input
 
 
+@pytest.mark.parametrize("name, head", [("shufflenet_v2_x0_5", "fc"),
+                                        ("mobilenet_v3_small", "classifier.3"),
+                                        ("efficientnet_b0", "classifier.1")])
+def test_split_shuffle_and_gated_nets_are_followed_to_the_classifier(name, head):
+    tv = pytest.importorskip("torchvision")
+    t = receptive_field(getattr(tv.models, name)(), (3, 224, 224))
+    pool = [r for r in t.rows if r.kind in ("AdaptiveAvgPool2d", "mean")][-1]
+    assert t.final.name == head and (pool.n_in, pool.j_in) == (7, 32)
+
+
 # ----------------------------------------------------------------- semantics
 def test_one_by_one_conv_keeps_rf():
     t = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 2, 1)),
@@ -185,6 +195,73 @@ class Residual(nn.Module):
 def test_aligned_residual_takes_largest_branch():
     t = receptive_field(Residual(2, 2), (1, 16, 16))
     assert t["add"].r_out == 7 and t["add"].j_out == 2
+
+
+class Shuffle(nn.Module):
+    """A ShuffleNet-v2 unit: split the channels, convolve half, shuffle them."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 1, bias=False)
+        self.branch = nn.Conv2d(2, 2, 3, padding=1, bias=False)
+        self.head = nn.Conv2d(4, 4, 3, bias=False)
+
+    def forward(self, x):
+        x1, x2 = self.stem(x).chunk(2, dim=1)
+        x = torch.cat([x1, self.branch(x2)], dim=1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.head(x)
+
+
+class Gated(nn.Module):
+    """A squeeze-and-excitation gate: every unit is scaled by a whole-map summary."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, bias=False)
+        # No sigmoid: with the test's all-ones weights it saturates, and its
+        # zero gradient would hide the pixels the gate reaches.
+        self.squeeze = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(2, 2, 1))
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.squeeze(y) * y
+
+
+def test_channel_split_and_shuffle_are_followed():
+    t = receptive_field(Shuffle(), (1, 16, 16))
+    (top, left, h, w), _ = empirical_rf(Shuffle(), 16)
+    assert t.final.r_out == h == w == 5 and t.final.n_out == 14
+    with pytest.raises(RFError, match="chunk along a spatial axis"):
+        receptive_field(SplitRows(), (1, 16, 16))
+
+
+class SplitRows(nn.Module):
+    def forward(self, x):
+        top, bottom = x.chunk(2, dim=2)
+        return top + bottom
+
+
+def test_gate_spread_over_the_map_brings_the_whole_map():
+    t = receptive_field(Gated(), (1, 16, 16))
+    (top, left, h, w), _ = empirical_rf(Gated(), 16)
+    assert (h, w) == (16, 16)                    # every pixel moves every unit
+    assert t.final.r_out == 16 and t.final.n_out == 14 and t.final.j_out == 1
+
+
+def test_channels_last_permute_is_refused_not_guessed():
+    class ChannelsLast(nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1)
+
+    class ChannelsSwapped(nn.Module):
+        def forward(self, x):
+            return torch.permute(x, (1, 0, 2, 3))
+
+    with pytest.raises(RFError, match="channels-last"):
+        receptive_field(ChannelsLast(), (1, 8, 8))
+    assert receptive_field(ChannelsSwapped(), (1, 8, 8)).final.r_out == 1
 
 
 class Misaligned(nn.Module):
