@@ -26,7 +26,8 @@ exceed the image, which `exceeds_input` reports rather than clipping it.
 Branches that meet (add, cat, ...) must be aligned (same n, j and start); the
 merged RF is the largest over the branches. A 1x1 map broadcast over a larger
 one (the gate of a squeeze-and-excitation block) aligns with any map: it
-brings its whole-map RF to every unit.
+brings its whole-map RF to every unit. A slice x[:, :, a:b:s, c:d:t] crops the
+map and strides it: units keep their RF, the jump grows by the step.
 """
 
 from __future__ import annotations
@@ -439,6 +440,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return (lambda s: s), row
     if target is operator.getitem and _several_tensors(inputs[0]):
         return (lambda s: s), row  # one of the pieces of a split
+    if target is operator.getitem and _shape(inputs[0]) is not None:
+        return _index_rule(node, inputs[0], row), row
     if node.op == "call_method" and target in _POINTWISE_METHODS:
         return (lambda s: s), row
     if target in _LOGSOFTMAX or (node.op == "call_method" and target in
@@ -626,6 +629,41 @@ def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow
                       "moves pixels between positions.\n"
                       + _declare_hint("This reshape"))
     return lambda s: s
+
+
+def _index_rule(node: fx.Node, src: fx.Node, row: RFRow
+                ) -> Callable[[Spatial], Spatial]:
+    """x[..., a:b:s, c:d:t]: a crop (and a stride, for a step) of the map. A
+    unit keeps its RF; the first one kept is `a` units in, and `s` apart."""
+    shape_in, shape_out = _shape(src), _shape(node)
+    index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+    if len(shape_in) != 4:
+        return lambda s: s
+    if index.count(Ellipsis) == 1:
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (5 - len(index)) + index[k + 1:]
+    index = tuple(index) + (slice(None),) * (4 - len(index))
+    problem = None
+    if len(index) != 4 or not all(isinstance(i, slice) for i in index[2:]):
+        problem = "an index that drops or adds an axis"
+    elif any(not isinstance(v, (int, type(None))) for i in index[2:]
+             for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in index[2:]):
+        problem = "a spatial slice whose start or step is not a positive constant"
+    if problem:
+        raise RFError(f"{node.name!r} indexes a map with {problem}.\n"
+                      "Slices of height and width with constant starts and steps,\n"
+                      "such as x[:, :, 1:-1, ::2], are followed.\n"
+                      + _declare_hint("This indexing"))
+    (h_cut, w_cut), (h_out, w_out) = index[2:], shape_out[2:]
+    row.stride = _same(h_cut.step or 1, w_cut.step or 1)
+    row.spatial = (h_out, w_out) != tuple(shape_in[2:]) or row.stride != 1
+
+    def cut(ax: Axis, sl: slice, n_out: int) -> Axis:
+        first = sl.start or 0
+        first = min(max(first + ax.n if first < 0 else first, 0), ax.n)
+        return Axis(n_out, ax.j * (sl.step or 1), ax.r, ax.start + first * ax.j)
+
+    return lambda s: Spatial(cut(s.h, h_cut, h_out), cut(s.w, w_cut, w_out), s.flat)
 
 
 def _several_tensors(node: fx.Node) -> bool:

@@ -214,6 +214,38 @@ class Shuffle(nn.Module):
         return self.head(x)
 
 
+class Cropped(nn.Module):
+    """A crop to align two branches (as in U-Net), then a strided slice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 1, 3, bias=False), nn.Conv2d(1, 1, 5, bias=False)
+        self.c = nn.Conv2d(1, 1, 3, bias=False)
+
+    def forward(self, x):
+        x = self.a(x)[:, :, 1:-1, 1:-1] + self.b(x)
+        return self.c(x[..., 1::2, 2::3])
+
+
+def test_crops_and_strided_slices_match_the_gradient():
+    size = 40
+    f = receptive_field(Cropped(), (1, size, size)).final
+    (top, left, h, w), (i, k) = empirical_rf(Cropped(), size)
+    assert f.n_out == tuple(Cropped()(torch.zeros(1, 1, size, size)).shape[2:])
+    # RF 5 after the add, then a 3x3 on jump 2 (height) and 3 (width).
+    assert (f.r_out, f.j_out) == ((5 + 2 * 2, 5 + 2 * 3), (2, 3))
+    (sh, sw), (jh, jw) = f.start_out, f.j_out
+    assert (h, w) == f.r_out
+    assert (top, left) == (sh + i * jh - h / 2, sw + k * jw - w / 2)
+    with pytest.raises(RFError, match="drops or adds an axis"):
+        receptive_field(Row(), (1, 8, 8))
+
+
+class Row(nn.Module):
+    def forward(self, x):
+        return x[:, :, 0]
+
+
 class Gated(nn.Module):
     """A squeeze-and-excitation gate: every unit is scaled by a whole-map summary."""
 
