@@ -27,7 +27,9 @@ Branches that meet (add, cat, ...) must be aligned (same n, j and start); the
 merged RF is the largest over the branches. A 1x1 map broadcast over a larger
 one (the gate of a squeeze-and-excitation block) aligns with any map: it
 brings its whole-map RF to every unit. A slice x[:, :, a:b:s, c:d:t] crops the
-map and strides it: units keep their RF, the jump grows by the step.
+map and strides it: units keep their RF, the jump grows by the step. A
+permute moves height and width to other axes; a Linear on channels-last
+(ConvNeXt) is then a 1x1 convolution, and any other op asks for them back.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ class Spatial:
     h: Axis
     w: Axis
     flat: bool = False
+    # Where height and width sit, counted from the last axis: (-2, -1) for
+    # (N, C, H, W); (-3, -2) after a permute to channels-last (N, H, W, C).
+    axes: tuple[int, int] = (-2, -1)
+
+
+CHANNELS_FIRST = (-2, -1)
 
 
 @dataclass(frozen=True)
@@ -384,6 +392,12 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                 states[node] = _split_state(node, inputs[0], states)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
         rule, row = _rule(node, modules, custom, states, inputs)
+        moved = [a for a in inputs if states[a].axes != CHANNELS_FIRST]
+        if moved and row.spatial and not _is_merge(node, inputs):
+            # Every other rule reads height and width as the last two axes.
+            raise RFError(f"{row.name!r} ({row.kind}) gets a tensor whose height and "
+                          "width are not its last two axes (channels-last?).\n"
+                          "Permute it back to (N, C, H, W) before this op.")
         # The row's input: for gate * x, x (the gate is a 1x1 map spread over x).
         src = next((a for a in inputs if not _spread(a, out_shape)), inputs[0])
         state_in = states[src]
@@ -412,6 +426,11 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     return table
 
 
+def _is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
+    return len(inputs) > 1 and (node.target in _MERGE_FUNCTIONS or (
+        node.op == "call_method" and node.target in _POINTWISE_METHODS))
+
+
 def _name(node: fx.Node) -> str:
     return node.target if node.op == "call_module" else node.name
 
@@ -424,7 +443,7 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         mod = modules[node.target]
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
-        return _module_rule(mod, row, custom), row
+        return _module_rule(mod, row, custom, states[inputs[0]]), row
     kind = node.target if isinstance(node.target, str) else getattr(
         node.target, "__name__", str(node.target))
     row = RFRow(node.name, kind, spatial=False)
@@ -464,12 +483,11 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
             or (node.op == "call_method" and target in ("mean", "amax", "sum", "max")):
         return _reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
-        row.spatial = True
-        return _linear_state, row
+        return _linear_rule(states[inputs[0]], row), row
     raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r})"))
 
 
-def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any]
+def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
                  ) -> Callable[[Spatial], Spatial]:
     spec = next((v for k, v in custom.items() if isinstance(mod, k)), None)
     if spec == POINTWISE or (spec is None and isinstance(mod, _POINTWISE_MODULES)):
@@ -510,7 +528,7 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any]
                                  s.w.window(1, 1, left, right), s.flat)
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
-        return _linear_state
+        return _linear_rule(state, row)
     if isinstance(mod, nn.Flatten):
         row.spatial = False
         return lambda s: Spatial(s.h, s.w, flat=s.flat or (mod.end_dim == -1))
@@ -559,6 +577,16 @@ def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
     return Spatial(axes[0], axes[1])
 
 
+def _linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
+    """A Linear mixes its input's last axis: channels, after a permute to
+    channels-last (a 1x1 convolution, in ConvNeXt), else the whole map."""
+    if not state.flat and -1 not in state.axes:
+        row.spatial = False
+        return lambda s: s
+    row.spatial = True
+    return _linear_state
+
+
 def _linear_state(st: Spatial) -> Spatial:
     """A Linear after a spatial map sees all of it (its input was flattened)."""
     return Spatial(st.h.whole(), st.w.whole(), flat=True)
@@ -580,6 +608,10 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
     first = states[local[0]]
     for other in local[1:]:
         st = states[other]
+        if st.axes != first.axes:
+            raise RFError(f"branches meeting at {node.name!r} hold height and width "
+                          f"on different axes ({first.axes} and {st.axes}): permute "
+                          "one of them first.")
         for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
             if (a.n, a.j, a.start) != (b.n, b.j, b.start) and not (a.n == 1 == b.n):
                 names = [repr(local[0].name), repr(other.name)]
@@ -596,7 +628,7 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
     w = max((states[i].w for i in local), key=lambda a: a.r)
     return Spatial(replace(h, r=max(states[i].h.r for i in inputs)),
                    replace(w, r=max(states[i].w.r for i in inputs)),
-                   any(states[i].flat for i in inputs))
+                   any(states[i].flat for i in inputs), first.axes)
 
 
 def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
@@ -694,25 +726,26 @@ _SPLITS = {"chunk", "split", "tensor_split", "unbind"}
 
 def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
                ) -> Callable[[Spatial], Spatial]:
-    """transpose / permute: the RF is followed while height and width stay
-    the last two axes, in that order (a channel shuffle swaps other axes)."""
+    """transpose / permute: the same units, with height and width moved to
+    other axes (a channel shuffle leaves them last; ConvNeXt moves channels
+    last and back)."""
     shape = _shape(src)
     if shape is None or len(shape) < 4:
         return lambda s: s
     nd, args = len(shape), list(node.args[1:])
     order = list(range(nd))
     if row.kind == "transpose":
-        a, b = (args + [node.kwargs.get("dim0"), node.kwargs.get("dim1")])[:2] \
-            if len(args) >= 2 else (node.kwargs["dim0"], node.kwargs["dim1"])
+        a, b = args[:2] if len(args) >= 2 else (node.kwargs["dim0"],
+                                                 node.kwargs["dim1"])
         order[a % nd], order[b % nd] = order[b % nd], order[a % nd]
     else:
         dims = args[0] if len(args) == 1 else args or node.kwargs["dims"]
         order = [d % nd for d in dims]
-    if order[-2:] == [nd - 2, nd - 1]:
-        return lambda s: s
-    raise RFError(f"{node.name!r} moves the height and width axes (order {order}),\n"
-                  "as in a channels-last layout, which the calculator does not follow.\n"
-                  + _declare_hint(f"This {row.kind}"))
+
+    def move(s: Spatial) -> Spatial:
+        return replace(s, axes=tuple(order.index(a % nd) - nd for a in s.axes))
+
+    return move
 
 
 def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow

@@ -282,18 +282,44 @@ def test_gate_spread_over_the_map_brings_the_whole_map():
     assert t.final.r_out == 16 and t.final.n_out == 14 and t.final.j_out == 1
 
 
-def test_channels_last_permute_is_refused_not_guessed():
-    class ChannelsLast(nn.Module):
-        def forward(self, x):
-            return x.permute(0, 2, 3, 1)
+class ChannelsLastBlock(nn.Module):
+    """A ConvNeXt block: depthwise 7x7, then LayerNorm and an MLP applied
+    channels-last (Linear on the channel axis: a 1x1 convolution)."""
 
-    class ChannelsSwapped(nn.Module):
-        def forward(self, x):
-            return torch.permute(x, (1, 0, 2, 3))
+    def __init__(self, c=4):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.mlp = nn.Sequential(nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c))
 
-    with pytest.raises(RFError, match="channels-last"):
-        receptive_field(ChannelsLast(), (1, 8, 8))
-    assert receptive_field(ChannelsSwapped(), (1, 8, 8)).final.r_out == 1
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)       # (N, H, W, C)
+        y = self.mlp(self.norm(y)).permute(0, 3, 1, 2)
+        return x + y
+
+
+def test_channels_last_is_followed_and_guarded():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), ChannelsLastBlock(), ChannelsLastBlock())
+    t = receptive_field(model, (1, 32, 32))
+    assert t.final.r_out == 3 + 6 + 6 and t.final.n_out == 30  # Linears add nothing
+    assert not t["1.mlp.0"].spatial
+
+    class PoolChannelsLast(nn.Module):
+        def forward(self, x):
+            return nn.functional.avg_pool2d(x.permute(0, 2, 3, 1), 2)
+
+    with pytest.raises(RFError, match="not its last two axes"):
+        receptive_field(PoolChannelsLast(), (4, 8, 8))
+
+
+def test_convnext_tiny_by_hand():
+    tv = pytest.importorskip("torchvision")
+    t = receptive_field(tv.models.convnext_tiny(), (3, 224, 224))
+    # Stem 4x4 stride 4: RF 4, jump 4. Stages of 3, 3, 9, 3 blocks, each a 7x7
+    # depthwise conv (+6 jumps); a 2x2 stride-2 downsampling (+1 jump) between.
+    rf = 4 + 3 * 6 * 4 + 4 + 3 * 6 * 8 + 8 + 9 * 6 * 16 + 16 + 3 * 6 * 32
+    assert t["avgpool"].r_in == rf == 1688 and t["avgpool"].j_in == 32
+    assert t.final.r_out == rf + 6 * 32        # the 7x7 map, pooled
 
 
 class Misaligned(nn.Module):
