@@ -676,7 +676,8 @@ def _index_rule(node: fx.Node, src: fx.Node, row: RFRow
         index = index[:k] + (slice(None),) * (5 - len(index)) + index[k + 1:]
     index = tuple(index) + (slice(None),) * (4 - len(index))
     problem = None
-    if len(index) != 4 or not all(isinstance(i, slice) for i in index[2:]):
+    if len(shape_out) != 4 or not all(isinstance(i, slice) for i in index[2:]) \
+            or any(i is None or isinstance(i, int) for i in index):
         problem = "an index that drops or adds an axis"
     elif any(not isinstance(v, (int, type(None))) for i in index[2:]
              for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in index[2:]):

@@ -237,13 +237,18 @@ def test_crops_and_strided_slices_match_the_gradient():
     (sh, sw), (jh, jw) = f.start_out, f.j_out
     assert (h, w) == f.r_out
     assert (top, left) == (sh + i * jh - h / 2, sw + k * jw - w / 2)
-    with pytest.raises(RFError, match="drops or adds an axis"):
-        receptive_field(Row(), (1, 8, 8))
+    for index in (Row(lambda x: x[:, :, 0]), Row(lambda x: x[None])):
+        with pytest.raises(RFError, match="drops or adds an axis"):
+            receptive_field(index, (1, 8, 8))
 
 
 class Row(nn.Module):
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
     def forward(self, x):
-        return x[:, :, 0]
+        return self.index(x)
 
 
 class Gated(nn.Module):
