@@ -30,6 +30,8 @@ brings its whole-map RF to every unit. A slice x[:, :, a:b:s, c:d:t] crops the
 map and strides it: units keep their RF, the jump grows by the step. A
 permute moves height and width to other axes; a Linear on channels-last
 (ConvNeXt) is then a 1x1 convolution, and any other op asks for them back.
+A flatten or view that merges height and width is tracked too, so that a
+global pooling written as x.flatten(2).mean(-1) counts as one.
 """
 
 from __future__ import annotations
@@ -85,17 +87,20 @@ class Axis:
 
 @dataclass(frozen=True)
 class Spatial:
-    """Per-axis state of a tensor; `flat` after flatten (a Linear sees everything)."""
+    """Per-axis state of a tensor; `flat` once height and width are merged into
+    one axis (by flatten or view): reducing or a Linear over it sees everything."""
 
     h: Axis
     w: Axis
     flat: bool = False
     # Where height and width sit, counted from the last axis: (-2, -1) for
-    # (N, C, H, W); (-3, -2) after a permute to channels-last (N, H, W, C).
+    # (N, C, H, W); (-3, -2) after a permute to channels-last (N, H, W, C);
+    # (-1, -1) when flat with the positions last, as in (N, C, H * W).
     axes: tuple[int, int] = (-2, -1)
 
 
 CHANNELS_FIRST = (-2, -1)
+FLAT_LAST = (-1, -1)
 
 
 @dataclass(frozen=True)
@@ -392,7 +397,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                 states[node] = _split_state(node, inputs[0], states)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
         rule, row = _rule(node, modules, custom, states, inputs)
-        moved = [a for a in inputs if states[a].axes != CHANNELS_FIRST]
+        moved = [a for a in inputs
+                 if not states[a].flat and states[a].axes != CHANNELS_FIRST]
         if moved and row.spatial and not _is_merge(node, inputs):
             # Every other rule reads height and width as the last two axes.
             raise RFError(f"{row.name!r} ({row.kind}) gets a tensor whose height and "
@@ -443,6 +449,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         mod = modules[node.target]
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
+        if isinstance(mod, nn.Flatten) and type(mod) not in custom:
+            return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         return _module_rule(mod, row, custom, states[inputs[0]]), row
     kind = node.target if isinstance(node.target, str) else getattr(
         node.target, "__name__", str(node.target))
@@ -468,7 +476,7 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return _softmax_rule(node, row), row
     if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
             node.op == "call_method" and target in _SHAPE_METHODS):
-        return _reshape_rule(node, inputs[0], row), row
+        return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
     if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
             node.op == "call_method" and target in _AXES_METHODS):
         return _axes_rule(node, inputs[0], row), row
@@ -479,8 +487,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
         row.spatial = True
         return (lambda s: _adaptive(s, size, row)), row
-    if (node.op == "call_function" and target in (torch.mean, torch.amax, torch.sum)) \
-            or (node.op == "call_method" and target in ("mean", "amax", "sum", "max")):
+    if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
+            or (node.op == "call_method" and target in _REDUCE_METHODS):
         return _reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
         return _linear_rule(states[inputs[0]], row), row
@@ -529,9 +537,6 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return _linear_rule(state, row)
-    if isinstance(mod, nn.Flatten):
-        row.spatial = False
-        return lambda s: Spatial(s.h, s.w, flat=s.flat or (mod.end_dim == -1))
     raise RFError(_declare_hint(f"module {row.name!r} ({type(mod).__name__})",
                                 type(mod).__name__))
 
@@ -578,9 +583,10 @@ def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
 
 
 def _linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
-    """A Linear mixes its input's last axis: channels, after a permute to
-    channels-last (a 1x1 convolution, in ConvNeXt), else the whole map."""
-    if not state.flat and -1 not in state.axes:
+    """A Linear mixes its input's last axis: the whole map when the positions
+    are there (after x.flatten(1)); channels otherwise, after a permute to
+    channels-last (a 1x1 convolution, in ConvNeXt) or x.flatten(2).transpose(1, 2)."""
+    if -1 not in state.axes:
         row.spatial = False
         return lambda s: s
     row.spatial = True
@@ -589,7 +595,7 @@ def _linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
 
 def _linear_state(st: Spatial) -> Spatial:
     """A Linear after a spatial map sees all of it (its input was flattened)."""
-    return Spatial(st.h.whole(), st.w.whole(), flat=True)
+    return Spatial(st.h.whole(), st.w.whole(), flat=True, axes=FLAT_LAST)
 
 
 def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
@@ -647,20 +653,69 @@ def _softmax_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     return lambda s: s
 
 
-def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow
+def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
+    """view / reshape / flatten. Allowed: regrouping other axes (a channel
+    shuffle), merging height and width into one axis (flatten: the state goes
+    `flat`) and splitting that axis back. Anything that moves pixels between
+    positions is refused."""
+    row.spatial = False
     shape_in, shape_out = _shape(src), _shape(node)
-    if shape_in and shape_out and len(shape_in) == 4:
-        # Channels regrouped, each pixel kept in place: (N, C, H, W) to
-        # (N, C', H, W), or to (N, G, C / G, H, W) for a channel shuffle.
-        if len(shape_out) >= 4 and shape_out[-2:] == shape_in[2:]:
-            return lambda s: s
-        if shape_out[0] == shape_in[0] and len(shape_out) in (2, 3):
-            return lambda s: Spatial(s.h, s.w, flat=True)
-        raise RFError(f"{node.name!r} reshapes {shape_in} to {shape_out}, which "
-                      "moves pixels between positions.\n"
+    if not shape_in or not shape_out or tuple(shape_in) == tuple(shape_out):
+        return lambda s: s
+    nd_in, nd_out = len(shape_in), len(shape_out)
+    if state.h.n == 1 and state.w.n == 1:  # one unit: no position to move
+        if not state.flat and shape_out[-2:] == (1, 1) and nd_out >= 4:
+            return lambda s: replace(s, axes=CHANNELS_FIRST)
+        return lambda s: replace(s, flat=True, axes=FLAT_LAST)
+    groups = _axis_groups(shape_in, shape_out)
+    h_at, w_at = (nd_in + a for a in state.axes)
+    g_h = next((g for g in groups if h_at in g[0]), None) if groups else None
+    g_w = next((g for g in groups if w_at in g[0]), None) if groups else None
+    new = None
+    if g_h is None or g_w is None:
+        pass
+    elif g_h is g_w and len(g_h[1]) == 1:              # merged into one axis
+        new = (True, (g_h[1][0] - nd_out,) * 2)
+    elif state.flat and g_h[0] == [h_at] and [shape_out[o] for o in g_h[1][-2:]] \
+            == [state.h.n, state.w.n]:                  # the merged axis split back
+        new = (False, tuple(o - nd_out for o in g_h[1][-2:]))
+    elif not state.flat and len(g_h[0]) == len(g_h[1]) == len(g_w[0]) \
+            == len(g_w[1]) == 1:                        # each kept as it is
+        new = (False, (g_h[1][0] - nd_out, g_w[1][0] - nd_out))
+    if new is None:
+        raise RFError(f"{node.name!r} reshapes {tuple(shape_in)} to {tuple(shape_out)},"
+                      " which moves pixels between positions.\n"
                       + _declare_hint("This reshape"))
-    return lambda s: s
+    flat, axes = new
+    return lambda s: replace(s, flat=flat, axes=axes)
+
+
+def _axis_groups(a: Sequence[int], b: Sequence[int]
+                 ) -> list[tuple[list[int], list[int]]] | None:
+    """Pair runs of axes of two shapes with the same number of elements, e.g.
+    (1, 4, 3, 5) and (1, 4, 15): [([0], [0]), ([1], [1]), ([2, 3], [2])].
+    None if the shapes hold different numbers of elements."""
+    groups, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        ins, outs, pa, pb = [i], [j], a[i], b[j]
+        i, j = i + 1, j + 1
+        while pa != pb:
+            if pa < pb and i < len(a):
+                pa, i = pa * a[i], i + 1
+                ins.append(i - 1)
+            elif pb < pa and j < len(b):
+                pb, j = pb * b[j], j + 1
+                outs.append(j - 1)
+            else:
+                return None
+        groups.append((ins, outs))
+    if not groups or any(a[k] != 1 for k in range(i, len(a))) or any(
+            b[k] != 1 for k in range(j, len(b))):
+        return None
+    groups[-1][0].extend(range(i, len(a)))  # trailing axes of size 1
+    groups[-1][1].extend(range(j, len(b)))
+    return groups
 
 
 def _index_rule(node: fx.Node, src: fx.Node, row: RFRow
@@ -731,7 +786,7 @@ def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
     other axes (a channel shuffle leaves them last; ConvNeXt moves channels
     last and back)."""
     shape = _shape(src)
-    if shape is None or len(shape) < 4:
+    if shape is None or len(shape) < 2:
         return lambda s: s
     nd, args = len(shape), list(node.args[1:])
     order = list(range(nd))
@@ -749,21 +804,38 @@ def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
     return move
 
 
+_REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
+                     torch.logsumexp}
+_REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
+
+
 def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
                  ) -> Callable[[Spatial], Spatial]:
+    """mean / sum / amax ... over some axes: over height and width (or the axis
+    they were merged into) it is a global pooling; over other axes, nothing."""
     dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
     shape = _shape(src)
-    if shape is None or len(shape) != 4:
+    if shape is None:
         return lambda s: s
-    dims = (dims,) if isinstance(dims, int) else tuple(dims or (0, 1, 2, 3))
-    dims = {d % 4 for d in dims}
-    if dims >= {2, 3}:
-        row.spatial = True
-        return lambda s: Spatial(s.h.whole(), s.w.whole())
-    if dims & {2, 3}:
-        raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
-                      + _declare_hint("This reduction"))
-    return lambda s: s
+    nd = len(shape)
+    dims = range(nd) if dims is None else (dims,) if isinstance(dims, int) else dims
+    dims = {d % nd - nd for d in dims}  # counted from the last axis, like `axes`
+
+    def reduce(s: Spatial) -> Spatial:
+        spatial = set(s.axes)
+        if spatial <= dims:
+            row.spatial = True
+            return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
+        if spatial & dims:
+            raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
+                          + _declare_hint("This reduction"))
+        # A removed axis before height and width moves them towards the end.
+        kept = node.kwargs.get("keepdim", False) or (
+            len(node.args) > 2 and node.args[2] is True)
+        shift = 0 if kept else sum(1 for d in dims if d > max(spatial))
+        return replace(s, axes=tuple(a + shift for a in s.axes))
+
+    return reduce
 
 
 def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
@@ -773,6 +845,16 @@ def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     args = dict(zip(names, node.args)) | dict(node.kwargs)
     k = args["kernel_size"]
     row.spatial = True
+    settings = [v for name, v in args.items() if name != "input"]
+    if any(isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
+            isinstance(x, fx.Node) for x in v)) for v in settings):
+        # A window computed at run time, F.avg_pool2d(x, x.size()[2:]): followed
+        # when it pools the whole map, the usual reason to write it.
+        if tuple((_shape(node) or ())[2:]) == (1, 1):
+            return lambda s: Spatial(s.h.whole(), s.w.whole())
+        raise RFError(f"{node.name!r} pools with a window computed at run time.\n"
+                      "Give the window as numbers, or pool the whole map with\n"
+                      "F.adaptive_avg_pool2d(x, 1).")
     return _window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
                         args.get("dilation", 1), args.get("ceil_mode", False))
 

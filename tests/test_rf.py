@@ -251,6 +251,52 @@ class Row(nn.Module):
         return self.index(x)
 
 
+class Pooled(nn.Module):
+    """A 3x3 conv on a 10x10 image, then `pool`: one way to write a global pooling."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self.conv, self.pool = nn.Conv2d(1, 4, 3, bias=False), pool
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+GLOBAL_POOLS = {
+    "mean over (2, 3)": lambda x: x.mean((2, 3)),
+    "view, then mean": lambda x: x.view(x.size(0), x.size(1), -1).mean(dim=2),
+    "flatten(2), then mean": lambda x: x.flatten(2).mean(-1),
+    "tokens, mean over them": lambda x: x.flatten(2).transpose(1, 2).mean(1),
+    "flatten(1), then amax": lambda x: x.flatten(1).amax(1, keepdim=True),
+    "avg_pool2d over x.size()[2:]":
+        lambda x: nn.functional.avg_pool2d(x, x.size()[2:]).flatten(1),
+}
+
+
+@pytest.mark.parametrize("pool", GLOBAL_POOLS.values(), ids=GLOBAL_POOLS.keys())
+def test_global_pooling_however_written_sees_the_whole_image(pool):
+    model = Pooled(pool)
+    nn.init.constant_(model.conv.weight, 1.0)
+    x = torch.ones(1, 1, 10, 10, requires_grad=True)
+    model(x)[0, 0].backward()
+    assert (x.grad != 0).all()                          # every pixel counts
+    assert receptive_field(model, (1, 10, 10)).final.r_out == 10
+
+
+def test_flattened_positions_are_tracked_not_guessed():
+    # A Linear on (N, positions, channels) mixes channels: each token keeps RF 3.
+    tokens = Pooled(lambda x: nn.functional.linear(x.flatten(2).transpose(1, 2),
+                                                   torch.ones(3, 4)))
+    assert receptive_field(tokens, (1, 10, 10)).final.r_out == 3
+    back = Pooled(lambda x: x.flatten(2).view(x.size(0), 4, 8, 8))  # unflatten
+    assert receptive_field(back, (1, 10, 10)).final.n_out == 8
+    for pool, match in [(lambda x: x.view(x.size(0), 4, 32, 2), "moves pixels"),
+                        (lambda x: nn.functional.avg_pool2d(x, x.size(2) // 2),
+                         "computed at run time")]:
+        with pytest.raises(RFError, match=match):
+            receptive_field(Pooled(pool), (1, 10, 10))
+
+
 class Gated(nn.Module):
     """A squeeze-and-excitation gate: every unit is scaled by a whole-map summary."""
 
