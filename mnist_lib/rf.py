@@ -266,22 +266,28 @@ _POINTWISE_FUNCTIONS = {
     F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid, F.tanh, F.softplus,
     F.dropout, F.dropout2d, F.batch_norm, F.layer_norm, F.group_norm,
     torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg,
-    operator.neg, operator.pos,
+    torch.clamp, torch.sqrt, torch.rsqrt, torch.log, torch.square,
+    operator.neg, operator.pos, operator.invert,
 }
 try:  # torchvision's drop-path: the identity outside training (EfficientNet)
     from torchvision.ops import stochastic_depth
     _POINTWISE_FUNCTIONS.add(stochastic_depth)
 except ImportError:
     pass
+# Elementwise ops of one or more tensors: several tensors must be aligned.
 _MERGE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv,
-                    operator.iadd, operator.imul, torch.add, torch.sub, torch.mul,
-                    torch.div, torch.maximum, torch.minimum, torch.cat}
+                    operator.iadd, operator.imul, operator.pow, operator.gt,
+                    operator.lt, operator.ge, operator.le, operator.eq, operator.ne,
+                    operator.and_, operator.or_, torch.add, torch.sub, torch.mul,
+                    torch.div, torch.pow, torch.maximum, torch.minimum, torch.where,
+                    torch.cat}
 _POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "float",
                       "double", "half", "bfloat16", "to", "clone", "detach", "exp",
                       "abs", "neg", "type_as", "mul", "add", "sub", "div", "mul_",
-                      "add_", "sub_", "div_"}
-_SHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
-_SHAPE_METHODS = {"flatten", "view", "reshape"}
+                      "add_", "sub_", "div_", "clamp", "clamp_", "clip", "pow",
+                      "sqrt", "rsqrt", "log", "square", "masked_fill"}
+_SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
+_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
 _AXES_FUNCTIONS = {torch.transpose, torch.permute}
 _AXES_METHODS = {"transpose", "permute"}
 _LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
@@ -482,6 +488,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return _axes_rule(node, inputs[0], row), row
     if node.op == "call_function" and target in (F.max_pool2d, F.avg_pool2d):
         return _functional_pool(node, row), row
+    if node.op == "call_function" and target is F.pad:
+        return _pad_rule(node, row), row
     if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
                                                  F.adaptive_max_pool2d):
         size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
@@ -836,6 +844,20 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
         return replace(s, axes=tuple(a + shift for a in s.axes))
 
     return reduce
+
+
+def _pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+    """F.pad(x, (left, right, top, bottom)): like nn.ZeroPad2d (whatever the
+    mode: a reflected pixel is still inside the RF). Negative pads crop."""
+    pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+    if not all(isinstance(v, int) for v in pad):
+        raise RFError(f"{node.name!r} pads by amounts computed at run time.\n"
+                      "Give them as numbers, or pad with nn.ZeroPad2d.")
+    left, right, top, bottom = (list(pad) + [0, 0, 0, 0])[:4]
+    row.padding = _same((top, bottom), (left, right))
+    row.kernel, row.stride = 1, 1
+    return lambda s: replace(s, h=s.h.window(1, 1, top, bottom),
+                             w=s.w.window(1, 1, left, right))
 
 
 def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:

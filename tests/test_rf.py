@@ -297,6 +297,24 @@ def test_flattened_positions_are_tracked_not_guessed():
             receptive_field(Pooled(pool), (1, 10, 10))
 
 
+def test_functional_pad_squeeze_and_elementwise_ops():
+    def final(f):
+        return receptive_field(Pooled(f), (1, 10, 10)).final
+
+    padded = final(lambda x: nn.functional.pad(x, (1, 1, 2, 0), mode="reflect"))
+    as_module = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3),
+                                              nn.ZeroPad2d((1, 1, 2, 0))), (1, 10, 10))
+    assert (padded.n_out, padded.start_out) == (as_module.final.n_out,
+                                                as_module.final.start_out)
+    cropped = final(lambda x: nn.functional.pad(x, (-1, -1, -1, -1)))
+    assert (cropped.n_out, cropped.start_out, cropped.r_out) == (6, 2.5, 3)
+    squeezed = final(lambda x: nn.functional.adaptive_avg_pool2d(x, 1).squeeze())
+    assert squeezed.r_out == 10
+    for op in (lambda x: x.clamp(min=0), lambda x: x ** 2,
+               lambda x: torch.where(x > 0, x, 0.1 * x), lambda x: x.unsqueeze(1)):
+        assert (final(op).r_out, final(op).n_out) == (3, 8)
+
+
 class Gated(nn.Module):
     """A squeeze-and-excitation gate: every unit is scaled by a whole-map summary."""
 
