@@ -87,6 +87,56 @@ def test_analytic_matches_gradient_rf(spec):
     assert (top, left) == (a_top, a_left)
 
 
+class Pad(nn.Module):
+    def __init__(self, pad):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x):
+        return nn.functional.pad(x, self.pad)
+
+
+class Slice(nn.Module):
+    def __init__(self, start, step):
+        super().__init__()
+        self.start, self.step = start, step
+
+    def forward(self, x):
+        return x[:, :, self.start::self.step, self.start::self.step]
+
+
+edit = st.one_of(
+    st.tuples(st.just("pad"), st.tuples(*[st.integers(-2, 2)] * 4)),
+    st.tuples(st.just("slice"), st.tuples(st.integers(0, 2), st.integers(1, 3))),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(layer, edit), min_size=1, max_size=5))
+def test_pads_and_slices_match_gradient_rf(spec):
+    """The same check as above, with F.pad (negative: a crop) and strided
+    slices between the convolutions and pools."""
+    layers = [Pad(e[1]) if e[0] == "pad" else Slice(*e[1]) if e[0] == "slice"
+              else build([e])[0] for e in spec]
+    model, size = nn.Sequential(*layers), 96
+    try:
+        f = receptive_field(model, (1, size, size)).final
+    except RFError:
+        with pytest.raises(RuntimeError):  # nothing left of the map: torch agrees
+            model(torch.zeros(1, 1, size, size))
+        return
+    out = model(torch.zeros(1, 1, size, size))
+    assert f.n_out == (out.shape[2] if out.shape[2] == out.shape[3]
+                       else (out.shape[2], out.shape[3]))
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    (rh, rw), (sh, sw), (jh, jw) = pair(f.r_out), pair(f.start_out), pair(f.j_out)
+    (top, left, h, w), (i, k) = empirical_rf(model, size)
+    a_top, a_left = sh + i * jh - rh / 2, sw + k * jw - rw / 2
+    assume(a_top >= 0 and a_left >= 0 and a_top + rh <= size and a_left + rw <= size)
+    assert (h, w) == (rh, rw)
+    assert (top, left) == (a_top, a_left)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_n_out_matches_real_shapes_for_every_model(name):
     model = MODELS[name]().eval()
