@@ -103,6 +103,12 @@ CHANNELS_FIRST = (-2, -1)
 FLAT_LAST = (-1, -1)
 
 
+def _on_positions(state: Spatial, dim: int, nd: int) -> bool:
+    """Whether axis `dim` of an `nd`-axis tensor in `state` holds height, width
+    or the axis they were merged into."""
+    return dim % nd - nd in state.axes
+
+
 @dataclass(frozen=True)
 class Window:
     """Declare a custom module as a sliding window (see `receptive_field(custom=...)`)."""
@@ -447,6 +453,12 @@ def _name(node: fx.Node) -> str:
     return node.target if node.op == "call_module" else node.name
 
 
+def _kind(node: fx.Node) -> str:
+    """The op a function or method node calls, e.g. "add", "chunk"."""
+    return node.target if isinstance(node.target, str) else getattr(
+        node.target, "__name__", str(node.target))
+
+
 def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
           states: dict[fx.Node, Spatial], inputs: list[fx.Node]
           ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
@@ -458,8 +470,7 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         if isinstance(mod, nn.Flatten) and type(mod) not in custom:
             return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         return _module_rule(mod, row, custom, states[inputs[0]]), row
-    kind = node.target if isinstance(node.target, str) else getattr(
-        node.target, "__name__", str(node.target))
+    kind = _kind(node)
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
 
@@ -474,12 +485,12 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     if target is operator.getitem and _several_tensors(inputs[0]):
         return (lambda s: s), row  # one of the pieces of a split
     if target is operator.getitem and _shape(inputs[0]) is not None:
-        return _index_rule(node, inputs[0], row), row
+        return _index_rule(node, inputs[0], row, states[inputs[0]]), row
     if node.op == "call_method" and target in _POINTWISE_METHODS:
         return (lambda s: s), row
     if target in _LOGSOFTMAX or (node.op == "call_method" and target in
                                  ("softmax", "log_softmax")):
-        return _softmax_rule(node, row), row
+        return _softmax_rule(node, row, states[inputs[0]]), row
     if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
             node.op == "call_method" and target in _SHAPE_METHODS):
         return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
@@ -612,7 +623,7 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
     if node.target is torch.cat:
         dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         shape = _shape(inputs[0])
-        if shape is not None and len(shape) == 4 and dim % 4 in (2, 3):
+        if shape is not None and _on_positions(states[inputs[0]], dim, len(shape)):
             raise RFError(_declare_hint(
                 f"torch.cat along a spatial dimension ({node.name!r})"))
     # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
@@ -652,12 +663,14 @@ def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
             and shape[2:] == (1, 1) and out[2:] != (1, 1))
 
 
-def _softmax_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
+                  ) -> Callable[[Spatial], Spatial]:
+    """A softmax over channels changes no RF; over positions it mixes them all."""
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
     shape = _shape(node.all_input_nodes[0])
-    if shape is not None and len(shape) == 4 and dim is not None and dim % 4 in (2, 3):
+    if shape is not None and dim is not None and _on_positions(state, dim, len(shape)):
         row.spatial = True
-        return lambda s: Spatial(s.h.whole(), s.w.whole())
+        return lambda s: replace(s, h=s.h.whole(), w=s.w.whole())
     return lambda s: s
 
 
@@ -726,40 +739,47 @@ def _axis_groups(a: Sequence[int], b: Sequence[int]
     return groups
 
 
-def _index_rule(node: fx.Node, src: fx.Node, row: RFRow
+def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                 ) -> Callable[[Spatial], Spatial]:
     """x[..., a:b:s, c:d:t]: a crop (and a stride, for a step) of the map. A
-    unit keeps its RF; the first one kept is `a` units in, and `s` apart."""
+    unit keeps its RF; the first one kept is `a` units in, and `s` apart.
+    Indexing other axes (channels, logits) changes nothing."""
     shape_in, shape_out = _shape(src), _shape(node)
-    index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
-    if len(shape_in) != 4:
+    if state.h.n == 1 and state.w.n == 1:  # one unit: no position to cut
         return lambda s: s
+    nd = len(shape_in)
+    index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
     if index.count(Ellipsis) == 1:
         k = index.index(Ellipsis)
-        index = index[:k] + (slice(None),) * (5 - len(index)) + index[k + 1:]
-    index = tuple(index) + (slice(None),) * (4 - len(index))
+        index = index[:k] + (slice(None),) * (nd + 1 - len(index)) + index[k + 1:]
+    index = tuple(index) + (slice(None),) * (nd - len(index))
+    cuts = [i for d, i in enumerate(index) if _on_positions(state, d, nd)]
     problem = None
-    if len(shape_out) != 4 or not all(isinstance(i, slice) for i in index[2:]) \
-            or any(i is None or isinstance(i, int) for i in index):
+    if len(shape_out) != nd or len(index) != nd or any(
+            i is None or not isinstance(i, slice) for i in index):
         problem = "an index that drops or adds an axis"
-    elif any(not isinstance(v, (int, type(None))) for i in index[2:]
-             for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in index[2:]):
+    elif all(i == slice(None) for i in cuts):
+        return lambda s: s
+    elif state.flat or state.axes != CHANNELS_FIRST:
+        problem = "a slice of positions that are not (N, C, H, W)'s last two axes"
+    elif any(not isinstance(v, (int, type(None))) for i in cuts
+             for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in cuts):
         problem = "a spatial slice whose start or step is not a positive constant"
     if problem:
         raise RFError(f"{node.name!r} indexes a map with {problem}.\n"
                       "Slices of height and width with constant starts and steps,\n"
                       "such as x[:, :, 1:-1, ::2], are followed.\n"
                       + _declare_hint("This indexing"))
-    (h_cut, w_cut), (h_out, w_out) = index[2:], shape_out[2:]
+    (h_cut, w_cut), (h_out, w_out) = cuts, shape_out[2:]
     row.stride = _same(h_cut.step or 1, w_cut.step or 1)
-    row.spatial = (h_out, w_out) != tuple(shape_in[2:]) or row.stride != 1
+    row.spatial = True
 
     def cut(ax: Axis, sl: slice, n_out: int) -> Axis:
         first = sl.start or 0
         first = min(max(first + ax.n if first < 0 else first, 0), ax.n)
         return Axis(n_out, ax.j * (sl.step or 1), ax.r, ax.start + first * ax.j)
 
-    return lambda s: Spatial(cut(s.h, h_cut, h_out), cut(s.w, w_cut, w_out), s.flat)
+    return lambda s: replace(s, h=cut(s.h, h_cut, h_out), w=cut(s.w, w_cut, w_out))
 
 
 def _several_tensors(node: fx.Node) -> bool:
@@ -772,15 +792,14 @@ def _several_tensors(node: fx.Node) -> bool:
 def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
                  ) -> Spatial:
     """chunk / split / unbind along channels: each piece keeps every pixel."""
-    kind = node.target if isinstance(node.target, str) else getattr(
-        node.target, "__name__", str(node.target))
+    kind = _kind(node)
     if kind not in _SPLITS:
         raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
                                     " which returns several tensors,"))
     where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
     dim = node.kwargs.get("dim", node.args[where] if len(node.args) > where else 0)
     shape = _shape(src)
-    if shape is not None and len(shape) == 4 and dim % 4 in (2, 3):
+    if shape is not None and _on_positions(states[src], dim, len(shape)):
         raise RFError(_declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
     return states[src]
 

@@ -431,6 +431,33 @@ def test_channels_last_is_followed_and_guarded():
         receptive_field(PoolChannelsLast(), (4, 8, 8))
 
 
+def test_ops_on_moved_or_merged_positions_find_them():
+    """softmax, chunk, cat and slices look for the positions where the state
+    says they are, not at axes 2 and 3."""
+    def final(f):
+        return receptive_field(Pooled(f), (1, 10, 10)).final
+
+    def to_nhwc(x):
+        return x.permute(0, 2, 3, 1)
+
+    def to_nchw(x):
+        return x.permute(0, 3, 1, 2)
+
+    # Over positions merged into one axis: every unit sees the whole image.
+    assert final(lambda x: nn.functional.softmax(x.flatten(2), dim=-1)).r_out == 10
+    # Over the channels of a channels-last map: nothing changes.
+    for op in (lambda x: nn.functional.softmax(to_nhwc(x), -1),
+               lambda x: to_nhwc(x).chunk(2, dim=-1)[0],
+               lambda x: torch.cat([to_nhwc(x)] * 2, -1)):
+        assert (final(lambda x: to_nchw(op(x))).r_out,
+                final(lambda x: to_nchw(op(x))).n_out) == (3, 8)
+    for op, match in [(lambda x: x.flatten(2).chunk(2, dim=-1)[0], "spatial axis"),
+                      (lambda x: x.flatten(2)[:, :, 2:], "slice of positions"),
+                      (lambda x: to_nchw(to_nhwc(x)[:, 1:]), "slice of positions")]:
+        with pytest.raises(RFError, match=match):
+            final(op)
+
+
 def test_convnext_tiny_by_hand():
     tv = pytest.importorskip("torchvision")
     t = receptive_field(tv.models.convnext_tiny(), (3, 224, 224))
