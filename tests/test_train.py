@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict
@@ -495,7 +496,7 @@ for epoch in range(10):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     T.evaluate(model, data.test_images, data.test_labels, 0.13, 0.31)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sum(faults[2:]))
+print(*faults[2:])  # the first two tests warm the heap up
 """
 
 
@@ -504,14 +505,17 @@ def test_fit_on_cpu_keeps_freed_memory_so_tests_stop_faulting_in_pages():
     def faults(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], check=True,
                              capture_output=True, text=True, cwd=ROOT)
-        return int(out.stdout.split()[-1])
+        return statistics.median(int(n) for n in out.stdout.split())
 
     # The problem: with glibc's own thresholds, each test after a training step
-    # hands its memory back and faults it in again.
+    # may hand its memory back and fault it in again. How much depends on the
+    # machine (a median of ~12,000 faults a test on the book's 2-core CPU, far
+    # fewer on a CI runner), so the check is on the tuned count: after fit the
+    # typical test reuses what it freed and faults almost never. The median
+    # leaves out a test where the heap happened to grow once.
     untuned = faults("none")
-    assert untuned > 20_000, f"expected the page-fault storm without the setting: {untuned}"
     tuned = faults("fit")
-    assert tuned < untuned / 10, f"page faults: {tuned} after fit, {untuned} without"
+    assert tuned <= 10, f"page faults a test (median): {tuned} after fit, {untuned} without"
 
 
 def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch):
