@@ -502,7 +502,7 @@ print(*faults[2:])  # the first two tests warm the heap up
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
 def test_fit_on_cpu_keeps_freed_memory_so_tests_stop_faulting_in_pages():
-    def faults(mode: str) -> int:
+    def faults(mode: str) -> float:
         out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], check=True,
                              capture_output=True, text=True, cwd=ROOT)
         return statistics.median(int(n) for n in out.stdout.split())
