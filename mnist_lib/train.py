@@ -705,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
-          + f"; target (>= 99.4% in each of the last 3) "
+          + "; target (>= 99.4% in each of the last 3) "
           + ("MET" if hist.meets_target() else "NOT met")
           + f"; {hist.total_seconds:.1f} s")
     if args.out:

@@ -1,0 +1,213 @@
+"""How the layers that slide over a map change its receptive field: convs,
+poolings (module or functional, adaptive too), pads, Linear layers, and
+branches that meet (add, cat, a squeeze-and-excitation gate). Each rule fills
+in its op's row and returns the function that maps the input's state to the
+output's. `mnist_lib.rf` picks the rule for each op of the graph."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
+                       _declare_hint, _on_positions, _pair, _same, _shape)
+from .rf_table import RFRow, _fmt
+
+_POINTWISE_MODULES = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm,
+    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Softmax, nn.LogSoftmax,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
+    nn.Hardtanh, nn.Softplus,
+)
+
+
+def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
+                 ) -> Callable[[Spatial], Spatial]:
+    spec = next((v for k, v in custom.items() if isinstance(mod, k)), None)
+    if spec == POINTWISE or (spec is None and isinstance(mod, _POINTWISE_MODULES)):
+        row.spatial = False
+        return lambda s: s
+    if isinstance(spec, Window):
+        return _window_rule(row, spec.kernel, spec.stride, spec.padding, spec.dilation)
+    if spec is not None:
+        raise RFError(f"custom spec for {type(mod).__name__} must be 'pointwise' or "
+                      f"a Window(...), got {spec!r}")
+    if isinstance(mod, nn.Conv2d):
+        pad = mod.padding
+        if isinstance(pad, str):  # 'same' / 'valid'
+            if pad == "valid":
+                pad = (0, 0)
+            else:
+                k_eff = [d * (k - 1) + 1 for k, d in zip(mod.kernel_size, mod.dilation)]
+                total = [ke - 1 for ke in k_eff]
+                # PyTorch pads the extra pixel of an even total on the far side.
+                return _window_rule(row, mod.kernel_size, mod.stride,
+                                    [t // 2 for t in total], mod.dilation,
+                                    pad_hi=[t - t // 2 for t in total])
+        return _window_rule(row, mod.kernel_size, mod.stride, pad, mod.dilation)
+    if isinstance(mod, nn.MaxPool2d):
+        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+                            mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
+    if isinstance(mod, nn.AvgPool2d):
+        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+                            mod.padding, 1, ceil_mode=mod.ceil_mode)
+    if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return lambda s: _adaptive(s, mod.output_size, row)
+    if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
+                        nn.ReplicationPad2d)):
+        left, right, top, bottom = mod.padding
+        row.padding = _same((top, bottom), (left, right))
+        row.kernel, row.stride = 1, 1
+        return lambda s: Spatial(s.h.window(1, 1, top, bottom),
+                                 s.w.window(1, 1, left, right), s.flat)
+    if isinstance(mod, nn.Linear):
+        row.ch_in, row.ch_out = mod.in_features, mod.out_features
+        return _linear_rule(state, row)
+    raise RFError(_declare_hint(f"module {row.name!r} ({type(mod).__name__})",
+                                type(mod).__name__))
+
+
+def _window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
+                 pad_hi=None) -> Callable[[Spatial], Spatial]:
+    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
+    p_hi = _pair(pad_hi) if pad_hi is not None else p
+    row.kernel, row.stride, row.dilation = _same(*k), _same(*s), _same(*d)
+    row.padding = _same(*p) if p == p_hi else (p, p_hi)
+
+    def rule(st: Spatial) -> Spatial:
+        if st.flat:
+            raise RFError(f"{row.name!r} ({row.kind}) slides over a flattened tensor")
+        return Spatial(st.h.window(k[0], s[0], p[0], p_hi[0], d[0], ceil_mode),
+                       st.w.window(k[1], s[1], p[1], p_hi[1], d[1], ceil_mode))
+    return rule
+
+
+def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
+    """Adaptive pooling: global when the output is 1, else PyTorch's real windows."""
+    size = _pair(size) if size is not None else (None, None)
+    axes = []
+    kernels = []
+    for ax, o in zip((st.h, st.w), size):
+        o = ax.n if o is None else o
+        if o == 1:
+            axes.append(ax.whole())
+            kernels.append(ax.n)
+            continue
+        n = int(ax.n)
+        # PyTorch's window i covers [floor(i*n/o), ceil((i+1)*n/o)).
+        starts = [(i * n) // o for i in range(o)]
+        ends = [-((-(i + 1) * n) // o) for i in range(o)]
+        widths = [e - b for b, e in zip(starts, ends)]
+        steps = {b2 - b1 for b1, b2 in zip(starts, starts[1:])}
+        k = max(widths)
+        stride: float = steps.pop() if len(steps) == 1 else n / o
+        kernels.append(k if len(set(widths)) == 1 else tuple(sorted(set(widths))))
+        axes.append(Axis(o, ax.j * stride, ax.r + (k - 1) * ax.j,
+                         ax.start + (widths[0] - 1) / 2 * ax.j))
+    row.kernel = _same(*kernels)
+    return Spatial(axes[0], axes[1])
+
+
+def _linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
+    """A Linear mixes its input's last axis: the whole map when the positions
+    are there (after x.flatten(1)); channels otherwise, after a permute to
+    channels-last (a 1x1 convolution, in ConvNeXt) or x.flatten(2).transpose(1, 2)."""
+    if -1 not in state.axes:
+        row.spatial = False
+        return lambda s: s
+    row.spatial = True
+    return _linear_state
+
+
+def _linear_state(st: Spatial) -> Spatial:
+    """A Linear after a spatial map sees all of it (its input was flattened)."""
+    return Spatial(st.h.whole(), st.w.whole(), flat=True, axes=FLAT_LAST)
+
+
+def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
+           ) -> Spatial:
+    """Branches meeting at add/cat/...: check alignment, keep the largest RF."""
+    if node.target is torch.cat:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        shape = _shape(inputs[0])
+        if shape is not None and _on_positions(states[inputs[0]], dim, len(shape)):
+            raise RFError(_declare_hint(
+                f"torch.cat along a spatial dimension ({node.name!r})"))
+    # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
+    # block) has no position to align: it gives every unit its RF.
+    out = _shape(node)
+    local = [i for i in inputs if not _spread(i, out)] or inputs
+    first = states[local[0]]
+    for other in local[1:]:
+        st = states[other]
+        if st.axes != first.axes:
+            raise RFError(f"branches meeting at {node.name!r} hold height and width "
+                          f"on different axes ({first.axes} and {st.axes}): permute "
+                          "one of them first.")
+        for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
+            if (a.n, a.j, a.start) != (b.n, b.j, b.start) and not (a.n == 1 == b.n):
+                names = [repr(local[0].name), repr(other.name)]
+                width = max(map(len, names))
+                raise RFError(
+                    f"branches meeting at {node.name!r} are misaligned along {axis}:\n"
+                    f"  {names[0]:<{width}} has n={_fmt(a.n)}, jump={_fmt(a.j)}, "
+                    f"start={_fmt(a.start)}\n"
+                    f"  {names[1]:<{width}} has n={_fmt(b.n)}, jump={_fmt(b.j)}, "
+                    f"start={_fmt(b.start)}\n"
+                    "Units that are added or concatenated must be centred on the same\n"
+                    "input pixels: make the strides and paddings of the branches match.")
+    h = max((states[i].h for i in local), key=lambda a: a.r)
+    w = max((states[i].w for i in local), key=lambda a: a.r)
+    return Spatial(replace(h, r=max(states[i].h.r for i in inputs)),
+                   replace(w, r=max(states[i].w.r for i in inputs)),
+                   any(states[i].flat for i in inputs), first.axes)
+
+
+def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
+    """Whether `src` is a 1x1 map that broadcasting spreads over a larger `out`."""
+    shape = _shape(src)
+    return (out is not None and shape is not None and len(out) == len(shape) == 4
+            and shape[2:] == (1, 1) and out[2:] != (1, 1))
+
+
+
+def _pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+    """F.pad(x, (left, right, top, bottom)): like nn.ZeroPad2d (whatever the
+    mode: a reflected pixel is still inside the RF). Negative pads crop."""
+    pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
+    if not all(isinstance(v, int) for v in pad):
+        raise RFError(f"{node.name!r} pads by amounts computed at run time.\n"
+                      "Give them as numbers, or pad with nn.ZeroPad2d.")
+    left, right, top, bottom = (list(pad) + [0, 0, 0, 0])[:4]
+    row.padding = _same((top, bottom), (left, right))
+    row.kernel, row.stride = 1, 1
+    return lambda s: replace(s, h=s.h.window(1, 1, top, bottom),
+                             w=s.w.window(1, 1, left, right))
+
+
+def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+    names = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"]
+    if node.target is F.avg_pool2d:
+        names = ["input", "kernel_size", "stride", "padding", "ceil_mode"]
+    args = dict(zip(names, node.args)) | dict(node.kwargs)
+    k = args["kernel_size"]
+    row.spatial = True
+    settings = [v for name, v in args.items() if name != "input"]
+    if any(isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
+            isinstance(x, fx.Node) for x in v)) for v in settings):
+        # A window computed at run time, F.avg_pool2d(x, x.size()[2:]): followed
+        # when it pools the whole map, the usual reason to write it.
+        if tuple((_shape(node) or ())[2:]) == (1, 1):
+            return lambda s: Spatial(s.h.whole(), s.w.whole())
+        raise RFError(f"{node.name!r} pools with a window computed at run time.\n"
+                      "Give the window as numbers, or pool the whole map with\n"
+                      "F.adaptive_avg_pool2d(x, 1).")
+    return _window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
+                        args.get("dilation", 1), args.get("ceil_mode", False))
+

@@ -1,0 +1,215 @@
+"""How the ops that move axes change what the calculator tracks: flatten,
+view and reshape, transpose and permute, indexing and slicing, splits
+(chunk, split, unbind), reductions (mean, amax, ...) and softmax. Most leave
+every unit's receptive field as it is and only move height and width to other
+axes; a reduction or softmax over them is a global pooling; a slice crops."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Sequence
+
+import torch.fx as fx
+
+from .rf_state import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
+                       _declare_hint, _kind, _on_positions, _same, _shape)
+from .rf_table import RFRow
+
+def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
+                  ) -> Callable[[Spatial], Spatial]:
+    """A softmax over channels changes no RF; over positions it mixes them all."""
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    shape = _shape(node.all_input_nodes[0])
+    if shape is not None and dim is not None and _on_positions(state, dim, len(shape)):
+        row.spatial = True
+        return lambda s: replace(s, h=s.h.whole(), w=s.w.whole())
+    return lambda s: s
+
+
+def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+                  ) -> Callable[[Spatial], Spatial]:
+    """view / reshape / flatten. Allowed: regrouping other axes (a channel
+    shuffle), merging height and width into one axis (flatten: the state goes
+    `flat`) and splitting that axis back. Anything that moves pixels between
+    positions is refused."""
+    row.spatial = False
+    shape_in, shape_out = _shape(src), _shape(node)
+    if not shape_in or not shape_out or tuple(shape_in) == tuple(shape_out):
+        return lambda s: s
+    nd_in, nd_out = len(shape_in), len(shape_out)
+    if state.h.n == 1 and state.w.n == 1:  # one unit: no position to move
+        if not state.flat and shape_out[-2:] == (1, 1) and nd_out >= 4:
+            return lambda s: replace(s, axes=CHANNELS_FIRST)
+        return lambda s: replace(s, flat=True, axes=FLAT_LAST)
+    groups = _axis_groups(shape_in, shape_out)
+    h_at, w_at = (nd_in + a for a in state.axes)
+    g_h = next((g for g in groups if h_at in g[0]), None) if groups else None
+    g_w = next((g for g in groups if w_at in g[0]), None) if groups else None
+    new = None
+    if g_h is None or g_w is None:
+        pass
+    elif g_h is g_w and len(g_h[1]) == 1:              # merged into one axis
+        new = (True, (g_h[1][0] - nd_out,) * 2)
+    elif state.flat and g_h[0] == [h_at] and [shape_out[o] for o in g_h[1][-2:]] \
+            == [state.h.n, state.w.n]:                  # the merged axis split back
+        new = (False, tuple(o - nd_out for o in g_h[1][-2:]))
+    elif not state.flat and len(g_h[0]) == len(g_h[1]) == len(g_w[0]) \
+            == len(g_w[1]) == 1:                        # each kept as it is
+        new = (False, (g_h[1][0] - nd_out, g_w[1][0] - nd_out))
+    if new is None:
+        raise RFError(f"{node.name!r} reshapes {tuple(shape_in)} to {tuple(shape_out)},"
+                      " which moves pixels between positions.\n"
+                      + _declare_hint("This reshape"))
+    flat, axes = new
+    return lambda s: replace(s, flat=flat, axes=axes)
+
+
+def _axis_groups(a: Sequence[int], b: Sequence[int]
+                 ) -> list[tuple[list[int], list[int]]] | None:
+    """Pair runs of axes of two shapes with the same number of elements, e.g.
+    (1, 4, 3, 5) and (1, 4, 15): [([0], [0]), ([1], [1]), ([2, 3], [2])].
+    None if the shapes hold different numbers of elements."""
+    groups, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        ins, outs, pa, pb = [i], [j], a[i], b[j]
+        i, j = i + 1, j + 1
+        while pa != pb:
+            if pa < pb and i < len(a):
+                pa, i = pa * a[i], i + 1
+                ins.append(i - 1)
+            elif pb < pa and j < len(b):
+                pb, j = pb * b[j], j + 1
+                outs.append(j - 1)
+            else:
+                return None
+        groups.append((ins, outs))
+    if not groups or any(a[k] != 1 for k in range(i, len(a))) or any(
+            b[k] != 1 for k in range(j, len(b))):
+        return None
+    groups[-1][0].extend(range(i, len(a)))  # trailing axes of size 1
+    groups[-1][1].extend(range(j, len(b)))
+    return groups
+
+
+def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+                ) -> Callable[[Spatial], Spatial]:
+    """x[..., a:b:s, c:d:t]: a crop (and a stride, for a step) of the map. A
+    unit keeps its RF; the first one kept is `a` units in, and `s` apart.
+    Indexing other axes (channels, logits) changes nothing."""
+    shape_in, shape_out = _shape(src), _shape(node)
+    if state.h.n == 1 and state.w.n == 1:  # one unit: no position to cut
+        return lambda s: s
+    nd = len(shape_in)
+    index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+    if index.count(Ellipsis) == 1:
+        k = index.index(Ellipsis)
+        index = index[:k] + (slice(None),) * (nd + 1 - len(index)) + index[k + 1:]
+    index = tuple(index) + (slice(None),) * (nd - len(index))
+    cuts = [i for d, i in enumerate(index) if _on_positions(state, d, nd)]
+    problem = None
+    if len(shape_out) != nd or len(index) != nd or any(
+            i is None or not isinstance(i, slice) for i in index):
+        problem = "an index that drops or adds an axis"
+    elif all(i == slice(None) for i in cuts):
+        return lambda s: s
+    elif state.flat or state.axes != CHANNELS_FIRST:
+        problem = "a slice of positions that are not (N, C, H, W)'s last two axes"
+    elif any(not isinstance(v, (int, type(None))) for i in cuts
+             for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in cuts):
+        problem = "a spatial slice whose start or step is not a positive constant"
+    if problem:
+        raise RFError(f"{node.name!r} indexes a map with {problem}.\n"
+                      "Slices of height and width with constant starts and steps,\n"
+                      "such as x[:, :, 1:-1, ::2], are followed.\n"
+                      + _declare_hint("This indexing"))
+    (h_cut, w_cut), (h_out, w_out) = cuts, shape_out[2:]
+    row.stride = _same(h_cut.step or 1, w_cut.step or 1)
+    row.spatial = True
+
+    def cut(ax: Axis, sl: slice, n_out: int) -> Axis:
+        first = sl.start or 0
+        first = min(max(first + ax.n if first < 0 else first, 0), ax.n)
+        return Axis(n_out, ax.j * (sl.step or 1), ax.r, ax.start + first * ax.j)
+
+    return lambda s: replace(s, h=cut(s.h, h_cut, h_out), w=cut(s.w, w_cut, w_out))
+
+
+def _several_tensors(node: fx.Node) -> bool:
+    """Whether `node` returns several tensors (chunk, split, unbind)."""
+    meta = node.meta.get("tensor_meta")
+    return isinstance(meta, (tuple, list)) and len(meta) > 0 and all(
+        hasattr(m, "shape") for m in meta)
+
+
+def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
+                 ) -> Spatial:
+    """chunk / split / unbind along channels: each piece keeps every pixel."""
+    kind = _kind(node)
+    if kind not in _SPLITS:
+        raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
+                                    " which returns several tensors,"))
+    where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
+    dim = node.kwargs.get("dim", node.args[where] if len(node.args) > where else 0)
+    shape = _shape(src)
+    if shape is not None and _on_positions(states[src], dim, len(shape)):
+        raise RFError(_declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
+    return states[src]
+
+
+
+_SPLITS = {"chunk", "split", "tensor_split", "unbind"}
+
+
+def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
+               ) -> Callable[[Spatial], Spatial]:
+    """transpose / permute: the same units, with height and width moved to
+    other axes (a channel shuffle leaves them last; ConvNeXt moves channels
+    last and back)."""
+    shape = _shape(src)
+    if shape is None or len(shape) < 2:
+        return lambda s: s
+    nd, args = len(shape), list(node.args[1:])
+    order = list(range(nd))
+    if row.kind == "transpose":
+        a, b = args[:2] if len(args) >= 2 else (node.kwargs["dim0"],
+                                                 node.kwargs["dim1"])
+        order[a % nd], order[b % nd] = order[b % nd], order[a % nd]
+    else:
+        dims = args[0] if len(args) == 1 else args or node.kwargs["dims"]
+        order = [d % nd for d in dims]
+
+    def move(s: Spatial) -> Spatial:
+        return replace(s, axes=tuple(order.index(a % nd) - nd for a in s.axes))
+
+    return move
+
+
+
+def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
+                 ) -> Callable[[Spatial], Spatial]:
+    """mean / sum / amax ... over some axes: over height and width (or the axis
+    they were merged into) it is a global pooling; over other axes, nothing."""
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    shape = _shape(src)
+    if shape is None:
+        return lambda s: s
+    nd = len(shape)
+    dims = range(nd) if dims is None else (dims,) if isinstance(dims, int) else dims
+    dims = {d % nd - nd for d in dims}  # counted from the last axis, like `axes`
+
+    def reduce(s: Spatial) -> Spatial:
+        spatial = set(s.axes)
+        if spatial <= dims:
+            row.spatial = True
+            return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
+        if spatial & dims:
+            raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
+                          + _declare_hint("This reduction"))
+        # A removed axis before height and width moves them towards the end.
+        kept = node.kwargs.get("keepdim", False) or (
+            len(node.args) > 2 and node.args[2] is True)
+        shift = 0 if kept else sum(1 for d in dims if d > max(spatial))
+        return replace(s, axes=tuple(a + shift for a in s.axes))
+
+    return reduce
+

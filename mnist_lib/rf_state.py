@@ -1,0 +1,136 @@
+"""What the receptive-field calculator (`mnist_lib.rf`) knows about a tensor.
+
+Per spatial axis, four numbers (`Axis`): size n, jump j, receptive field r and
+the centre of the first unit, start. A sliding window updates them with
+
+    n_out = floor((n_in + 2p - k_eff) / s) + 1
+    j_out = j_in * s
+    r_out = r_in + (k_eff - 1) * j_in
+    start_out = start_in + ((k_eff - 1) / 2 - p) * j_in
+
+(`Axis.window`). `Spatial` holds one `Axis` for height and one for width, and
+where they sit in the tensor. Also here: the error the calculator raises and
+the help it gives, and the two ways to declare a module it does not know
+(`Window`, `POINTWISE`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch.fx as fx
+
+
+class RFError(ValueError):
+    """The calculator cannot give a correct RF; the message names the op and the fix."""
+
+
+
+@dataclass(frozen=True)
+class Axis:
+    """RF arithmetic along one spatial axis."""
+
+    n: int | float      # feature-map size
+    j: float            # jump (effective stride), input pixels
+    r: float            # receptive field, input pixels
+    start: float        # centre of the first unit, input-pixel coordinates
+
+    def window(self, k: int, s: int, p_lo: int, p_hi: int, d: int = 1,
+               ceil_mode: bool = False) -> "Axis":
+        """Apply a sliding window (conv or pool) with padding p_lo/p_hi."""
+        k_eff = d * (k - 1) + 1
+        span = self.n + p_lo + p_hi - k_eff
+        if span < 0:
+            raise RFError(f"window of {k_eff} px does not fit a {self.n}-px map")
+        n_out = (math.ceil(span / s) if ceil_mode else span // s) + 1
+        if ceil_mode and (n_out - 1) * s >= self.n + p_lo:
+            n_out -= 1  # PyTorch: the last window must start inside the input
+        return Axis(n_out, self.j * s, self.r + (k_eff - 1) * self.j,
+                    self.start + ((k_eff - 1) / 2 - p_lo) * self.j)
+
+    def whole(self) -> "Axis":
+        """One unit that sees the whole map (global pooling, Linear)."""
+        return Axis(1, self.j * self.n, self.r + (self.n - 1) * self.j,
+                    self.start + (self.n - 1) / 2 * self.j)
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """Per-axis state of a tensor; `flat` once height and width are merged into
+    one axis (by flatten or view): reducing or a Linear over it sees everything."""
+
+    h: Axis
+    w: Axis
+    flat: bool = False
+    # Where height and width sit, counted from the last axis: (-2, -1) for
+    # (N, C, H, W); (-3, -2) after a permute to channels-last (N, H, W, C);
+    # (-1, -1) when flat with the positions last, as in (N, C, H * W).
+    axes: tuple[int, int] = (-2, -1)
+
+
+CHANNELS_FIRST = (-2, -1)
+FLAT_LAST = (-1, -1)
+
+
+def _on_positions(state: Spatial, dim: int, nd: int) -> bool:
+    """Whether axis `dim` of an `nd`-axis tensor in `state` holds height, width
+    or the axis they were merged into."""
+    return dim % nd - nd in state.axes
+
+
+@dataclass(frozen=True)
+class Window:
+    """Declare a custom module as a sliding window (see `receptive_field(custom=...)`)."""
+
+    kernel: int | tuple[int, int]
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    dilation: int | tuple[int, int] = 1
+
+
+POINTWISE = "pointwise"  # declare a custom module as not touching space
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _same(a: Any, b: Any) -> Any:
+    """An int when both axes agree, else the (h, w) pair."""
+    if isinstance(a, float) and a.is_integer():
+        a = int(a)
+    if isinstance(b, float) and b.is_integer():
+        b = int(b)
+    return a if a == b else (a, b)
+
+
+
+def _declare_hint(what: str, module: str | None = None) -> str:
+    """Say that `what` is not supported and how to declare it. `module` is its
+    class name; an op that is not a module must first be wrapped in one."""
+    name = module or "YourModule"
+    wrap = "" if module else "\nWrap it in an nn.Module of your own (YourModule below)."
+    # One short line each, so the message reads in a terminal and on a page.
+    return (f"{what} is not supported.{wrap}\n"
+            "Declare it to receptive_field(...): if it does not move pixels (like\n"
+            "an activation), with\n"
+            f"    custom={{{name}: 'pointwise'}}\n"
+            "and if it is a sliding window (like a pooling), with\n"
+            f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}\n"
+            "Anything else (an upsampling, say) is beyond this calculator.")
+
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = getattr(node, "meta", {}).get("tensor_meta")
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+
+def _kind(node: fx.Node) -> str:
+    """The op a function or method node calls, e.g. "add", "chunk"."""
+    return node.target if isinstance(node.target, str) else getattr(
+        node.target, "__name__", str(node.target))
+
