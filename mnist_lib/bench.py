@@ -32,7 +32,8 @@ from .data import load_mnist
 from .models import FINAL_MODEL
 from .recipes import run
 from .train import describe_hardware, first_epoch_meeting
-from .utils import atomic_write_json, best_device, keep_freed_memory, set_seed
+from .utils import (atomic_write_json, best_device, keep_freed_memory, run_cli,
+                    set_seed)
 
 
 class ReferenceNet(nn.Module):
@@ -270,4 +271,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

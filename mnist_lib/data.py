@@ -33,7 +33,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .utils import atomic_write_bytes
+from .utils import atomic_write_bytes, run_cli
 
 # Canonical MD5s of the four uncompressed IDX files (as torchvision checks them).
 MNIST_MD5 = {
@@ -421,4 +421,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -63,6 +63,7 @@ from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
+from .utils import run_cli
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "main", "RFError",
            "RFRow", "RFTable", "Window", "POINTWISE", "COLUMNS", "SHOWN",
@@ -401,4 +402,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

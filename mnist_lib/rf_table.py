@@ -43,6 +43,9 @@ SHOWN = ["name", "kind", "kernel", "stride", "padding", "n_in", "n_out", "ch_out
          "j_in", "j_out", "r_in", "r_out"]
 
 
+_WORDS = ("name", "kind")  # the columns that hold words, not numbers
+
+
 def check_columns(columns: Sequence[str]) -> list[str]:
     """`columns` as a list, after checking that each names a field of `RFRow`."""
     known = [f.name for f in fields(RFRow)]
@@ -100,7 +103,12 @@ class RFTable:
         rows = [[_fmt(getattr(r, c)) for c in columns] for r in self.layers(all_ops)]
         widths = [max(len(c), *(len(r[i]) for r in rows))
                   for i, c in enumerate(columns)]
-        line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+        left = [c in _WORDS for c in columns]  # names read best left-aligned
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) if lt else c.rjust(w)
+                             for c, w, lt in zip(cells, widths, left)).rstrip()
+
         return "\n".join([line(columns)] + [line(r) for r in rows])
 
     def to_records(self, all_ops: bool = True, columns: Sequence[str] | None = None

@@ -19,7 +19,7 @@ from typing import Any
 from .data import load_mnist
 from .recipes import recipe, run
 from .train import PRECISIONS
-from .utils import atomic_write_json, best_device
+from .utils import atomic_write_json, best_device, run_cli
 
 
 def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
@@ -148,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

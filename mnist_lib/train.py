@@ -36,7 +36,7 @@ from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
                    random_affine, to_float, warp)
 from .models import layer_list
 from .utils import (atomic_write_json, best_device, cpu_name, keep_freed_memory,
-                    set_seed)
+                    run_cli, set_seed)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -717,4 +717,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

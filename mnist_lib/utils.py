@@ -1,5 +1,5 @@
 """Small helpers shared by the library: seeding, device choice, atomic writes,
-and the CPU allocator setting that `fit` uses."""
+the CPU allocator setting that `fit` uses, and how the CLIs exit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 import os
 import platform
 import random
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -157,3 +158,17 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def run_cli(main: Callable[[], int]) -> int:
+    """Run a command-line `main` and return its exit code. When the program
+    reading the output stops early (`python -m mnist_lib.rf ... | head`), stop
+    quietly with code 1 instead of printing a BrokenPipeError traceback."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python's documented recipe: send what is still buffered to devnull,
+        # or the flush at exit raises the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

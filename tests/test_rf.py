@@ -9,6 +9,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +21,8 @@ from hypothesis import strategies as st
 
 from mnist_lib.models import MODELS
 from mnist_lib.rf import POINTWISE, RFError, Window, effective_rf, main, receptive_field
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------- empirical reference
@@ -620,6 +625,8 @@ def test_cli_columns(capsys):
     assert main(["mnist_lib.models:Model_4", "--columns", "name,stride,r_out"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["name", "stride", "r_out"]
+    assert out[1].startswith("block1.0.0 ")  # names left-aligned, numbers right
+    assert out[1].endswith(" 2      3")
     assert out[-1] == "output RF 37 px, jump 12 px (larger than the input)"
     assert main(["mnist_lib.models:Model_4", "--format", "csv",
                  "--columns", "r_out"]) == 0
@@ -643,6 +650,18 @@ def test_cli_errors(argv, msg, capsys):
 def test_cli_unsupported_model_exits_1(capsys):
     assert main(["tests.test_rf:UpsampleNet"]) == 1
     assert "Upsample" in capsys.readouterr().err
+
+
+def test_cli_stops_quietly_when_its_reader_does():
+    # `python -m mnist_lib.rf ... | head`: head may exit before the table is
+    # written. Closing the pipe at once makes that certain. (Every CLI runs
+    # its main through utils.run_cli; argparse's --help already stops quietly.)
+    argv = ["mnist_lib.rf", "mnist_lib.models:Model_4", "--all"]
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 1 and "Traceback" not in err, err
 
 
 class UpsampleNet(nn.Sequential):
