@@ -5,7 +5,8 @@ Public API (see each module for details):
 - data:    `load_mnist`, `MNIST`, `augment`, `pixel_stats`
 - models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
 - rf:      `receptive_field`, `RFTable`, `effective_rf`
-- train:   `TrainConfig`, `fit`, `History`, `evaluate`, `predict`, ...
+- train:   `TrainConfig`, `fit` (returns a `History`, from history)
+- evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
 - recipes: `recipe` (each model's training config)
 - plots:   curves, predictions, misclassified digits, per-class accuracy
 - summary: `summary` (torchsummary's table as text, on any device)
@@ -24,9 +25,10 @@ from .utils import best_device, set_seed
 # would make `python -m` warn that the module was imported twice.
 _LAZY = {
     "data": ["MNIST", "DataError", "augment", "load_mnist", "normalize", "pixel_stats"],
-    "train": ["TrainConfig", "fit", "History", "EpochRecord", "DivergenceError",
-              "evaluate", "predict", "per_class_accuracy", "confusion_matrix",
-              "misclassified"],
+    "train": ["TrainConfig", "fit", "DivergenceError"],
+    "history": ["History", "EpochRecord"],
+    "evaluation": ["evaluate", "predict", "per_class_accuracy", "confusion_matrix",
+                   "misclassified"],
     "recipes": ["RECIPES", "recipe", "run"],
     "rf": ["receptive_field", "RFTable", "RFError", "effective_rf", "Window"],
     "summary": ["summary"],

@@ -29,9 +29,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import load_mnist
+from .hardware import describe_hardware
+from .history import first_epoch_meeting
 from .models import FINAL_MODEL
 from .recipes import run
-from .train import describe_hardware, first_epoch_meeting
 from .utils import (atomic_write_json, best_device, keep_freed_memory, run_cli,
                     set_seed)
 

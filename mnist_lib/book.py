@@ -20,8 +20,9 @@ from typing import Any
 import torch.nn as nn
 
 from .data import MNIST
+from .history import History
 from .recipes import recorded_config
-from .train import History, augmented_epochs
+from .train import augmented_epochs
 
 QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
 QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)

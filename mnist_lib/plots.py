@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .train import History
+from .history import History
 
 
 class BookFigure(Figure):

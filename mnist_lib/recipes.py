@@ -13,8 +13,9 @@ from typing import Any
 import torch.nn as nn
 
 from .data import MNIST
+from .history import History
 from .models import get_model, layer_list
-from .train import History, TrainConfig, fit
+from .train import TrainConfig, fit
 from .utils import set_seed
 
 # Step 3: augmentation (rotate up to 7 degrees, shift up to 5%, zoom 95-105%),

@@ -1,4 +1,4 @@
-"""Training and evaluation: `TrainConfig`, `fit() -> History`, and a CLI.
+"""Training: `TrainConfig`, `fit() -> History` (`mnist_lib.history`), and a CLI.
 
     python -m mnist_lib.train --model Model_4 --epochs 15 --seed 0 --out run.json
 
@@ -8,7 +8,8 @@ device as one tensor; batches are index slices, augmentation is batched
 (`mnist_lib.data.warp`), so no DataLoader or PIL is involved. On a CUDA GPU
 the same step (`train_step`) is captured once and replayed as a CUDA graph
 (`GraphedStep`), because launching a small model's kernels one by one from
-Python takes longer than running them.
+Python takes longer than running them. The test pass after each epoch is
+`mnist_lib.evaluation.evaluate`.
 """
 
 from __future__ import annotations
@@ -18,25 +19,23 @@ import copy
 import json
 import math
 import os
-import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from itertools import chain
-from pathlib import Path
-from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
                    random_affine, to_float, warp)
+from .evaluation import evaluate, recompute_bn_stats
+from .hardware import autocast_dtype, environment
+from .history import EpochRecord, History
 from .models import layer_list
-from .utils import (atomic_write_json, best_device, cpu_name, keep_freed_memory,
-                    run_cli, set_seed)
+from .utils import best_device, keep_freed_memory, run_cli, set_seed
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -115,140 +114,9 @@ def augmented_epochs(epochs: int, clean_epochs: int) -> int:
     return max(epochs - clean_epochs, 0)
 
 
-@dataclass
-class EpochRecord:
-    """One epoch's numbers. Accuracies are percentages."""
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    test_loss: float
-    test_acc: float
-    lr: float           # learning rate at the end of the epoch
-    seconds: float      # training + evaluation wall time
-
-
-def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3
-                        ) -> int | None:
-    """The first epoch (1-based) ending `last` epochs in a row at or above
-    `threshold`, for per-epoch test accuracies `accs`; None if there is none."""
-    for end in range(last, len(accs) + 1):
-        if all(a >= threshold for a in accs[end - last:end]):
-            return end
-    return None
-
-
-@dataclass
-class History:
-    """What `fit` returns: per-epoch records plus what is needed to reproduce them."""
-
-    model: str
-    params: int
-    config: dict[str, Any]
-    env: dict[str, Any]
-    epochs: list[EpochRecord] = field(default_factory=list)
-    # The model's layers as text (`models.layer_list`); empty in older records.
-    layers: list[str] = field(default_factory=list)
-
-    def column(self, name: str) -> list[float]:
-        """One field over the epochs, e.g. `history.column("test_acc")`."""
-        return [getattr(e, name) for e in self.epochs]
-
-    def last_test_acc(self, last: int = 3) -> list[float]:
-        """Test accuracies of the last `last` epochs."""
-        return self.column("test_acc")[-last:]
-
-    def meets_target(self, threshold: float = 99.4, last: int = 3) -> bool:
-        """True when each of the last `last` epochs reached `threshold` % test accuracy.
-
-        This is the book's consistency rule: one lucky epoch does not count,
-        and a run shorter than `last` epochs cannot meet it.
-        """
-        if last < 1:
-            raise ValueError(f"last must be >= 1, got {last}")
-        accs = self.column("test_acc")
-        return len(accs) >= last and all(a >= threshold for a in accs[-last:])
-
-    def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3) -> int | None:
-        """The first epoch at which the last `last` epochs all reached `threshold`."""
-        return first_epoch_meeting(self.column("test_acc"), threshold, last)
-
-    @property
-    def best_train_acc(self) -> float:
-        return max(self.column("train_acc"))
-
-    @property
-    def best_test_acc(self) -> float:
-        return max(self.column("test_acc"))
-
-    @property
-    def total_seconds(self) -> float:
-        return sum(self.column("seconds"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the history as JSON, atomically."""
-        return atomic_write_json(path, self.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "History":
-        records = [EpochRecord(**e) for e in d["epochs"]]
-        return cls(d["model"], d["params"], d["config"], d["env"], records,
-                   d.get("layers", []))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "History":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to try."""
 
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
-    cpu = torch.cpu
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(cpu, name, lambda: False)() for name in checks)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype a training step's forward and backward run in under autocast,
-    or None for plain fp32. `auto` picks bf16 only on a CPU with native bf16,
-    where it was measured ~20% faster with the same accuracy; on a GPU a model
-    this small is bound by kernel launches, and casts would only add kernels."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cpu"
-                               and cpu_has_bf16()):
-        return torch.bfloat16
-    return None
-
-
-def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
-    """Versions and hardware, saved with every result."""
-    dtype = autocast_dtype(precision, device)
-    env = {
-        "torch": torch.__version__, "python": platform.python_version(),
-        "device": str(device), "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu": cpu_name(),
-        "cpu_threads": torch.get_num_threads(),
-        "precision": "bf16 autocast" if dtype is not None else "fp32",
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
-
-
-def describe_hardware(env: dict[str, Any]) -> str:
-    """What a run with this `env` (from `environment`) ran on, in words: the GPU,
-    else the CPU and its threads, e.g. "AMD EPYC (family 26, model 2), 2 threads".
-    Records made before they named the CPU give its architecture ("x86_64")."""
-    if "gpu" in env:
-        return env["gpu"]
-    return f"{env.get('cpu', env['processor'])}, {env['cpu_threads']} threads"
 
 
 # ------------------------------------------------------------------ pieces
@@ -338,76 +206,6 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
     return loss
 
 
-def model_inputs(model: nn.Module, images: torch.Tensor, mean: float, std: float,
-                 batch_size: int = 500) -> Iterator[torch.Tensor]:
-    """uint8 images (N, 28, 28) as normalised float batches (B, 1, 28, 28) on the
-    model's device, `batch_size` at a time, for passes that do not train."""
-    device = next(model.parameters()).device
-    for i in range(0, len(images), batch_size):
-        yield normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
-
-
-@torch.no_grad()
-def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std: float,
-                       batch_size: int = 500) -> None:
-    """Set the BatchNorm running statistics of `model` to the mean and variance of
-    its own activations over `images` (uint8 (N, 28, 28), not augmented).
-
-    During training BatchNorm keeps running averages of batch statistics, taken
-    from augmented images and from the weights as they were at each step. The
-    weights that get tested (the moving average, with `ema`) are not any of
-    those; this gives them statistics of their own, as SWA does
-    (`torch.optim.swa_utils.update_bn`, which does the pass). The forward
-    passes run in full precision, like `evaluate`.
-    """
-    update_bn(model_inputs(model, images, mean, std, batch_size), model)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
-            batch_size: int = 500) -> torch.Tensor:
-    """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
-    was_training = model.training
-    model.eval()
-    outs = [model(x) for x in model_inputs(model, images, mean, std, batch_size)]
-    model.train(was_training)
-    return torch.cat(outs)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-             mean: float, std: float, batch_size: int = 500
-             ) -> tuple[float, int, torch.Tensor]:
-    """Average NLL loss, number correct, and predicted labels for a test set."""
-    logp = predict(model, images, mean, std, batch_size)
-    labels = labels.to(logp.device)
-    loss = F.nll_loss(logp, labels, reduction="sum").item() / len(labels)
-    pred = logp.argmax(dim=1)
-    return loss, int((pred == labels).sum()), pred
-
-
-def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor,
-                       n_classes: int = 10) -> list[float]:
-    """Accuracy (%) for each true class."""
-    pred, labels = pred.cpu(), labels.cpu()
-    out = []
-    for c in range(n_classes):
-        mask = labels == c
-        out.append(100.0 * float((pred[mask] == c).float().mean()) if mask.any()
-                   else float("nan"))
-    return out
-
-
-def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor,
-                     n_classes: int = 10) -> torch.Tensor:
-    """(true, predicted) count matrix of shape (n_classes, n_classes)."""
-    idx = labels.cpu() * n_classes + pred.cpu()
-    return torch.bincount(idx, minlength=n_classes ** 2).reshape(n_classes, n_classes)
-
-
-def misclassified(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Indices of the examples whose prediction is wrong."""
-    return (pred.cpu() != labels.cpu()).nonzero().flatten()
 
 
 # -------------------------------------------------------------------- loop

@@ -66,25 +66,6 @@ def best_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
-    """The CPU, e.g. "AMD EPYC (family 26, model 2)" from /proc/cpuinfo on Linux
-    (a virtual machine may hide the full model name; family and model still
-    tell CPU generations apart), else what `platform` knows ("x86_64").
-    Timings compare only on the same CPU, so records name it."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        text = ""
-    info = {}
-    for line in text.split("\n\n")[0].splitlines():  # the first logical CPU
-        key, _, value = line.partition(":")
-        info[key.strip()] = value.strip()
-    if not info.get("model name"):
-        return platform.processor() or platform.machine()
-    if "cpu family" in info and "model" in info:
-        return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
-    return info["model name"]
-
 
 # glibc's mallopt(3) parameters, from <malloc.h>.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from mnist_lib.book import features
 from mnist_lib.models import get_model
 from mnist_lib.recipes import recipe
-from mnist_lib.train import History
+from mnist_lib.history import History
 
 
 def _history(cfg: dict) -> History:

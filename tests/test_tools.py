@@ -11,7 +11,7 @@ import torch
 
 from mnist_lib import bench, seeds
 from mnist_lib.recipes import model_differences, recipe, recipe_differences
-from mnist_lib.train import environment
+from mnist_lib.hardware import environment
 
 
 def test_seed_runner_summary(small, capsys):

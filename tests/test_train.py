@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 import statistics
 import subprocess
@@ -15,7 +14,11 @@ import pytest
 import torch
 import torch.nn as nn
 
+from mnist_lib import hardware as H
 from mnist_lib import train as T
+from mnist_lib.evaluation import (confusion_matrix, evaluate, misclassified,
+                                  per_class_accuracy, recompute_bn_stats)
+from mnist_lib.history import EpochRecord, History
 from mnist_lib.models import get_model, layer_list
 from mnist_lib.recipes import model_differences, recipe, recipe_differences, run
 
@@ -59,9 +62,9 @@ def test_every_scheduler_runs_and_records_lr(small, sched):
 
 
 def _history(accs):
-    recs = [T.EpochRecord(i + 1, 0.1, 99.0, 0.02, a, 0.01, 1.0)
+    recs = [EpochRecord(i + 1, 0.1, 99.0, 0.02, a, 0.01, 1.0)
             for i, a in enumerate(accs)]
-    return T.History("M", 1, {}, {}, recs)
+    return History("M", 1, {}, {}, recs)
 
 
 @pytest.mark.parametrize("accs, expected", [
@@ -92,7 +95,7 @@ def test_first_epoch_meeting():
 def test_history_json_round_trip(tmp_path, small):
     hist = T.fit(get_model("Model_2"), small, quick(epochs=1))
     path = hist.save(tmp_path / "h.json")
-    again = T.History.load(path)
+    again = History.load(path)
     assert again == hist
     # The history names the layers it trained, with their shapes and settings.
     assert hist.layers == layer_list(get_model("Model_2"))
@@ -133,10 +136,10 @@ def test_huge_learning_rate_diverges(small):
 def test_evaluation_helpers_against_hand_counts():
     labels = torch.tensor([0, 0, 1, 1, 1, 2])
     pred = torch.tensor([0, 1, 1, 1, 2, 2])
-    cm = T.confusion_matrix(pred, labels, n_classes=3)
+    cm = confusion_matrix(pred, labels, n_classes=3)
     assert cm.tolist() == [[1, 1, 0], [0, 2, 1], [0, 0, 1]]
-    assert T.per_class_accuracy(pred, labels, 3) == pytest.approx([50.0, 200 / 3, 100.0])
-    assert T.misclassified(pred, labels).tolist() == [1, 4]
+    assert per_class_accuracy(pred, labels, 3) == pytest.approx([50.0, 200 / 3, 100.0])
+    assert misclassified(pred, labels).tolist() == [1, 4]
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -161,7 +164,7 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     _, plain = run("Model_4", small, quick(epochs=2))
     data = small.subset(None, 1000)
     mean, std = T.pixel_stats(small.train_images[:2000])
-    _, correct, _ = T.evaluate(model, data.test_images, data.test_labels, mean, std)
+    _, correct, _ = evaluate(model, data.test_images, data.test_labels, mean, std)
     assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
@@ -209,7 +212,7 @@ def test_recompute_bn_stats_gives_the_activations_own_mean_and_variance(small):
     mean, std = T.pixel_stats(images)
     seen = []
     hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
-    T.recompute_bn_stats(model, images, mean, std, batch_size=250)
+    recompute_bn_stats(model, images, mean, std, batch_size=250)
     hook.remove()
     acts = torch.cat(seen)                  # 4 batches of 250, pre-BatchNorm
     assert len(seen) == 4 and acts.shape[0] == 1000
@@ -230,12 +233,12 @@ def test_bn_recompute_changes_what_is_tested_not_how_it_trains(small):
     assert hist.column("test_loss") != plain.column("test_loss")
     data = small.subset(None, 1000)
     mean, std = T.pixel_stats(small.train_images[:2000])
-    _, correct, _ = T.evaluate(model, data.test_images, data.test_labels, mean, std)
+    _, correct, _ = evaluate(model, data.test_images, data.test_labels, mean, std)
     assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
     # Recomputing again on the same images finds the same statistics.
     bn = model.block1[1][1]
     before = bn.running_mean.clone(), bn.running_var.clone()
-    T.recompute_bn_stats(model, small.train_images[:1000], mean, std)
+    recompute_bn_stats(model, small.train_images[:1000], mean, std)
     assert torch.allclose(bn.running_mean, before[0], atol=1e-6)
     assert torch.allclose(bn.running_var, before[1], atol=1e-6)
 
@@ -248,10 +251,10 @@ def test_bn_recompute_changes_what_is_tested_not_how_it_trains(small):
     ("auto", "cuda", True, None),              # launch-bound on a GPU: stays fp32
 ])
 def test_autocast_dtype(monkeypatch, precision, device, native, expected):
-    monkeypatch.setattr(T, "cpu_has_bf16", lambda: native)
-    assert T.autocast_dtype(precision, torch.device(device)) == expected
-    env = T.environment(torch.device("cpu"), precision)
-    assert env["precision"] == ("fp32" if T.autocast_dtype(precision, torch.device("cpu"))
+    monkeypatch.setattr(H, "cpu_has_bf16", lambda: native)
+    assert H.autocast_dtype(precision, torch.device(device)) == expected
+    env = H.environment(torch.device("cpu"), precision)
+    assert env["precision"] == ("fp32" if H.autocast_dtype(precision, torch.device("cpu"))
                                 is None else "bf16 autocast")
 
 
@@ -342,7 +345,7 @@ def test_cli_trains_and_writes_json(tmp_path, capsys):
                    "--n-test", "500", "--quiet", "--out", str(out),
                    "--checkpoint", str(tmp_path / "w.pt")])
     assert code == 0
-    hist = T.History.load(out)
+    hist = History.load(out)
     assert hist.model == "Model_2" and len(hist.epochs) == 1
     assert "target" in capsys.readouterr().out
     state = torch.load(tmp_path / "w.pt")
@@ -473,6 +476,7 @@ _FAULTS_SCRIPT = """
 import resource, sys, torch
 from dataclasses import replace
 from mnist_lib import train as T
+from mnist_lib.evaluation import evaluate
 from mnist_lib.data import MNIST
 from mnist_lib.models import get_model
 from mnist_lib.recipes import recipe
@@ -494,7 +498,7 @@ faults = []
 for epoch in range(10):
     T.train_epoch(model, opt, sched, data, 0.13, 0.31, cfg, 1, gen, torch.zeros(2))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    T.evaluate(model, data.test_images, data.test_labels, 0.13, 0.31)
+    evaluate(model, data.test_images, data.test_labels, 0.13, 0.31)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 print(*faults[2:])  # the first two tests warm the heap up
 """
@@ -540,31 +544,29 @@ model name\t: Some Other CPU
 
 
 def test_cpu_name_reads_the_first_cpu_with_family_and_model(tmp_path, monkeypatch):
-    from mnist_lib import utils
-
     info = tmp_path / "cpuinfo"
     info.write_text(CPUINFO)
-    assert utils.cpu_name(info) == "AMD EPYC (family 26, model 2)"
+    assert H.cpu_name(info) == "AMD EPYC (family 26, model 2)"
     # No family and model (some ARM kernels): the model name alone.
     info.write_text("processor\t: 0\nmodel name\t: ARMv8 Processor rev 1\n")
-    assert utils.cpu_name(info) == "ARMv8 Processor rev 1"
+    assert H.cpu_name(info) == "ARMv8 Processor rev 1"
     # No model name at all, or no file (macOS, Windows): what `platform` says.
-    monkeypatch.setattr(utils.platform, "processor", lambda: "arm")
+    monkeypatch.setattr(H.platform, "processor", lambda: "arm")
     info.write_text("processor\t: 0\nBogoMIPS\t: 48.00\n")
-    assert utils.cpu_name(info) == "arm"
-    assert utils.cpu_name(tmp_path / "missing") == "arm"
+    assert H.cpu_name(info) == "arm"
+    assert H.cpu_name(tmp_path / "missing") == "arm"
 
 
 def test_environment_names_the_cpu(monkeypatch):
-    monkeypatch.setattr(T, "cpu_name", lambda: "Test CPU (family 1, model 2)")
-    env = T.environment(torch.device("cpu"))
+    monkeypatch.setattr(H, "cpu_name", lambda: "Test CPU (family 1, model 2)")
+    env = H.environment(torch.device("cpu"))
     assert env["cpu"] == "Test CPU (family 1, model 2)"
-    assert T.describe_hardware(env) == (f"Test CPU (family 1, model 2), "
+    assert H.describe_hardware(env) == (f"Test CPU (family 1, model 2), "
                                         f"{torch.get_num_threads()} threads")
 
 
 def test_describe_hardware_of_gpu_and_older_records():
     old = {"device": "cpu", "processor": "x86_64", "cpu_threads": 2}  # no "cpu" yet
-    assert T.describe_hardware(old) == "x86_64, 2 threads"
+    assert H.describe_hardware(old) == "x86_64, 2 threads"
     gpu = {**old, "device": "cuda", "cpu": "AMD EPYC", "gpu": "NVIDIA H100 80GB HBM3"}
-    assert T.describe_hardware(gpu) == "NVIDIA H100 80GB HBM3"
+    assert H.describe_hardware(gpu) == "NVIDIA H100 80GB HBM3"

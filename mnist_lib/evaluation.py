@@ -1,0 +1,86 @@
+"""Passes over images that do not train: predictions and the test pass
+(`predict`, `evaluate`), BatchNorm statistics for averaged weights
+(`recompute_bn_stats`), and the per-class numbers the book plots."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.optim.swa_utils import update_bn
+
+from .data import normalize, to_float
+
+
+def model_inputs(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+                 batch_size: int = 500) -> Iterator[torch.Tensor]:
+    """uint8 images (N, 28, 28) as normalised float batches (B, 1, 28, 28) on the
+    model's device, `batch_size` at a time, for passes that do not train."""
+    device = next(model.parameters()).device
+    for i in range(0, len(images), batch_size):
+        yield normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+                       batch_size: int = 500) -> None:
+    """Set the BatchNorm running statistics of `model` to the mean and variance of
+    its own activations over `images` (uint8 (N, 28, 28), not augmented).
+
+    During training BatchNorm keeps running averages of batch statistics, taken
+    from augmented images and from the weights as they were at each step. The
+    weights that get tested (the moving average, with `ema`) are not any of
+    those; this gives them statistics of their own, as SWA does
+    (`torch.optim.swa_utils.update_bn`, which does the pass). The forward
+    passes run in full precision, like `evaluate`.
+    """
+    update_bn(model_inputs(model, images, mean, std, batch_size), model)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+            batch_size: int = 500) -> torch.Tensor:
+    """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
+    was_training = model.training
+    model.eval()
+    outs = [model(x) for x in model_inputs(model, images, mean, std, batch_size)]
+    model.train(was_training)
+    return torch.cat(outs)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             mean: float, std: float, batch_size: int = 500
+             ) -> tuple[float, int, torch.Tensor]:
+    """Average NLL loss, number correct, and predicted labels for a test set."""
+    logp = predict(model, images, mean, std, batch_size)
+    labels = labels.to(logp.device)
+    loss = F.nll_loss(logp, labels, reduction="sum").item() / len(labels)
+    pred = logp.argmax(dim=1)
+    return loss, int((pred == labels).sum()), pred
+
+
+def per_class_accuracy(pred: torch.Tensor, labels: torch.Tensor,
+                       n_classes: int = 10) -> list[float]:
+    """Accuracy (%) for each true class."""
+    pred, labels = pred.cpu(), labels.cpu()
+    out = []
+    for c in range(n_classes):
+        mask = labels == c
+        out.append(100.0 * float((pred[mask] == c).float().mean()) if mask.any()
+                   else float("nan"))
+    return out
+
+
+def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor,
+                     n_classes: int = 10) -> torch.Tensor:
+    """(true, predicted) count matrix of shape (n_classes, n_classes)."""
+    idx = labels.cpu() * n_classes + pred.cpu()
+    return torch.bincount(idx, minlength=n_classes ** 2).reshape(n_classes, n_classes)
+
+
+def misclassified(pred: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Indices of the examples whose prediction is wrong."""
+    return (pred.cpu() != labels.cpu()).nonzero().flatten()

@@ -1,0 +1,77 @@
+"""What a run ran on, for its records: the CPU's name, whether it computes in
+bfloat16, the precision a training step uses there, and the versions and
+devices saved with every result (`environment`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU, e.g. "AMD EPYC (family 26, model 2)" from /proc/cpuinfo on Linux
+    (a virtual machine may hide the full model name; family and model still
+    tell CPU generations apart), else what `platform` knows ("x86_64").
+    Timings compare only on the same CPU, so records name it."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        text = ""
+    info = {}
+    for line in text.split("\n\n")[0].splitlines():  # the first logical CPU
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    if not info.get("model name"):
+        return platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
+    return info["model name"]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a training step's forward and backward run in under autocast,
+    or None for plain fp32. `auto` picks bf16 only on a CPU with native bf16,
+    where it was measured ~20% faster with the same accuracy; on a GPU a model
+    this small is bound by kernel launches, and casts would only add kernels."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cpu"
+                               and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def environment(device: torch.device, precision: str = "fp32") -> dict[str, Any]:
+    """Versions and hardware, saved with every result."""
+    dtype = autocast_dtype(precision, device)
+    env = {
+        "torch": torch.__version__, "python": platform.python_version(),
+        "device": str(device), "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "precision": "bf16 autocast" if dtype is not None else "fp32",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def describe_hardware(env: dict[str, Any]) -> str:
+    """What a run with this `env` (from `environment`) ran on, in words: the GPU,
+    else the CPU and its threads, e.g. "AMD EPYC (family 26, model 2), 2 threads".
+    Records made before they named the CPU give its architecture ("x86_64")."""
+    if "gpu" in env:
+        return env["gpu"]
+    return f"{env.get('cpu', env['processor'])}, {env['cpu_threads']} threads"

@@ -1,0 +1,100 @@
+"""What a training run returns: a `History` of per-epoch records (`EpochRecord`)
+with what is needed to reproduce them, saved and loaded as JSON, and the
+book's consistency rule (`History.meets_target`, `first_epoch_meeting`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .utils import atomic_write_json
+
+
+@dataclass
+class EpochRecord:
+    """One epoch's numbers. Accuracies are percentages."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    lr: float           # learning rate at the end of the epoch
+    seconds: float      # training + evaluation wall time
+
+
+def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3
+                        ) -> int | None:
+    """The first epoch (1-based) ending `last` epochs in a row at or above
+    `threshold`, for per-epoch test accuracies `accs`; None if there is none."""
+    for end in range(last, len(accs) + 1):
+        if all(a >= threshold for a in accs[end - last:end]):
+            return end
+    return None
+
+
+@dataclass
+class History:
+    """What `fit` returns: per-epoch records plus what is needed to reproduce them."""
+
+    model: str
+    params: int
+    config: dict[str, Any]
+    env: dict[str, Any]
+    epochs: list[EpochRecord] = field(default_factory=list)
+    # The model's layers as text (`models.layer_list`); empty in older records.
+    layers: list[str] = field(default_factory=list)
+
+    def column(self, name: str) -> list[float]:
+        """One field over the epochs, e.g. `history.column("test_acc")`."""
+        return [getattr(e, name) for e in self.epochs]
+
+    def last_test_acc(self, last: int = 3) -> list[float]:
+        """Test accuracies of the last `last` epochs."""
+        return self.column("test_acc")[-last:]
+
+    def meets_target(self, threshold: float = 99.4, last: int = 3) -> bool:
+        """True when each of the last `last` epochs reached `threshold` % test accuracy.
+
+        This is the book's consistency rule: one lucky epoch does not count,
+        and a run shorter than `last` epochs cannot meet it.
+        """
+        if last < 1:
+            raise ValueError(f"last must be >= 1, got {last}")
+        accs = self.column("test_acc")
+        return len(accs) >= last and all(a >= threshold for a in accs[-last:])
+
+    def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3) -> int | None:
+        """The first epoch at which the last `last` epochs all reached `threshold`."""
+        return first_epoch_meeting(self.column("test_acc"), threshold, last)
+
+    @property
+    def best_train_acc(self) -> float:
+        return max(self.column("train_acc"))
+
+    @property
+    def best_test_acc(self) -> float:
+        return max(self.column("test_acc"))
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.column("seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the history as JSON, atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "History":
+        records = [EpochRecord(**e) for e in d["epochs"]]
+        return cls(d["model"], d["params"], d["config"], d["env"], records,
+                   d.get("layers", []))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "History":
+        return cls.from_dict(json.loads(Path(path).read_text()))
