@@ -33,8 +33,8 @@ from .hardware import describe_hardware
 from .history import first_epoch_meeting
 from .models import FINAL_MODEL
 from .recipes import run
-from .utils import (atomic_write_json, best_device, keep_freed_memory, run_cli,
-                    set_seed)
+from .utils import (atomic_write_json, best_device, keep_freed_memory,
+                    quiet_on_closed_pipe, set_seed)
 
 
 class ReferenceNet(nn.Module):
@@ -246,6 +246,7 @@ def table(rep: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnist_lib.bench",
                                 description="Library pipeline vs the usual pipeline.")
@@ -272,4 +273,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

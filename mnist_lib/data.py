@@ -33,7 +33,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from .utils import atomic_write_bytes, run_cli
+from .utils import atomic_write_bytes, quiet_on_closed_pipe
 
 # Canonical MD5s of the four uncompressed IDX files (as torchvision checks them).
 MNIST_MD5 = {
@@ -403,6 +403,7 @@ def batch_indices(n: int, batch_size: int, shuffle: bool,
     yield from order.to(device).split(batch_size)
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     """`python -m mnist_lib.data [--root data]`: fetch and verify MNIST."""
     import argparse
@@ -421,4 +422,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

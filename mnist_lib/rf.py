@@ -63,7 +63,7 @@ from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
-from .utils import run_cli
+from .utils import quiet_on_closed_pipe
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "main", "RFError",
            "RFRow", "RFTable", "Window", "POINTWISE", "COLUMNS", "SHOWN",
@@ -357,6 +357,7 @@ def _load(spec: str) -> nn.Module:
     return obj() if not isinstance(obj, nn.Module) else obj
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnist_lib.rf",
                                 description="Receptive-field table of a PyTorch model.")
@@ -402,4 +403,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

@@ -19,7 +19,7 @@ from typing import Any
 from .data import load_mnist
 from .recipes import recipe, run
 from .train import PRECISIONS
-from .utils import atomic_write_json, best_device, run_cli
+from .utils import atomic_write_json, best_device, quiet_on_closed_pipe
 
 
 def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
@@ -108,6 +108,7 @@ def report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     from .models import FINAL_MODEL, MODELS
 
@@ -148,4 +149,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

@@ -35,7 +35,8 @@ from .evaluation import evaluate, recompute_bn_stats
 from .hardware import autocast_dtype, environment
 from .history import EpochRecord, History
 from .models import layer_list
-from .utils import best_device, keep_freed_memory, run_cli, set_seed
+from .utils import (best_device, keep_freed_memory, quiet_on_closed_pipe,
+                    set_seed)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     from .recipes import recipe, run
     from .utils import atomic_torch_save
@@ -515,4 +517,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

@@ -4,6 +4,7 @@ the CPU allocator setting that `fit` uses, and how the CLIs exit."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -141,15 +142,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def run_cli(main: Callable[[], int]) -> int:
-    """Run a command-line `main` and return its exit code. When the program
-    reading the output stops early (`python -m mnist_lib.rf ... | head`), stop
-    quietly with code 1 instead of printing a BrokenPipeError traceback."""
-    try:
-        return main()
-    except BrokenPipeError:
-        # Python's documented recipe: send what is still buffered to devnull,
-        # or the flush at exit raises the same error again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+def quiet_on_closed_pipe(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a command-line `main` so that, when the program reading its output
+    stops early (`python -m mnist_lib.rf ... | head`), it stops quietly with
+    exit code 1 instead of printing a BrokenPipeError traceback."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:
+            # Python's documented recipe: send what is still buffered to
+            # devnull, or the flush at exit raises the same error again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+
+    return wrapped
