@@ -148,7 +148,6 @@ def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -
             m.training = mode
 
 
-
 # ------------------------------------------------------------ the calculator
 def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                     custom: dict[type, Any] | None = None,
@@ -241,7 +240,6 @@ def _name(node: fx.Node) -> str:
     return node.target if node.op == "call_module" else node.name
 
 
-
 def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
           states: dict[fx.Node, Spatial], inputs: list[fx.Node]
           ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
@@ -295,7 +293,6 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     if node.op == "call_function" and target is F.linear:
         return _linear_rule(states[inputs[0]], row), row
     raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r})"))
-
 
 
 # -------------------------------------------------------- empirical and plots

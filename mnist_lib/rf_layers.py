@@ -176,7 +176,6 @@ def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
             and shape[2:] == (1, 1) and out[2:] != (1, 1))
 
 
-
 def _pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     """F.pad(x, (left, right, top, bottom)): like nn.ZeroPad2d (whatever the
     mode: a reflected pixel is still inside the RF). Negative pads crop."""

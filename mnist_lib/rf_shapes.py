@@ -156,7 +156,6 @@ def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
     return states[src]
 
 
-
 _SPLITS = {"chunk", "split", "tensor_split", "unbind"}
 
 
@@ -182,7 +181,6 @@ def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
         return replace(s, axes=tuple(order.index(a % nd) - nd for a in s.axes))
 
     return move
-
 
 
 def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow

@@ -27,7 +27,6 @@ class RFError(ValueError):
     """The calculator cannot give a correct RF; the message names the op and the fix."""
 
 
-
 @dataclass(frozen=True)
 class Axis:
     """RF arithmetic along one spatial axis."""
@@ -106,7 +105,6 @@ def _same(a: Any, b: Any) -> Any:
     return a if a == b else (a, b)
 
 
-
 def _declare_hint(what: str, module: str | None = None) -> str:
     """Say that `what` is not supported and how to declare it. `module` is its
     class name; an op that is not a module must first be wrapped in one."""
@@ -122,11 +120,10 @@ def _declare_hint(what: str, module: str | None = None) -> str:
             "Anything else (an upsampling, say) is beyond this calculator.")
 
 
-
 def _shape(node: Any) -> tuple[int, ...] | None:
+    """A graph node's shape, from the shape pass; None if it is not a tensor."""
     meta = getattr(node, "meta", {}).get("tensor_meta")
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
-
 
 
 def _kind(node: fx.Node) -> str:

@@ -119,7 +119,6 @@ class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to try."""
 
 
-
 # ------------------------------------------------------------------ pieces
 def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
                    ) -> torch.optim.Optimizer:
@@ -205,8 +204,6 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
     if smoothing:
         loss = (1 - smoothing) * loss - smoothing * logp.mean(dim=1).mean()
     return loss
-
-
 
 
 # -------------------------------------------------------------------- loop

@@ -67,7 +67,6 @@ def best_device(requested: str = "auto") -> torch.device:
     return device
 
 
-
 # glibc's mallopt(3) parameters, from <malloc.h>.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _kept_freed_memory = False
