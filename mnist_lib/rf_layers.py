@@ -209,4 +209,3 @@ def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
                       "F.adaptive_avg_pool2d(x, 1).")
     return _window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
                         args.get("dilation", 1), args.get("ceil_mode", False))
-

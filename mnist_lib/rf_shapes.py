@@ -210,4 +210,3 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
         return replace(s, axes=tuple(a + shift for a in s.axes))
 
     return reduce
-

@@ -130,4 +130,3 @@ def _kind(node: fx.Node) -> str:
     """The op a function or method node calls, e.g. "add", "chunk"."""
     return node.target if isinstance(node.target, str) else getattr(
         node.target, "__name__", str(node.target))
-

@@ -88,19 +88,24 @@ class RFTable:
         frame = pd.DataFrame(records, columns=list(columns), dtype=object)
         return frame.where(frame.notna(), "")
 
+    def _cells(self, all_ops: bool, columns: Sequence[str]
+               ) -> tuple[list[str], list[list[str]]]:
+        """The checked column names, and each row's cells as text."""
+        columns = check_columns(columns)
+        return columns, [[_fmt(getattr(r, c)) for c in columns]
+                         for r in self.layers(all_ops)]
+
     def to_markdown(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS
                     ) -> str:
         """A GitHub-flavoured Markdown table."""
-        columns = check_columns(columns)
-        rows = [[_fmt(getattr(r, c)) for c in columns] for r in self.layers(all_ops)]
+        columns, rows = self._cells(all_ops, columns)
         head = "| " + " | ".join(columns) + " |"
         rule = "|" + "|".join("---" for _ in columns) + "|"
         return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in rows])
 
     def to_text(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS) -> str:
         """An aligned plain-text table."""
-        columns = check_columns(columns)
-        rows = [[_fmt(getattr(r, c)) for c in columns] for r in self.layers(all_ops)]
+        columns, rows = self._cells(all_ops, columns)
         widths = [max(len(c), *(len(r[i]) for r in rows))
                   for i, c in enumerate(columns)]
         left = [c in _WORDS for c in columns]  # names read best left-aligned
@@ -137,4 +142,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() else f"{v:.4g}"
     return str(v)
-
