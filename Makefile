@@ -20,6 +20,7 @@ help:
 # Re-installs only when requirements.txt or pyproject.toml change.
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || bash scripts/check_disk.sh .
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
