@@ -219,11 +219,15 @@ def table(rep: dict[str, Any]) -> str:
     def fmt(v: Any, spec: str) -> str:
         return "—" if v is None else format(v, spec)
 
-    rows = [("parameters", "params", ",d"), ("s / epoch (median)", "epoch_s_median", ".2f"),
-            ("s / epoch (min)", "epoch_s_min", ".2f"), ("s / epoch (max)", "epoch_s_max", ".2f"),
-            ("images / s", "images_per_s", ",.0f"), ("full run (s)", "run_s", ".1f"),
+    rows = [("parameters", "params", ",d"),
+            ("s / epoch (median)", "epoch_s_median", ".2f"),
+            ("s / epoch (min)", "epoch_s_min", ".2f"),
+            ("s / epoch (max)", "epoch_s_max", ".2f"),
+            ("images / s", "images_per_s", ",.0f"),
+            ("full run (s)", "run_s", ".1f"),
             ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
-            ("final test acc (%)", "final_acc", ".2f"), ("peak memory (MiB)", "peak_mem_mib", ".0f")]
+            ("final test acc (%)", "final_acc", ".2f"),
+            ("peak memory (MiB)", "peak_mem_mib", ".0f")]
     env = rep["env"]
     # Short header lines: the book shows this table in a box ~80 characters wide.
     out = [f"device: {env['device']} ({describe_hardware(env)})",
@@ -241,7 +245,8 @@ def table(rep: dict[str, Any]) -> str:
     for label, key, spec in rows:
         out.append(f"{label:24}{fmt(value(rep['library'], key), spec):>12}"
                    f"{fmt(value(rep['reference'], key), spec):>12}")
-    out.append(f"speed-up (reference / library): {rep['speedup_epoch']:.2f}x per epoch, "
+    out.append("speed-up (reference / library): "
+               f"{rep['speedup_epoch']:.2f}x per epoch, "
                f"{rep['speedup_run']:.2f}x per full run")
     return "\n".join(out)
 

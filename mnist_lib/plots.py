@@ -104,8 +104,8 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor,
     """Up to `n` misclassified test images, titled 'true -> predicted'."""
     wrong = (pred.cpu() != labels.cpu()).nonzero().flatten()[:n]
     titles = [f"{int(labels[i])} \u2192 {int(pred[i])}" for i in wrong]
-    return image_grid(images[wrong], titles, ncols=10,
-                      title=f"{len(wrong)} misclassified digits (true \u2192 predicted)")
+    title = f"{len(wrong)} misclassified digits (true \u2192 predicted)"
+    return image_grid(images[wrong], titles, ncols=10, title=title)
 
 
 def per_class(acc: Sequence[float], title: str = "Test accuracy per class") -> Figure:

@@ -49,7 +49,10 @@ _NOT_RECIPE = ("seed", "device", "progress")
 
 
 def recipe(model: str, **overrides) -> TrainConfig:
-    """The recipe for `model`, with any field overridden, e.g. `recipe("Model_4", seed=1)`."""
+    """The recipe for `model`, with any field overridden.
+
+    Example: `recipe("Model_4", seed=1)` is Model_4's recipe with seed 1.
+    """
     if model not in RECIPES:
         raise ValueError(f"no recipe for {model!r}; known: {', '.join(RECIPES)}")
     unknown = set(overrides) - set(TrainConfig.__dataclass_fields__)

@@ -17,8 +17,8 @@ Dang Ha The Hien's "guide to receptive field arithmetic"):
     j      jump: input pixels between      j_out = j_in * s
            neighbouring units
     r      receptive field, in pixels      r_out = r_in + (k_eff - 1) * j_in
-    start  centre of the first unit,       start_out = start_in + ((k_eff - 1) / 2 - p) * j_in
-           in input-pixel coordinates
+    start  centre of the first unit,       start_out = start_in
+           in input-pixel coordinates                  + ((k_eff - 1) / 2 - p) * j_in
 
 with k_eff = dilation * (k - 1) + 1 and the input at n = size, j = 1, r = 1,
 start = 0.5 (pixel i spans [i, i + 1]). The RF is the theoretical one: it may
@@ -255,8 +255,10 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
 
-    if node.op == "call_function" and (target in _MERGE_FUNCTIONS) or (
-            node.op == "call_method" and target in _POINTWISE_METHODS and len(inputs) > 1):
+    merge_fn = node.op == "call_function" and target in _MERGE_FUNCTIONS
+    merge_method = (node.op == "call_method" and target in _POINTWISE_METHODS
+                    and len(inputs) > 1)
+    if merge_fn or merge_method:
         if len(inputs) > 1:
             row.spatial = True
             return (lambda _: _merge(node, inputs, states)), row
@@ -358,7 +360,8 @@ def _load(spec: str) -> nn.Module:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnist_lib.rf",
                                 description="Receptive-field table of a PyTorch model.")
-    p.add_argument("model", help="PACKAGE.MODULE:CALLABLE, e.g. mnist_lib.models:Model_4")
+    p.add_argument("model",
+                   help="PACKAGE.MODULE:CALLABLE, e.g. mnist_lib.models:Model_4")
     p.add_argument("--input", default="1,28,28", help="C,H,W (default 1,28,28)")
     p.add_argument("--format", default="table",
                    choices=["table", "markdown", "csv", "json"])

@@ -160,8 +160,9 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
                     f"start={_fmt(a.start)}\n"
                     f"  {names[1]:<{width}} has n={_fmt(b.n)}, jump={_fmt(b.j)}, "
                     f"start={_fmt(b.start)}\n"
-                    "Units that are added or concatenated must be centred on the same\n"
-                    "input pixels: make the strides and paddings of the branches match.")
+                    "Units that are added or concatenated must be centred on the "
+                    "same\ninput pixels: make the strides and paddings of the "
+                    "branches match.")
     h = max((states[i].h for i in local), key=lambda a: a.r)
     w = max((states[i].w for i in local), key=lambda a: a.r)
     return Spatial(replace(h, r=max(states[i].h.r for i in inputs)),

@@ -81,7 +81,10 @@ def _on_positions(state: Spatial, dim: int, nd: int) -> bool:
 
 @dataclass(frozen=True)
 class Window:
-    """Declare a custom module as a sliding window (see `receptive_field(custom=...)`)."""
+    """Declare a custom module as a sliding window.
+
+    Pass it as `receptive_field(model, custom={ModuleClass: Window(...)})`.
+    """
 
     kernel: int | tuple[int, int]
     stride: int | tuple[int, int] = 1

@@ -98,7 +98,8 @@ class TrainConfig:
             problems.append(f"bn_recompute must be >= 0 (a number of images), "
                             f"got {self.bn_recompute}")
         if not 0 <= self.label_smoothing < 1:
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            problems.append("label_smoothing must be in [0, 1), "
+                            f"got {self.label_smoothing}")
         if self.rotation < 0 or self.translate < 0:
             problems.append("rotation and translate must be >= 0")
         if self.clean_epochs < 0:
@@ -192,8 +193,9 @@ class WeightAverage:
     def update(self) -> None:
         self.steps += 1
         d = ema_decay(self.steps, self.decay)
-        torch._foreach_mul_(self._avg, d)                              # avg = d * avg
-        torch._foreach_add_(self._avg, torch._foreach_mul(self._live, 1 - d))  # + (1-d) * live
+        # avg = d * avg + (1 - d) * live, for all tensors in one call each.
+        torch._foreach_mul_(self._avg, d)
+        torch._foreach_add_(self._avg, torch._foreach_mul(self._live, 1 - d))
 
 
 def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
@@ -207,7 +209,8 @@ def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
 
 
 # -------------------------------------------------------------------- loop
-def _diverged(epoch: int, step_lo: int, step_hi: int, cfg: TrainConfig) -> DivergenceError:
+def _diverged(epoch: int, step_lo: int, step_hi: int,
+              cfg: TrainConfig) -> DivergenceError:
     return DivergenceError(
         f"training diverged: the loss became NaN or infinite in epoch {epoch}, "
         f"between steps {step_lo} and {step_hi}. The usual cause is a learning rate "
@@ -268,7 +271,8 @@ class GraphedStep:
         sizes = sorted({min(bs, n), n % bs or min(bs, n)})
         augmented = random_affine(1, torch.Generator(), cfg.rotation, cfg.translate,
                                   cfg.scale) is not None
-        self.identity = {b: torch.eye(2, 3, device=device).repeat(b, 1, 1) for b in sizes}
+        self.identity = {b: torch.eye(2, 3, device=device).repeat(b, 1, 1)
+                         for b in sizes}
         self.buffers = {
             b: (torch.zeros(b, dtype=torch.long, device=device),
                 self.identity[b].clone() if augmented else None)
@@ -305,7 +309,8 @@ class GraphedStep:
         self.graphs = {}
         for b in sizes:
             graph = torch.cuda.CUDAGraph()
-            opt.zero_grad(set_to_none=True)  # backward then allocates from the graph's pool
+            # With no grads, backward allocates them from the graph's pool.
+            opt.zero_grad(set_to_none=True)
             with torch.cuda.graph(graph):
                 step(b)
             self.graphs[b] = graph
@@ -351,8 +356,9 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, data: MNIST
     # every refresh of a live bar as its own line: print one line per epoch instead.
     static = cfg.progress and os.environ.get("MNIST_PROGRESS") == "static"
     t_start = time.perf_counter()
-    bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}", disable=not cfg.progress or static,
-               file=sys.stdout, ncols=100, mininterval=1.0, leave=True,
+    bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}",
+               disable=not cfg.progress or static, file=sys.stdout, ncols=100,
+               mininterval=1.0, leave=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} "
                           "[{elapsed}<{remaining}{postfix}]")
     batches = batch_indices(n, bs, True, gen, device)
@@ -411,7 +417,8 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     evaluated = ema.module if ema is not None else model
     sums = torch.zeros(2, device=device)  # summed loss, number correct (per epoch)
     t_setup = time.perf_counter()
-    graphed = GraphedStep(model, opt, data, mean, std, cfg, sums, ema) if graphs else None
+    graphed = (GraphedStep(model, opt, data, mean, std, cfg, sums, ema)
+               if graphs else None)
     # Capturing the graphs is part of the run: its time goes to epoch 1.
     t_setup = time.perf_counter() - t_setup
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)

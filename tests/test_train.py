@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from mnist_lib import hardware as H
 from mnist_lib import train as T
+from mnist_lib.data import pixel_stats
 from mnist_lib.evaluation import (confusion_matrix, evaluate, misclassified,
                                   per_class_accuracy, recompute_bn_stats)
 from mnist_lib.history import EpochRecord, History
@@ -163,7 +164,7 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     model, hist = run("Model_4", small, quick(epochs=2, ema=0.9))
     _, plain = run("Model_4", small, quick(epochs=2))
     data = small.subset(None, 1000)
-    mean, std = T.pixel_stats(small.train_images[:2000])
+    mean, std = pixel_stats(small.train_images[:2000])
     _, correct, _ = evaluate(model, data.test_images, data.test_labels, mean, std)
     assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
     # Same seed and data: only the averaging differs, and it changes the weights.
@@ -174,6 +175,7 @@ def test_ema_model_is_the_one_tested_and_returned(small):
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
     """The first epochs train exactly as with augmentation throughout; the last
     `clean_epochs` warp no image; more clean epochs than epochs means all."""
+    # Patched in train's namespace, where train_step looks `warp` up.
     real_warp, warped = T.warp, []
 
     def counting_warp(x, theta):
@@ -209,7 +211,7 @@ def test_recompute_bn_stats_gives_the_activations_own_mean_and_variance(small):
     bn.running_mean.fill_(5.0)
     bn.running_var.fill_(7.0)
     images = small.train_images[:1000]
-    mean, std = T.pixel_stats(images)
+    mean, std = pixel_stats(images)
     seen = []
     hook = bn.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
     recompute_bn_stats(model, images, mean, std, batch_size=250)
@@ -232,7 +234,7 @@ def test_bn_recompute_changes_what_is_tested_not_how_it_trains(small):
     assert hist.column("train_loss") == plain.column("train_loss")
     assert hist.column("test_loss") != plain.column("test_loss")
     data = small.subset(None, 1000)
-    mean, std = T.pixel_stats(small.train_images[:2000])
+    mean, std = pixel_stats(small.train_images[:2000])
     _, correct, _ = evaluate(model, data.test_images, data.test_labels, mean, std)
     assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
     # Recomputing again on the same images finds the same statistics.
