@@ -182,6 +182,27 @@ def test_every_chapter_renders_with_figures_and_tables(site, browser):
 
 
 @pytest.mark.book
+def test_measured_values_are_bold_in_prose_but_not_in_tables(site, browser):
+    """All cells of the results tables are measured: bold for all of them
+    (myst-nb's default, undone by _static/tables.css) would hide the final
+    model's row, the one the tables mark in bold."""
+    base, _ = site
+    page = browser.new_page()
+    page.goto(f"{base}/book/results.html", wait_until="load")
+    weights = page.eval_on_selector_all(
+        "main span.pasted-text, main tbody strong",
+        "els => els.map(e => [e.tagName, e.closest('table') !== null,"
+        " Number(getComputedStyle(e).fontWeight)])")
+    page.close()
+    in_tables = [w for tag, table, w in weights if table and tag == "SPAN"]
+    in_prose = [w for tag, table, w in weights if not table]
+    marked = [w for tag, table, w in weights if tag == "STRONG"]
+    assert in_tables and in_prose and marked
+    assert max(in_tables) < 600 <= min(in_prose)
+    assert min(marked) >= 600
+
+
+@pytest.mark.book
 def test_no_code_or_output_scrolls_sideways(site, browser):
     """At 1280 px no code box, output or table is wider than the page: what is
     cut off (the r_out column, the end of an error message) goes unread."""
