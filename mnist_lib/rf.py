@@ -353,7 +353,24 @@ def _load(spec: str) -> nn.Module:
         obj = getattr(importlib.import_module(mod_name), attr)
     except (ImportError, AttributeError) as err:
         raise SystemExit(f"error: cannot load {spec!r}: {err}")
-    return obj() if not isinstance(obj, nn.Module) else obj
+    if isinstance(obj, nn.Module):
+        return obj
+    if not callable(obj):
+        raise SystemExit(f"error: {spec!r} is a {type(obj).__name__}, not a model "
+                         "or a class or function that builds one")
+    try:
+        model = obj()
+    except TypeError as err:
+        # The usual cause: a constructor that needs arguments (nn.LSTM, say).
+        raise SystemExit(
+            f"error: {attr}() failed: {err}\n"
+            f"The CLI builds the model by calling {attr} with no arguments. Name a\n"
+            "function that needs none (e.g. `def make(): return MyNet(10)` in your\n"
+            "module), or call receptive_field(model, (C, H, W)) from Python.")
+    if not isinstance(model, nn.Module):
+        raise SystemExit(f"error: {attr}() returned a {type(model).__name__}, "
+                         "not a torch.nn.Module")
+    return model
 
 
 @quiet_on_closed_pipe

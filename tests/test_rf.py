@@ -639,6 +639,11 @@ def test_cli_columns(capsys):
     (["mnist_lib.models:Model_4", "--columns", ","], "(none given)"),
     (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
     (["mnist_lib.models:Nope"], "cannot load"),
+    (["mnist_lib.models:FINAL_MODEL"], "is a str, not a model"),
+    (["torch.nn:LSTM"], "calling LSTM with no arguments"),
+    (["mnist_lib.models:layer_list"], "layer_list() failed"),
+    (["mnist_lib.models:MODELS.copy"], "cannot load"),
+    (["torch:get_default_dtype"], "returned a dtype, not a torch.nn.Module"),
 ])
 def test_cli_errors(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
