@@ -43,11 +43,14 @@ and reductions; `rf_table` the table that `receptive_field` returns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import json
 import math
 import operator
 import sys
+import textwrap
 from typing import Any, Callable, Sequence
 
 import torch
@@ -129,6 +132,16 @@ def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
+class _ShapeProp(ShapeProp):
+    """torch's shape pass, remembering the node it runs (for error messages)."""
+
+    node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+
 def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
     """Run the graph once on zeros (eval mode) to record every node's shape."""
     modes = {m: m.training for m in model.modules()}
@@ -136,16 +149,36 @@ def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -
     x = torch.zeros(1, *input_size,
                     device=param.device if param is not None else "cpu",
                     dtype=param.dtype if param is not None else torch.float32)
+    prop, printed = _ShapeProp(gm), io.StringIO()
     try:
         model.eval()
-        with torch.no_grad():
-            ShapeProp(gm).propagate(x)
+        # ShapeProp prints the traceback of a failing op, then raises its own
+        # error without the op's message: the RFError below says it instead.
+        with torch.no_grad(), contextlib.redirect_stderr(printed):
+            prop.propagate(x)
     except Exception as err:
-        raise RFError(f"the model does not run on an input of shape "
-                      f"(1, {', '.join(map(str, input_size))}): {err}") from err
+        raise _shape_error(gm, prop.node, input_size, err.__cause__ or err) from err
     finally:
         for m, mode in modes.items():
             m.training = mode
+    sys.stderr.write(printed.getvalue())  # what the model itself printed
+
+
+def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
+                 input_size: tuple[int, ...], cause: BaseException) -> RFError:
+    who = "an op"
+    if node is not None and node.op == "call_module":
+        who = f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
+    elif node is not None:
+        who = node.name
+    shape = ", ".join(map(str, input_size))
+    said = textwrap.fill(f"{who} raised {type(cause).__name__}: {cause}", 76,
+                         initial_indent="  ", subsequent_indent="  ")
+    return RFError(
+        f"the model does not run on an input of shape (1, {shape}):\n{said}\n"
+        "Give the size the model expects, as (C, H, W) (CLI: --input C,H,W): C\n"
+        "must match the first layer's input channels, and H and W must be large\n"
+        "enough that no layer is left with an empty output.")
 
 
 # ------------------------------------------------------------ the calculator

@@ -652,6 +652,22 @@ def test_cli_errors(argv, msg, capsys):
     assert msg in err
 
 
+@pytest.mark.parametrize("size, where, cause", [
+    ((3, 28, 28), "block1.0.0 (Conv2d) raised", "to have 1 channels, but got 3"),
+    ((1, 8, 8), "block1.2.0 (Conv2d) raised", "Kernel size can't be greater"),
+])
+def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cause,
+                                                                capsys):
+    with pytest.raises(RFError) as exc:
+        receptive_field(MODELS["Model_4"](), size)
+    msg = " ".join(str(exc.value).split())  # the cause is wrapped to 80 columns
+    assert f"input of shape (1, {', '.join(map(str, size))}): {where}" in msg
+    assert cause in msg and "--input C,H,W" in msg
+    assert max(map(len, str(exc.value).splitlines())) <= 80
+    # torch's shape pass prints a traceback before it re-raises: none shown.
+    assert capsys.readouterr().err == ""
+
+
 def test_cli_unsupported_model_exits_1(capsys):
     assert main(["tests.test_rf:UpsampleNet"]) == 1
     assert "Upsample" in capsys.readouterr().err
