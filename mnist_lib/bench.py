@@ -34,7 +34,7 @@ from .history import first_epoch_meeting
 from .models import FINAL_MODEL
 from .recipes import run
 from .utils import (atomic_write_json, best_device, keep_freed_memory,
-                    quiet_on_closed_pipe, set_seed)
+                    quiet_on_closed_pipe, set_seed, unwritable)
 
 
 class ReferenceNet(nn.Module):
@@ -265,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
         p.error("--epochs and --repeats must be >= 1")
+    if args.json and (why := unwritable(args.json)):
+        p.error(f"--json: {why}")
     try:
         best_device(args.device)
     except ValueError as err:

@@ -20,7 +20,8 @@ from typing import Any
 from .data import load_mnist
 from .recipes import recipe, run
 from .train import PRECISIONS
-from .utils import atomic_write_json, best_device, quiet_on_closed_pipe
+from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
+                    unwritable)
 
 
 def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.out and (why := unwritable(args.out)):
+        p.error(f"--out: {why}")
     overrides = dict(epochs=args.epochs, device=args.device, precision=args.precision,
                      n_train=args.n_train, n_test=args.n_test)
     overrides = {k: v for k, v in overrides.items() if v is not None}

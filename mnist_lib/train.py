@@ -36,7 +36,7 @@ from .hardware import autocast_dtype, environment
 from .history import EpochRecord, History
 from .models import layer_list
 from .utils import (best_device, keep_freed_memory, quiet_on_closed_pipe,
-                    set_seed)
+                    set_seed, unwritable)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -501,6 +501,9 @@ def main(argv: list[str] | None = None) -> int:
         best_device(cfg.device)  # fail before loading data if it is not there
     except ValueError as err:
         build_parser().error(str(err))  # exits with status 2 and the usage line
+    for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
+        if path and (why := unwritable(path)):
+            build_parser().error(f"{flag}: {why}")
     data = load_mnist(args.data)
     try:
         model, hist = run(args.model, data, cfg)

@@ -101,6 +101,26 @@ def keep_freed_memory() -> bool:
     return _kept_freed_memory
 
 
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be written (a sentence), or None if it can.
+
+    The CLIs ask before a run, not after: a run of minutes that cannot save
+    its result at the end is lost. Creates missing parent folders, as the
+    atomic writers below do.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give the name of a file in it"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}."):
+            pass
+    except OSError as err:
+        return (f"cannot write {path}: {err.strerror or err}; "
+                "choose a folder you can write to")
+    return None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file and a rename.
 

@@ -130,3 +130,32 @@ def test_benchmark_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit) as exc:
         bench.main(["--epochs", "0"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("cli, flag", [
+    ("train", "--out"), ("train", "--checkpoint"), ("seeds", "--out"), ("bench", "--json"),
+])
+@pytest.mark.parametrize("target", ["in_a_file", "a_folder"])
+def test_clis_refuse_an_unwritable_output_before_they_run(cli, flag, target, tmp_path,
+                                                          monkeypatch, capsys):
+    """A run of minutes that cannot save its result at the end is lost: the
+    CLIs check the path first, before any data is loaded."""
+    from mnist_lib import train
+
+    module = {"train": train, "seeds": seeds, "bench": bench}[cli]
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the CLI started work before checking its output path")
+
+    for name in ("load_mnist", "benchmark"):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, no_run)
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("a file, so no folder can be made under it")
+    path = blocker / "run.json" if target == "in_a_file" else tmp_path
+    with pytest.raises(SystemExit) as exc:
+        module.main([flag, str(path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    expected = "cannot write" if target == "in_a_file" else "is a folder"
+    assert f"{flag}: " in err and str(path) in err and expected in err
