@@ -182,6 +182,21 @@ def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
 
 
 # ------------------------------------------------------------ the calculator
+def _check_size(input_size: Any) -> tuple[int, ...]:
+    """`input_size` as a tuple of three positive ints, or an RFError."""
+    try:
+        if isinstance(input_size, (str, bytes)):
+            raise TypeError
+        # operator.index takes ints (numpy's too) and refuses floats.
+        size = tuple(operator.index(v) for v in input_size)
+    except TypeError:
+        size = ()
+    if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
+        raise RFError("input_size must be three positive integers (C, H, W), e.g. "
+                      f"(1, 28, 28) for MNIST; got {input_size!r}")
+    return size
+
+
 def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                     custom: dict[type, Any] | None = None,
                     leaf_modules: Sequence[type] = ()) -> RFTable:
@@ -193,8 +208,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         subclass of nn.Conv2d, which then counts as a Conv2d.
     Raises RFError, naming the op and the fix, for anything it cannot handle.
     """
-    if len(input_size) != 3:
-        raise RFError(f"input_size must be (C, H, W), got {tuple(input_size)}")
+    input_size = _check_size(input_size)
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
     gm = _trace(model, leaves)

@@ -652,6 +652,20 @@ def test_cli_errors(argv, msg, capsys):
     assert msg in err
 
 
+@pytest.mark.parametrize("size", [(28, 28), 28, "1,28,28", (1, 0, 28), (1.0, 28, 28),
+                                  (True, 28, 28), (1, 28, 28, 1)])
+def test_input_size_must_be_three_positive_ints(size):
+    with pytest.raises(RFError, match=r"three positive integers \(C, H, W\)"):
+        receptive_field(MODELS["Model_4"](), size)
+
+
+def test_input_size_takes_any_sequence_of_ints():
+    import numpy as np
+
+    for size in ([1, 28, 28], torch.Size([1, 28, 28]), np.array([1, 28, 28])):
+        assert receptive_field(MODELS["Model_4"](), size).final.r_out == 37
+
+
 @pytest.mark.parametrize("size, where, cause", [
     ((3, 28, 28), "block1.0.0 (Conv2d) raised", "to have 1 channels, but got 3"),
     ((1, 8, 8), "block1.2.0 (Conv2d) raised", "Kernel size can't be greater"),
