@@ -1,6 +1,7 @@
-"""Passes over images that do not train: predictions and the test pass
-(`predict`, `evaluate`), BatchNorm statistics for averaged weights
-(`recompute_bn_stats`), and the per-class numbers the book plots."""
+"""Passes over images that do not train: the check that a model fits the
+trainer (`check_outputs`), predictions and the test pass (`predict`,
+`evaluate`), BatchNorm statistics for averaged weights (`recompute_bn_stats`),
+and the per-class numbers the book plots."""
 
 from __future__ import annotations
 
@@ -21,6 +22,51 @@ def model_inputs(model: nn.Module, images: torch.Tensor, mean: float, std: float
     device = next(model.parameters()).device
     for i in range(0, len(images), batch_size):
         yield normalize(to_float(images[i:i + batch_size].to(device)), mean, std)
+
+
+class ModelOutputError(ValueError):
+    """A model whose output the trainer cannot use: wrong shape, or not
+    log-probabilities."""
+
+
+@torch.no_grad()
+def check_outputs(model: nn.Module, images: torch.Tensor, mean: float,
+                  std: float) -> None:
+    """Raise `ModelOutputError` unless `model` maps a batch of `images` to
+    (batch, 10) log-probabilities, as `nll_loss` needs.
+
+    A model that returns raw scores (logits) would still "train", with a
+    negative, falling loss and a poor accuracy: nothing would say why. Runs
+    in eval mode, so no BatchNorm statistic or random number is used up.
+    """
+    name = type(model).__name__
+    x = next(model_inputs(model, images[:2], mean, std))
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        out = model(x)
+    except Exception as err:
+        raise ModelOutputError(
+            f"{name} does not run on a batch of MNIST images, shape "
+            f"{tuple(x.shape)}: {type(err).__name__}: {err}\n"
+            "Its first layer must take 1 channel, and each layer must fit what "
+            "a 28x28 input leaves.") from err
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), 10):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
+        raise ModelOutputError(
+            f"{name} returns {shape} for {len(x)} images; the trainer needs "
+            f"({len(x)}, 10), one score per digit.\nEnd forward() with a layer "
+            "of 10 outputs and x.flatten(1), then F.log_softmax(x, dim=1).")
+    total = torch.logsumexp(out.float(), dim=1)
+    if not torch.allclose(total, torch.zeros_like(total), atol=1e-3):
+        raise ModelOutputError(
+            f"{name} does not return log-probabilities: exp(output) sums to "
+            f"{total.exp().max().item():.3g} over the 10 digits, not 1.\n"
+            "The trainer pairs the output with nll_loss: end forward() with "
+            "F.log_softmax(x, dim=1).")
 
 
 @torch.no_grad()

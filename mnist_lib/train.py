@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
                    random_affine, to_float, warp)
-from .evaluation import evaluate, recompute_bn_stats
+from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import autocast_dtype, environment
 from .history import EpochRecord, History
 from .models import layer_list
@@ -406,6 +406,7 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     data = data.subset(cfg.n_train, cfg.n_test).to(device)
     model.to(device)
     mean, std = pixel_stats(data.train_images)
+    check_outputs(model, data.train_images, mean, std)  # before any step is taken
     steps = math.ceil(len(data.train_labels) / cfg.batch_size)
     graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.optimizer == "sgd"
     opt = make_optimizer(model, cfg, graphed=graphs)

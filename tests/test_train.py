@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import torch.nn as nn
 from mnist_lib import hardware as H
 from mnist_lib import train as T
 from mnist_lib.data import pixel_stats
-from mnist_lib.evaluation import (confusion_matrix, evaluate, misclassified,
-                                  per_class_accuracy, recompute_bn_stats)
+from mnist_lib.evaluation import (ModelOutputError, confusion_matrix, evaluate,
+                                  misclassified, per_class_accuracy,
+                                  recompute_bn_stats)
 from mnist_lib.history import EpochRecord, History
 from mnist_lib.models import get_model, layer_list
 from mnist_lib.recipes import model_differences, recipe, recipe_differences, run
@@ -170,6 +172,40 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
     assert hist.column("test_acc") != plain.column("test_acc")
+
+
+class _Head(nn.Module):
+    """A one-layer model: `layer`, then `finish` on its output."""
+
+    def __init__(self, layer: nn.Module, finish):
+        super().__init__()
+        self.layer, self.finish = layer, finish
+
+    def forward(self, x):
+        return self.finish(self.layer(x))
+
+
+@pytest.mark.parametrize("layer, finish, msg", [
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), lambda x: x,
+     "does not return log-probabilities"),
+    (nn.Conv2d(1, 10, 28), lambda x: torch.log_softmax(x, 1),
+     "returns (2, 10, 1, 1) for 2 images"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 9)), lambda x: torch.log_softmax(x, 1),
+     "returns (2, 9) for 2 images"),
+    (nn.Conv2d(3, 10, 28), lambda x: torch.log_softmax(x.flatten(1), 1),
+     "to have 3 channels, but got 1"),
+])
+def test_fit_refuses_a_model_whose_output_it_cannot_use(small, layer, finish, msg):
+    """Raw logits would "train" silently with a negative loss; a wrong shape
+    would fail inside nll_loss. Both are caught before the first step, with
+    the fix."""
+    model = _Head(layer, finish)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ModelOutputError, match=re.escape(msg)) as exc:
+        T.fit(model, small, quick(epochs=1))
+    assert "log_softmax" in str(exc.value) or "1 channel" in str(exc.value)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert model.training  # the check's eval mode is undone
 
 
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
