@@ -104,6 +104,11 @@ class TrainConfig:
             problems.append("rotation and translate must be >= 0")
         if self.clean_epochs < 0:
             problems.append(f"clean_epochs must be >= 0, got {self.clean_epochs}")
+        for field in ("n_train", "n_test"):
+            # A negative n would slice from the end: all but n images, silently.
+            n = getattr(self, field)
+            if n is not None and n < 1:
+                problems.append(f"{field} must be >= 1 (or None for all), got {n}")
         self.scale = tuple(self.scale)
         if problems:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))

@@ -359,6 +359,8 @@ def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     (["--model", "Model_99"], "invalid choice: 'Model_99'"),
     (["--epochs", "zero"], "invalid int value: 'zero'"),
     (["--epochs", "0"], "epochs must be >= 1"),
+    (["--n-train", "-5"], "n_train must be >= 1 (or None for all), got -5"),
+    (["--n-test", "0"], "n_test must be >= 1 (or None for all), got 0"),
     (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
 ])
