@@ -162,17 +162,31 @@ def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -
         for m, mode in modes.items():
             m.training = mode
     sys.stderr.write(printed.getvalue())  # what the model itself printed
+    for node in gm.graph.nodes:
+        # torch lets a slice or a crop leave nothing (x[:, :, 5:] of 4 rows):
+        # no unit is left to have a receptive field.
+        shape = _shape(node)
+        if shape is not None and 0 in shape:
+            raise RFError(
+                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from an "
+                f"input of shape (1, {', '.join(map(str, input_size))}):\n"
+                "the input is too small for the model, or the op cuts away the "
+                "whole map.")
+
+
+def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
+    """A node as a reader knows it: "block1.0.0 (Conv2d)", or its graph name."""
+    if node is None:
+        return "an op"
+    if node.op == "call_module":
+        return f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
+    return repr(node.name)
 
 
 def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
                  input_size: tuple[int, ...], cause: BaseException) -> RFError:
-    who = "an op"
-    if node is not None and node.op == "call_module":
-        who = f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
-    elif node is not None:
-        who = node.name
     shape = ", ".join(map(str, input_size))
-    said = textwrap.fill(f"{who} raised {type(cause).__name__}: {cause}", 76,
+    said = textwrap.fill(f"{_who(gm, node)} raised {type(cause).__name__}: {cause}", 76,
                          initial_indent="  ", subsequent_indent="  ")
     return RFError(
         f"the model does not run on an input of shape (1, {shape}):\n{said}\n"
@@ -362,15 +376,20 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
 
     image: (C, H, W). `layer` names a submodule (e.g. "block2.1"); the unit is
     the sum over channels at spatial position `unit` (default: the centre).
-    Returns an (H, W) map, normalised to a maximum of 1.
+    Returns an (H, W) map, normalised to a maximum of 1. Raises RFError for
+    an unknown layer, an image that is not (C, H, W) or a unit off the map.
     """
     modules = dict(model.named_modules())
     if layer not in modules:
-        raise KeyError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
+        raise RFError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
+    if image.dim() != 3:
+        raise RFError(f"image must be one (C, H, W) image, got shape "
+                      f"{tuple(image.shape)}: for a (1, C, H, W) batch pass image[0], "
+                      "for an (H, W) digit image[None]")
     grabbed = {}
     handle = modules[layer].register_forward_hook(
         lambda m, i, o: grabbed.__setitem__("out", o))
-    was_training = model.training
+    modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
         param = next(model.parameters())
@@ -378,14 +397,19 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
         model(x)
         out = grabbed["out"]
         if out.dim() == 4:
-            i, k = unit if unit is not None else (out.shape[2] // 2, out.shape[3] // 2)
+            size = tuple(out.shape[2:])
+            i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
+            if not (0 <= i < size[0] and 0 <= k < size[1]):
+                raise RFError(f"unit {(i, k)} is outside {layer}'s {size} map: "
+                              f"rows 0-{size[0] - 1}, columns 0-{size[1] - 1}")
             target = out[0, :, i, k].sum()
         else:
             target = out[0].sum()
         (grad,) = torch.autograd.grad(target, x)
     finally:
         handle.remove()
-        model.train(was_training)
+        for m, mode in modes.items():
+            m.training = mode
     g = grad[0].abs().sum(0)
     return (g / g.max().clamp_min(1e-12)).cpu()
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # --------------------------------------------------------- empirical reference
-def empirical_rf(model: nn.Module, size: int) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of the input pixels that reach the central unit.
+def empirical_rf(model: nn.Module, size: int):
+    """((top, left, height, width) of the input pixels that reach the central
+    unit, or None if none do; the unit's (row, column)).
 
     Weights are set positive and pools averaging, so no gradient cancels: the
     support of the gradient is exactly the receptive field (inside the image).
@@ -40,8 +42,29 @@ def empirical_rf(model: nn.Module, size: int) -> tuple[int, int, int, int]:
     i, k = out.shape[2] // 2, out.shape[3] // 2
     out[0, :, i, k].sum().backward()
     rows, cols = (x.grad[0, 0] != 0).nonzero(as_tuple=True)
+    if len(rows) == 0:  # the unit sees only padding
+        return None, (i, k)
     return (int(rows.min()), int(cols.min()), int(rows.max() - rows.min() + 1),
             int(cols.max() - cols.min() + 1)), (i, k)
+
+
+def torch_agrees_nothing_is_left(model: nn.Module, size: int) -> bool:
+    """Where the calculator refuses a model, torch fails on it too, or leaves
+    an empty output."""
+    try:
+        out = model(torch.zeros(1, 1, size, size))
+    except RuntimeError:
+        return True
+    return out.numel() == 0
+
+
+def reachable(model: nn.Module, size: int) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right), exclusive, of the input pixels that reach any
+    output unit (after `empirical_rf` made the weights positive)."""
+    x = torch.ones(1, 1, size, size, requires_grad=True)
+    model(x).sum().backward()
+    rows, cols = (x.grad[0, 0] != 0).nonzero(as_tuple=True)
+    return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
 
 
 layer = st.one_of(
@@ -72,8 +95,7 @@ def test_analytic_matches_gradient_rf(spec):
     try:
         table = receptive_field(model, (1, size, size))
     except RFError:
-        with pytest.raises(RuntimeError):  # too small for the window: torch agrees
-            model(torch.zeros(1, 1, size, size))
+        assert torch_agrees_nothing_is_left(model, size)
         return
     out = model(torch.zeros(1, 1, size, size))
     f = table.final
@@ -82,7 +104,9 @@ def test_analytic_matches_gradient_rf(spec):
     rh, rw = f.r_out if isinstance(f.r_out, tuple) else (f.r_out, f.r_out)
     sh, sw = f.start_out if isinstance(f.start_out, tuple) else (f.start_out,) * 2
     jh, jw = f.j_out if isinstance(f.j_out, tuple) else (f.j_out, f.j_out)
-    (top, left, h, w), (i, k) = empirical_rf(model, size)
+    box, (i, k) = empirical_rf(model, size)
+    assume(box is not None)
+    top, left, h, w = box
     a_top, a_left = sh + i * jh - rh / 2, sw + k * jw - rw / 2
     # Compare only where the *analytic* box lies inside the image: where it
     # does not, the image edge clips the gradient (hypothesis fails the test if
@@ -127,17 +151,23 @@ def test_pads_and_slices_match_gradient_rf(spec):
     try:
         f = receptive_field(model, (1, size, size)).final
     except RFError:
-        with pytest.raises(RuntimeError):  # nothing left of the map: torch agrees
-            model(torch.zeros(1, 1, size, size))
+        assert torch_agrees_nothing_is_left(model, size)
         return
     out = model(torch.zeros(1, 1, size, size))
     assert f.n_out == (out.shape[2] if out.shape[2] == out.shape[3]
                        else (out.shape[2], out.shape[3]))
     pair = lambda v: v if isinstance(v, tuple) else (v, v)
     (rh, rw), (sh, sw), (jh, jw) = pair(f.r_out), pair(f.start_out), pair(f.j_out)
-    (top, left, h, w), (i, k) = empirical_rf(model, size)
+    box, (i, k) = empirical_rf(model, size)
+    assume(box is not None)  # a unit that sees only padding has nothing to compare
+    top, left, h, w = box
     a_top, a_left = sh + i * jh - rh / 2, sw + k * jw - rw / 2
-    assume(a_top >= 0 and a_left >= 0 and a_top + rh <= size and a_left + rw <= size)
+    # The theoretical box may reach pixels that no unit sees: padding outside
+    # the image, and pixels a crop (negative pad) cut off. Compare only boxes
+    # inside the pixels that reach some output unit.
+    r_top, r_left, r_bottom, r_right = reachable(model, size)
+    assume(a_top >= r_top and a_left >= r_left
+           and a_top + rh <= r_bottom and a_left + rw <= r_right)
     assert (h, w) == (rh, rw)
     assert (top, left) == (a_top, a_left)
 
@@ -295,6 +325,19 @@ def test_crops_and_strided_slices_match_the_gradient():
     for index in (Row(lambda x: x[:, :, 0]), Row(lambda x: x[None])):
         with pytest.raises(RFError, match="drops or adds an axis"):
             receptive_field(index, (1, 8, 8))
+
+
+def test_a_slice_or_crop_that_leaves_nothing_is_named():
+    """Found by the property test above: x[:, :, 1:, 1:] of a 1x1 map was
+    reported as one unit, and a crop of a whole map as a window that does not
+    fit; torch leaves an empty tensor for both."""
+    corner = Row(lambda x: x[:, :, 1:, 1:])
+    with pytest.raises(RFError, match=r"'getitem' leaves an empty tensor, shape "
+                                      r"\(1, 1, 0, 0\)"):
+        receptive_field(corner, (1, 1, 1))
+    with pytest.raises(RFError, match="leaves an empty tensor"):
+        receptive_field(Pad((0, 0, 0, -2)), (1, 2, 2))
+    assert corner(torch.zeros(1, 1, 1, 1)).numel() == 0  # torch does not object
 
 
 class Row(nn.Module):
@@ -608,6 +651,20 @@ def test_effective_rf_lies_inside_theoretical_box():
     centre = row.start_out + (row.n_out // 2) * row.j_out
     assert rows.min() >= centre - row.r_out / 2 and rows.max() < centre + row.r_out / 2
     assert erf.max() == 1.0
+
+
+@pytest.mark.parametrize("image, layer, unit, msg", [
+    (torch.rand(1, 1, 28, 28), "block1.2", None, "pass image[0]"),
+    (torch.rand(28, 28), "block1.2", None, "image[None]"),
+    (torch.rand(1, 28, 28), "block9", None, "no submodule 'block9'"),
+    (torch.rand(1, 28, 28), "block1.2", (10, 0), "unit (10, 0) is outside block1.2's"),
+    (torch.rand(1, 28, 28), "block1.2", (0, -1), "columns 0-9"),
+])
+def test_effective_rf_names_a_wrong_image_layer_or_unit(image, layer, unit, msg):
+    model = MODELS["Model_4"]().train()
+    with pytest.raises(RFError, match=re.escape(msg)):
+        effective_rf(model, image, layer, unit)
+    assert all(m.training for m in model.modules())  # its modes are given back
 
 
 # ----------------------------------------------------------------------- CLI
