@@ -33,31 +33,28 @@ permute moves height and width to other axes; a Linear on channels-last
 A flatten or view that merges height and width is tracked too, so that a
 global pooling written as x.flatten(2).mean(-1) counts as one.
 
-The calculator is five small modules. This one traces the model, walks its
-graph and picks a rule for each op (`_rule`); `rf_state` holds the arithmetic
-above; `rf_layers` the rules of convs, poolings, pads, Linear layers and
-merging branches; `rf_shapes` those of reshapes, permutes, slices, splits
-and reductions; `rf_table` the table that `receptive_field` returns.
+The calculator is six small modules. This one walks the model's graph and
+picks a rule for each op (`_rule`); `rf_trace` makes the graph (torch.fx) and
+records each op's shape; `rf_state` holds the arithmetic above; `rf_layers`
+the rules of convs, poolings, pads, Linear layers and merging branches;
+`rf_shapes` those of reshapes, permutes, slices, splits and reductions;
+`rf_table` the table that `receptive_field` returns.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import io
 import json
 import math
 import operator
 import sys
-import textwrap
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx.passes.shape_prop import ShapeProp
 
 from .rf_layers import (_adaptive, _functional_pool, _linear_rule, _merge,
                         _module_rule, _pad_rule, _spread)
@@ -66,6 +63,7 @@ from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
+from .rf_trace import _check_size, _shapes, _trace
 from .utils import quiet_on_closed_pipe
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "main", "RFError",
@@ -109,108 +107,7 @@ _REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
 _REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
 
 
-# ---------------------------------------------------------------- tracing
-class _Tracer(fx.Tracer):
-    def __init__(self, leaves: tuple[type, ...]) -> None:
-        super().__init__()
-        self.leaves = leaves
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
-
-
-def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
-    try:
-        graph = _Tracer(leaves).trace(model)
-    except Exception as err:
-        raise RFError(
-            f"torch.fx could not trace {type(model).__name__}: {err}\n"
-            "Make forward() free of data-dependent Python control flow, or declare\n"
-            "the submodule that fails with custom={ThatModule: 'pointwise'} (or a\n"
-            "Window): a declared module is not traced inside."
-        ) from err
-    return fx.GraphModule(model, graph)
-
-
-class _ShapeProp(ShapeProp):
-    """torch's shape pass, remembering the node it runs (for error messages)."""
-
-    node: fx.Node | None = None
-
-    def run_node(self, n: fx.Node) -> Any:
-        self.node = n
-        return super().run_node(n)
-
-
-def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
-    """Run the graph once on zeros (eval mode) to record every node's shape."""
-    modes = {m: m.training for m in model.modules()}
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_size,
-                    device=param.device if param is not None else "cpu",
-                    dtype=param.dtype if param is not None else torch.float32)
-    prop, printed = _ShapeProp(gm), io.StringIO()
-    try:
-        model.eval()
-        # ShapeProp prints the traceback of a failing op, then raises its own
-        # error without the op's message: the RFError below says it instead.
-        with torch.no_grad(), contextlib.redirect_stderr(printed):
-            prop.propagate(x)
-    except Exception as err:
-        raise _shape_error(gm, prop.node, input_size, err.__cause__ or err) from err
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
-    sys.stderr.write(printed.getvalue())  # what the model itself printed
-    for node in gm.graph.nodes:
-        # torch lets a slice or a crop leave nothing (x[:, :, 5:] of 4 rows):
-        # no unit is left to have a receptive field.
-        shape = _shape(node)
-        if shape is not None and 0 in shape:
-            raise RFError(
-                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from an "
-                f"input of shape (1, {', '.join(map(str, input_size))}):\n"
-                "the input is too small for the model, or the op cuts away the "
-                "whole map.")
-
-
-def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
-    """A node as a reader knows it: "block1.0.0 (Conv2d)", or its graph name."""
-    if node is None:
-        return "an op"
-    if node.op == "call_module":
-        return f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
-    return repr(node.name)
-
-
-def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
-                 input_size: tuple[int, ...], cause: BaseException) -> RFError:
-    shape = ", ".join(map(str, input_size))
-    said = textwrap.fill(f"{_who(gm, node)} raised {type(cause).__name__}: {cause}", 76,
-                         initial_indent="  ", subsequent_indent="  ")
-    return RFError(
-        f"the model does not run on an input of shape (1, {shape}):\n{said}\n"
-        "Give the size the model expects, as (C, H, W) (CLI: --input C,H,W): C\n"
-        "must match the first layer's input channels, and H and W must be large\n"
-        "enough that no layer is left with an empty output.")
-
-
 # ------------------------------------------------------------ the calculator
-def _check_size(input_size: Any) -> tuple[int, ...]:
-    """`input_size` as a tuple of three positive ints, or an RFError."""
-    try:
-        if isinstance(input_size, (str, bytes)):
-            raise TypeError
-        # operator.index takes ints (numpy's too) and refuses floats.
-        size = tuple(operator.index(v) for v in input_size)
-    except TypeError:
-        size = ()
-    if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
-        raise RFError("input_size must be three positive integers (C, H, W), e.g. "
-                      f"(1, 28, 28) for MNIST; got {input_size!r}")
-    return size
-
-
 def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                     custom: dict[type, Any] | None = None,
                     leaf_modules: Sequence[type] = ()) -> RFTable:

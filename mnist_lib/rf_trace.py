@@ -1,0 +1,124 @@
+"""From a model to a graph with shapes, for the calculator in `rf.py`.
+
+`_trace` turns the model into a torch.fx graph (declared modules stay
+opaque leaves); `_shapes` runs it once on zeros and records every node's
+shape. Each turns what can go wrong (control flow fx cannot follow, an input
+size the model cannot take, an op that leaves nothing) into an `RFError`
+that names the op and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import operator
+import sys
+import textwrap
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from .rf_state import RFError, _shape
+
+
+def _check_size(input_size: Any) -> tuple[int, ...]:
+    """`input_size` as a tuple of three positive ints, or an RFError."""
+    try:
+        if isinstance(input_size, (str, bytes)):
+            raise TypeError
+        # operator.index takes ints (numpy's too) and refuses floats.
+        size = tuple(operator.index(v) for v in input_size)
+    except TypeError:
+        size = ()
+    if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
+        raise RFError("input_size must be three positive integers (C, H, W), e.g. "
+                      f"(1, 28, 28) for MNIST; got {input_size!r}")
+    return size
+
+
+class _Tracer(fx.Tracer):
+    def __init__(self, leaves: tuple[type, ...]) -> None:
+        super().__init__()
+        self.leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
+
+
+def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+    try:
+        graph = _Tracer(leaves).trace(model)
+    except Exception as err:
+        raise RFError(
+            f"torch.fx could not trace {type(model).__name__}: {err}\n"
+            "Make forward() free of data-dependent Python control flow, or declare\n"
+            "the submodule that fails with custom={ThatModule: 'pointwise'} (or a\n"
+            "Window): a declared module is not traced inside."
+        ) from err
+    return fx.GraphModule(model, graph)
+
+
+class _ShapeProp(ShapeProp):
+    """torch's shape pass, remembering the node it runs (for error messages)."""
+
+    node: fx.Node | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        self.node = n
+        return super().run_node(n)
+
+
+def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
+    """Run the graph once on zeros (eval mode) to record every node's shape."""
+    modes = {m: m.training for m in model.modules()}
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_size,
+                    device=param.device if param is not None else "cpu",
+                    dtype=param.dtype if param is not None else torch.float32)
+    prop, printed = _ShapeProp(gm), io.StringIO()
+    try:
+        model.eval()
+        # ShapeProp prints the traceback of a failing op, then raises its own
+        # error without the op's message: the RFError below says it instead.
+        with torch.no_grad(), contextlib.redirect_stderr(printed):
+            prop.propagate(x)
+    except Exception as err:
+        raise _shape_error(gm, prop.node, input_size, err.__cause__ or err) from err
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    sys.stderr.write(printed.getvalue())  # what the model itself printed
+    for node in gm.graph.nodes:
+        # torch lets a slice or a crop leave nothing (x[:, :, 5:] of 4 rows):
+        # no unit is left to have a receptive field.
+        shape = _shape(node)
+        if shape is not None and 0 in shape:
+            raise RFError(
+                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from an "
+                f"input of shape (1, {', '.join(map(str, input_size))}):\n"
+                "the input is too small for the model, or the op cuts away the "
+                "whole map.")
+
+
+def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
+    """A node as a reader knows it: "block1.0.0 (Conv2d)", or its graph name."""
+    if node is None:
+        return "an op"
+    if node.op == "call_module":
+        return f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
+    return repr(node.name)
+
+
+def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
+                 input_size: tuple[int, ...], cause: BaseException) -> RFError:
+    shape = ", ".join(map(str, input_size))
+    said = textwrap.fill(f"{_who(gm, node)} raised {type(cause).__name__}: {cause}", 76,
+                         initial_indent="  ", subsequent_indent="  ")
+    return RFError(
+        f"the model does not run on an input of shape (1, {shape}):\n{said}\n"
+        "Give the size the model expects, as (C, H, W) (CLI: --input C,H,W): C\n"
+        "must match the first layer's input channels, and H and W must be large\n"
+        "enough that no layer is left with an empty output.")
