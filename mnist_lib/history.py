@@ -29,6 +29,8 @@ def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 
                         ) -> int | None:
     """The first epoch (1-based) ending `last` epochs in a row at or above
     `threshold`, for per-epoch test accuracies `accs`; None if there is none."""
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
     for end in range(last, len(accs) + 1):
         if all(a >= threshold for a in accs[end - last:end]):
             return end

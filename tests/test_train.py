@@ -93,6 +93,8 @@ def test_first_epoch_meeting():
     assert h.first_epoch_meeting(99.4, 3) == 7
     assert h.first_epoch_meeting(99.4, 2) == 3
     assert _history([99.0]).first_epoch_meeting() is None
+    with pytest.raises(ValueError, match="last must be >= 1"):
+        h.first_epoch_meeting(99.4, 0)  # else epoch 0 "meets" the rule
 
 
 def test_history_json_round_trip(tmp_path, small):
