@@ -35,6 +35,9 @@ def _figure(w: float, h: float) -> BookFigure:
 def curves(history: History | Sequence[History], title: str | None = None) -> Figure:
     """Train/test loss and accuracy per epoch (one or several runs)."""
     runs = [history] if isinstance(history, History) else list(history)
+    if not runs or any(not h.epochs for h in runs):
+        raise ValueError("curves needs at least one history with at least one epoch; "
+                         "got " + ("none" if not runs else "one with no epochs"))
     fig = _figure(10, 3.6)
     ax_loss, ax_acc = fig.subplots(1, 2)
     for h in runs:

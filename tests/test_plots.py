@@ -34,3 +34,18 @@ def test_seed_strip_keeps_each_model_in_its_column_and_opens_failing_seeds():
     assert "rule not met" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="2 values but 1 pass/fail flags"):
         plots.seed_strip({"B": [99.3, 99.45]}, {"B": [True]})
+
+
+def test_curves_refuse_a_run_with_no_epochs():
+    import pytest
+
+    from mnist_lib import plots
+    from mnist_lib.history import EpochRecord, History
+
+    empty = History("Model_4", 7764, {}, {}, [])
+    one = History("Model_4", 7764, {}, {}, [EpochRecord(1, 0.5, 90.0, 0.4, 91.0, 0.1, 1.0)])
+    with pytest.raises(ValueError, match="one with no epochs"):
+        plots.curves([one, empty])
+    with pytest.raises(ValueError, match="got none"):
+        plots.curves([])
+    assert len(plots.curves(one).axes) == 2  # one epoch is enough to draw
