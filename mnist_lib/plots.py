@@ -141,7 +141,7 @@ def confusion(matrix: torch.Tensor) -> Figure:
 
 def class_balance(labels: torch.Tensor) -> Figure:
     """Number of examples per digit."""
-    counts = torch.bincount(labels.cpu(), minlength=10)
+    counts = torch.bincount(labels.cpu(), minlength=10).tolist()
     fig = _figure(6, 2.8)
     ax = fig.subplots()
     bars = ax.bar(range(10), counts)
