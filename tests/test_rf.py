@@ -241,6 +241,8 @@ def test_non_square_kernel_gives_pairs():
     assert t.final.n_out == (16, 24)
 
 
+# torch warns that 'same' with an even kernel pads by copying: this test means it.
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_same_and_valid_padding():
     t = receptive_field(nn.Sequential(nn.Conv2d(1, 1, 4, padding="same"),
                                       nn.Conv2d(1, 1, 3, padding="valid")), (1, 10, 10))
