@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from mnist_lib import hardware as H
 from mnist_lib import train as T
+from mnist_lib.averaging import WeightAverage, ema_decay
 from mnist_lib.data import pixel_stats
 from mnist_lib.evaluation import (ModelOutputError, confusion_matrix, evaluate,
                                   misclassified, per_class_accuracy,
@@ -424,7 +425,7 @@ def test_static_progress_prints_one_line_per_epoch(small, capsys, monkeypatch):
 
 def test_weight_average_moves_each_tensor_a_share_of_the_way():
     model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
-    ema = T.WeightAverage(model, decay=0.5)
+    ema = WeightAverage(model, decay=0.5)
     before = {k: v.clone() for k, v in ema.module.state_dict().items()}
     with torch.no_grad():
         for t in model.state_dict().values():
@@ -437,18 +438,18 @@ def test_weight_average_moves_each_tensor_a_share_of_the_way():
             assert torch.allclose(v, before[k] + 4.0 * 21 / 22), k
     for _ in range(100):  # later the decay is capped at 0.5
         ema.update()
-    assert float(T.ema_decay(ema.steps, ema.decay)) == 0.5
+    assert float(ema_decay(ema.steps, ema.decay)) == 0.5
     assert not any(p.requires_grad for p in ema.module.parameters())
 
 
 def test_ema_decay_warms_up_then_is_capped():
-    assert float(T.ema_decay(0, 0.999)) == pytest.approx(0.1)
-    assert float(T.ema_decay(1, 0.999)) == pytest.approx(2 / 11)
+    assert float(ema_decay(0, 0.999)) == pytest.approx(0.1)
+    assert float(ema_decay(1, 0.999)) == pytest.approx(2 / 11)
     # (1 + t) / (10 + t) reaches 0.999 at t = 8,990: a 15-epoch run at batch
     # 256 (3,525 steps) ends below the cap, which the book's Step 3 says.
-    assert float(T.ema_decay(3525, 0.999)) == pytest.approx(3526 / 3535)
-    assert float(T.ema_decay(8989, 0.999)) < 0.999
-    assert float(T.ema_decay(8990, 0.999)) == pytest.approx(0.999)
+    assert float(ema_decay(3525, 0.999)) == pytest.approx(3526 / 3535)
+    assert float(ema_decay(8989, 0.999)) < 0.999
+    assert float(ema_decay(8990, 0.999)) == pytest.approx(0.999)
 
 
 def test_onecycle_keeps_momentum_fixed(small):
@@ -482,7 +483,7 @@ def test_graph_warm_up_leaves_no_trace(small):
     # Give the momentum buffers a value, as a real run would have.
     model(torch.randn(8, 1, 28, 28, device="cuda")).sum().backward()
     opt.step()
-    ema = T.WeightAverage(model, cfg.ema)
+    ema = WeightAverage(model, cfg.ema)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sums = torch.zeros(2, device="cuda")
     T.GraphedStep(model, opt, data, 0.13, 0.31, cfg, sums, ema)
