@@ -2,7 +2,8 @@
 
 Public API (see each module for details):
 
-- data:    `load_mnist`, `MNIST`, `augment`, `pixel_stats`
+- data:    `load_mnist`, `MNIST`, `pixel_stats`
+- augmentation: `augment` (rotate, shift and zoom a batch on the device)
 - models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
 - rf:      `receptive_field`, `RFTable`, `effective_rf`
 - train:   `TrainConfig`, `fit` (returns a `History`, from history)
@@ -24,7 +25,8 @@ from .utils import best_device, set_seed
 # mnist_lib.data`, `.train`, `.rf`, ...) load on first use: importing those modules here
 # would make `python -m` warn that the module was imported twice.
 _LAZY = {
-    "data": ["MNIST", "DataError", "augment", "load_mnist", "normalize", "pixel_stats"],
+    "data": ["MNIST", "DataError", "load_mnist", "normalize", "pixel_stats"],
+    "augmentation": ["augment"],
     "train": ["TrainConfig", "fit", "DivergenceError"],
     "history": ["History", "EpochRecord"],
     "evaluation": ["evaluate", "predict", "per_class_accuracy", "confusion_matrix",

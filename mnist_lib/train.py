@@ -5,10 +5,10 @@
 The loop is the plain one, zero_grad -> forward -> backward -> step, and
 works for any model that returns log-probabilities. The data sit on the
 device as one tensor; batches are index slices, augmentation is batched
-(`mnist_lib.data.warp`), so no DataLoader or PIL is involved. On a CUDA GPU
-the same step (`train_step`) is captured once and replayed as a CUDA graph
-(`GraphedStep`), because launching a small model's kernels one by one from
-Python takes longer than running them. The test pass after each epoch is
+(`mnist_lib.augmentation.warp`), so no DataLoader or PIL is involved. On a
+CUDA GPU the same step (`train_step`) is captured once and replayed as a
+CUDA graph (`GraphedStep`), because launching a small model's kernels one by
+one from Python takes longer than running them. The test pass after each epoch is
 `mnist_lib.evaluation.evaluate`; the averaged weights it tests with `ema` are
 `mnist_lib.averaging.WeightAverage`.
 """
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .averaging import WeightAverage
-from .data import (MNIST, batch_indices, load_mnist, normalize, pixel_stats,
-                   random_affine, to_float, warp)
+from .augmentation import random_affine, warp
+from .data import MNIST, batch_indices, load_mnist, normalize, pixel_stats, to_float
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import autocast_dtype, environment
 from .history import EpochRecord, History

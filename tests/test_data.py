@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from mnist_lib import augmentation as A
 from mnist_lib import data as D
 from mnist_lib.utils import atomic_write_bytes
 
@@ -117,7 +118,7 @@ def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
 # ----------------------------------------------------------- augmentation
 def test_zero_rotation_is_identity():
     x = torch.rand(8, 1, 28, 28)
-    y = D.affine(x, torch.zeros(8))
+    y = A.affine(x, torch.zeros(8))
     assert torch.allclose(x, y, atol=1e-5)
 
 
@@ -125,13 +126,13 @@ def test_zero_rotation_is_identity():
 def test_rotation_matches_rot90(k):
     """Multiples of 90 degrees are exact pixel permutations: compare with rot90."""
     x = torch.rand(2, 1, 28, 28)
-    y = D.affine(x, torch.full((2,), 90.0 * k))
+    y = A.affine(x, torch.full((2,), 90.0 * k))
     assert torch.allclose(y, torch.rot90(x, k, dims=(2, 3)), atol=1e-5)
 
 
 def test_shift_moves_content_by_whole_pixels():
     x = torch.rand(1, 1, 28, 28)
-    y = D.affine(x, torch.zeros(1), shift=torch.tensor([[2 / 28, 0.0]]))
+    y = A.affine(x, torch.zeros(1), shift=torch.tensor([[2 / 28, 0.0]]))
     assert torch.allclose(y[..., 2:], x[..., :-2], atol=1e-5)
     assert torch.allclose(y[..., :2], torch.zeros(1), atol=1e-6)  # background enters
 
@@ -141,13 +142,13 @@ def test_sampling_grid_matches_affine_grid(n, h, w):
     """The one-product grid is the grid torch's own affine_grid builds."""
     theta = torch.randn(n, 2, 3, generator=torch.Generator().manual_seed(n))
     expected = torch.nn.functional.affine_grid(theta, [n, 1, h, w], align_corners=False)
-    assert torch.allclose(D.sampling_grid(theta, h, w), expected, atol=1e-5)
+    assert torch.allclose(A.sampling_grid(theta, h, w), expected, atol=1e-5)
 
 
 def test_augment_draws_a_different_angle_per_image():
     x = torch.zeros(16, 1, 28, 28)
     x[:, :, 4:24, 13:15] = 1.0  # the same vertical bar in every image
-    y = D.augment(x, torch.Generator().manual_seed(0), degrees=15)
+    y = A.augment(x, torch.Generator().manual_seed(0), degrees=15)
     flat = y.flatten(1)
     distinct = {tuple(r.round(decimals=4).tolist()) for r in flat}
     assert len(distinct) == 16
@@ -156,8 +157,8 @@ def test_augment_draws_a_different_angle_per_image():
 def test_augment_is_reproducible_and_keeps_mass():
     x = torch.zeros(4, 1, 28, 28)
     x[:, :, 10:18, 10:18] = 1.0
-    a = D.augment(x, torch.Generator().manual_seed(3), degrees=7)
-    b = D.augment(x, torch.Generator().manual_seed(3), degrees=7)
+    a = A.augment(x, torch.Generator().manual_seed(3), degrees=7)
+    b = A.augment(x, torch.Generator().manual_seed(3), degrees=7)
     assert torch.equal(a, b)
     # A small rotation of a centred blob neither loses nor invents ink.
     assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.02)
@@ -166,8 +167,8 @@ def test_augment_is_reproducible_and_keeps_mass():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_augment_same_on_cpu_and_gpu():
     x = torch.rand(32, 1, 28, 28)
-    a = D.augment(x, torch.Generator().manual_seed(1), degrees=7)
-    b = D.augment(x.cuda(), torch.Generator().manual_seed(1), degrees=7).cpu()
+    a = A.augment(x, torch.Generator().manual_seed(1), degrees=7)
+    b = A.augment(x.cuda(), torch.Generator().manual_seed(1), degrees=7).cpu()
     assert torch.allclose(a, b, atol=1e-4)
 
 
