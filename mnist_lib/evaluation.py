@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import update_bn
 
 from .data import normalize, to_float
+from .utils import eval_mode
 
 
 def model_inputs(model: nn.Module, images: torch.Tensor, mean: float, std: float,
@@ -41,19 +42,15 @@ def check_outputs(model: nn.Module, images: torch.Tensor, mean: float,
     """
     name = type(model).__name__
     x = next(model_inputs(model, images[:2], mean, std))
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        out = model(x)
+        with eval_mode(model):
+            out = model(x)
     except Exception as err:
         raise ModelOutputError(
             f"{name} does not run on a batch of MNIST images, shape "
             f"{tuple(x.shape)}: {type(err).__name__}: {err}\n"
             "Its first layer must take 1 channel, and each layer must fit what "
             "a 28x28 input leaves.") from err
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), 10):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
         raise ModelOutputError(
@@ -89,10 +86,8 @@ def recompute_bn_stats(model: nn.Module, images: torch.Tensor, mean: float, std:
 def predict(model: nn.Module, images: torch.Tensor, mean: float, std: float,
             batch_size: int = 500) -> torch.Tensor:
     """Log-probabilities (N, 10) for uint8 images (N, 28, 28), in eval mode."""
-    was_training = model.training
-    model.eval()
-    outs = [model(x) for x in model_inputs(model, images, mean, std, batch_size)]
-    model.train(was_training)
+    with eval_mode(model):
+        outs = [model(x) for x in model_inputs(model, images, mean, std, batch_size)]
     return torch.cat(outs)
 
 

@@ -64,7 +64,7 @@ from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
 from .rf_trace import _check_size, _shapes, _trace
-from .utils import quiet_on_closed_pipe
+from .utils import eval_mode, quiet_on_closed_pipe
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "main", "RFError",
            "RFRow", "RFTable", "Window", "POINTWISE", "COLUMNS", "SHOWN",
@@ -286,27 +286,24 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
     grabbed = {}
     handle = modules[layer].register_forward_hook(
         lambda m, i, o: grabbed.__setitem__("out", o))
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     try:
-        param = next(model.parameters())
-        x = image.to(param.device, param.dtype).unsqueeze(0).requires_grad_(True)
-        model(x)
-        out = grabbed["out"]
-        if out.dim() == 4:
-            size = tuple(out.shape[2:])
-            i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
-            if not (0 <= i < size[0] and 0 <= k < size[1]):
-                raise RFError(f"unit {(i, k)} is outside {layer}'s {size} map: "
-                              f"rows 0-{size[0] - 1}, columns 0-{size[1] - 1}")
-            target = out[0, :, i, k].sum()
-        else:
-            target = out[0].sum()
-        (grad,) = torch.autograd.grad(target, x)
+        with eval_mode(model):
+            param = next(model.parameters())
+            x = image.to(param.device, param.dtype).unsqueeze(0).requires_grad_(True)
+            model(x)
+            out = grabbed["out"]
+            if out.dim() == 4:
+                size = tuple(out.shape[2:])
+                i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
+                if not (0 <= i < size[0] and 0 <= k < size[1]):
+                    raise RFError(f"unit {(i, k)} is outside {layer}'s {size} map: "
+                                  f"rows 0-{size[0] - 1}, columns 0-{size[1] - 1}")
+                target = out[0, :, i, k].sum()
+            else:
+                target = out[0].sum()
+            (grad,) = torch.autograd.grad(target, x)
     finally:
         handle.remove()
-        for m, mode in modes.items():
-            m.training = mode
     g = grad[0].abs().sum(0)
     return (g / g.max().clamp_min(1e-12)).cpu()
 

@@ -22,6 +22,7 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .rf_state import RFError, _shape
+from .utils import eval_mode
 
 
 def _check_size(input_size: Any) -> tuple[int, ...]:
@@ -73,23 +74,19 @@ class _ShapeProp(ShapeProp):
 
 def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
     """Run the graph once on zeros (eval mode) to record every node's shape."""
-    modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     x = torch.zeros(1, *input_size,
                     device=param.device if param is not None else "cpu",
                     dtype=param.dtype if param is not None else torch.float32)
     prop, printed = _ShapeProp(gm), io.StringIO()
     try:
-        model.eval()
         # ShapeProp prints the traceback of a failing op, then raises its own
         # error without the op's message: the RFError below says it instead.
-        with torch.no_grad(), contextlib.redirect_stderr(printed):
+        with (eval_mode(model), torch.no_grad(),
+              contextlib.redirect_stderr(printed)):
             prop.propagate(x)
     except Exception as err:
         raise _shape_error(gm, prop.node, input_size, err.__cause__ or err) from err
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
     sys.stderr.write(printed.getvalue())  # what the model itself printed
     for node in gm.graph.nodes:
         # torch lets a slice or a crop leave nothing (x[:, :, 5:] of 4 rows):

@@ -1,8 +1,10 @@
-"""Small helpers shared by the library: seeding, device choice, atomic writes,
-the CPU allocator setting that `fit` uses, and how the CLIs exit."""
+"""Small helpers shared by the library: seeding, device choice, eval mode for
+a block, atomic writes, the CPU allocator setting that `fit` uses, and how the
+CLIs exit."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
@@ -12,9 +14,10 @@ import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
+import torch.nn as nn
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -70,6 +73,20 @@ def best_device(requested: str = "auto") -> torch.device:
 # glibc's mallopt(3) parameters, from <malloc.h>.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _kept_freed_memory = False
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode for a `with` block; afterwards, even after an
+    error, every submodule has the mode it had before (a model may keep some
+    parts in eval on purpose, which `model.train()` would undo)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
 
 
 def keep_freed_memory() -> bool:

@@ -211,6 +211,20 @@ def test_fit_refuses_a_model_whose_output_it_cannot_use(small, layer, finish, ms
     assert model.training  # the check's eval mode is undone
 
 
+def test_eval_mode_gives_each_submodule_its_own_mode_back_even_after_an_error():
+    from mnist_lib.utils import eval_mode
+
+    model = get_model("Model_4").train()
+    model.block1.eval()  # a part kept in eval on purpose
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model):
+            assert not any(m.training for m in model.modules())
+            raise RuntimeError("inside")
+    assert not any(m.training for m in model.block1.modules())
+    assert all(m.training for n, m in model.named_modules()
+               if not n.startswith("block1"))
+
+
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
     """The first epochs train exactly as with augmentation throughout; the last
     `clean_epochs` warp no image; more clean epochs than epochs means all."""
