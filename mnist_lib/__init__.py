@@ -7,6 +7,7 @@ Public API (see each module for details):
 - models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
 - rf:      `receptive_field`, `RFTable`, `effective_rf`
 - train:   `TrainConfig`, `fit` (returns a `History`, from history)
+- step:    one training step, eager or as a CUDA graph
 - evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
 - recipes: `recipe` (each model's training config)
 - plots:   curves, predictions, misclassified digits, per-class accuracy

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from mnist_lib import hardware as H
+from mnist_lib import step as S
 from mnist_lib import train as T
 from mnist_lib.averaging import WeightAverage, ema_decay
 from mnist_lib.data import pixel_stats
@@ -228,14 +229,14 @@ def test_eval_mode_gives_each_submodule_its_own_mode_back_even_after_an_error():
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
     """The first epochs train exactly as with augmentation throughout; the last
     `clean_epochs` warp no image; more clean epochs than epochs means all."""
-    # Patched in train's namespace, where train_step looks `warp` up.
-    real_warp, warped = T.warp, []
+    # Patched in step's namespace, where train_step looks `warp` up.
+    real_warp, warped = S.warp, []
 
     def counting_warp(x, theta):
         warped.append(len(x))
         return real_warp(x, theta)
 
-    monkeypatch.setattr(T, "warp", counting_warp)
+    monkeypatch.setattr(S, "warp", counting_warp)
     cfg = quick(epochs=3, rotation=7.0, translate=0.05, scale=(0.95, 1.05))
     _, augmented = run("Model_4", small, cfg)
     assert sum(warped) == 3 * 2000
@@ -420,10 +421,10 @@ def test_cli_boolean_flags_parse_both_ways():
 def test_smoothed_nll_matches_torch_cross_entropy():
     logits = torch.randn(16, 10)
     y = torch.randint(0, 10, (16,))
-    ours = T.smoothed_nll(torch.log_softmax(logits, 1), y, 0.1)
+    ours = S.smoothed_nll(torch.log_softmax(logits, 1), y, 0.1)
     ref = torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.1)
     assert torch.allclose(ours, ref, atol=1e-6)
-    plain = T.smoothed_nll(torch.log_softmax(logits, 1), y, 0.0)
+    plain = S.smoothed_nll(torch.log_softmax(logits, 1), y, 0.0)
     assert torch.allclose(plain, torch.nn.functional.cross_entropy(logits, y))
 
 
@@ -500,7 +501,7 @@ def test_graph_warm_up_leaves_no_trace(small):
     ema = WeightAverage(model, cfg.ema)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sums = torch.zeros(2, device="cuda")
-    T.GraphedStep(model, opt, data, 0.13, 0.31, cfg, sums, ema)
+    S.GraphedStep(model, opt, data, 0.13, 0.31, cfg, sums, ema)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(not s["momentum_buffer"].any() for s in opt.state.values())
