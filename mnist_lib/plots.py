@@ -205,6 +205,8 @@ def seed_strip(values: dict[str, Sequence[float]],
         ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
     ax.set(xticks=range(len(values)), xticklabels=list(values), ylabel=ylabel,
            title="Accuracy over seeds (line: mean)")
-    ax.legend(fontsize=8)
+    # Beside the axes, not on them: with 15 seeds a column fills its whole
+    # height, and matplotlib's "best" spot then still covers some dots.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
     return fig

@@ -36,6 +36,22 @@ def test_seed_strip_keeps_each_model_in_its_column_and_opens_failing_seeds():
         plots.seed_strip({"B": [99.3, 99.45]}, {"B": [True]})
 
 
+def test_seed_strip_legend_sits_beside_the_axes():
+    from mnist_lib import plots
+
+    # 15 seeds fill a column's whole height, so a legend inside the axes
+    # covers dots wherever it goes: it must sit beside them, whole.
+    finals = {"A": [99.40 + 0.013 * k for k in range(15)],
+              "B": [99.58 - 0.013 * k for k in range(15)]}
+    passed = {"A": [k != 0 for k in range(15)], "B": [True] * 15}
+    fig = plots.seed_strip(finals, passed)
+    fig.draw_without_rendering()  # applies the constrained layout
+    ax = fig.axes[0]
+    box = ax.get_legend().get_window_extent()
+    assert not box.overlaps(ax.bbox)
+    assert fig.bbox.contains(box.x0, box.y0) and fig.bbox.contains(box.x1, box.y1)
+
+
 def test_curves_refuse_a_run_with_no_epochs():
     import pytest
 
