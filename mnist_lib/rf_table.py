@@ -4,6 +4,7 @@ pandas DataFrame or records, and as HTML in a notebook."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
@@ -124,9 +125,22 @@ class RFTable:
                 for r in self.layers(all_ops)]
 
     def _repr_html_(self) -> str:
+        # Names left, numbers right, each header over its column. Inline styles,
+        # so it looks the same in Jupyter, Colab and the book; the class gives it
+        # the look those give a pandas table (rules between cells, striped rows).
         # A smaller font too: at full size the last columns (RF) scroll out of view.
-        table = self.to_frame(columns=SHOWN).to_html(index=False)
-        return f'<div style="font-size: 80%">{table}</div>'
+        columns, rows = self._cells(False, SHOWN)
+
+        def cell(tag: str, column: str, text: str) -> str:
+            align = "left" if column in _WORDS else "right"
+            return (f'<{tag} style="text-align: {align}; padding: 0.1em 0.2em">'
+                    f"{html.escape(text)}</{tag}>")
+
+        head = "".join(cell("th", c, c) for c in columns)
+        body = "".join("<tr>" + "".join(cell("td", c, v) for c, v in zip(columns, r))
+                       + "</tr>" for r in rows)
+        return (f'<div style="font-size: 80%"><table class="dataframe"><thead><tr>'
+                f"{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
     def __repr__(self) -> str:
         f = self.final

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from mnist_lib.models import MODELS
 from mnist_lib.rf import POINTWISE, RFError, Window, effective_rf, main, receptive_field
+from mnist_lib.rf_table import SHOWN, RFRow, RFTable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -635,10 +636,21 @@ def test_renderings():
     # must not turn a 3x3 kernel into "3.0".
     assert [type(v) for v in frame["kernel"][:3]] == [int] * 3
     assert frame.loc[frame["kind"] == "AdaptiveAvgPool2d", "padding"].item() == ""
-    # A notebook shows the RF recurrence, not every column (it must fit a page).
-    html = t._repr_html_()
-    assert "<th>r_in</th>" in html and "<th>r_out</th>" in html
-    assert "<th>params</th>" not in html and "<th>activation</th>" not in html
+    # A notebook shows the RF recurrence, not every column (it must fit a page):
+    # words left, numbers right, each header aligned as its column.
+    cells = re.findall(r'<(th|td) style="text-align: (\w+);[^"]*">([^<]*)</\1>',
+                       t._repr_html_())
+    head = [(align, text) for tag, align, text in cells if tag == "th"]
+    assert [text for _, text in head] == SHOWN
+    assert "params" not in SHOWN and "activation" not in SHOWN
+    body = [align for tag, align, _ in cells if tag == "td"]
+    assert len(body) == len(SHOWN) * len(t.layers())
+    for k, (align, column) in enumerate(head):
+        assert align == ("left" if column in ("name", "kind") else "right"), column
+        assert set(body[k::len(SHOWN)]) == {align}, column
+    assert ">AdaptiveAvgPool2d<" in t._repr_html_()
+    odd = RFTable([RFRow("a<b", "x&y", kernel=3)], (1, 28, 28))
+    assert ">a&lt;b<" in odd._repr_html_() and ">x&amp;y<" in odd._repr_html_()
     assert "BatchNorm2d" not in t.to_markdown()
     assert "BatchNorm2d" in t.to_markdown(all_ops=True)
 
