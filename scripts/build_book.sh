@@ -30,6 +30,14 @@ fi
 # The stamp records what the cache is built from, whether or not this build passes.
 mkdir -p "$OUT/_build"
 echo "$NEW" > "$STAMP"
+# Sphinx copies _static/ (the site's CSS) only when some page is out of date,
+# so a change there alone would not reach the site: drop the HTML, keep the cache.
+STATIC_STAMP="$OUT/_build/.static.sha256"
+STATIC="$(cat _static/* | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STATIC_STAMP" ] || [ "$(cat "$STATIC_STAMP")" != "$STATIC" ]; then
+  rm -rf "$OUT/_build/html"
+fi
+echo "$STATIC" > "$STATIC_STAMP"
 
 start=$(date +%s)
 "$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going

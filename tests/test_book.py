@@ -203,6 +203,37 @@ def test_measured_values_are_bold_in_prose_but_not_in_tables(site, browser):
 
 
 @pytest.mark.book
+def test_output_table_headers_align_with_their_columns(site, browser):
+    """In every table a cell prints (RF tables, pandas frames), each column's
+    cells align as its header does: a header over the other edge of its
+    column reads as the label of the next one."""
+    base, html = site
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    mixed, seen = [], 0
+    for rel in _pages(html):
+        page.goto(f"{base}/{rel}", wait_until="load")
+        found = page.eval_on_selector_all("main div.cell_output table", """ts =>
+            ts.map(t => {
+              const side = e => ({start: "left", end: "right"})[
+                getComputedStyle(e).textAlign] || getComputedStyle(e).textAlign;
+              const head = t.tHead ? t.tHead.rows[0].cells : [];
+              const bad = [];
+              for (const row of t.tBodies[0].rows)
+                for (const td of row.cells)
+                  if (td.tagName === "TD" && head[td.cellIndex] &&
+                      side(td) !== side(head[td.cellIndex]))
+                    bad.push(head[td.cellIndex].innerText + ": header " +
+                             side(head[td.cellIndex]) + ", cell " + side(td));
+              return [...new Set(bad)];
+            })""")
+        seen += len(found)
+        mixed += [f"{rel}: {b}" for bad in found for b in bad]
+    page.close()
+    assert seen >= 8, f"only {seen} output tables"
+    assert not mixed, "\n".join(mixed)
+
+
+@pytest.mark.book
 def test_no_code_or_output_scrolls_sideways(site, browser):
     """At 1280 px no code box, output or table is wider than the page: what is
     cut off (the r_out column, the end of an error message) goes unread."""
