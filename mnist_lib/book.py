@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,26 @@ from .train import augmented_epochs
 QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
 QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)
 
+# The repository that hosts the book, as `_config.yml` names it (a test checks
+# that they agree). In Colab the chapters install the library from it and read
+# its recorded results from it.
+REPOSITORY = "https://github.com/small-cnn-book/mnist-small-cnn"
+BRANCH = "main"
 
-def repo_root() -> Path:
-    """The repository root (the folder holding pyproject.toml), else the cwd."""
+
+def checkout() -> Path | None:
+    """The repository checkout the cwd is in (the folder holding pyproject.toml
+    and mnist_lib/), or None, as in Colab, where the library was pip-installed."""
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").exists() and (folder / "mnist_lib").is_dir():
             return folder
-    return here
+    return None
+
+
+def repo_root() -> Path:
+    """The repository root (see `checkout`), else the cwd."""
+    return checkout() or Path.cwd().resolve()
 
 
 def data_root() -> Path:
@@ -171,10 +184,32 @@ def source(obj: Any):
     return Code(text, language="python")
 
 
+def record_url(name: str) -> str:
+    """Where GitHub serves `results/<name>.json` of the book's repository."""
+    owner_repo = REPOSITORY.removeprefix("https://github.com/")
+    return (f"https://raw.githubusercontent.com/{owner_repo}/{BRANCH}/results/"
+            f"{name}.json")
+
+
 def load_record(name: str) -> dict[str, Any]:
-    """A recorded result shipped with the repository (`results/<name>.json`)."""
-    path = repo_root() / "results" / f"{name}.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: regenerate it with the command "
-                                "given in the Reproducibility chapter")
-    return json.loads(path.read_text())
+    """A recorded result (`results/<name>.json`) from the repository checkout;
+    outside one (Colab), from the book's repository on GitHub."""
+    root = checkout()
+    if root is not None:
+        # In a checkout the local record is the one that counts: a missing one
+        # is an error, never silently replaced by whatever GitHub holds.
+        path = root / "results" / f"{name}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: regenerate it with the "
+                                    "command given in the Reproducibility chapter")
+        return json.loads(path.read_text())
+    url = record_url(name)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError) as err:  # no network, HTTP error, not JSON
+        raise FileNotFoundError(
+            f"the recorded result {name!r} is not here (no repository checkout "
+            f"around {Path.cwd()}) and could not be fetched from {url}: {err}. "
+            "Run the chapter inside a clone of the repository, or where GitHub "
+            "is reachable.") from err

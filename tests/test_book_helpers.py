@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import sys
+import urllib.error
 from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
 
 from mnist_lib.book import features
 from mnist_lib.models import get_model
 from mnist_lib.recipes import recipe
 from mnist_lib.history import History
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _history(cfg: dict) -> History:
@@ -34,3 +45,88 @@ def test_features_name_the_augmentation_and_its_clean_last_epochs():
     # No augmentation: nothing to switch off.
     plain = json.loads(json.dumps(asdict(recipe("Model_1"))))
     assert features(get_model("Model_1"), _history(plain | {"clean_epochs": 3}))["aug"] == "no"
+
+
+# ------------------------------------------------------------ claims and glue
+def test_claim_fails_the_full_build_and_only_reports_in_quick_mode(monkeypatch, capsys):
+    from mnist_lib import book
+
+    monkeypatch.setattr(book, "QUICK", False)
+    assert book.claim(1 < 2, "holds") is True
+    with pytest.raises(AssertionError, match="claim no longer holds: overfits"):
+        book.claim(False, "overfits")
+    monkeypatch.setattr(book, "QUICK", True)
+    assert book.claim(False, "overfits") is False
+    assert "[quick mode: not checked] overfits: False" in capsys.readouterr().out
+
+
+def test_glue_without_myst_nb_shows_only_what_it_is_asked_to(monkeypatch):
+    from mnist_lib import book
+
+    shown = []
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: import fails
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    assert book.glue("a", torch.tensor(0.5)) is None and shown == []
+    book.glue("b", np.float64(2.5), display=True)
+    # Scalars arrive as plain Python numbers, which glue can format.
+    assert shown == [2.5] and type(shown[0]) is float
+
+
+# ---------------------------------------------------- recorded results (records)
+def test_record_in_a_checkout_is_the_local_file_never_a_download(monkeypatch, tmp_path):
+    from mnist_lib import book
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a checkout must not download its records")
+
+    monkeypatch.setattr(book.urllib.request, "urlopen", no_network)
+    (tmp_path / "mnist_lib").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "bench_cpu.json").write_text('{"epochs": 15}')
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")  # a notebook runs in book/
+    assert book.checkout() == tmp_path and book.data_root() == tmp_path / "data"
+    assert book.load_record("bench_cpu") == {"epochs": 15}
+    with pytest.raises(FileNotFoundError, match="seeds_Model_9.json is missing: "
+                                                "regenerate it"):
+        book.load_record("seeds_Model_9")
+
+
+def test_record_outside_a_checkout_comes_from_the_repository(monkeypatch, tmp_path):
+    from mnist_lib import book
+
+    asked = []
+
+    def fake_urlopen(url, timeout):
+        asked.append(url)
+        return io.BytesIO(b'{"epochs": 15}')
+
+    monkeypatch.setattr(book.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.chdir(tmp_path)  # Colab: /content, the library pip-installed
+    assert book.checkout() is None
+    assert book.load_record("bench_cpu") == {"epochs": 15}
+    owner_repo = book.REPOSITORY.removeprefix("https://github.com/")
+    assert asked == [f"https://raw.githubusercontent.com/{owner_repo}/main/"
+                     "results/bench_cpu.json"]
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(book.urllib.request, "urlopen", offline)
+    with pytest.raises(FileNotFoundError, match=r"could not be fetched from https://"
+                       r"raw\.githubusercontent\.com/.*no route to host.*clone"):
+        book.load_record("bench_cpu")
+
+
+def test_repository_is_the_one_config_and_install_cells_name():
+    from mnist_lib import book
+
+    config = (ROOT / "_config.yml").read_text()
+    assert re.search(r"^\s+url: (\S+)$", config, re.M).group(1) == book.REPOSITORY
+    assert re.search(r"^\s+branch: (\S+)$", config, re.M).group(1) == book.BRANCH
+    for md in sorted((ROOT / "book").glob("*.md")):
+        text = md.read_text()
+        urls = set(re.findall(r'"git\+(https://[^"]+)"', text))
+        # Every chapter with code installs the library, from that repository.
+        assert urls == ({book.REPOSITORY} if "{code-cell}" in text else set()), md.name
