@@ -31,7 +31,10 @@ map and strides it: units keep their RF, the jump grows by the step. A
 permute moves height and width to other axes; a Linear on channels-last
 (ConvNeXt) is then a 1x1 convolution, and any other op asks for them back.
 A flatten or view that merges height and width is tracked too, so that a
-global pooling written as x.flatten(2).mean(-1) counts as one.
+global pooling written as x.flatten(2).mean(-1) counts as one. A softmax over
+the channels changes no RF, over the merged positions it is a global pooling,
+and over the height or width alone (each unit then sees its whole row, in
+place) it is refused.
 
 The calculator is six small modules. This one walks the model's graph and
 picks a rule for each op (`_rule`); `rf_trace` makes the graph (torch.fx) and
@@ -59,7 +62,7 @@ import torch.nn.functional as F
 from .rf_layers import (_adaptive, _functional_pool, _linear_rule, _merge,
                         _module_rule, _pad_rule, _spread)
 from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
-                        _several_tensors, _softmax_rule, _split_state)
+                        _several_tensors, _softmax_rule, _split_state, softmax_over)
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
@@ -208,6 +211,9 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
                     params=sum(p.numel() for p in mod.parameters()))
         if isinstance(mod, nn.Flatten) and type(mod) not in custom:
             return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
+        if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
+                and type(mod) not in custom:
+            return softmax_over(mod.dim, _shape(inputs[0]), row, states[inputs[0]]), row
         return _module_rule(mod, row, custom, states[inputs[0]]), row
     kind = _kind(node)
     row = RFRow(node.name, kind, spatial=False)

@@ -18,12 +18,17 @@ from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _on_positions, _pair, _same, _shape)
 from .rf_table import RFRow, _fmt
 
+# Modules that leave every position where it is (the softmax modules depend on
+# their dim: `rf_shapes.softmax_over`). Softmax2d and LocalResponseNorm mix
+# channels only, at each position.
 _POINTWISE_MODULES = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm,
-    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity, nn.Softmax, nn.LogSoftmax,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Hardtanh, nn.Softplus,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d,
+    nn.LayerNorm, nn.LocalResponseNorm, nn.Softmax2d,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout,
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU,
+    nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.LogSigmoid, nn.Tanh,
+    nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign,
+    nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold,
 )
 
 
@@ -57,6 +62,9 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
     if isinstance(mod, nn.AvgPool2d):
         return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
                             mod.padding, 1, ceil_mode=mod.ceil_mode)
+    if isinstance(mod, nn.LPPool2d):  # an average pool of x**p, without padding
+        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+                            0, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return lambda s: _adaptive(s, mod.output_size, row)
     if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,

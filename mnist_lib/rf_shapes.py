@@ -17,13 +17,32 @@ from .rf_table import RFRow
 
 def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
-    """A softmax over channels changes no RF; over positions it mixes them all."""
+    """F.softmax / F.log_softmax / x.softmax(dim): see `softmax_over`."""
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    shape = _shape(node.all_input_nodes[0])
-    if shape is not None and dim is not None and _on_positions(state, dim, len(shape)):
+    return softmax_over(dim, _shape(node.all_input_nodes[0]), row, state)
+
+
+def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
+                 state: Spatial) -> Callable[[Spatial], Spatial]:
+    """A softmax over channels changes no RF; over the positions, merged into
+    one axis, it mixes them all. Over the height or the width of a map, each
+    unit would see its whole column or row and yet keep its place: no jump and
+    start describe that, so it is refused."""
+    if shape is None or dim is None or not _on_positions(state, dim, len(shape)):
+        return lambda s: s
+    if state.flat:
         row.spatial = True
         return lambda s: replace(s, h=s.h.whole(), w=s.w.whole())
-    return lambda s: s
+    height = dim % len(shape) - len(shape) == state.axes[0]
+    if (state.h if height else state.w).n == 1:
+        return lambda s: s
+    axis, line = ("height", "column") if height else ("width", "row")
+    raise RFError(
+        f"{row.name!r} ({row.kind}) takes a softmax over the {axis} of a map: each "
+        f"unit then sees its whole {line} but keeps its place, which a receptive "
+        "field per axis (jump, start) cannot describe. For a softmax over all "
+        "positions, flatten them first (x.flatten(2)); over the classes or "
+        "channels, use dim=1.")
 
 
 def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial

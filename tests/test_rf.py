@@ -482,6 +482,59 @@ def test_channels_last_is_followed_and_guarded():
         receptive_field(PoolChannelsLast(), (4, 8, 8))
 
 
+def _final(model, size=(2, 20, 20)):
+    f = receptive_field(model, size).final
+    return f.n_out, f.j_out, f.r_out, f.start_out
+
+
+@pytest.mark.parametrize("layer", [
+    nn.LocalResponseNorm(2), nn.Softmax2d(), nn.Softmax(dim=1), nn.LogSoftmax(dim=1),
+    nn.Softmin(dim=-3), nn.Softsign(), nn.Threshold(0.1, 0.0), nn.FeatureAlphaDropout(),
+    nn.SyncBatchNorm(2)], ids=lambda m: type(m).__name__)
+def test_modules_that_mix_only_channels_change_no_rf(layer):
+    """Norms, activations and softmaxes over the channels, between two convs:
+    the same RF, jump, size and centre as without them."""
+    def net(*middle):
+        return nn.Sequential(nn.Conv2d(2, 2, 3, stride=2), *middle, nn.Conv2d(2, 2, 3))
+
+    model = net(layer).eval()
+    assert _final(model) == _final(net())
+    assert receptive_field(model, (2, 20, 20)).final.n_out == model(
+        torch.zeros(1, 2, 20, 20)).shape[-1]
+
+
+@pytest.mark.parametrize("kernel, stride, ceil", [(2, 2, False), (3, 2, True),
+                                                  ((2, 3), None, False)])
+def test_lp_pool_is_the_window_of_an_average_pool(kernel, stride, ceil):
+    def net(pool):
+        return nn.Sequential(nn.Conv2d(1, 1, 3), pool, nn.Conv2d(1, 1, 3))
+
+    lp = net(nn.LPPool2d(2, kernel, stride, ceil_mode=ceil))
+    assert _final(lp, (1, 21, 21)) == _final(
+        net(nn.AvgPool2d(kernel, stride, ceil_mode=ceil)), (1, 21, 21))
+    n = receptive_field(lp, (1, 21, 21)).final.n_out
+    n = n if isinstance(n, tuple) else (n, n)
+    assert n == tuple(lp(torch.ones(1, 1, 21, 21)).shape[-2:])
+
+
+def test_softmax_over_the_height_or_width_of_a_map_is_refused():
+    """Over one position axis, every unit sees its whole row (or column) but
+    stays where it is: no jump and start describe it, so the calculator says
+    so. Over all positions, flattened first, it is a global pooling."""
+    conv = nn.Conv2d(1, 4, 3)
+    for softmax, axis in [(nn.Softmax(dim=-1), "width"), (nn.LogSoftmax(dim=2), "height"),
+                          (lambda x: x.softmax(3), "width")]:
+        with pytest.raises(RFError, match=f"softmax over the {axis} of a map.*"
+                                          r"x\.flatten\(2\).*dim=1"):
+            receptive_field(Pooled(softmax), (1, 10, 10))
+    flat = receptive_field(nn.Sequential(conv, nn.Flatten(2), nn.Softmax(dim=-1)),
+                           (1, 10, 10)).final
+    assert (flat.n_out, flat.r_out) == (1, 10)
+    # A 1-unit axis (after global pooling) has nothing to mix.
+    pooled = nn.Sequential(conv, nn.AdaptiveAvgPool2d((1, 1)), nn.Softmax(dim=-1))
+    assert receptive_field(pooled, (1, 10, 10)).final.r_out == 10
+
+
 def test_ops_on_moved_or_merged_positions_find_them():
     """softmax, chunk, cat and slices look for the positions where the state
     says they are, not at axes 2 and 3."""
