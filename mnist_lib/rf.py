@@ -34,7 +34,10 @@ A flatten or view that merges height and width is tracked too, so that a
 global pooling written as x.flatten(2).mean(-1) counts as one. A softmax over
 the channels changes no RF, over the merged positions it is a global pooling,
 and over the height or width alone (each unit then sees its whole row, in
-place) it is refused.
+place) it is refused. Normalisation layers count as pointwise, as in the RF
+literature: the statistics GroupNorm, InstanceNorm and LayerNorm take over the
+whole map are treated as constants, though a gradient (`effective_rf`) reaches
+every pixel through them.
 
 The calculator is six small modules. This one walks the model's graph and
 picks a rule for each op (`_rule`); `rf_trace` makes the graph (torch.fx) and
@@ -229,8 +232,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return (lambda s: s), row
     if node.op == "call_function" and target in _POINTWISE_FUNCTIONS:
         return (lambda s: s), row
-    if target is operator.getitem and _several_tensors(inputs[0]):
-        return (lambda s: s), row  # one of the pieces of a split
+    if target in (operator.getitem, getattr) and _several_tensors(inputs[0]):
+        return (lambda s: s), row  # a piece of a split, or .values of x.max(1)
     if target is operator.getitem and _shape(inputs[0]) is not None:
         return _index_rule(node, inputs[0], row, states[inputs[0]]), row
     if node.op == "call_method" and target in _POINTWISE_METHODS:

@@ -162,8 +162,18 @@ def _several_tensors(node: fx.Node) -> bool:
 
 def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
                  ) -> Spatial:
-    """chunk / split / unbind along channels: each piece keeps every pixel."""
+    """chunk / split / unbind along channels: each piece keeps every pixel.
+    So does max / min over channels, which returns (values, indices): the
+    channel pooling of CBAM's spatial attention, `x.max(dim=1)[0]`."""
     kind = _kind(node)
+    if kind in ("max", "min"):
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        shape = _shape(src)
+        if shape is not None and _on_positions(states[src], dim, len(shape)):
+            raise RFError(f"{node.name!r} takes the {kind} over a spatial axis "
+                          "with its indices; for a global pooling use "
+                          f"x.a{kind}(dim=(2, 3)), which the calculator follows.")
+        return states[src]
     if kind not in _SPLITS:
         raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
                                     " which returns several tensors,"))

@@ -439,6 +439,33 @@ def test_channel_split_and_shuffle_are_followed():
         receptive_field(SplitRows(), (1, 16, 16))
 
 
+class SpatialAttention(nn.Module):
+    """CBAM's spatial attention: mean and max over channels, a 7x7 conv, a gate.
+    (CBAM's sigmoid is left out: with the oracle's all-positive weights it
+    saturates and passes no gradient.)"""
+
+    def __init__(self, values: bool = False):
+        super().__init__()
+        self.conv, self.gate = nn.Conv2d(1, 4, 3), nn.Conv2d(2, 1, 7, padding=3)
+        self.values = values
+
+    def forward(self, x):
+        x = self.conv(x)
+        peak = x.max(dim=1, keepdim=True)
+        peak = peak.values if self.values else peak[0]
+        a = torch.cat([x.mean(1, keepdim=True), peak], dim=1)
+        return x * self.gate(a)
+
+
+@pytest.mark.parametrize("values", [False, True], ids=["[0]", ".values"])
+def test_max_over_channels_with_indices_is_followed(values):
+    t = receptive_field(SpatialAttention(values), (1, 21, 21))
+    (top, left, h, w), _ = empirical_rf(SpatialAttention(values), 21)
+    assert t.final.r_out == h == w == 3 + 6 and t.final.n_out == 19
+    with pytest.raises(RFError, match=r"max over a spatial axis.*amax\(dim=\(2, 3\)\)"):
+        receptive_field(Pooled(lambda x: x.max(dim=3)[0]), (1, 10, 10))
+
+
 class SplitRows(nn.Module):
     def forward(self, x):
         top, bottom = x.chunk(2, dim=2)
@@ -522,7 +549,8 @@ def test_softmax_over_the_height_or_width_of_a_map_is_refused():
     stays where it is: no jump and start describe it, so the calculator says
     so. Over all positions, flattened first, it is a global pooling."""
     conv = nn.Conv2d(1, 4, 3)
-    for softmax, axis in [(nn.Softmax(dim=-1), "width"), (nn.LogSoftmax(dim=2), "height"),
+    for softmax, axis in [(nn.Softmax(dim=-1), "width"),
+                          (nn.LogSoftmax(dim=2), "height"),
                           (lambda x: x.softmax(3), "width")]:
         with pytest.raises(RFError, match=f"softmax over the {axis} of a map.*"
                                           r"x\.flatten\(2\).*dim=1"):
