@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -528,6 +529,23 @@ def test_modules_that_mix_only_channels_change_no_rf(layer):
     assert _final(model) == _final(net())
     assert receptive_field(model, (2, 20, 20)).final.n_out == model(
         torch.zeros(1, 2, 20, 20)).shape[-1]
+
+
+@pytest.mark.parametrize("op", [
+    lambda x: F.local_response_norm(x, 2), lambda x: F.instance_norm(x),
+    lambda x: F.logsigmoid(x), lambda x: F.threshold(x, 0.1, 0.0),
+    lambda x: F.prelu(x, torch.full((1,), 0.25))],
+    ids=["local_response_norm", "instance_norm", "logsigmoid", "threshold", "prelu"])
+def test_functions_that_mix_only_channels_change_no_rf(op):
+    class Net(nn.Module):
+        def __init__(self, middle):
+            super().__init__()
+            self.a, self.b, self.middle = nn.Conv2d(2, 2, 3, 2), nn.Conv2d(2, 2, 3), middle
+
+        def forward(self, x):
+            return self.b(self.middle(self.a(x)))
+
+    assert _final(Net(op)) == _final(Net(lambda x: x))
 
 
 @pytest.mark.parametrize("kernel, stride, ceil", [(2, 2, False), (3, 2, True),
