@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from .rf_layers import (_adaptive, _functional_pool, _linear_rule, _merge,
                         _module_rule, _pad_rule, _spread)
 from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
-                        _several_tensors, _softmax_rule, _split_state, softmax_over)
+                        _several_tensors, _softmax_over, _softmax_rule, _split_state)
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
@@ -218,7 +218,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
             return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
                 and type(mod) not in custom:
-            return softmax_over(mod.dim, _shape(inputs[0]), row, states[inputs[0]]), row
+            rule = _softmax_over(mod.dim, _shape(inputs[0]), row, states[inputs[0]])
+            return rule, row
         return _module_rule(mod, row, custom, states[inputs[0]]), row
     kind = _kind(node)
     row = RFRow(node.name, kind, spatial=False)

@@ -19,7 +19,7 @@ from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
 from .rf_table import RFRow, _fmt
 
 # Modules that leave every position where it is (the softmax modules depend on
-# their dim: `rf_shapes.softmax_over`). Softmax2d and LocalResponseNorm mix
+# their dim: `rf_shapes._softmax_over`). Softmax2d and LocalResponseNorm mix
 # channels only, at each position.
 _POINTWISE_MODULES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d,

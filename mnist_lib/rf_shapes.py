@@ -17,12 +17,12 @@ from .rf_table import RFRow
 
 def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
-    """F.softmax / F.log_softmax / x.softmax(dim): see `softmax_over`."""
+    """F.softmax / F.log_softmax / x.softmax(dim): see `_softmax_over`."""
     dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
-    return softmax_over(dim, _shape(node.all_input_nodes[0]), row, state)
+    return _softmax_over(dim, _shape(node.all_input_nodes[0]), row, state)
 
 
-def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
+def _softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
                  state: Spatial) -> Callable[[Spatial], Spatial]:
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
