@@ -111,7 +111,7 @@ _AXES_FUNCTIONS = {torch.transpose, torch.permute}
 _AXES_METHODS = {"transpose", "permute"}
 _LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
 _REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
-                     torch.logsumexp}
+                     torch.logsumexp, torch.max, torch.min}
 _REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
 
 
@@ -225,7 +225,10 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
 
-    merge_fn = node.op == "call_function" and target in _MERGE_FUNCTIONS
+    # torch.max / torch.min of two maps is elementwise (maxout); of one map it
+    # is a reduction (with a dim it returns indices too: see _split_state).
+    two_maps = target in (torch.max, torch.min) and len(inputs) > 1
+    merge_fn = node.op == "call_function" and (target in _MERGE_FUNCTIONS or two_maps)
     merge_method = (node.op == "call_method" and target in _POINTWISE_METHODS
                     and len(inputs) > 1)
     if merge_fn or merge_method:

@@ -467,6 +467,28 @@ def test_max_over_channels_with_indices_is_followed(values):
         receptive_field(Pooled(lambda x: x.max(dim=3)[0]), (1, 10, 10))
 
 
+class TwoBranches(nn.Module):
+    """A 3x3 and a padded 5x5 conv, aligned, then `f` of the two maps."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.a, self.b, self.f = nn.Conv2d(1, 4, 3), nn.Conv2d(1, 4, 5, padding=1), f
+
+    def forward(self, x):
+        return self.f(self.a(x), self.b(x))
+
+
+def test_torch_max_of_two_maps_is_elementwise_and_of_one_a_reduction():
+    def final(f):
+        t = receptive_field(TwoBranches(f), (1, 28, 28)).final
+        return t.n_out, t.j_out, t.r_out, t.start_out
+
+    # torch.max(a, b) (maxout) is torch.maximum; torch.max(a), a global pooling.
+    assert final(torch.max) == final(torch.min) == final(torch.maximum)
+    assert final(lambda a, b: torch.max(a)) == final(lambda a, b: a.amax())
+    assert final(torch.max)[2] == 5 and final(lambda a, b: torch.max(a))[:3] == (1, 26, 28)
+
+
 class SplitRows(nn.Module):
     def forward(self, x):
         top, bottom = x.chunk(2, dim=2)
