@@ -25,6 +25,7 @@ from .hardware import autocast_dtype
 if TYPE_CHECKING:  # only for annotations: train imports this module
     from .train import TrainConfig
 
+
 def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
                  ) -> torch.Tensor:
     """NLL of log-probabilities against targets that put `smoothing` of their
