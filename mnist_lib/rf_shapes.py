@@ -15,6 +15,7 @@ from .rf_state import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
                        _declare_hint, _kind, _on_positions, _same, _shape)
 from .rf_table import RFRow
 
+
 def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
     """F.softmax / F.log_softmax / x.softmax(dim): see `_softmax_over`."""
@@ -23,7 +24,7 @@ def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
 
 
 def _softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
-                 state: Spatial) -> Callable[[Spatial], Spatial]:
+                  state: Spatial) -> Callable[[Spatial], Spatial]:
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
     unit would see its whole column or row and yet keep its place: no jump and
