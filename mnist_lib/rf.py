@@ -225,13 +225,14 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
 
-    # torch.max / torch.min of two maps is elementwise (maxout); of one map it
-    # is a reduction (with a dim it returns indices too: see _split_state).
-    two_maps = target in (torch.max, torch.min) and len(inputs) > 1
-    merge_fn = node.op == "call_function" and (target in _MERGE_FUNCTIONS or two_maps)
+    # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
+    # maxout; of one map it is a reduction (with a dim it returns indices too:
+    # see _split_state).
+    two_maps = target in (torch.max, torch.min, "max", "min") and len(inputs) > 1
+    merge_fn = node.op == "call_function" and target in _MERGE_FUNCTIONS
     merge_method = (node.op == "call_method" and target in _POINTWISE_METHODS
                     and len(inputs) > 1)
-    if merge_fn or merge_method:
+    if merge_fn or merge_method or two_maps:
         if len(inputs) > 1:
             row.spatial = True
             return (lambda _: _merge(node, inputs, states)), row

@@ -478,13 +478,15 @@ class TwoBranches(nn.Module):
         return self.f(self.a(x), self.b(x))
 
 
-def test_torch_max_of_two_maps_is_elementwise_and_of_one_a_reduction():
+def test_max_of_two_maps_is_elementwise_and_of_one_a_reduction():
     def final(f):
         t = receptive_field(TwoBranches(f), (1, 28, 28)).final
         return t.n_out, t.j_out, t.r_out, t.start_out
 
     # torch.max(a, b) (maxout) is torch.maximum; torch.max(a), a global pooling.
     assert final(torch.max) == final(torch.min) == final(torch.maximum)
+    assert final(lambda a, b: a.max(b)) == final(lambda a, b: a.min(b)) \
+        == final(torch.maximum)
     assert final(lambda a, b: torch.max(a)) == final(lambda a, b: a.amax())
     assert final(torch.max)[2] == 5 and final(lambda a, b: torch.max(a))[:3] == (1, 26, 28)
 
