@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
-                       _declare_hint, _on_positions, _pair, _same, _shape)
+                       _arg, _declare_hint, _on_positions, _pair, _same, _shape)
 from .rf_table import RFRow, _fmt
 
 # Modules that leave every position where it is (the softmax modules depend on
@@ -142,7 +142,7 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
            ) -> Spatial:
     """Branches meeting at add/cat/...: check alignment, keep the largest RF."""
     if node.target is torch.cat:
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        dim = _arg(node, "dim", 1, 0)
         shape = _shape(inputs[0])
         if shape is not None and _on_positions(states[inputs[0]], dim, len(shape)):
             raise RFError(_declare_hint(

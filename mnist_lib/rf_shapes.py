@@ -12,14 +12,14 @@ from typing import Callable, Sequence
 import torch.fx as fx
 
 from .rf_state import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
-                       _declare_hint, _kind, _on_positions, _same, _shape)
+                       _arg, _declare_hint, _kind, _on_positions, _same, _shape)
 from .rf_table import RFRow
 
 
 def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
     """F.softmax / F.log_softmax / x.softmax(dim): see `_softmax_over`."""
-    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dim = _arg(node, "dim", 1)
     return _softmax_over(dim, _shape(node.all_input_nodes[0]), row, state)
 
 
@@ -168,7 +168,7 @@ def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
     channel pooling of CBAM's spatial attention, `x.max(dim=1)[0]`."""
     kind = _kind(node)
     if kind in ("max", "min"):
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+        dim = _arg(node, "dim", 1)
         shape = _shape(src)
         if shape is not None and _on_positions(states[src], dim, len(shape)):
             raise RFError(f"{node.name!r} takes the {kind} over a spatial axis "
@@ -179,7 +179,7 @@ def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
         raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
                                     " which returns several tensors,"))
     where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
-    dim = node.kwargs.get("dim", node.args[where] if len(node.args) > where else 0)
+    dim = _arg(node, "dim", where, 0)
     shape = _shape(src)
     if shape is not None and _on_positions(states[src], dim, len(shape)):
         raise RFError(_declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
@@ -217,7 +217,7 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
                  ) -> Callable[[Spatial], Spatial]:
     """mean / sum / amax ... over some axes: over height and width (or the axis
     they were merged into) it is a global pooling; over other axes, nothing."""
-    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dims = _arg(node, "dim", 1)
     shape = _shape(src)
     if shape is None:
         return lambda s: s

@@ -129,6 +129,14 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
+def _arg(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
+    """An argument of a call, given by keyword or at `position` (e.g. the `dim`
+    of x.softmax(1), torch.cat(xs, dim=1) or torch.max(x, 1))."""
+    if name in node.kwargs:
+        return node.kwargs[name]
+    return node.args[position] if len(node.args) > position else default
+
+
 def _kind(node: fx.Node) -> str:
     """The op a function or method node calls, e.g. "add", "chunk"."""
     return node.target if isinstance(node.target, str) else getattr(
