@@ -15,29 +15,33 @@ case "$MODE" in
   *) echo "usage: $0 full|quick" >&2; exit 2 ;;
 esac
 
+# changed NAME FILE...: whether FILE... differ from what $OUT/_build/.NAME.sha256
+# records; a missing stamp counts as a change (nobody knows what the build was
+# made from). It records them either way, whether or not this build passes.
+changed() {
+  local stamp="$OUT/_build/.$1.sha256" new
+  shift
+  new="$( { cat "$@" 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)"
+  mkdir -p "$OUT/_build"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$new" ]; then
+    return 1
+  fi
+  echo "$new" > "$stamp"
+}
+
 # myst-nb's execution cache is keyed on a chapter's code cells only, so a change
 # in mnist_lib/, the packages or the recorded results would not re-run anything:
 # when any of them changed since the last build, drop the cache and the doctrees.
-STAMP="$OUT/_build/.inputs.sha256"
-NEW="$( { cat mnist_lib/*.py requirements.txt; cat results/*.json 2>/dev/null || true; } \
-        | sha256sum | cut -d' ' -f1)"
-# A missing stamp means nobody knows what the cache was built from: clear it too.
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$NEW" ]; then
+if changed inputs mnist_lib/*.py requirements.txt results/*.json; then
   echo "mnist_lib/, requirements or results changed (or first build): executing every chapter"
   rm -rf "$OUT/_build/.jupyter_cache" "$OUT/_build/.doctrees" "$OUT/_build/html" \
          "$OUT/_build/jupyter_execute"
 fi
-# The stamp records what the cache is built from, whether or not this build passes.
-mkdir -p "$OUT/_build"
-echo "$NEW" > "$STAMP"
 # Sphinx copies _static/ (the site's CSS) only when some page is out of date,
 # so a change there alone would not reach the site: drop the HTML, keep the cache.
-STATIC_STAMP="$OUT/_build/.static.sha256"
-STATIC="$(cat _static/* | sha256sum | cut -d' ' -f1)"
-if [ ! -f "$STATIC_STAMP" ] || [ "$(cat "$STATIC_STAMP")" != "$STATIC" ]; then
+if changed static _static/*; then
   rm -rf "$OUT/_build/html"
 fi
-echo "$STATIC" > "$STATIC_STAMP"
 
 start=$(date +%s)
 "$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going
