@@ -7,7 +7,7 @@ unless the library puts it there), myst-nb is not installed (`book.glue` must
 fall back), and the recorded results come from GitHub. The kernel here gets a
 `sitecustomize` that blocks `import myst_nb` and answers requests for the
 repository's raw files from this working tree, checking that each asks for
-the URL `book.record_url` gives. What this cannot run offline is each
+a file under `results/` of `book.REPOSITORY`'s `book.BRANCH` on GitHub. What this cannot run offline is each
 chapter's install cell (`pip install git+<repository>`): the library is
 already installed here, so the cell does nothing, as on Binder.
 """
