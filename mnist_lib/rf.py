@@ -69,7 +69,7 @@ from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
-from .rf_trace import _check_size, _shapes, _trace
+from .rf_trace import _check_model, _check_size, _device_dtype, _shapes, _trace
 from .utils import eval_mode, quiet_on_closed_pipe
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "main", "RFError",
@@ -130,6 +130,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     input_size = _check_size(input_size)
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
+    _check_model(model, leaves)
     gm = _trace(model, leaves)
     _shapes(gm, model, tuple(input_size))
     c, h, w = input_size
@@ -292,6 +293,7 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
     Returns an (H, W) map, normalised to a maximum of 1. Raises RFError for
     an unknown layer, an image that is not (C, H, W) or a unit off the map.
     """
+    _check_model(model, ())
     modules = dict(model.named_modules())
     if layer not in modules:
         raise RFError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
@@ -304,8 +306,8 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
         lambda m, i, o: grabbed.__setitem__("out", o))
     try:
         with eval_mode(model):
-            param = next(model.parameters())
-            x = image.to(param.device, param.dtype).unsqueeze(0).requires_grad_(True)
+            device, dtype = _device_dtype(model)
+            x = image.to(device, dtype).unsqueeze(0).requires_grad_(True)
             model(x)
             out = grabbed["out"]
             if out.dim() == 4:

@@ -14,7 +14,7 @@ import io
 import operator
 import sys
 import textwrap
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.fx as fx
@@ -35,9 +35,41 @@ def _check_size(input_size: Any) -> tuple[int, ...]:
     except TypeError:
         size = ()
     if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
+        # Four numbers are most often a batch shape, as torchsummary's users know it.
+        batch = ("\nGive one image's size, without the batch: (C, H, W), not "
+                 "(N, C, H, W)." if len(size) == 4 else "")
         raise RFError("input_size must be three positive integers (C, H, W), e.g. "
-                      f"(1, 28, 28) for MNIST; got {input_size!r}")
+                      f"(1, 28, 28) for MNIST; got {input_size!r}{batch}")
     return size
+
+
+def _check_model(model: Any, declared: Sequence[Any]) -> None:
+    """An RFError, saying what to pass instead, unless `model` is a model the
+    calculator can trace and `declared` (custom's keys, leaf_modules) are
+    module classes."""
+    if isinstance(model, type) and issubclass(model, nn.Module):
+        # The easiest slip: the class where a model built from it belongs.
+        raise RFError(f"{model.__name__} is a class, not a model: pass one built "
+                      f"from it, e.g. receptive_field({model.__name__}(), ...)")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise RFError("a TorchScript module cannot be traced by torch.fx: pass the "
+                      "nn.Module it was scripted from")
+    if not isinstance(model, nn.Module):
+        raise RFError(f"the model must be a torch.nn.Module; got a "
+                      f"{type(model).__name__}")
+    for cls in declared:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise RFError("custom's keys and leaf_modules must be module classes, "
+                          f"e.g. nn.Upsample, not instances or names; got {cls!r}")
+
+
+def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where and in what precision the model computes: its parameters' (an
+    input must match them), or the CPU in float32 for a model without any."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return torch.device("cpu"), torch.float32
+    return param.device, param.dtype
 
 
 class _Tracer(fx.Tracer):
@@ -74,10 +106,8 @@ class _ShapeProp(ShapeProp):
 
 def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
     """Run the graph once on zeros (eval mode) to record every node's shape."""
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_size,
-                    device=param.device if param is not None else "cpu",
-                    dtype=param.dtype if param is not None else torch.float32)
+    device, dtype = _device_dtype(model)
+    x = torch.zeros(1, *input_size, device=device, dtype=dtype)
     prop, printed = _ShapeProp(gm), io.StringIO()
     try:
         # ShapeProp prints the traceback of a failing op, then raises its own

@@ -789,6 +789,14 @@ def test_effective_rf_lies_inside_theoretical_box():
     assert erf.max() == 1.0
 
 
+def test_effective_rf_of_a_model_without_parameters():
+    # No weights to take a device and dtype from: the CPU in float32.
+    erf = effective_rf(nn.Sequential(nn.AvgPool2d(3, 1, 1)), torch.rand(1, 9, 9), "0")
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 5, 3, 5)
+    assert erf.dtype == torch.float32
+
+
 @pytest.mark.parametrize("image, layer, unit, msg", [
     (torch.rand(1, 1, 28, 28), "block1.2", None, "pass image[0]"),
     (torch.rand(28, 28), "block1.2", None, "image[None]"),
@@ -850,6 +858,40 @@ def test_cli_errors(argv, msg, capsys):
 def test_input_size_must_be_three_positive_ints(size):
     with pytest.raises(RFError, match=r"three positive integers \(C, H, W\)"):
         receptive_field(MODELS["Model_4"](), size)
+
+
+def test_a_batch_shape_is_told_to_drop_the_batch():
+    with pytest.raises(RFError, match=r"without the batch: \(C, H, W\), not \(N, C"):
+        receptive_field(MODELS["Model_4"](), (1, 1, 28, 28))
+
+
+def _scripted():
+    with pytest.warns(FutureWarning):  # torch.jit.script is deprecated, not gone
+        return torch.jit.script(nn.Conv2d(1, 1, 3))
+
+
+@pytest.mark.parametrize("model, msg", [
+    (lambda: MODELS["Model_4"], r"Model_4 is a class, not a model: .*"
+                                r"receptive_field\(Model_4\(\), \.\.\.\)"),
+    (lambda: (lambda x: x), r"must be a torch.nn.Module; got a function"),
+    (_scripted, r"TorchScript module cannot be traced.*the nn.Module it was"),
+])
+def test_what_is_not_a_traceable_model_is_named(model, msg):
+    # Before, each of these reached torch.fx and came back as "could not trace",
+    # with advice about control flow that does not apply.
+    with pytest.raises(RFError, match=msg):
+        receptive_field(model(), (1, 28, 28))
+
+
+@pytest.mark.parametrize("kwargs", [{"custom": {"Upsample": POINTWISE}},
+                                    {"leaf_modules": [nn.Conv2d(1, 1, 3)]}])
+def test_declarations_must_be_module_classes(kwargs):
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate())
+    with pytest.raises(RFError, match="must be module classes, e.g. nn.Upsample"):
+        receptive_field(model, (1, 28, 28), **kwargs)
+    # What the message asks for works.
+    t = receptive_field(model, (1, 28, 28), custom={Gate: POINTWISE})
+    assert t.final.kind == "Gate" and t.final.r_out == 3
 
 
 def test_input_size_takes_any_sequence_of_ints():
