@@ -122,7 +122,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     """Receptive field of every op in `model`, for an input of `input_size` (C, H, W).
 
     custom: {module class: "pointwise" | Window(...)} for modules the
-        calculator does not know; a declared class is one op, not traced inside.
+        calculator does not know; a declared class is one op, not traced inside,
+        and its declaration must give the map size the module really gives.
     leaf_modules: classes to keep as one op without declaring them, e.g. your
         subclass of nn.Conv2d, which then counts as a Conv2d.
     Raises RFError, naming the op and the fix, for anything it cannot handle.
@@ -174,6 +175,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         src = next((a for a in inputs if not _spread(a, out_shape)), inputs[0])
         state_in = states[src]
         state_out = rule(state_in)
+        _check_map_size(node, row, modules, custom, state_out, out_shape)
         states[node] = state_out
         in_shape = _shape(src)
         row.n_in, row.n_out = _same(state_in.h.n, state_in.w.n), _same(state_out.h.n,
@@ -196,6 +198,32 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     if output_row is not None:
         table.final = output_row
     return table
+
+
+def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
+                    custom: dict[type, Any], state: Spatial,
+                    out_shape: tuple[int, ...]) -> None:
+    """An RFError unless the map size the rule computed is the one the model
+    gives: a wrong declaration (an upsampling declared pointwise, a Window
+    that is not the module's) would otherwise give a wrong table silently."""
+    if state.flat or len(out_shape) != 4:
+        return
+    rule_n = (state.h.n, state.w.n)
+    real_n = (out_shape[state.axes[0]], out_shape[state.axes[1]])
+    if rule_n == real_n:
+        return
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    declared = next((c for c in custom if isinstance(mod, c)), None)
+    real, rule = "x".join(map(str, real_n)), "x".join(map(str, rule_n))
+    if declared is None:
+        raise RFError(f"{row.name!r} ({row.kind}) gives a {real} map, not the {rule} "
+                      "its rule computes;\nplease report this model")
+    raise RFError(
+        f"{row.name!r} ({row.kind}) gives a {real} map, but the declaration\n"
+        f"    custom={{{declared.__name__}: {custom[declared]!r}}}\n"
+        f"makes it {rule}. Declare the Window(kernel, stride, padding, dilation)\n"
+        "it slides; a module that resamples the map (an upsampling, say) is\n"
+        "beyond this calculator.")
 
 
 def _is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:

@@ -894,6 +894,33 @@ def test_declarations_must_be_module_classes(kwargs):
     assert t.final.kind == "Gate" and t.final.r_out == 3
 
 
+@pytest.mark.parametrize("model, spec, real, wrong", [
+    (lambda: UpsampleNet(), {nn.Upsample: POINTWISE}, "52x52", "26x26"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2)),
+     {nn.MaxPool2d: Window(3)}, "13x13", "24x24"),
+])
+def test_a_declaration_that_contradicts_the_model_is_refused(model, spec, real, wrong):
+    # Before, the table went on with the declared map size: a silently wrong RF.
+    model = model()
+    with pytest.raises(RFError) as exc:
+        receptive_field(model, (1, 28, 28), custom=spec)
+    msg = str(exc.value)
+    assert f"'1' ({type(model[1]).__name__}) gives a {real} map" in msg
+    assert f"makes it {wrong}. Declare the Window(" in msg
+    assert max(map(len, msg.splitlines())) <= 80
+
+
+def test_a_rule_that_gets_the_map_size_wrong_is_caught(monkeypatch):
+    # The same check guards the calculator's own rules: here max-pooling is
+    # wrongly made pointwise, as a bug in a rule might.
+    from mnist_lib import rf_layers
+    monkeypatch.setattr(rf_layers, "_POINTWISE_MODULES",
+                        rf_layers._POINTWISE_MODULES + (nn.MaxPool2d,))
+    with pytest.raises(RFError, match=r"\(MaxPool2d\) gives a 5x5 map, not the 10x10"
+                                      r" its rule computes;\nplease report"):
+        receptive_field(MODELS["Model_4"](), (1, 28, 28))
+
+
 def test_input_size_takes_any_sequence_of_ints():
     import numpy as np
 
