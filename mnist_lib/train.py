@@ -374,4 +374,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m` runs this file as __main__, a second copy of the module: `fit`,
+    # reached through `recipes`, raises the package copy's DivergenceError,
+    # which this copy's `except` would not catch. So run the package's main.
+    from mnist_lib.train import main as package_main
+    sys.exit(package_main())

@@ -410,6 +410,18 @@ def test_cli_trains_and_writes_json(tmp_path, capsys):
     assert state["model"] == "Model_2"
 
 
+def test_cli_divergence_is_an_error_line_not_a_traceback():
+    # As a learner runs it: `python -m` loads this file a second time, as
+    # __main__, and the error `fit` raises must still be the one main catches.
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_lib.train", "--model", "Model_1", "--lr", "1e6",
+         "--epochs", "1", "--n-train", "1000", "--n-test", "500", "--quiet"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: training diverged"), proc.stderr
+    assert "Traceback" not in proc.stderr and "lower it (e.g. --lr" in proc.stderr
+
+
 def test_cli_boolean_flags_parse_both_ways():
     """`type=bool` would read "False" as True: booleans are --x / --no-x flags."""
     parser = T.build_parser()
