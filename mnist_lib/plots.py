@@ -6,6 +6,7 @@ They read a `History` or tensors; none of them trains or animates anything.
 from __future__ import annotations
 
 import io
+import math
 from typing import Sequence
 
 import torch
@@ -72,15 +73,22 @@ def lr_schedule(history: History) -> Figure:
 
 def image_grid(images: torch.Tensor, titles: Sequence[str], ncols: int = 10,
                title: str | None = None, colors: Sequence[str] | None = None) -> Figure:
-    """Digits (N, 28, 28) in a grid, each with a short title."""
+    """Digits (N, 28, 28), or a batch (N, 1, 28, 28), in a grid, each with a
+    short title."""
+    if images.dim() == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.dim() != 3:
+        raise ValueError("image_grid takes images as (N, H, W) or (N, 1, H, W); got "
+                         f"shape {tuple(images.shape)}")
     n = len(images)
     nrows = max(1, -(-n // ncols))
     fig = _figure(1.1 * ncols, 1.25 * nrows + (0.3 if title else 0))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    # imshow is given NumPy arrays: a tensor makes NumPy 2 warn about __array__.
     for i, ax in enumerate(axes):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i].cpu(), cmap="gray_r")
+            ax.imshow(images[i].detach().cpu().numpy(), cmap="gray_r")
             ax.set_title(titles[i], fontsize=8,
                          color=colors[i] if colors is not None else "black")
     if title:
@@ -112,13 +120,21 @@ def misclassified_grid(images: torch.Tensor, labels: torch.Tensor,
 
 
 def per_class(acc: Sequence[float], title: str = "Test accuracy per class") -> Figure:
-    """Bar chart of per-class accuracy (%)."""
+    """Bar chart of per-class accuracy (%). A NaN (a digit with no test image,
+    as in a small subset) gets no bar but a note."""
+    shown = [d for d, a in enumerate(acc) if not math.isnan(a)]
+    if not shown:
+        raise ValueError("per_class: no digit has a test image (every accuracy is NaN)")
     fig = _figure(7, 3)
     ax = fig.subplots()
-    bars = ax.bar(range(len(acc)), acc, color="tab:blue")
+    bars = ax.bar(shown, [acc[d] for d in shown], color="tab:blue")
     ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    low = min(acc[d] for d in shown) - 1
+    for d in sorted(set(range(len(acc))) - set(shown)):
+        ax.text(d, low, " no test image", rotation=90, ha="center", va="bottom",
+                fontsize=7, color="grey")
     ax.set(xticks=range(len(acc)), xlabel="digit", ylabel="accuracy (%)", title=title,
-           ylim=(min(acc) - 1, 100.2))
+           xlim=(-0.6, len(acc) - 0.4), ylim=(low, 100.2))
     return fig
 
 
@@ -128,7 +144,7 @@ def confusion(matrix: torch.Tensor) -> Figure:
     fig = _figure(5.5, 5)
     ax = fig.subplots()
     # Log colour scale: the diagonal (~1,000) would otherwise hide the errors (~1).
-    ax.imshow(torch.log1p(m.float()), cmap="Blues")
+    ax.imshow(torch.log1p(m.float()).numpy(), cmap="Blues")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             if m[i, j]:
@@ -158,7 +174,7 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
     axes = fig.subplots(1, 2 if erf is not None else 1, squeeze=False).ravel()
     size = image.shape[-1]
     for ax in axes:
-        ax.imshow(image.cpu(), cmap="gray_r")
+        ax.imshow(image.detach().cpu().numpy(), cmap="gray_r")
         top, left, h, w = box
         # Pixel i spans [i, i+1] in RF coordinates; imshow centres it at i.
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False,
@@ -169,7 +185,7 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
         ax.set_yticks([])
     axes[0].set_title(title or "theoretical RF (red box)", fontsize=9)
     if erf is not None:
-        axes[1].imshow(erf, cmap="magma", alpha=0.75, extent=(-0.5, size - 0.5,
+        axes[1].imshow(erf.cpu().numpy(), cmap="magma", alpha=0.75, extent=(-0.5, size - 0.5,
                                                               size - 0.5, -0.5))
         axes[1].set_title("effective RF: |d unit / d input|", fontsize=9)
     return fig

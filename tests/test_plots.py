@@ -65,3 +65,38 @@ def test_curves_refuse_a_run_with_no_epochs():
     with pytest.raises(ValueError, match="got none"):
         plots.curves([])
     assert len(plots.curves(one).axes) == 2  # one epoch is enough to draw
+
+
+def test_image_grids_take_a_batch_with_its_channel_axis():
+    import pytest
+
+    from mnist_lib import plots
+
+    # A DataLoader batch is (N, 1, 28, 28); the library's tensors are (N, 28, 28).
+    images, labels = torch.rand(4, 1, 28, 28), torch.tensor([3, 1, 4, 1])
+    for fig in (plots.samples(images, labels), plots.predictions(images, labels, labels)):
+        shown = [im.get_array().shape for ax in fig.axes for im in ax.get_images()]
+        assert shown == [(28, 28)] * 4
+    with pytest.raises(ValueError, match=r"\(N, H, W\) or \(N, 1, H, W\).*\(4, 3, 28, 28\)"):
+        plots.samples(torch.rand(4, 3, 28, 28), labels)
+
+
+def test_per_class_marks_a_digit_without_test_images():
+    import math
+
+    import pytest
+
+    from mnist_lib import plots
+    from mnist_lib.evaluation import per_class_accuracy
+
+    # A small test subset may lack a digit: its accuracy is NaN (0 of 0).
+    labels = torch.tensor([1, 2, 2, 3])
+    acc = per_class_accuracy(torch.tensor([1, 2, 0, 3]), labels, 10)
+    assert math.isnan(acc[0]) and acc[2] == 50.0
+    ax = plots.per_class(acc).axes[0]
+    assert [round(p.get_x() + p.get_width() / 2) for p in ax.patches] == [1, 2, 3]
+    assert ax.get_ylim()[0] == pytest.approx(49.0)
+    marks = [t.get_text().strip() for t in ax.texts if "no test image" in t.get_text()]
+    assert len(marks) == 7
+    with pytest.raises(ValueError, match="no digit has a test image"):
+        plots.per_class([math.nan] * 10)
