@@ -41,6 +41,11 @@ def check_outputs(model: nn.Module, images: torch.Tensor, mean: float,
     in eval mode, so no BatchNorm statistic or random number is used up.
     """
     name = type(model).__name__
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ModelOutputError(
+            f"{name} has no trainable parameters: training would change nothing.\n"
+            "Give it layers with weights (nn.Conv2d, nn.Linear), or unfreeze the "
+            "ones it has (p.requires_grad_(True)).")
     x = next(model_inputs(model, images[:2], mean, std))
     try:
         with eval_mode(model):
@@ -52,7 +57,8 @@ def check_outputs(model: nn.Module, images: torch.Tensor, mean: float,
             "Its first layer must take 1 channel, and each layer must fit what "
             "a 28x28 input leaves.") from err
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), 10):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out)
+        shape = (tuple(out.shape) if isinstance(out, torch.Tensor)
+                 else f"a {type(out).__name__}")
         raise ModelOutputError(
             f"{name} returns {shape} for {len(x)} images; the trainer needs "
             f"({len(x)}, 10), one score per digit.\nEnd forward() with a layer "

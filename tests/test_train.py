@@ -198,6 +198,8 @@ class _Head(nn.Module):
      "returns (2, 9) for 2 images"),
     (nn.Conv2d(3, 10, 28), lambda x: torch.log_softmax(x.flatten(1), 1),
      "to have 3 channels, but got 1"),
+    (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+     lambda x: (torch.log_softmax(x, 1), x), "returns a tuple for 2 images"),
 ])
 def test_fit_refuses_a_model_whose_output_it_cannot_use(small, layer, finish, msg):
     """Raw logits would "train" silently with a negative loss; a wrong shape
@@ -210,6 +212,17 @@ def test_fit_refuses_a_model_whose_output_it_cannot_use(small, layer, finish, ms
     assert "log_softmax" in str(exc.value) or "1 channel" in str(exc.value)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert model.training  # the check's eval mode is undone
+
+
+@pytest.mark.parametrize("model", [
+    lambda: _Head(nn.Flatten(), lambda x: torch.log_softmax(x[:, :10], 1)),
+    lambda: get_model("Model_2").requires_grad_(False),
+])
+def test_fit_refuses_a_model_with_nothing_to_train(small, model):
+    # Before: "generator raised StopIteration" or "empty parameter list".
+    with pytest.raises(ModelOutputError, match="has no trainable parameters.*\n.*"
+                                               r"nn.Conv2d.*requires_grad_\(True\)"):
+        T.fit(model(), small, quick(epochs=1))
 
 
 def test_eval_mode_gives_each_submodule_its_own_mode_back_even_after_an_error():
