@@ -202,7 +202,12 @@ def load_record(name: str) -> dict[str, Any]:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: regenerate it with the "
                                     "command given in the Reproducibility chapter")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}): restore it with git, "
+                             "or regenerate it with the command given in the "
+                             "Reproducibility chapter") from err
     url = record_url(name)
     try:
         with urllib.request.urlopen(url, timeout=30) as response:

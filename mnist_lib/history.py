@@ -99,4 +99,12 @@ class History:
 
     @classmethod
     def load(cls, path: str | Path) -> "History":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read a history written by `save` (or the training CLI's --out)."""
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as err:  # not JSON, or not a History's
+            raise ValueError(
+                f"{path} is not a saved History ({type(err).__name__}: {err}).\n"
+                "It is cut short or another file: save the run again with "
+                "History.save, or the CLI's --out.") from err

@@ -91,6 +91,10 @@ def test_record_in_a_checkout_is_the_local_file_never_a_download(monkeypatch, tm
     with pytest.raises(FileNotFoundError, match="seeds_Model_9.json is missing: "
                                                 "regenerate it"):
         book.load_record("seeds_Model_9")
+    (tmp_path / "results" / "seeds_Model_4.json").write_text('{"seeds": [')
+    with pytest.raises(ValueError, match="seeds_Model_4.json is not valid JSON .*"
+                                         "restore it with git"):
+        book.load_record("seeds_Model_4")
 
 
 def test_record_outside_a_checkout_comes_from_the_repository(monkeypatch, tmp_path):

@@ -99,6 +99,19 @@ def test_first_epoch_meeting():
         h.first_epoch_meeting(99.4, 0)  # else epoch 0 "meets" the rule
 
 
+@pytest.mark.parametrize("text, cause", [
+    ('{"model": "Model_2", "epochs": [', "JSONDecodeError"),  # cut short
+    ('{"seeds": []}', "KeyError: 'epochs'"),                  # a seed record, say
+    ('[1, 2]', "TypeError"),
+])
+def test_history_load_names_a_file_that_is_not_one(tmp_path, text, cause):
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"{re.escape(str(path))} is not a saved "
+                                         f"History \\({cause}.*\n.*--out"):
+        History.load(path)
+
+
 def test_history_json_round_trip(tmp_path, small):
     hist = T.fit(get_model("Model_2"), small, quick(epochs=1))
     path = hist.save(tmp_path / "h.json")
