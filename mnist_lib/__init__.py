@@ -4,7 +4,8 @@ Public API (see each module for details):
 
 - data:    `load_mnist`, `MNIST`, `pixel_stats`
 - augmentation: `augment` (rotate, shift and zoom a batch on the device)
-- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
+- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`,
+           `save_checkpoint`, `load_checkpoint`
 - rf:      `receptive_field`, `RFTable`, `effective_rf`
 - train:   `TrainConfig`, `fit` (returns a `History`, from history)
 - step:    one training step, eager or as a CUDA graph
@@ -19,7 +20,7 @@ Nothing runs at import time: no downloads, no global torch settings.
 from importlib import import_module
 
 from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
-                     count_parameters, get_model)
+                     count_parameters, get_model, load_checkpoint, save_checkpoint)
 from .utils import best_device, set_seed
 
 # Names from the modules that are also command-line programs (`python -m
@@ -39,7 +40,8 @@ _LAZY = {
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = ["FINAL_MODEL", "MODELS", "Model_1", "Model_2", "Model_3", "Model_4",
-           "Model_5", "count_parameters", "get_model", "best_device", "set_seed",
+           "Model_5", "count_parameters", "get_model", "load_checkpoint",
+           "save_checkpoint", "best_device", "set_seed",
            *_WHERE]
 __version__ = "0.1.0"
 

@@ -13,10 +13,14 @@ the full 28x28 resolution dominates training time (measured in the book's
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .utils import atomic_torch_save
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
@@ -236,6 +240,39 @@ def layer_list(model: nn.Module) -> list[str]:
         settings = [f"{k}={getattr(m, k)}" for k in _LAYER_SETTINGS if hasattr(m, k)]
         rows.append(" ".join([type(m).__name__, *shapes, *settings]))
     return rows
+
+
+def save_checkpoint(path: str | Path, name: str, model: nn.Module,
+                    config: dict[str, Any] | None = None) -> Path:
+    """Write a book model's weights, with its name and the training config,
+    atomically: `load_checkpoint` (or `torch.load`) reads them back."""
+    return atomic_torch_save({"model": name, "state_dict": model.state_dict(),
+                              "config": config or {}}, path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The book model saved in `path` (by `save_checkpoint`, or by
+    `python -m mnist_lib.train --checkpoint FILE`), on `device` and in eval
+    mode, ready to predict."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        name, state = saved["model"], saved["state_dict"]
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # not a torch file, cut short, or another kind of one
+        # torch's own message (about weights_only) would mislead here.
+        raise ValueError(f"{path} is not a checkpoint of a book model "
+                         f"({type(err).__name__}).\nWrite one with "
+                         "`python -m mnist_lib.train --checkpoint FILE`.") from err
+    model = get_model(name)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # the model's layers changed since it was saved
+        raise ValueError(
+            f"{path} holds weights of an earlier {name}, whose layers differ from "
+            f"{name}'s now:\n{err}\nTrain it again: python -m mnist_lib.train "
+            f"--model {name} --checkpoint {path}") from err
+    return model.to(device).eval()
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

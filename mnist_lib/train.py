@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"model to train (default {FINAL_MODEL})")
     p.add_argument("--data", default="data", help="MNIST root folder (default: data)")
     p.add_argument("--out", help="write the history as JSON to this file")
-    p.add_argument("--checkpoint", help="write the trained weights to this file")
+    p.add_argument("--checkpoint", help="write the tested weights to this file "
+                   "(read them with mnist_lib.load_checkpoint)")
     for f in fields(TrainConfig):
         if f.name in ("scale", "progress"):
             continue
@@ -339,8 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
+    from .models import save_checkpoint
     from .recipes import recipe, run
-    from .utils import atomic_torch_save
 
     args = build_parser().parse_args(argv)
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
@@ -368,8 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         hist.save(args.out)
     if args.checkpoint:
-        atomic_torch_save({"model": args.model, "state_dict": model.state_dict(),
-                           "config": asdict(cfg)}, args.checkpoint)
+        save_checkpoint(args.checkpoint, args.model, model, asdict(cfg))
     return 0
 
 

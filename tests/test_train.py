@@ -24,7 +24,7 @@ from mnist_lib.evaluation import (ModelOutputError, confusion_matrix, evaluate,
                                   misclassified, per_class_accuracy,
                                   recompute_bn_stats)
 from mnist_lib.history import EpochRecord, History
-from mnist_lib.models import get_model, layer_list
+from mnist_lib.models import get_model, layer_list, load_checkpoint, save_checkpoint
 from mnist_lib.recipes import model_differences, recipe, recipe_differences, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,7 +423,7 @@ def test_cli_cuda_without_gpu(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
-def test_cli_trains_and_writes_json(tmp_path, capsys):
+def test_cli_trains_and_writes_json(tmp_path, capsys, mnist):
     out = tmp_path / "run.json"
     code = T.main(["--model", "Model_2", "--epochs", "1", "--n-train", "1000",
                    "--n-test", "500", "--quiet", "--out", str(out),
@@ -432,8 +432,30 @@ def test_cli_trains_and_writes_json(tmp_path, capsys):
     hist = History.load(out)
     assert hist.model == "Model_2" and len(hist.epochs) == 1
     assert "target" in capsys.readouterr().out
-    state = torch.load(tmp_path / "w.pt")
-    assert state["model"] == "Model_2"
+    # The checkpoint holds the weights that were tested: reloaded, they score
+    # the run's last test accuracy again.
+    model = load_checkpoint(tmp_path / "w.pt")
+    assert type(model).__name__ == "Model_2" and not model.training
+    _, correct, _ = evaluate(model, mnist.test_images[:500], mnist.test_labels[:500],
+                             *pixel_stats(mnist.train_images[:1000]))
+    assert 100.0 * correct / 500 == pytest.approx(hist.epochs[-1].test_acc)
+
+
+def test_load_checkpoint_names_what_is_wrong_with_a_file(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match=r"notes.pt is not a checkpoint of a book "
+                                         r"model .*\n.*--checkpoint FILE"):
+        load_checkpoint(bad)
+    # Saved from a model whose layers have changed since (here: another model).
+    old = tmp_path / "old.pt"
+    save_checkpoint(old, "Model_4", get_model("Model_2"))
+    with pytest.raises(ValueError, match=r"weights of an earlier Model_4, whose layers "
+                                         r"differ(?s:.*)--model Model_4 --checkpoint"):
+        load_checkpoint(old)
+    save_checkpoint(old, "Model_9", get_model("Model_2"))
+    with pytest.raises(ValueError, match="unknown model 'Model_9'"):
+        load_checkpoint(old)
 
 
 def test_cli_divergence_is_an_error_line_not_a_traceback():
