@@ -21,6 +21,7 @@ from importlib import import_module
 
 from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
                      count_parameters, get_model, load_checkpoint, save_checkpoint)
+from .summary import summary  # imported now: a lazy name would be the module's
 from .utils import best_device, set_seed
 
 # Names from the modules that are also command-line programs (`python -m
@@ -35,13 +36,12 @@ _LAZY = {
                    "misclassified"],
     "recipes": ["RECIPES", "recipe", "run"],
     "rf": ["receptive_field", "RFTable", "RFError", "effective_rf", "Window"],
-    "summary": ["summary"],
 }
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = ["FINAL_MODEL", "MODELS", "Model_1", "Model_2", "Model_3", "Model_4",
            "Model_5", "count_parameters", "get_model", "load_checkpoint",
-           "save_checkpoint", "best_device", "set_seed",
+           "save_checkpoint", "summary", "best_device", "set_seed",
            *_WHERE]
 __version__ = "0.1.0"
 
