@@ -33,7 +33,7 @@ from typing import Iterator
 
 import torch
 
-from .utils import atomic_write_bytes, quiet_on_closed_pipe
+from .utils import atomic_write_bytes, quiet_on_closed_pipe, unwritable
 
 # Canonical MD5s of the four uncompressed IDX files (as torchvision checks them).
 MNIST_MD5 = {
@@ -243,6 +243,11 @@ def ensure_mnist(root: str | os.PathLike = "data", download: bool = True,
         listed = "; ".join(f"{k}: {v}" for k, v in problems.items())
         raise DataError(f"MNIST under {raw_folder(root)} is not usable ({listed}). "
                         "Call load_mnist(download=True) or run `make data`.")
+    # Before any download: a folder that cannot take the files would only be
+    # found out after fetching them, with every source blamed for it.
+    if why := unwritable(raw_folder(root) / "train-images-idx3-ubyte"):
+        raise DataError(f"MNIST cannot be saved under {root}: {why} "
+                        "(load_mnist's root, the CLI's --root).")
     say = print if verbose else (lambda *a, **k: None)
     for name, problem in problems.items():
         path = raw_folder(root) / name

