@@ -9,6 +9,7 @@
 
 CLI:  python -m mnist_lib.rf mnist_lib.models:Model_4 --input 1,28,28
       python -m mnist_lib.rf torchvision.models:resnet18 --input 3,224,224
+      python -m mnist_lib.rf my_net.py:Net      (a file of yours)
 
 Per spatial axis every tensor carries four numbers (Araujo et al., Distill 2019;
 Dang Ha The Hien's "guide to receptive field arithmetic"):
@@ -51,10 +52,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import operator
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -355,13 +358,32 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
 
 
 # ---------------------------------------------------------------------- CLI
+def _import_file(path: Path) -> Any:
+    """The module in a .py file, imported as a script would be: its folder
+    first on sys.path, so that it can import the files beside it."""
+    if not path.is_file():
+        raise SystemExit(f"error: no file {str(path)!r}")
+    sys.path.insert(0, str(path.resolve().parent))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        raise SystemExit(f"error: running {str(path)!r} failed: "
+                         f"{type(err).__name__}: {err}")
+    return module
+
+
 def _load(spec: str) -> nn.Module:
     if ":" not in spec:
-        raise SystemExit(f"error: {spec!r} is not PACKAGE.MODULE:CALLABLE "
-                         "(e.g. mnist_lib.models:Model_4)")
-    mod_name, attr = spec.split(":", 1)
+        raise SystemExit(f"error: {spec!r} is not PACKAGE.MODULE:CALLABLE or "
+                         "FILE.py:CALLABLE (e.g. mnist_lib.models:Model_4, "
+                         "my_net.py:Net)")
+    mod_name, attr = spec.rsplit(":", 1)
     try:
-        obj = getattr(importlib.import_module(mod_name), attr)
+        module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
+                  else importlib.import_module(mod_name))
+        obj = getattr(module, attr)
     except (ImportError, AttributeError) as err:
         raise SystemExit(f"error: cannot load {spec!r}: {err}")
     if isinstance(obj, nn.Module):
@@ -389,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mnist_lib.rf",
                                 description="Receptive-field table of a PyTorch model.")
     p.add_argument("model",
-                   help="PACKAGE.MODULE:CALLABLE, e.g. mnist_lib.models:Model_4")
+                   help="PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE, e.g. "
+                        "mnist_lib.models:Model_4 or my_net.py:Net")
     p.add_argument("--input", default="1,28,28", help="C,H,W (default 1,28,28)")
     p.add_argument("--format", default="table",
                    choices=["table", "markdown", "csv", "json"])

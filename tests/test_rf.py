@@ -944,6 +944,30 @@ def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cau
     assert capsys.readouterr().err == ""
 
 
+def test_cli_takes_a_file_of_the_students_own(tmp_path, capsys, monkeypatch):
+    # A file in another folder, which imports a file beside it, as a script can.
+    (tmp_path / "blocks.py").write_text(
+        "import torch.nn as nn\n"
+        "def block(c_in, c_out):\n"
+        "    return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.ReLU())\n")
+    (tmp_path / "my_net.py").write_text(
+        "import torch.nn as nn\n"
+        "from blocks import block\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(block(1, 4), block(4, 8), nn.MaxPool2d(2))\n")
+    (tmp_path / "bad.py").write_text("import torch\nraise ValueError('oops')\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI prepends the folder
+    assert main([f"{tmp_path / 'my_net.py'}:Net", "--columns", "name,r_out"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "output RF 6 px, jump 2 px"
+    for spec, msg in [(f"{tmp_path / 'nope.py'}:Net", "no file"),
+                      (f"{tmp_path / 'bad.py'}:Net", "failed: ValueError: oops"),
+                      (f"{tmp_path / 'my_net.py'}:Nett", "has no attribute 'Nett'")]:
+        with pytest.raises(SystemExit) as exc:
+            main([spec])
+        assert msg in str(exc.value.code), exc.value.code
+
+
 def test_cli_unsupported_model_exits_1(capsys):
     assert main(["tests.test_rf:UpsampleNet"]) == 1
     assert "Upsample" in capsys.readouterr().err
