@@ -65,12 +65,12 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rf_layers import (_adaptive, _functional_pool, _linear_rule, _merge,
-                        _module_rule, _pad_rule, _spread)
+from .rf_layers import (_adaptive, _functional_conv, _functional_pool, _linear_rule,
+                        _merge, _module_rule, _pad_rule, _spread, _window_rule)
 from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
                         _several_tensors, _softmax_over, _softmax_rule, _split_state)
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
-                       _declare_hint, _kind, _same, _shape)
+                       _arg, _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
 from .rf_trace import _check_model, _check_size, _device_dtype, _shapes, _trace
 from .utils import eval_mode, quiet_on_closed_pipe
@@ -288,6 +288,14 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return _axes_rule(node, inputs[0], row), row
     if node.op == "call_function" and target in (F.max_pool2d, F.avg_pool2d):
         return _functional_pool(node, row), row
+    if node.op == "call_function" and target in (F.conv2d, torch.conv2d):
+        return _functional_conv(node, row), row
+    if node.op == "call_function" and target in (F.pixel_unshuffle,
+                                                 torch.pixel_unshuffle):
+        # Each r x r block becomes one position's channels: a window r, stride r.
+        factor = _arg(node, "downscale_factor", 1)
+        row.spatial = True
+        return _window_rule(row, factor, factor, 0, 1), row
     if node.op == "call_function" and target is F.pad:
         return _pad_rule(node, row), row
     if node.op == "call_function" and target in (F.adaptive_avg_pool2d,

@@ -1,11 +1,12 @@
-"""How the layers that slide over a map change its receptive field: convs,
-poolings (module or functional, adaptive too), pads, Linear layers, and
-branches that meet (add, cat, a squeeze-and-excitation gate). Each rule fills
+"""How the layers that slide over a map change its receptive field: convs and
+poolings (module or functional, adaptive too), space-to-depth, pads, Linear
+layers, and branches that meet (add, cat, a squeeze-and-excitation gate). Each rule fills
 in its op's row and returns the function that maps the input's state to the
 output's. `mnist_lib.rf` picks the rule for each op of the graph."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -44,18 +45,9 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
         raise RFError(f"custom spec for {type(mod).__name__} must be 'pointwise' or "
                       f"a Window(...), got {spec!r}")
     if isinstance(mod, nn.Conv2d):
-        pad = mod.padding
-        if isinstance(pad, str):  # 'same' / 'valid'
-            if pad == "valid":
-                pad = (0, 0)
-            else:
-                k_eff = [d * (k - 1) + 1 for k, d in zip(mod.kernel_size, mod.dilation)]
-                total = [ke - 1 for ke in k_eff]
-                # PyTorch pads the extra pixel of an even total on the far side.
-                return _window_rule(row, mod.kernel_size, mod.stride,
-                                    [t // 2 for t in total], mod.dilation,
-                                    pad_hi=[t - t // 2 for t in total])
-        return _window_rule(row, mod.kernel_size, mod.stride, pad, mod.dilation)
+        return _conv_rule(row, mod.kernel_size, mod.stride, mod.padding, mod.dilation)
+    if isinstance(mod, nn.PixelUnshuffle):
+        return _window_rule(row, mod.downscale_factor, mod.downscale_factor, 0, 1)
     if isinstance(mod, nn.MaxPool2d):
         return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
                             mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
@@ -94,6 +86,42 @@ def _window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
         return Spatial(st.h.window(k[0], s[0], p[0], p_hi[0], d[0], ceil_mode),
                        st.w.window(k[1], s[1], p[1], p_hi[1], d[1], ceil_mode))
     return rule
+
+
+def _conv_rule(row: RFRow, kernel, stride, padding, dilation
+               ) -> Callable[[Spatial], Spatial]:
+    """A convolution's window; `padding` may also be 'same' or 'valid'."""
+    if padding == "valid":
+        padding = 0
+    if padding == "same":
+        k_eff = [d * (k - 1) + 1 for k, d in zip(_pair(kernel), _pair(dilation))]
+        total = [ke - 1 for ke in k_eff]
+        # PyTorch pads the extra pixel of an even total on the far side.
+        return _window_rule(row, kernel, stride, [t // 2 for t in total], dilation,
+                            pad_hi=[t - t // 2 for t in total])
+    return _window_rule(row, kernel, stride, padding, dilation)
+
+
+def _computed(settings: list[Any]) -> bool:
+    """Whether a functional op's settings (a window, a stride) are computed at
+    run time: graph nodes, alone or in a tuple, rather than numbers."""
+    return any(isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
+        isinstance(x, fx.Node) for x in v)) for v in settings)
+
+
+def _functional_conv(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+    """F.conv2d(x, weight, bias, stride, padding, dilation, groups): the kernel
+    is the weight's last two axes."""
+    weight, bias = _arg(node, "weight", 1), _arg(node, "bias", 2)
+    settings = [_arg(node, "stride", 3, 1), _arg(node, "padding", 4, 0),
+                _arg(node, "dilation", 5, 1)]
+    if _computed(settings):
+        raise RFError(f"{node.name!r} convolves with a stride, padding or dilation "
+                      "computed at run time.\nGive them as numbers, or use nn.Conv2d.")
+    row.spatial = True
+    row.params = sum(math.prod(_shape(t) or ()) for t in (weight, bias)
+                     if isinstance(t, fx.Node))
+    return _conv_rule(row, _shape(weight)[2:], *settings)
 
 
 def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
@@ -207,8 +235,7 @@ def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     k = args["kernel_size"]
     row.spatial = True
     settings = [v for name, v in args.items() if name != "input"]
-    if any(isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
-            isinstance(x, fx.Node) for x in v)) for v in settings):
+    if _computed(settings):
         # A window computed at run time, F.avg_pool2d(x, x.size()[2:]): followed
         # when it pools the whole map, the usual reason to write it.
         if tuple((_shape(node) or ())[2:]) == (1, 1):

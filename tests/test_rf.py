@@ -440,6 +440,77 @@ def test_channel_split_and_shuffle_are_followed():
         receptive_field(SplitRows(), (1, 16, 16))
 
 
+class FunctionalConvs(nn.Module):
+    """Convolutions written with F.conv2d and weights of its own, as in a
+    from-scratch exercise; `modules=True` is the same net with nn.Conv2d."""
+
+    def __init__(self, modules: bool = False):
+        super().__init__()
+        self.modules_ = modules
+        self.a, self.b, self.c = (nn.Conv2d(1, 4, 3, stride=2, padding=1),
+                                  nn.Conv2d(4, 4, 3, dilation=2, bias=False),
+                                  nn.Conv2d(4, 2, 4, padding="same"))
+
+    def forward(self, x):
+        if self.modules_:
+            return self.c(self.b(self.a(x)))
+        x = F.conv2d(x, self.a.weight, self.a.bias, 2, 1)
+        x = F.conv2d(x, self.b.weight, dilation=2)
+        return torch.conv2d(x, self.c.weight, self.c.bias, padding="same")
+
+
+# torch's note that an even kernel's 'same' padding copies the input.
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_functional_conv_is_the_conv_module():
+    cols = ["kernel", "stride", "padding", "dilation", "n_out", "j_out", "r_out",
+            "start_out", "ch_out", "params"]
+    t = receptive_field(FunctionalConvs(), (1, 28, 28))
+    m = receptive_field(FunctionalConvs(modules=True), (1, 28, 28))
+    assert [r["kind"] for r in t.to_records(columns=["kind"])] == ["conv2d"] * 3
+    assert t.to_records(columns=cols) == m.to_records(columns=cols)
+    assert t.final.r_out == 3 + 4 * 2 + 3 * 2 and t.final.padding == ((1, 1), (2, 2))
+    (top, left, h, w), _ = empirical_rf(FunctionalConvs(), 28)
+    assert (h, w) == (t.final.r_out, t.final.r_out)
+
+
+class ComputedStride(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2, 1, 3, 3))
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight, stride=x.shape[-1] // 14)
+
+
+def test_functional_conv_with_a_stride_computed_at_run_time_is_refused():
+    with pytest.raises(RFError, match="(?s)stride, padding or dilation computed at "
+                                      "run time.*nn.Conv2d"):
+        receptive_field(ComputedStride(), (1, 28, 28))
+
+
+class Unshuffle(nn.Module):
+    """Space-to-depth (pixel_unshuffle) after a conv, as a function or a module."""
+
+    def __init__(self, module: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.down = nn.PixelUnshuffle(2) if module else (lambda x: F.pixel_unshuffle(x, 2))
+
+    def forward(self, x):
+        return self.down(self.conv(x))
+
+
+@pytest.mark.parametrize("module", [False, True])
+def test_pixel_unshuffle_is_a_window_of_its_factor(module):
+    t = receptive_field(Unshuffle(module), (1, 16, 16))
+    window = receptive_field(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Conv2d(2, 8, 2, 2)),
+                             (1, 16, 16))
+    cols = ["kernel", "stride", "n_out", "j_out", "r_out", "start_out", "ch_out"]
+    assert t.to_records(columns=cols)[-1] == window.to_records(columns=cols)[-1]
+    (top, left, h, w), _ = empirical_rf(Unshuffle(module), 16)
+    assert (h, w) == (t.final.r_out, t.final.r_out) == (4, 4)
+
+
 class SpatialAttention(nn.Module):
     """CBAM's spatial attention: mean and max over channels, a 7x7 conv, a gate.
     (CBAM's sigmoid is left out: with the oracle's all-positive weights it
