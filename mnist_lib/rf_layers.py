@@ -1,8 +1,8 @@
 """How the layers that slide over a map change its receptive field: convs and
 poolings (module or functional, adaptive too), space-to-depth, pads, Linear
-layers, and branches that meet (add, cat, a squeeze-and-excitation gate). Each rule fills
-in its op's row and returns the function that maps the input's state to the
-output's. `mnist_lib.rf` picks the rule for each op of the graph."""
+layers, and branches that meet (add, cat, a squeeze-and-excitation gate).
+Each rule fills in its op's row and returns the function that maps the input's
+state to the output's. `mnist_lib.rf` picks the rule for each op of the graph."""
 
 from __future__ import annotations
 
