@@ -185,8 +185,8 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
         ax.set_yticks([])
     axes[0].set_title(title or "theoretical RF (red box)", fontsize=9)
     if erf is not None:
-        axes[1].imshow(erf.cpu().numpy(), cmap="magma", alpha=0.75, extent=(-0.5, size - 0.5,
-                                                              size - 0.5, -0.5))
+        axes[1].imshow(erf.cpu().numpy(), cmap="magma", alpha=0.75,
+                       extent=(-0.5, size - 0.5, size - 0.5, -0.5))
         axes[1].set_title("effective RF: |d unit / d input|", fontsize=9)
     return fig
 
