@@ -67,8 +67,9 @@ import torch.nn.functional as F
 
 from .rf_layers import (_adaptive, _functional_conv, _functional_pool, _linear_rule,
                         _merge, _module_rule, _pad_rule, _spread, _window_rule)
-from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _reshape_rule,
-                        _several_tensors, _softmax_over, _softmax_rule, _split_state)
+from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _repeat_rule,
+                        _reshape_rule, _several_tensors, _softmax_over, _softmax_rule,
+                        _split_state)
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
                        _arg, _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
@@ -283,6 +284,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
     if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
             node.op == "call_method" and target in _SHAPE_METHODS):
         return _reshape_rule(node, inputs[0], row, states[inputs[0]]), row
+    if node.op == "call_method" and target in ("expand", "expand_as", "repeat"):
+        return _repeat_rule(node, inputs[0], row, states[inputs[0]]), row
     if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
             node.op == "call_method" and target in _AXES_METHODS):
         return _axes_rule(node, inputs[0], row), row

@@ -240,3 +240,23 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
         return replace(s, axes=tuple(a + shift for a in s.axes))
 
     return reduce
+
+
+def _repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+                 ) -> Callable[[Spatial], Spatial]:
+    """expand / expand_as / repeat: copies along the channels (a grey digit made
+    three-channel for an ImageNet model, x.repeat(1, 3, 1, 1)) leave every
+    unit where it is; copies along height or width put one unit in many
+    places, which no jump and start can describe."""
+    before, after = _shape(src), _shape(node)
+    if before is None or after is None or len(before) != len(after):
+        raise RFError(_declare_hint(f"{row.kind} that adds axes ({node.name!r})"))
+    # A pooled (flat) map, (N, C) or (N, C, 1, 1): a copy along any axis after
+    # the channels spreads it over positions.
+    spatial = range(2, len(before)) if state.flat else state.axes
+    if any(before[a] != after[a] for a in spatial):
+        raise RFError(f"{node.name!r} ({row.kind}) copies a map along its height "
+                      "or width.\nLet broadcasting spread it instead: multiply or "
+                      "add the smaller map\nto the larger one directly.")
+    return lambda s: s
+

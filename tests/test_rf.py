@@ -511,6 +511,40 @@ def test_pixel_unshuffle_is_a_window_of_its_factor(module):
     assert (h, w) == (t.final.r_out, t.final.r_out) == (4, 4)
 
 
+class ThreeChannels(nn.Module):
+    """A grey digit copied to three channels for a three-channel net (an
+    ImageNet model, say); `how` copies along the height instead."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.net = how, nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2))
+
+    def forward(self, x):
+        if self.how == "repeat":
+            return self.net(x.repeat(1, 3, 1, 1))
+        if self.how == "expand":
+            return self.net(x.expand(-1, 3, -1, -1))
+        if self.how == "rows":
+            return self.net(x.repeat(1, 3, 2, 1))
+        return x.mean((2, 3), keepdim=True).expand(-1, -1, 28, 28) * x  # "spread"
+
+
+@pytest.mark.parametrize("how", ["repeat", "expand"])
+def test_copies_along_the_channels_leave_the_rf_alone(how):
+    t = receptive_field(ThreeChannels(how), (1, 28, 28))
+    plain = receptive_field(ThreeChannels(how).net, (3, 28, 28))
+    cols = ["n_out", "j_out", "r_out", "start_out"]
+    assert t.to_records(columns=cols)[-1] == plain.to_records(columns=cols)[-1]
+    assert t.rows[0].kind == how and t.rows[0].ch_out == 3
+
+
+@pytest.mark.parametrize("how", ["rows", "spread"])
+def test_copies_along_height_or_width_are_refused(how):
+    with pytest.raises(RFError, match="copies a map along its height or width.\n"
+                                      "Let broadcasting spread it"):
+        receptive_field(ThreeChannels(how), (1, 28, 28))
+
+
 class SpatialAttention(nn.Module):
     """CBAM's spatial attention: mean and max over channels, a 7x7 conv, a gate.
     (CBAM's sigmoid is left out: with the oracle's all-positive weights it
