@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,3 +30,25 @@ def test_public_names_are_the_functions_and_classes_not_modules():
     assert out.returncode == 0, out.stderr
     total, modules = out.stdout.splitlines()
     assert total.startswith("Total params:") and modules == "[]"
+
+
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
+    # What readers copy first. Only the training is cut short (1 epoch on
+    # 2,000 images); every other line runs as the README prints it.
+    from mnist_lib import recipes
+
+    block = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    full_run = recipes.run
+
+    def short_run(model, data, config=None, **overrides):
+        return full_run(model, data, config, epochs=1, n_train=2000, n_test=500,
+                        progress=False, **overrides)
+
+    monkeypatch.setattr(recipes, "run", short_run)
+    monkeypatch.chdir(tmp_path)  # the files it writes land here
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    scope: dict = {}
+    exec(block.group(1), scope)
+    assert type(scope["model"]).__name__ == "Model_4" and not scope["model"].training
+    assert (tmp_path / "run.json").exists() and (tmp_path / "model4.pt").exists()
+    assert scope["history"].epochs and scope["history"].model == "Model_4"
