@@ -1,4 +1,4 @@
-"""The package's public names: each is what its docs say, however it is imported."""
+"""The package as readers meet it: its public names, and the README's example."""
 
 from __future__ import annotations
 
