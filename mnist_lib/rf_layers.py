@@ -118,10 +118,15 @@ def _functional_conv(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     if _computed(settings):
         raise RFError(f"{node.name!r} convolves with a stride, padding or dilation "
                       "computed at run time.\nGive them as numbers, or use nn.Conv2d.")
+    shape = _shape(weight) if isinstance(weight, fx.Node) else None
+    if shape is None or len(shape) != 4:
+        raise RFError(f"{node.name!r} convolves with a weight whose shape is not "
+                      "known as (out, in, kh, kw).\nUse nn.Conv2d, or a weight "
+                      "that is a tensor of the model.")
     row.spatial = True
     row.params = sum(math.prod(_shape(t) or ()) for t in (weight, bias)
                      if isinstance(t, fx.Node))
-    return _conv_rule(row, _shape(weight)[2:], *settings)
+    return _conv_rule(row, shape[2:], *settings)
 
 
 def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
