@@ -99,8 +99,27 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             problems.append("label_smoothing must be in [0, 1), "
                             f"got {self.label_smoothing}")
-        if self.rotation < 0 or self.translate < 0:
-            problems.append("rotation and translate must be >= 0")
+        if self.rotation < 0:
+            problems.append(f"rotation must be >= 0 (degrees), got {self.rotation}")
+        if not 0 <= self.translate < 1:
+            problems.append("translate must be in [0, 1) (a fraction of the image), "
+                            f"got {self.translate}")
+        scale = tuple(self.scale)
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+            problems.append(f"scale must be (low, high) with 0 < low <= high, e.g. "
+                            f"(0.95, 1.05), got {tuple(self.scale)}")
+        # These torch itself refuses, but only once the data are loaded.
+        if not 0 <= self.momentum < 1:
+            problems.append(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 < self.pct_start < 1:
+            problems.append(f"pct_start must be in (0, 1), got {self.pct_start}")
+        if self.step_size < 1 or not self.gamma > 0:
+            problems.append("step_size must be >= 1 and gamma > 0, got "
+                            f"{self.step_size} and {self.gamma}")
+        if self.eval_batch_size < 1:
+            problems.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.clean_epochs < 0:
             problems.append(f"clean_epochs must be >= 0, got {self.clean_epochs}")
         for field in ("n_train", "n_test"):

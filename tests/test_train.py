@@ -171,6 +171,17 @@ def test_evaluation_helpers_against_hand_counts():
     (dict(precision="fp16"), "precision 'fp16' is not one of"),
     (dict(bn_recompute=-1), "bn_recompute must be >= 0"),
     (dict(clean_epochs=-1), "clean_epochs must be >= 0"),
+    (dict(rotation=-5), r"rotation must be >= 0 \(degrees\)"),
+    (dict(translate=2.0), r"translate must be in \[0, 1\)"),
+    (dict(scale=(1.1, 0.9)), r"0 < low <= high, e.g. \(0.95, 1.05\), got \(1.1, 0.9\)"),
+    (dict(scale=(0.0, 1.0)), r"0 < low <= high"),
+    (dict(scale=(0.9, 1.0, 1.1)), r"0 < low <= high"),
+    (dict(momentum=1.5), r"momentum must be in \[0, 1\)"),
+    (dict(weight_decay=-1e-4), "weight_decay must be >= 0"),
+    (dict(pct_start=1.0), r"pct_start must be in \(0, 1\)"),
+    (dict(step_size=0), "step_size must be >= 1 and gamma > 0"),
+    (dict(gamma=0.0), "step_size must be >= 1 and gamma > 0"),
+    (dict(eval_batch_size=0), "eval_batch_size must be >= 1"),
 ])
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
