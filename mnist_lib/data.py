@@ -70,7 +70,13 @@ class MNIST:
         return MNIST(*(t.to(device) for t in self._tensors()))
 
     def subset(self, n_train: int | None = None, n_test: int | None = None) -> "MNIST":
-        """The first `n_train` training and `n_test` test examples (for quick runs)."""
+        """The first `n_train` training and `n_test` test examples (for quick runs).
+        Asking for more than there are is an error, not all of them in silence."""
+        for what, n, have in (("n_train", n_train, len(self.train_labels)),
+                              ("n_test", n_test, len(self.test_labels))):
+            if n is not None and n > have:
+                raise ValueError(f"{what}={n}, but there are only {have:,} images; "
+                                 f"ask for at most {have}, or None for all")
         return MNIST(
             self.train_images[:n_train], self.train_labels[:n_train],
             self.test_images[:n_test], self.test_labels[:n_test],

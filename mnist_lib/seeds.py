@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         p.error(str(err))
     data = load_mnist(args.data)
+    try:
+        data.subset(args.n_train, args.n_test)  # sizes checked before the runs
+    except ValueError as err:
+        p.error(str(err))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     print(HEADER)
     t0 = time.perf_counter()

@@ -376,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().error(f"{flag}: {why}")
     data = load_mnist(args.data)
     try:
+        data.subset(cfg.n_train, cfg.n_test)  # sizes checked before the run
+    except ValueError as err:
+        build_parser().error(str(err))
+    try:
         model, hist = run(args.model, data, cfg)
     except DivergenceError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -115,6 +115,15 @@ def test_a_root_that_cannot_take_the_files_is_named_before_any_download(
         D.load_mnist(a_file, verbose=False)
 
 
+def test_subset_takes_the_first_images_and_refuses_more_than_there_are(mnist):
+    small = mnist.subset(100, 50)
+    assert torch.equal(small.train_images, mnist.train_images[:100])
+    assert len(small.test_labels) == 50
+    with pytest.raises(ValueError, match=r"n_train=60001, but there are only 60,000 "
+                                         r"images; ask for at most 60000, or None"):
+        mnist.subset(60_001)
+
+
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "f.json"
     target.write_text("old")

@@ -48,6 +48,14 @@ def test_seed_cli_rejects_zero_seeds(capsys):
     assert exc.value.code == 2 and "--seeds must be >= 1" in capsys.readouterr().err
 
 
+def test_seed_cli_rejects_more_test_images_than_there_are(capsys):
+    # Before, all 10,000 were used in silence, and the record said nothing.
+    with pytest.raises(SystemExit) as exc:
+        seeds.main(["--n-test", "20000", "--seeds", "1"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "n_test=20000, but there are only 10,000" in err
+
+
 @pytest.mark.parametrize("passed, n, confidence, expected", [
     (15, 15, 0.95, 0.05 ** (1 / 15)),  # all pass: P(all n pass) = p^n = 0.05
     (14, 15, 0.975, 0.6805),           # the lower end of the two-sided 95% interval

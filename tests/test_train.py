@@ -416,6 +416,7 @@ def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--n-train", "-5"], "n_train must be >= 1 (or None for all), got -5"),
     (["--n-test", "0"], "n_test must be >= 1 (or None for all), got 0"),
+    (["--n-train", "70000"], "n_train=70000, but there are only 60,000 images"),
     (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
 ])
