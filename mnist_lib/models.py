@@ -8,6 +8,9 @@ pixels between neighbouring units); `mnist_lib.rf` computes the same from the gr
 The first layer of every model is a stride-2 convolution: on a CPU, work at
 the full 28x28 resolution dominates training time (measured in the book's
 "Reproducibility" chapter), and MNIST digits need no 1-pixel detail.
+
+`save_checkpoint` and `load_checkpoint` write and read a trained model's
+weights, with its name, so that it can be rebuilt.
 """
 
 from __future__ import annotations
