@@ -7,7 +7,6 @@ import copy
 import io
 
 import torch.nn as nn
-from torchsummary import summary as _torchsummary
 
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) -> str:
@@ -17,6 +16,9 @@ def summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) ->
     runs on a CPU copy in eval mode: the model itself (its device, its
     BatchNorm statistics, its train/eval mode) is left untouched.
     """
+    # Imported here, not with the package: `import mnist_lib` needs torch alone.
+    from torchsummary import summary as _torchsummary
+
     clone = copy.deepcopy(model).cpu().eval()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
