@@ -65,8 +65,9 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rf_layers import (_adaptive, _functional_conv, _functional_pool, _linear_rule,
-                        _merge, _module_rule, _pad_rule, _spread, _window_rule)
+from .rf_layers import (_adaptive, _declared, _functional_conv, _functional_pool,
+                        _linear_rule, _merge, _module_rule, _pad_rule, _spread,
+                        _window_rule)
 from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _repeat_rule,
                         _reshape_rule, _several_tensors, _softmax_over, _softmax_rule,
                         _split_state)
@@ -217,7 +218,7 @@ def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
     if rule_n == real_n:
         return
     mod = modules.get(node.target) if node.op == "call_module" else None
-    declared = next((c for c in custom if isinstance(mod, c)), None)
+    declared = _declared(mod, custom)
     real, rule = "x".join(map(str, real_n)), "x".join(map(str, rule_n))
     if declared is None:
         raise RFError(f"{row.name!r} ({row.kind}) gives a {real} map, not the {rule} "

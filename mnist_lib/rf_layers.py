@@ -33,9 +33,15 @@ _POINTWISE_MODULES = (
 )
 
 
+def _declared(mod: nn.Module | None, custom: dict[type, Any]) -> type | None:
+    """The class in `custom` that declares `mod` (it is an instance of it), if any."""
+    return next((k for k in custom if isinstance(mod, k)), None)
+
+
 def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
                  ) -> Callable[[Spatial], Spatial]:
-    spec = next((v for k, v in custom.items() if isinstance(mod, k)), None)
+    declared = _declared(mod, custom)
+    spec = custom[declared] if declared is not None else None
     if spec == POINTWISE or (spec is None and isinstance(mod, _POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s

@@ -259,4 +259,3 @@ def _repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                       "or width.\nLet broadcasting spread it instead: multiply or "
                       "add the smaller map\nto the larger one directly.")
     return lambda s: s
-
