@@ -107,7 +107,7 @@ class TrainConfig:
         scale = tuple(self.scale)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
             problems.append(f"scale must be (low, high) with 0 < low <= high, e.g. "
-                            f"(0.95, 1.05), got {tuple(self.scale)}")
+                            f"(0.95, 1.05), got {scale}")
         # These torch itself refuses, but only once the data are loaded.
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum}")
