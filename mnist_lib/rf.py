@@ -38,7 +38,10 @@ and over the height or width alone (each unit then sees its whole row, in
 place) it is refused. Normalisation layers count as pointwise, as in the RF
 literature: the statistics GroupNorm, InstanceNorm and LayerNorm take over the
 whole map are treated as constants, though a gradient (`effective_rf`) reaches
-every pixel through them.
+every pixel through them. A transposed conv of stride 1 is the conv it
+equals (padding d * (k - 1) - p). An op without a rule is refused with how to
+declare it (`custom=`), unless it enlarges the map: no declaration describes
+an upsampling, so that error says why and where to stop instead.
 
 The calculator is six small modules. This one walks the model's graph and
 picks a rule for each op (`_rule`); `rf_trace` makes the graph (torch.fx) and
@@ -72,7 +75,7 @@ from .rf_shapes import (_axes_rule, _index_rule, _reduce_rule, _repeat_rule,
                         _reshape_rule, _several_tensors, _softmax_over, _softmax_rule,
                         _split_state)
 from .rf_state import (CHANNELS_FIRST, POINTWISE, Axis, RFError, Spatial, Window,
-                       _arg, _declare_hint, _kind, _same, _shape)
+                       UnsupportedOpError, _arg, _declare_hint, _kind, _same, _shape)
 from .rf_table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
 from .rf_trace import _check_model, _check_size, _device_dtype, _shapes, _trace
 from .utils import eval_mode, quiet_on_closed_pipe
@@ -89,6 +92,7 @@ _POINTWISE_FUNCTIONS = {
     F.celu, F.logsigmoid, F.softsign, F.threshold, F.rrelu, F.prelu,
     F.dropout, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout,
     F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm,
+    F.channel_shuffle,  # reorders channels; every position stays where it is
     torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg,
     torch.clamp, torch.sqrt, torch.rsqrt, torch.log, torch.square,
     operator.neg, operator.pos, operator.invert,
@@ -168,7 +172,13 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
             if _several_tensors(node):  # x.chunk(2, dim=1), torch.split, ...
                 states[node] = _split_state(node, inputs[0], states)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
-        rule, row = _rule(node, modules, custom, states, inputs)
+        try:
+            rule, row = _rule(node, modules, custom, states, inputs)
+        except UnsupportedOpError:
+            # An op without a rule that enlarges the map gets the reason, not
+            # a hint to declare it, which could not be right.
+            _refuse_upsampling(node, modules, states[inputs[0]], out_shape)
+            raise
         moved = [a for a in inputs
                  if not states[a].flat and states[a].axes != CHANNELS_FIRST]
         if moved and row.spatial and not _is_merge(node, inputs):
@@ -203,6 +213,33 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     if output_row is not None:
         table.final = output_row
     return table
+
+
+def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spatial,
+                       out_shape: tuple[int, ...]) -> None:
+    """An RFError saying why, if an op without a rule makes the map larger on
+    one axis or both and smaller on neither: a strided transposed conv,
+    nn.Upsample, F.interpolate, nn.PixelShuffle. (Pads, and transposed convs of
+    stride 1, enlarge the map too; they have rules.)"""
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if state.flat or len(out_shape) != 4:
+        return
+    n_in = (state.h.n, state.w.n)
+    n_out = (out_shape[state.axes[0]], out_shape[state.axes[1]])
+    if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
+        return
+    what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
+            else f"operation {_kind(node)!r} (graph node {node.name!r})")
+    size_in, size_out = ("x".join(map(str, n)) for n in (n_in, n_out))
+    raise RFError(
+        f"{what} enlarges the map\nfrom {size_in} to {size_out}: an upsampling. "
+        "The RF arithmetic here follows\n"
+        "layers that keep or shrink the map. After an upsampling, units are\n"
+        "less than an input pixel apart and neighbours can see windows of\n"
+        "different sizes: no jump and RF describe them. For an encoder-decoder\n"
+        "(an autoencoder, a U-Net), give the calculator the part before the\n"
+        "first upsampling: model.encoder, say, or model[:k] for an nn.Sequential."
+    ) from None
 
 
 def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
@@ -294,6 +331,9 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return _functional_pool(node, row), row
     if node.op == "call_function" and target in (F.conv2d, torch.conv2d):
         return _functional_conv(node, row), row
+    if node.op == "call_function" and target in (F.conv_transpose2d,
+                                                 torch.conv_transpose2d):
+        return _functional_conv(node, row, transposed=True), row
     if node.op == "call_function" and target in (F.pixel_unshuffle,
                                                  torch.pixel_unshuffle):
         # Each r x r block becomes one position's channels: a window r, stride r.
@@ -312,7 +352,8 @@ def _rule(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
         return _reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
         return _linear_rule(states[inputs[0]], row), row
-    raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r})"))
+    what = f"operation {kind!r} (graph node {node.name!r})"
+    raise UnsupportedOpError(_declare_hint(what))
 
 
 # -------------------------------------------------------- empirical and plots

@@ -16,15 +16,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
-                       _arg, _declare_hint, _on_positions, _pair, _same, _shape)
+                       UnsupportedOpError, _arg, _declare_hint, _on_positions,
+                       _pair, _same, _shape)
 from .rf_table import RFRow, _fmt
 
 # Modules that leave every position where it is (the softmax modules depend on
-# their dim: `rf_shapes._softmax_over`). Softmax2d and LocalResponseNorm mix
-# channels only, at each position.
+# their dim: `rf_shapes._softmax_over`). Softmax2d, the two LRNs and
+# ChannelShuffle mix or reorder channels only, at each position.
 _POINTWISE_MODULES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d,
-    nn.LayerNorm, nn.LocalResponseNorm, nn.Softmax2d,
+    nn.LayerNorm, nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.Softmax2d,
+    nn.ChannelShuffle,
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.FeatureAlphaDropout,
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU,
     nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Sigmoid, nn.LogSigmoid, nn.Tanh,
@@ -52,6 +54,9 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
                       f"a Window(...), got {spec!r}")
     if isinstance(mod, nn.Conv2d):
         return _conv_rule(row, mod.kernel_size, mod.stride, mod.padding, mod.dilation)
+    if isinstance(mod, nn.ConvTranspose2d) and _pair(mod.stride) == (1, 1):
+        return _transposed_rule(row, mod.kernel_size, mod.padding,
+                                mod.output_padding, mod.dilation)
     if isinstance(mod, nn.PixelUnshuffle):
         return _window_rule(row, mod.downscale_factor, mod.downscale_factor, 0, 1)
     if isinstance(mod, nn.MaxPool2d):
@@ -66,7 +71,7 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
     if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return lambda s: _adaptive(s, mod.output_size, row)
     if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
-                        nn.ReplicationPad2d)):
+                        nn.ReplicationPad2d, nn.CircularPad2d)):
         left, right, top, bottom = mod.padding
         row.padding = _same((top, bottom), (left, right))
         row.kernel, row.stride = 1, 1
@@ -75,8 +80,8 @@ def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spa
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return _linear_rule(state, row)
-    raise RFError(_declare_hint(f"module {row.name!r} ({type(mod).__name__})",
-                                type(mod).__name__))
+    name = type(mod).__name__
+    raise UnsupportedOpError(_declare_hint(f"module {row.name!r} ({name})", name))
 
 
 def _window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
@@ -108,6 +113,17 @@ def _conv_rule(row: RFRow, kernel, stride, padding, dilation
     return _window_rule(row, kernel, stride, padding, dilation)
 
 
+def _transposed_rule(row: RFRow, kernel, padding, output_padding, dilation
+                     ) -> Callable[[Spatial], Spatial]:
+    """A transposed convolution of stride 1: the convolution it equals, whose
+    padding is d * (k - 1) - p on each side, plus output_padding on the far
+    side; the row shows that padding. (With a larger stride it upsamples,
+    which no window describes: `rf._refuse_upsampling`.)"""
+    k, p, extra, d = (_pair(v) for v in (kernel, padding, output_padding, dilation))
+    lo = [di * (ki - 1) - pi for ki, pi, di in zip(k, p, d)]
+    return _window_rule(row, k, 1, lo, d, pad_hi=[a + b for a, b in zip(lo, extra)])
+
+
 def _computed(settings: list[Any]) -> bool:
     """Whether a functional op's settings (a window, a stride) are computed at
     run time: graph nodes, alone or in a tuple, rather than numbers."""
@@ -115,12 +131,16 @@ def _computed(settings: list[Any]) -> bool:
         isinstance(x, fx.Node) for x in v)) for v in settings)
 
 
-def _functional_conv(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
-    """F.conv2d(x, weight, bias, stride, padding, dilation, groups): the kernel
-    is the weight's last two axes."""
+def _functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
+                     ) -> Callable[[Spatial], Spatial]:
+    """F.conv2d(x, weight, bias, stride, padding, dilation, groups), or
+    F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
+    dilation) of stride 1: the kernel is the weight's last two axes."""
     weight, bias = _arg(node, "weight", 1), _arg(node, "bias", 2)
-    settings = [_arg(node, "stride", 3, 1), _arg(node, "padding", 4, 0),
-                _arg(node, "dilation", 5, 1)]
+    stride, padding = _arg(node, "stride", 3, 1), _arg(node, "padding", 4, 0)
+    settings = ([stride, padding, _arg(node, "output_padding", 5, 0),
+                 _arg(node, "dilation", 7, 1)] if transposed
+                else [stride, padding, _arg(node, "dilation", 5, 1)])
     if _computed(settings):
         raise RFError(f"{node.name!r} convolves with a stride, padding or dilation "
                       "computed at run time.\nGive them as numbers, or use nn.Conv2d.")
@@ -132,7 +152,12 @@ def _functional_conv(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     row.spatial = True
     row.params = sum(math.prod(_shape(t) or ()) for t in (weight, bias)
                      if isinstance(t, fx.Node))
-    return _conv_rule(row, shape[2:], *settings)
+    if not transposed:
+        return _conv_rule(row, shape[2:], *settings)
+    if _pair(stride) != (1, 1):  # rf._refuse_upsampling says why, if it enlarges
+        raise UnsupportedOpError(f"{node.name!r} is a transposed convolution of "
+                                 f"stride {stride}, which no window describes.")
+    return _transposed_rule(row, shape[2:], *settings[1:])
 
 
 def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:

@@ -27,6 +27,11 @@ class RFError(ValueError):
     """The calculator cannot give a correct RF; the message names the op and the fix."""
 
 
+class UnsupportedOpError(RFError):
+    """An RFError for an op the calculator has no rule for, and that the model
+    does not declare; the message says how to declare it."""
+
+
 @dataclass(frozen=True)
 class Axis:
     """RF arithmetic along one spatial axis."""
@@ -120,7 +125,7 @@ def _declare_hint(what: str, module: str | None = None) -> str:
             f"    custom={{{name}: 'pointwise'}}\n"
             "and if it is a sliding window (like a pooling), with\n"
             f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}\n"
-            "Anything else (an upsampling, say) is beyond this calculator.")
+            "Anything else is beyond this calculator.")
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:

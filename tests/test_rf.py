@@ -784,13 +784,15 @@ def test_concat_takes_largest_rf_and_sums_channels():
 
 
 def test_unsupported_module_is_named_with_the_fix():
-    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
-    with pytest.raises(RFError, match=r"'1' \(Upsample\) is not supported") as err:
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.FractionalMaxPool2d(2, (4, 4)))
+    with pytest.raises(RFError,
+                       match=r"'1' \(FractionalMaxPool2d\) is not supported") as err:
         receptive_field(model, (1, 10, 10))
     # The fix names the class, so it can be copied as it stands.
     fix = str(err.value)
-    assert "custom={Upsample: 'pointwise'}" in fix
-    assert "custom={Upsample: Window(kernel, stride, padding, dilation)}" in fix
+    assert "custom={FractionalMaxPool2d: 'pointwise'}" in fix
+    assert ("custom={FractionalMaxPool2d: Window(kernel, stride, padding, dilation)}"
+            in fix)
     assert _lines_fit(err)
     with pytest.raises(RFError, match="(?s)misaligned") as err:
         receptive_field(Misaligned(), (1, 16, 16))
@@ -802,9 +804,109 @@ class Resize(nn.Module):
         return nn.functional.interpolate(x, scale_factor=2.0)
 
 
+class Roll(nn.Module):
+    def forward(self, x):
+        return torch.roll(x, 1, -1)
+
+
 def test_unsupported_function_says_to_wrap_it_in_a_module():
-    with pytest.raises(RFError, match="(?s)'interpolate'.*Wrap it in an nn.Module"):
-        receptive_field(Resize(), (1, 8, 8))
+    with pytest.raises(RFError, match="(?s)'roll'.*Wrap it in an nn.Module"):
+        receptive_field(Roll(), (1, 8, 8))
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: nn.ConvTranspose2d(1, 1, 2, stride=2), "module '0' (ConvTranspose2d)"),
+    (lambda: nn.Upsample(scale_factor=2), "module '0' (Upsample)"),
+    (lambda: nn.UpsamplingBilinear2d(scale_factor=2),
+     "module '0' (UpsamplingBilinear2d)"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 1), nn.PixelShuffle(2)),
+     "module '0.1' (PixelShuffle)"),
+    (lambda: Resize(), "operation 'interpolate' (graph node 'interpolate')"),
+])
+def test_upsampling_is_refused_with_the_reason_not_a_declaration(make, what):
+    # A declaration cannot describe an upsampling, so none is suggested.
+    with pytest.raises(RFError, match="an upsampling") as err:
+        receptive_field(nn.Sequential(make()), (1, 8, 8))
+    message = str(err.value)
+    assert f"{what} enlarges the map\nfrom 8x8 to 16x16" in message
+    assert "custom=" not in message and "model.encoder" in message
+    assert _lines_fit(err)
+    # Declared, it meets the map-size check instead (test_wrong_declaration...).
+    with pytest.raises(RFError, match="gives a 16x16 map, but the declaration"):
+        receptive_field(nn.Sequential(nn.Upsample(scale_factor=2)), (1, 8, 8),
+                        custom={nn.Upsample: POINTWISE})
+
+
+def test_ops_that_enlarge_the_map_with_a_rule_are_not_called_upsampling():
+    # Pads, and a conv padded more than its kernel needs, enlarge the map too.
+    for model in (nn.Conv2d(1, 1, 1, padding=1), nn.ZeroPad2d(2),
+                  nn.CircularPad2d(1)):
+        assert receptive_field(nn.Sequential(model), (1, 8, 8)).final.n_out > 8
+
+
+class Transposed(nn.Module):
+    """A conv, then a transposed conv of stride 1 (a 'full' convolution that
+    enlarges the map), as a module or with F.conv_transpose2d."""
+
+    def __init__(self, functional: bool = False, **settings):
+        super().__init__()
+        self.functional = functional
+        self.conv = nn.Conv2d(1, 2, 3, stride=2, bias=False)
+        self.up = nn.ConvTranspose2d(2, 1, (3, 5), bias=False, **settings)
+
+    def forward(self, x):
+        x, up = self.conv(x), self.up
+        if self.functional:
+            return F.conv_transpose2d(x, up.weight, None, up.stride, up.padding,
+                                      up.output_padding, 1, up.dilation)
+        return up(x)
+
+
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("settings", [
+    {}, {"padding": 1}, {"padding": (3, 0), "dilation": 2},
+    {"padding": 2, "output_padding": 1, "dilation": 2},
+])
+def test_transposed_conv_of_stride_1_is_the_conv_it_equals(functional, settings):
+    # A transposed conv of stride 1 enlarges the map (unless padded), but it
+    # is a convolution, not an upsampling: checked against torch's size and
+    # the gradient's support.
+    model = Transposed(functional, **settings)
+    nn.init.constant_(model.up.weight, 1.0)
+    size = 41
+    t = receptive_field(model, (1, size, size))
+    out = model(torch.zeros(1, 1, size, size))
+    assert (t.final.n_out if isinstance(t.final.n_out, tuple)
+            else (t.final.n_out,) * 2) == tuple(out.shape[2:])
+    box, (i, k) = empirical_rf(model, size)
+    (rh, rw), (jh, jw), (sh, sw) = (
+        v if isinstance(v, tuple) else (v, v)
+        for v in (t.final.r_out, t.final.j_out, t.final.start_out))
+    assert box == (sh + i * jh - rh / 2, sw + k * jw - rw / 2, rh, rw)
+
+
+def test_transposed_conv_with_a_stride_is_an_upsampling():
+    for functional in (False, True):
+        model = Transposed(functional, stride=2)
+        with pytest.raises(RFError, match="enlarges the map") as err:
+            receptive_field(model, (1, 28, 28))
+        assert "custom=" not in str(err.value)
+
+
+def test_channel_only_modules_are_pointwise_and_circular_pad_is_a_pad():
+    base = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)),
+                           (1, 10, 10))
+    for layer in (nn.ChannelShuffle(2), nn.CrossMapLRN2d(3)):
+        t = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), layer,
+                                          nn.Conv2d(4, 4, 3)), (1, 10, 10))
+        assert not t.rows[1].spatial
+        assert (t.final.r_out, t.final.n_out) == (base.final.r_out, base.final.n_out)
+    shuffled = receptive_field(Pooled(lambda x: F.channel_shuffle(x, 2)), (1, 10, 10))
+    assert shuffled.final.r_out == 3
+    pads = [receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), pad(1)), (1, 10, 10))
+            for pad in (nn.ZeroPad2d, nn.CircularPad2d)]
+    assert pads[0].to_records() == [{**r, "kind": r["kind"].replace(
+        "CircularPad2d", "ZeroPad2d")} for r in pads[1].to_records()]
 
 
 class Blur(nn.Module):
