@@ -23,7 +23,9 @@ Dang Ha The Hien's "guide to receptive field arithmetic"):
 
 with k_eff = dilation * (k - 1) + 1 and the input at n = size, j = 1, r = 1,
 start = 0.5 (pixel i spans [i, i + 1]). The RF is the theoretical one: it may
-exceed the image, which `exceeds_input` reports rather than clipping it.
+exceed the image, which `exceeds_input` reports rather than clipping it. The
+model is traced in eval mode, as it predicts: branches it runs only in
+training (the auxiliary heads of GoogLeNet and Inception v3) are left out.
 Branches that meet (add, cat, ...) must be aligned (same n, j and start); the
 merged RF is the largest over the branches. A 1x1 map broadcast over a larger
 one (the gate of a squeeze-and-excitation block) aligns with any map: it

@@ -83,7 +83,11 @@ class _Tracer(fx.Tracer):
 
 def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
     try:
-        graph = _Tracer(leaves).trace(model)
+        # In eval mode, as the shapes are taken: a model's training-only
+        # branches (the auxiliary heads of GoogLeNet and Inception v3) are not
+        # what it computes for a prediction.
+        with eval_mode(model):
+            graph = _Tracer(leaves).trace(model)
     except Exception as err:
         raise RFError(
             f"torch.fx could not trace {type(model).__name__}: {err}\n"

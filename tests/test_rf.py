@@ -219,6 +219,23 @@ def test_resnet50_trunk_and_global_pool():
     assert t.final.exceeds_input
 
 
+def test_inception_v3_is_traced_as_it_predicts():
+    # torchvision builds it in training mode with its auxiliary head on, so
+    # forward() returns two outputs; the RF is that of the prediction (eval).
+    tv = pytest.importorskip("torchvision")
+    model = tv.models.inception_v3(weights=None, init_weights=False)
+    assert model.training and model.aux_logits
+    t = receptive_field(model, (3, 299, 299))
+    assert model.training  # given back as it came
+    last = [r for r in t.rows if r.kind == "cat"][-1]  # Mixed_7c's output
+    # Araujo et al. (Distill 2019) give Inception v3 an RF of 1311.
+    assert (last.r_out, last.j_out, last.n_out) == (1311, 32, 8)
+    assert t.final.name == "fc" and not any("Aux" in r.name for r in t.rows)
+    g = receptive_field(tv.models.googlenet(weights=None, init_weights=False),
+                        (3, 224, 224))
+    assert g.final.name == "fc" and not any(r.name.startswith("aux") for r in g.rows)
+
+
 @pytest.mark.parametrize("name, head", [("shufflenet_v2_x0_5", "fc"),
                                         ("mobilenet_v3_small", "classifier.3"),
                                         ("efficientnet_b0", "classifier.1")])
