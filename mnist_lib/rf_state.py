@@ -113,19 +113,22 @@ def _same(a: Any, b: Any) -> Any:
     return a if a == b else (a, b)
 
 
+def _declarations(name: str) -> str:
+    """The two ways to declare module class `name` to receptive_field(...)."""
+    # One short line each, so the message reads in a terminal and on a page.
+    return ("If it does not move pixels (like an activation), declare it to\n"
+            "receptive_field(...) with\n"
+            f"    custom={{{name}: 'pointwise'}}\n"
+            "and if it is a sliding window (like a pooling), with\n"
+            f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}")
+
+
 def _declare_hint(what: str, module: str | None = None) -> str:
     """Say that `what` is not supported and how to declare it. `module` is its
     class name; an op that is not a module must first be wrapped in one."""
-    name = module or "YourModule"
     wrap = "" if module else "\nWrap it in an nn.Module of your own (YourModule below)."
-    # One short line each, so the message reads in a terminal and on a page.
-    return (f"{what} is not supported.{wrap}\n"
-            "Declare it to receptive_field(...): if it does not move pixels (like\n"
-            "an activation), with\n"
-            f"    custom={{{name}: 'pointwise'}}\n"
-            "and if it is a sliding window (like a pooling), with\n"
-            f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}\n"
-            "Anything else is beyond this calculator.")
+    return (f"{what} is not supported.{wrap}\n{_declarations(module or 'YourModule')}"
+            "\nAnything else is beyond this calculator.")
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:

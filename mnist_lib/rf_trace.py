@@ -21,7 +21,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .rf_state import RFError, _shape
+from .rf_state import RFError, _declarations, _shape
 from .utils import eval_mode
 
 
@@ -73,29 +73,56 @@ def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping `leaves` opaque and knowing, in `inside`,
+    the submodules (name, module) whose forward() it is tracing."""
+
     def __init__(self, leaves: tuple[type, ...]) -> None:
         super().__init__()
         self.leaves = leaves
+        self.inside: list[tuple[str, nn.Module]] = []
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
 
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        self.inside.append((self.path_of_module(m), m))
+        out = super().call_module(m, forward, args, kwargs)
+        # Not popped if it raised: the last one is then the module that failed.
+        self.inside.pop()
+        return out
+
 
 def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+    tracer = _Tracer(leaves)
     try:
         # In eval mode, as the shapes are taken: a model's training-only
         # branches (the auxiliary heads of GoogLeNet and Inception v3) are not
         # what it computes for a prediction.
         with eval_mode(model):
-            graph = _Tracer(leaves).trace(model)
+            graph = tracer.trace(model)
     except Exception as err:
-        raise RFError(
-            f"torch.fx could not trace {type(model).__name__}: {err}\n"
-            "Make forward() free of data-dependent Python control flow, or declare\n"
-            "the submodule that fails with custom={ThatModule: 'pointwise'} (or a\n"
-            "Window): a declared module is not traced inside."
-        ) from err
+        raise RFError(_untraceable(model, tracer.inside, err)) from err
     return fx.GraphModule(model, graph)
+
+
+def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
+                 err: Exception) -> str:
+    """Why torch.fx failed, naming the innermost module it was tracing, and
+    the fix: Python free of data-dependent control flow, or a declaration
+    (a declared module is not traced inside)."""
+    why = "\n".join(textwrap.fill(line, 77, initial_indent="  ",
+                                  subsequent_indent="  ")
+                    for line in f"{err}".splitlines())
+    if not inside:  # the model's own forward()
+        return (f"torch.fx could not trace {type(model).__name__}.forward():\n{why}\n"
+                "Make it free of data-dependent Python control flow, or move that\n"
+                "code into a module of its own, which is not traced inside once\n"
+                f"declared.\n{_declarations('YourModule')}")
+    path, mod = inside[-1]
+    return (f"torch.fx could not trace module {path!r} ({type(mod).__name__}):\n"
+            f"{why}\nMake its forward() free of data-dependent Python control flow,\n"
+            "or declare it: a declared module is not traced inside.\n"
+            f"{_declarations(type(mod).__name__)}")
 
 
 class _ShapeProp(ShapeProp):

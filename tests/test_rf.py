@@ -947,6 +947,44 @@ def test_custom_declarations():
     assert t.final.r_out == 5 and t.final.n_out == 8
 
 
+class GatedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.gate = nn.Conv2d(4, 4, 3), Gate()
+
+    def forward(self, x):
+        return self.gate(self.conv(x))
+
+
+class Branchy(nn.Module):
+    """Control flow in the model's own forward(), not in a submodule."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x if x.mean() > 0 else -x
+
+
+def test_untraceable_module_is_named_with_its_declaration():
+    # The innermost module being traced is the one to declare, however deep.
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), GatedBlock(), nn.Conv2d(4, 4, 3))
+    with pytest.raises(RFError) as err:
+        receptive_field(model, (1, 16, 16))
+    message = str(err.value)
+    assert message.startswith("torch.fx could not trace module '1.gate' (Gate):\n  ")
+    assert "custom={Gate: 'pointwise'}" in message and _lines_fit(err)
+    # torch's own words come through, wrapped to the message's width.
+    assert "control flow" in message
+    # In the model's own forward() there is no module to declare but one's own.
+    with pytest.raises(RFError, match=r"(?s)could not trace Branchy.forward\(\):"
+                                      r".*a module of its own.*YourModule") as err:
+        receptive_field(Branchy(), (1, 16, 16))
+    assert _lines_fit(err)
+
+
 def test_linear_sees_the_whole_map():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
     t = receptive_field(model, (1, 28, 28))
