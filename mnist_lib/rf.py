@@ -223,24 +223,25 @@ def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spat
     one axis or both and smaller on neither: a strided transposed conv,
     nn.Upsample, F.interpolate, nn.PixelShuffle. (Pads, and transposed convs of
     stride 1, enlarge the map too; they have rules.)"""
-    mod = modules.get(node.target) if node.op == "call_module" else None
     if state.flat or len(out_shape) != 4:
         return
     n_in = (state.h.n, state.w.n)
     n_out = (out_shape[state.axes[0]], out_shape[state.axes[1]])
     if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
         return
+    mod = modules.get(node.target) if node.op == "call_module" else None
     what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
             else f"operation {_kind(node)!r} (graph node {node.name!r})")
     size_in, size_out = ("x".join(map(str, n)) for n in (n_in, n_out))
     raise RFError(
         f"{what} enlarges the map\nfrom {size_in} to {size_out}: an upsampling. "
         "The RF arithmetic here follows\n"
-        "layers that keep or shrink the map. After an upsampling, units are\n"
-        "less than an input pixel apart and neighbours can see windows of\n"
-        "different sizes: no jump and RF describe them. For an encoder-decoder\n"
-        "(an autoencoder, a U-Net), give the calculator the part before the\n"
-        "first upsampling: model.encoder, say, or model[:k] for an nn.Sequential."
+        "layers that keep or shrink the map. After an upsampling, neighbouring\n"
+        "units copy the same unit (nearest) or mix different numbers of units\n"
+        "(bilinear, a transposed conv), so no single jump and RF describe them.\n"
+        "For an encoder-decoder (an autoencoder, a U-Net), give the calculator\n"
+        "the part before the first upsampling: model.encoder, say, or model[:k]\n"
+        "for an nn.Sequential."
     ) from None
 
 
