@@ -398,7 +398,8 @@ def test_model_differences_tell_a_changed_model_from_the_recorded_one():
 
 @pytest.mark.parametrize("name, model", [("seeds_Model_4", "Model_4"),
                                          ("seeds_Model_5", "Model_5"),
-                                         ("bench_cpu", "Model_4")])
+                                         ("bench_cpu", "Model_4"),
+                                         ("bench_cpu_fp32", "Model_4")])
 def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     """The book quotes these records as the model's and recipe's results:
     changing either without recording them again must fail here, not mislead
