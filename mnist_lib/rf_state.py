@@ -29,7 +29,8 @@ class RFError(ValueError):
 
 class UnsupportedOpError(RFError):
     """An RFError for an op the calculator has no rule for, and that the model
-    does not declare; the message says how to declare it."""
+    does not declare. `receptive_field` tells it apart from other RFErrors, so
+    that an op that enlarges the map is refused as an upsampling instead."""
 
 
 @dataclass(frozen=True)

@@ -848,7 +848,10 @@ def test_upsampling_is_refused_with_the_reason_not_a_declaration(make, what):
     assert f"{what} enlarges the map\nfrom 8x8 to 16x16" in message
     assert "custom=" not in message and "model.encoder" in message
     assert _lines_fit(err)
-    # Declared, it meets the map-size check instead (test_wrong_declaration...).
+
+
+def test_declared_upsampling_meets_the_map_size_check():
+    # Declared all the same, it is refused for the map size it really gives.
     with pytest.raises(RFError, match="gives a 16x16 map, but the declaration"):
         receptive_field(nn.Sequential(nn.Upsample(scale_factor=2)), (1, 8, 8),
                         custom={nn.Upsample: POINTWISE})
