@@ -217,22 +217,36 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     return table
 
 
+def _map_sizes(state: Spatial, out_shape: tuple[int, ...]
+               ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(height, width) of the map in `state`, and of an op's real output on the
+    same axes; None where there is no map (flattened, or not (N, C, H, W))."""
+    if state.flat or len(out_shape) != 4:
+        return None
+    return (state.h.n, state.w.n), (out_shape[state.axes[0]], out_shape[state.axes[1]])
+
+
+def _size_text(n: tuple[int, int]) -> str:
+    """A map's size as the errors write it, e.g. "26x26"."""
+    return "x".join(map(str, n))
+
+
 def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spatial,
                        out_shape: tuple[int, ...]) -> None:
     """An RFError saying why, if an op without a rule makes the map larger on
     one axis or both and smaller on neither: a strided transposed conv,
     nn.Upsample, F.interpolate, nn.PixelShuffle. (Pads, and transposed convs of
     stride 1, enlarge the map too; they have rules.)"""
-    if state.flat or len(out_shape) != 4:
+    sizes = _map_sizes(state, out_shape)
+    if sizes is None:
         return
-    n_in = (state.h.n, state.w.n)
-    n_out = (out_shape[state.axes[0]], out_shape[state.axes[1]])
+    n_in, n_out = sizes
     if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
         return
     mod = modules.get(node.target) if node.op == "call_module" else None
     what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
             else f"operation {_kind(node)!r} (graph node {node.name!r})")
-    size_in, size_out = ("x".join(map(str, n)) for n in (n_in, n_out))
+    size_in, size_out = _size_text(n_in), _size_text(n_out)
     raise RFError(
         f"{what} enlarges the map\nfrom {size_in} to {size_out}: an upsampling. "
         "The RF arithmetic here follows\n"
@@ -251,15 +265,13 @@ def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
     """An RFError unless the map size the rule computed is the one the model
     gives: a wrong declaration (an upsampling declared pointwise, a Window
     that is not the module's) would otherwise give a wrong table silently."""
-    if state.flat or len(out_shape) != 4:
+    sizes = _map_sizes(state, out_shape)
+    if sizes is None or sizes[0] == sizes[1]:
         return
-    rule_n = (state.h.n, state.w.n)
-    real_n = (out_shape[state.axes[0]], out_shape[state.axes[1]])
-    if rule_n == real_n:
-        return
+    rule_n, real_n = sizes
     mod = modules.get(node.target) if node.op == "call_module" else None
     declared = _declared(mod, custom)
-    real, rule = "x".join(map(str, real_n)), "x".join(map(str, rule_n))
+    real, rule = _size_text(real_n), _size_text(rule_n)
     if declared is None:
         raise RFError(f"{row.name!r} ({row.kind}) gives a {real} map, not the {rule} "
                       "its rule computes;\nplease report this model")
