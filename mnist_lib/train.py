@@ -104,10 +104,10 @@ class TrainConfig:
         if not 0 <= self.translate < 1:
             problems.append("translate must be in [0, 1) (a fraction of the image), "
                             f"got {self.translate}")
-        scale = tuple(self.scale)
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
+        self.scale = tuple(self.scale)  # a list (read from JSON, say) too
+        if len(self.scale) != 2 or not 0 < self.scale[0] <= self.scale[1]:
             problems.append(f"scale must be (low, high) with 0 < low <= high, e.g. "
-                            f"(0.95, 1.05), got {scale}")
+                            f"(0.95, 1.05), got {self.scale}")
         # These torch itself refuses, but only once the data are loaded.
         if not 0 <= self.momentum < 1:
             problems.append(f"momentum must be in [0, 1), got {self.momentum}")
@@ -127,7 +127,6 @@ class TrainConfig:
             n = getattr(self, field)
             if n is not None and n < 1:
                 problems.append(f"{field} must be >= 1 (or None for all), got {n}")
-        self.scale = tuple(self.scale)
         if problems:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
 
