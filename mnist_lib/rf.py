@@ -56,12 +56,14 @@ the rules of convs, poolings, pads, Linear layers and merging branches;
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import json
 import math
 import operator
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -442,6 +444,28 @@ def _import_file(path: Path) -> Any:
     return module
 
 
+def _models_hint(module: Any, where: str, attr: str) -> str:
+    """What `module` (named `where`) offers instead of `attr`, a student's typo:
+    the closest public name, then the models (nn.Module classes) it defines."""
+    public = {name: obj for name, obj in vars(module).items()
+              if not name.startswith("_")}
+    # Its own classes and its submodules' (torch.nn's Conv2d lives in
+    # torch.nn.modules.conv), not those it imports (a file's `nn.Conv2d`).
+    models = sorted(name for name, obj in public.items()
+                    if isinstance(obj, type) and issubclass(obj, nn.Module)
+                    and (obj.__module__ + ".").startswith(module.__name__ + "."))
+    close = difflib.get_close_matches(attr, public, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    if not models:
+        hint += (f"{where} defines no nn.Module class: name the class or the "
+                 "function that builds your model.")
+    else:
+        more = f" and {len(models) - 12} more" if len(models) > 12 else ""
+        hint += f"The models {where} defines: {', '.join(models[:12])}{more}."
+    # Never break inside a name or a path: it must read as one, to be copied.
+    return textwrap.fill(hint, 77, break_long_words=False, break_on_hyphens=False)
+
+
 def _load(spec: str) -> nn.Module:
     if ":" not in spec:
         raise SystemExit(f"error: {spec!r} is not PACKAGE.MODULE:CALLABLE or "
@@ -451,9 +475,13 @@ def _load(spec: str) -> nn.Module:
     try:
         module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
                   else importlib.import_module(mod_name))
-        obj = getattr(module, attr)
-    except (ImportError, AttributeError) as err:
+    except ImportError as err:
         raise SystemExit(f"error: cannot load {spec!r}: {err}")
+    try:
+        obj = getattr(module, attr)
+    except AttributeError as err:
+        raise SystemExit(f"error: cannot load {spec!r}: {err}\n"
+                         + _models_hint(module, mod_name, attr))
     if isinstance(obj, nn.Module):
         return obj
     if not callable(obj):

@@ -1105,6 +1105,10 @@ def test_cli_columns(capsys):
     (["mnist_lib.models:Model_4", "--columns", ","], "(none given)"),
     (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
     (["mnist_lib.models:Nope"], "cannot load"),
+    (["mnist_lib.models:model_4"], "Did you mean 'Model_4'? The models"
+                                   " mnist_lib.models defines: Model_1,"),
+    (["torchvision.models:Resnet18"], "Did you mean 'resnet18'?"),
+    (["mnist_lib.utils:Net"], "mnist_lib.utils defines no nn.Module class"),
     (["mnist_lib.models:FINAL_MODEL"], "is a str, not a model"),
     (["torch.nn:LSTM"], "calling LSTM with no arguments"),
     (["mnist_lib.models:layer_list"], "layer_list() failed"),
@@ -1115,7 +1119,7 @@ def test_cli_errors(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     err = capsys.readouterr().err + str(exc.value.code)
-    assert msg in err
+    assert msg in " ".join(err.split())  # hints are wrapped to 77 columns
 
 
 @pytest.mark.parametrize("size", [(28, 28), 28, "1,28,28", (1, 0, 28), (1.0, 28, 28),
@@ -1217,6 +1221,7 @@ def test_cli_takes_a_file_of_the_students_own(tmp_path, capsys, monkeypatch):
         "    return nn.Sequential(nn.Conv2d(c_in, c_out, 3), nn.ReLU())\n")
     (tmp_path / "my_net.py").write_text(
         "import torch.nn as nn\n"
+        "from torch.nn import ReLU\n"
         "from blocks import block\n"
         "class Net(nn.Sequential):\n"
         "    def __init__(self):\n"
@@ -1227,10 +1232,15 @@ def test_cli_takes_a_file_of_the_students_own(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.splitlines()[-1] == "output RF 6 px, jump 2 px"
     for spec, msg in [(f"{tmp_path / 'nope.py'}:Net", "no file"),
                       (f"{tmp_path / 'bad.py'}:Net", "failed: ValueError: oops"),
-                      (f"{tmp_path / 'my_net.py'}:Nett", "has no attribute 'Nett'")]:
+                      (f"{tmp_path / 'my_net.py'}:Nett", "has no attribute 'Nett'"),
+                      # The classes it defines, not those it imports (ReLU).
+                      (f"{tmp_path / 'my_net.py'}:Nett", "Did you mean 'Net'? "
+                       f"The models {tmp_path / 'my_net.py'} defines: Net."),
+                      ]:
         with pytest.raises(SystemExit) as exc:
             main([spec])
-        assert msg in str(exc.value.code), exc.value.code
+        # The hint is wrapped to 77 columns, between words only.
+        assert msg in " ".join(str(exc.value.code).split()), exc.value.code
 
 
 def test_cli_unsupported_model_exits_1(capsys):
