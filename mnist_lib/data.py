@@ -303,9 +303,26 @@ def load_mnist(root: str | os.PathLike = "data", download: bool = True,
 
 # ---------------------------------------------------------- on the device
 def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of the pixels, scaled to [0, 1]."""
-    x = images.double() / 255
-    return x.mean().item(), x.std().item()
+    """Mean and (sample) standard deviation of uint8 pixels, scaled to [0, 1].
+
+    Computed exactly from how many pixels take each of the 256 values, counted
+    on the CPU. A float64 copy of the training set would take 376 MB, with as
+    much again while it is made (the peak memory of a whole run on a CPU), and
+    Apple's MPS has no float64 at all.
+    """
+    if images.dtype != torch.uint8:
+        raise TypeError(f"pixel_stats takes uint8 pixels (0-255), as MNIST holds "
+                        f"them, not {images.dtype}; pass data.train_images")
+    counts = torch.bincount(images.flatten().cpu(), minlength=256).tolist()
+    n = sum(counts)
+    if n < 2:
+        raise ValueError(f"pixel_stats needs at least 2 pixels, got {n}")
+    total = sum(v * c for v, c in enumerate(counts))
+    squares = sum(v * v * c for v, c in enumerate(counts))
+    # Python's int / int is correctly rounded: these are exact up to the last bit.
+    mean = total / (255 * n)
+    var = (n * squares - total * total) / (n * (n - 1) * 255 * 255)
+    return mean, math.sqrt(var)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

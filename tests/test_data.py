@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,6 +44,43 @@ def test_pixel_stats_match_published_constants(mnist):
     mean, std = D.pixel_stats(mnist.train_images)
     assert mean == pytest.approx(0.1307, abs=5e-5)
     assert std == pytest.approx(0.3081, abs=5e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 1), (3, 28, 28), (1000, 28, 28)])
+def test_pixel_stats_equal_float64_statistics(shape):
+    images = torch.randint(0, 256, shape, dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    x = images.double() / 255
+    mean, std = D.pixel_stats(images)
+    assert mean == pytest.approx(x.mean().item(), rel=1e-12)
+    assert std == pytest.approx(x.std().item(), rel=1e-9)  # torch's own error
+
+
+def test_pixel_stats_make_no_float_copy_of_the_images():
+    # 60,000 MNIST-sized images: a float64 copy would take 376 MB. The peak of
+    # this process's memory (VmHWM, reset first) must grow by far less.
+    images = torch.randint(0, 256, (60_000, 28, 28), dtype=torch.uint8)
+    hwm = Path("/proc/self/clear_refs")
+    if not hwm.exists():
+        pytest.skip("needs Linux's /proc to reset the peak memory")
+    hwm.write_text("5")
+    before = _peak_rss_mib()
+    D.pixel_stats(images)
+    assert _peak_rss_mib() - before < 50
+
+
+def _peak_rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+
+
+@pytest.mark.parametrize("images, error, msg", [
+    (torch.rand(4, 28, 28), TypeError, "uint8 pixels.*not torch.float32"),
+    (torch.zeros(1, 1, dtype=torch.uint8), ValueError, "at least 2 pixels, got 1"),
+])
+def test_pixel_stats_refuse_what_they_cannot_measure(images, error, msg):
+    with pytest.raises(error, match=msg):
+        D.pixel_stats(images)
 
 
 def test_idx_round_trip(tmp_path):
