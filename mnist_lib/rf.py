@@ -475,7 +475,7 @@ def _load(spec: str) -> nn.Module:
     try:
         module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
                   else importlib.import_module(mod_name))
-    except ImportError as err:
+    except (ImportError, AttributeError) as err:  # also raised by a module's code
         raise SystemExit(f"error: cannot load {spec!r}: {err}")
     try:
         obj = getattr(module, attr)

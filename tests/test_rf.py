@@ -1243,6 +1243,18 @@ def test_cli_takes_a_file_of_the_students_own(tmp_path, capsys, monkeypatch):
         assert msg in " ".join(str(exc.value.code).split()), exc.value.code
 
 
+def test_cli_names_a_module_that_fails_as_it_is_imported(tmp_path, monkeypatch):
+    # An AttributeError from the module's own code is a failed load, not the
+    # missing name the student typed: no hint of names it would define.
+    (tmp_path / "half_done.py").write_text("import torch\ntorch.nn.Conv2 = torch.nn.Cov2d\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    with pytest.raises(SystemExit) as exc:
+        main(["half_done:Net"])
+    msg = str(exc.value.code)
+    assert msg.startswith("error: cannot load 'half_done:Net'") and "Cov2d" in msg
+    assert "Did you mean" not in msg and "defines" not in msg
+
+
 def test_cli_unsupported_model_exits_1(capsys):
     assert main(["tests.test_rf:UpsampleNet"]) == 1
     assert "Upsample" in capsys.readouterr().err
