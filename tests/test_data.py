@@ -11,6 +11,7 @@ import torch
 
 from mnist_lib import augmentation as A
 from mnist_lib import data as D
+from mnist_lib.bench import _peak_memory
 from mnist_lib.utils import atomic_write_bytes
 
 # Published class counts of MNIST (LeCun et al.), an independent reference.
@@ -64,14 +65,10 @@ def test_pixel_stats_make_no_float_copy_of_the_images():
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak memory")
-    before = _peak_rss_mib()
+    cpu = torch.device("cpu")
+    before = _peak_memory(cpu)
     D.pixel_stats(images)
-    assert _peak_rss_mib() - before < 50
-
-
-def _peak_rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    assert _peak_memory(cpu) - before < 50
 
 
 @pytest.mark.parametrize("images, error, msg", [
