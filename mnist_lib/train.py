@@ -339,10 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="write the tested weights to this file "
                    "(read them with mnist_lib.load_checkpoint)")
     for f in fields(TrainConfig):
-        if f.name in ("scale", "progress"):
+        if f.name == "progress":  # --quiet, below
             continue
         flag = "--" + f.name.replace("_", "-")
-        if f.name in ("n_train", "n_test"):
+        if f.name == "scale":  # a pair: --scale 0.95 1.05
+            p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
+                           default=None, help="zoom range (default: the model's "
+                           "recipe; 1 1 = no zoom)")
+        elif f.name in ("n_train", "n_test"):
             p.add_argument(flag, type=int, default=None)
         elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,

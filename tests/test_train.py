@@ -8,7 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -420,6 +420,8 @@ def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     (["--n-train", "70000"], "n_train=70000, but there are only 60,000 images"),
     (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
+    (["--scale", "1.1", "0.9"], "scale must be (low, high) with 0 < low <= high"),
+    (["--scale", "0.9"], "argument --scale: expected 2 arguments"),
 ])
 def test_cli_bad_arguments(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -481,6 +483,23 @@ def test_cli_divergence_is_an_error_line_not_a_traceback():
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: training diverged"), proc.stderr
     assert "Traceback" not in proc.stderr and "lower it (e.g. --lr" in proc.stderr
+
+
+def test_cli_has_a_flag_for_every_config_field():
+    """A learner can change from the command line whatever a recipe sets
+    (progress is --quiet); a field added to TrainConfig without a flag fails here."""
+    parser = T.build_parser()
+    dests = {a.dest for a in parser._actions}
+    missing = [f.name for f in fields(T.TrainConfig)
+               if f.name != "progress" and f.name not in dests]
+    assert missing == []
+
+
+def test_cli_scale_reaches_the_run(tmp_path, mnist):
+    out = tmp_path / "run.json"
+    assert T.main(["--scale", "0.9", "1.1", "--epochs", "1", "--n-train", "512",
+                   "--n-test", "100", "--quiet", "--out", str(out)]) == 0
+    assert History.load(out).config["scale"] == [0.9, 1.1]
 
 
 def test_cli_boolean_flags_parse_both_ways():
