@@ -147,19 +147,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
                    ) -> torch.optim.Optimizer:
     """The optimizer. `graphed` (CUDA graphs, SGD only) keeps the LR in a device
     tensor, which the scheduler updates in place."""
+    device = next(model.parameters()).device
+    # The fused kernels update all tensors in one call: on a CPU 4x faster than
+    # the default per-tensor loop for SGD (~0.2 ms a step), 2x for Adam(W)
+    # (~0.7 ms a step); SGD's is graph-safe too. Elsewhere (MPS), the default.
+    fused = True if device.type in ("cpu", "cuda") else None
     if cfg.optimizer == "sgd":
-        device = next(model.parameters()).device
         lr = torch.tensor(cfg.lr, device=device) if graphed else cfg.lr
-        # The fused kernel updates all tensors in one call: 4x faster than the
-        # default per-tensor loop on a CPU (~0.2 ms a step), and graph-safe.
-        fused = True if device.type in ("cpu", "cuda") else None
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, fused=fused)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr,
-                                weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr,
-                             weight_decay=cfg.weight_decay)
+    adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                fused=fused)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):

@@ -148,6 +148,18 @@ def test_nan_loss_stops_with_a_clear_message(small):
     assert "learning rate" in msg and "--lr" in msg
 
 
+@pytest.mark.parametrize("name, cls, lr", [("adam", torch.optim.Adam, 0.01),
+                                           ("adamw", torch.optim.AdamW, 0.01)])
+def test_adam_and_adamw_train(small, name, cls, lr):
+    cfg = quick(optimizer=name, lr=lr, weight_decay=0.01, epochs=3)
+    opt = T.make_optimizer(get_model("Model_2"), cfg)
+    assert type(opt) is cls and opt.defaults["weight_decay"] == 0.01
+    assert opt.defaults["fused"]  # the one-kernel update, on a CPU
+    _, hist = run("Model_2", small, cfg)
+    losses = hist.column("train_loss")
+    assert losses[-1] < 0.5 * losses[0] and hist.epochs[-1].test_acc > 50.0
+
+
 def test_huge_learning_rate_diverges(small):
     with pytest.raises(T.DivergenceError):
         T.fit(get_model("Model_1"), small, quick(epochs=2, lr=1e6))
