@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -123,15 +124,25 @@ def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_roo
 
 
 def test_benchmark_table_hides_peaks_of_old_records(tmp_path, data_root):
-    """An old record (one process-wide peak, no per-run peaks) shows no peak."""
+    """A record whose peaks no longer hold shows none, and says why: one made
+    before runs kept their own peaks, or before the library's peak fell."""
     rep = bench.benchmark(str(data_root), epochs=1, device="cpu", quick=True,
                           progress=False)
     row = lambda text: next(l for l in text.splitlines() if l.startswith("peak memory"))
-    assert "—" not in row(bench.table(rep))
+    assert "—" not in row(bench.table(rep)) and bench.hidden_peaks(rep) is None
+    assert "not shown" not in bench.table(rep)
+
+    before = copy.deepcopy(rep)
+    before["env"]["date"] = "2026-11-24"
+    assert row(bench.table(before)).split()[-2:] == ["—", "—"]
+    assert bench.table(before).endswith(
+        "peak memory not shown: recorded before the library's peak fell (2026-11-25)")
+
     for side in ("library", "reference"):
         for r in rep[side]["runs"]:
             del r["peak_mem_mib"]
     assert row(bench.table(rep)).split()[-2:] == ["—", "—"]
+    assert bench.table(rep).endswith("the record kept one peak for both pipelines")
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
