@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,3 +37,49 @@ def test_disk_check_names_the_need_the_free_space_and_the_fix(tmp_path):
 def test_makefile_checks_the_disk_before_creating_the_venv():
     recipe = (ROOT / "Makefile").read_text().split("$(STAMP):")[1]
     assert recipe.index("check_disk.sh") < recipe.index("-m venv")
+
+
+def _requirement_names(path: Path) -> dict[str, str]:
+    """{name: pin} of the packages a requirements file lists by name."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name = re.split(r"[=<>!~\[ ]", line, maxsplit=1)[0]
+            pins[name.lower()] = line[len(name):]
+    return pins
+
+
+def test_binder_installs_the_root_requirements_with_cpu_torch(tmp_path):
+    """Binder (repo2docker) reads binder/ instead of the root when it exists. Its
+    requirements must be the root file's, resolved as repo2docker runs pip
+    (from the repository root), plus PyTorch's CPU index as an *extra* index:
+    `--index-url` would hide PyPI, where the other packages are."""
+    binder = ROOT / "binder" / "requirements.txt"
+    lines = [l.strip() for l in binder.read_text().splitlines()
+             if l.strip() and not l.lstrip().startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert not any(l.startswith(("--index-url", "-i ")) for l in lines)
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+         "--no-deps", "--quiet", "--disable-pip-version-check", "--retries", "0",
+         "--timeout", "10", "--report", str(report), "-r", str(binder)],
+        cwd=ROOT, capture_output=True, text=True)
+    if done.returncode and not os.environ.get("CI") and "No matching distribution" in done.stderr:
+        pytest.skip(f"no package index reachable here: {done.stderr[-300:]}")
+    assert done.returncode == 0, done.stderr
+    got = {i["metadata"]["name"].lower(): i for i in json.loads(report.read_text())["install"]}
+    # Every package of the root file, at its pin, and the library from this checkout.
+    assert set(got) == set(_requirement_names(ROOT / "requirements.txt")) | {"mnist_lib"}
+    for name, pin in _requirement_names(ROOT / "requirements.txt").items():
+        if pin.startswith("=="):  # a local label (+cpu) still meets ==X
+            assert got[name]["metadata"]["version"].split("+")[0] == pin[2:], name
+    assert got["mnist_lib"]["download_info"]["url"] == ROOT.as_uri()
+    # A Python the project supports (pyproject's requires-python), in
+    # repo2docker's form, e.g. python-3.11.
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    floor = re.search(r'requires-python = ">=3\.(\d+)"',
+                      (ROOT / "pyproject.toml").read_text())
+    assert re.fullmatch(r"python-3\.\d+", runtime)
+    assert int(runtime.split(".")[1]) >= int(floor.group(1))
