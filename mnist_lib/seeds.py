@@ -19,7 +19,7 @@ from typing import Any
 
 from .data import load_mnist
 from .recipes import recipe, run
-from .train import PRECISIONS
+from .train import DivergenceError, add_config_flags, config_overrides
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
                     unwritable)
 
@@ -119,22 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
     p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
     p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--precision", default=None, choices=PRECISIONS,
-                   help="auto (default): bf16 autocast on CPUs that have it")
-    p.add_argument("--n-train", type=int, default=None, help="subset (quick runs)")
-    p.add_argument("--n-test", type=int, default=None, help="subset (quick runs)")
     p.add_argument("--data", default="data")
     p.add_argument("--out", help="write the summary as JSON to this file")
+    # The recipe's fields, to study a change of it (e.g. --optimizer adamw
+    # --lr 0.01) over seeds; the summary's config records what was trained.
+    add_config_flags(p, exclude=("seed",))
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.out and (why := unwritable(args.out)):
         p.error(f"--out: {why}")
-    overrides = dict(epochs=args.epochs, device=args.device, precision=args.precision,
-                     n_train=args.n_train, n_test=args.n_test)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = config_overrides(args)
     try:
         best_device(recipe(args.model, **overrides).device)
     except ValueError as err:
@@ -145,9 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         p.error(str(err))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    base, cfg = recipe(args.model), recipe(args.model, **overrides)
+    changed = [f"{k}={getattr(cfg, k)}" for k in overrides
+               if k != "device" and getattr(cfg, k) != getattr(base, k)]
+    if changed:  # so that the table cannot pass for the recipe's
+        print(f"{args.model}'s recipe, changed: " + ", ".join(changed))
     print(HEADER)
     t0 = time.perf_counter()
-    summary = run_seeds(args.model, data, seeds, **overrides)
+    try:
+        summary = run_seeds(args.model, data, seeds, **overrides)
+    except DivergenceError as err:  # a changed recipe can diverge
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     summary["wall_seconds"] = time.perf_counter() - t0
     print(summary_line(summary))  # the rows were printed as the seeds finished
     if args.out:

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -325,6 +326,36 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
 
 
 # --------------------------------------------------------------------- CLI
+def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One flag per TrainConfig field (--batch-size for batch_size, ...), each
+    defaulting to None, i.e. to the model's recipe; `config_overrides` reads
+    them back. `progress` is left to each CLI (--quiet), and so is `exclude`."""
+    for f in fields(TrainConfig):
+        if f.name == "progress" or f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "scale":  # a pair: --scale 0.95 1.05
+            p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
+                           default=None, help="zoom range (default: the model's "
+                           "recipe; 1 1 = no zoom)")
+        elif f.name in ("n_train", "n_test"):
+            p.add_argument(flag, type=int, default=None, help="subset (quick runs)")
+        elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help="(default: the model's recipe)")
+        else:
+            choices = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+                       "precision": PRECISIONS}.get(f.name)
+            p.add_argument(flag, type=type(f.default), default=None, choices=choices,
+                           help="(default: the model's recipe)")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (`add_config_flags`)."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if getattr(args, f.name, None) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import FINAL_MODEL, MODELS
 
@@ -337,24 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the history as JSON to this file")
     p.add_argument("--checkpoint", help="write the tested weights to this file "
                    "(read them with mnist_lib.load_checkpoint)")
-    for f in fields(TrainConfig):
-        if f.name == "progress":  # --quiet, below
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "scale":  # a pair: --scale 0.95 1.05
-            p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
-                           default=None, help="zoom range (default: the model's "
-                           "recipe; 1 1 = no zoom)")
-        elif f.name in ("n_train", "n_test"):
-            p.add_argument(flag, type=int, default=None)
-        elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help="(default: the model's recipe)")
-        else:
-            choices = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
-                       "precision": PRECISIONS}.get(f.name)
-            p.add_argument(flag, type=type(f.default), default=None, choices=choices,
-                           help="(default: the model's recipe)")
+    add_config_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -365,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     from .recipes import recipe, run
 
     args = build_parser().parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-                 if getattr(args, f.name, None) is not None}
-    overrides["progress"] = not args.quiet
+    overrides = config_overrides(args) | {"progress": not args.quiet}
     try:
         cfg = recipe(args.model, **overrides)
         best_device(cfg.device)  # fail before loading data if it is not there

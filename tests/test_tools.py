@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +16,9 @@ import torch
 from mnist_lib import bench, seeds
 from mnist_lib.recipes import model_differences, recipe, recipe_differences
 from mnist_lib.hardware import environment
+from mnist_lib.train import add_config_flags
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_seed_runner_summary(small, capsys):
@@ -29,18 +35,41 @@ def test_seed_runner_summary(small, capsys):
     assert "rule held for 0/2 seeds" in text and "FAIL" in text
 
 
-def test_seed_cli_writes_json_and_exits_1_on_failures(tmp_path, data_root):
+def test_seed_cli_writes_json_and_exits_1_on_failures(tmp_path, data_root, capsys):
     out = tmp_path / "s.json"
     code = seeds.main(["--model", "Model_2", "--seeds", "2", "--epochs", "1",
                        "--n-train", "500", "--n-test", "200", "--device", "cpu",
-                       "--precision", "fp32", "--data", str(data_root),
-                       "--out", str(out)])
+                       "--precision", "fp32", "--optimizer", "adamw", "--lr", "0.01",
+                       "--data", str(data_root), "--out", str(out)])
     assert code == 1  # not every seed met the rule
     saved = json.loads(out.read_text())
     assert saved["n_seeds"] == 2 and saved["env"]["device"] == "cpu"
-    # The flag reaches the training config and the record says so.
+    # The flags reach the training config and the record says so.
     assert saved["config"]["precision"] == "fp32"
     assert saved["env"]["precision"] == "fp32"
+    assert (saved["config"]["optimizer"], saved["config"]["lr"]) == ("adamw", 0.01)
+    # A changed recipe is named above the table, so it cannot pass for the book's.
+    shown = capsys.readouterr().out
+    assert shown.startswith("Model_2's recipe, changed: epochs=1, optimizer=adamw, "
+                            "lr=0.01, precision=fp32, n_train=500, n_test=200\n")
+
+
+def test_seed_cli_divergence_is_an_error_line_not_a_traceback():
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist_lib.seeds", "--model", "Model_1", "--lr", "1e6",
+         "--seeds", "1", "--epochs", "1", "--n-train", "500", "--n-test", "200"],
+        cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: training diverged"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_seed_cli_offers_every_config_field_but_the_seed():
+    """The seed comes from --seeds and --first-seed; the rest as in the train CLI."""
+    p = argparse.ArgumentParser()
+    add_config_flags(p, exclude=("seed",))
+    flags = {a.dest for a in p._actions} - {"help"}
+    assert flags == {f for f in asdict(recipe("Model_4"))} - {"seed", "progress"}
 
 
 def test_seed_cli_rejects_zero_seeds(capsys):
