@@ -69,8 +69,9 @@ def _as_json(cfg: TrainConfig) -> dict[str, Any]:
 def recorded_config(config: dict[str, Any]) -> dict[str, Any]:
     """A recorded run's `config`, with every field added since it was made set
     to that field's default: the run had the behaviour from before the field
-    existed, which is what the default keeps."""
-    return _as_json(TrainConfig()) | config
+    existed, which is what the default keeps. Through JSON, so that a config
+    made in memory (`asdict`, with tuples) reads as a saved one does."""
+    return _as_json(TrainConfig()) | json.loads(json.dumps(config))
 
 
 def recipe_differences(record: dict[str, Any], model: str) -> list[str]:

@@ -15,10 +15,11 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from typing import Any
 
 from .data import load_mnist
-from .recipes import recipe, run
+from .recipes import recipe, recipe_differences, run
 from .train import DivergenceError, add_config_flags, config_overrides
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
                     unwritable)
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--out: {why}")
     overrides = config_overrides(args)
     try:
-        best_device(recipe(args.model, **overrides).device)
+        cfg = recipe(args.model, **overrides)
+        best_device(cfg.device)
     except ValueError as err:
         p.error(str(err))
     data = load_mnist(args.data)
@@ -140,11 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         p.error(str(err))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    base, cfg = recipe(args.model), recipe(args.model, **overrides)
-    changed = [f"{k}={getattr(cfg, k)}" for k in overrides
-               if k != "device" and getattr(cfg, k) != getattr(base, k)]
+    changed = recipe_differences({"config": asdict(cfg)}, args.model)
     if changed:  # so that the table cannot pass for the recipe's
-        print(f"{args.model}'s recipe, changed: " + ", ".join(changed))
+        print(f"{args.model}'s recipe, changed: "
+              + ", ".join(f"{k}={getattr(cfg, k)}" for k in changed))
     print(HEADER)
     t0 = time.perf_counter()
     try:
