@@ -20,7 +20,8 @@ from typing import Any
 
 from .data import load_mnist
 from .recipes import recipe, recipe_differences, run
-from .train import DivergenceError, add_config_flags, config_overrides
+from .train import (DivergenceError, add_config_flags, check_schedule,
+                    config_overrides)
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
                     unwritable)
 
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     data = load_mnist(args.data)
     try:
-        data.subset(args.n_train, args.n_test)  # sizes checked before the runs
+        # Sizes, and the LR schedule they allow, checked before the runs.
+        check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
     except ValueError as err:
         p.error(str(err))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))

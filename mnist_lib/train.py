@@ -162,6 +162,20 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
                 fused=fused)
 
 
+def check_schedule(cfg: TrainConfig, n_train: int) -> None:
+    """A ValueError if `cfg`'s LR schedule cannot run on `n_train` images: a
+    one-cycle warm-up (pct_start of all steps) of exactly 1 step, on which
+    torch's OneCycleLR divides by zero. A short quick run can meet it."""
+    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
+    # The very test torch's phase arithmetic fails on (end step pct*steps - 1 = 0).
+    if cfg.scheduler == "onecycle" and cfg.pct_start * steps - 1 == 0:
+        raise ValueError(
+            f"onecycle cannot warm the LR up over exactly 1 step (pct_start x steps "
+            f"= {cfg.pct_start:g} x {steps}): torch's OneCycleLR divides by zero. "
+            "Train on more or fewer images or epochs, change pct_start, or use the "
+            "scheduler 'none'")
+
+
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """The LR scheduler, or None. OneCycle steps per batch; the others per epoch.
 
@@ -270,7 +284,9 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     if device.type == "cpu":
         # Without it, each test pass spends much of its time on fresh pages.
         keep_freed_memory()
-    data = data.subset(cfg.n_train, cfg.n_test).to(device)
+    data = data.subset(cfg.n_train, cfg.n_test)
+    check_schedule(cfg, len(data.train_labels))  # before anything is moved or built
+    data = data.to(device)
     model.to(device)
     mean, std = pixel_stats(data.train_images)
     check_outputs(model, data.train_images, mean, std)  # before any step is taken
@@ -390,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().error(f"{flag}: {why}")
     data = load_mnist(args.data)
     try:
-        data.subset(cfg.n_train, cfg.n_test)  # sizes checked before the run
+        # Sizes, and the LR schedule they allow, checked before the run.
+        check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
     except ValueError as err:
         build_parser().error(str(err))
     try:

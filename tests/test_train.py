@@ -8,7 +8,7 @@ import re
 import statistics
 import subprocess
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import pytest
@@ -158,6 +158,20 @@ def test_adam_and_adamw_train(small, name, cls):
     _, hist = run("Model_2", small, cfg)
     losses = hist.column("train_loss")
     assert losses[-1] < 0.5 * losses[0] and hist.epochs[-1].test_acc > 50.0
+
+
+def test_a_one_cycle_warm_up_of_one_step_is_refused_before_training(small):
+    # 2,000 images in 4 steps of 500, a quarter of them warm-up: 1 step, on
+    # which torch's OneCycleLR divided by zero (ZeroDivisionError).
+    cfg = quick(scheduler="onecycle", batch_size=500, epochs=1, pct_start=0.25)
+    with pytest.raises(ValueError, match=r"exactly 1 step \(pct_start x steps = "
+                                         r"0.25 x 4\)(?s:.*)'none'"):
+        T.fit(get_model("Model_2"), small, cfg)
+    # Other warm-ups, however short, run as before; torch takes them.
+    for other in (replace(cfg, pct_start=0.5), replace(cfg, pct_start=0.1),
+                  replace(cfg, scheduler="none")):
+        T.check_schedule(other, 2000)
+    T.fit(get_model("Model_2"), small, replace(cfg, pct_start=0.1))
 
 
 def test_huge_learning_rate_diverges(small):
@@ -434,6 +448,10 @@ def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
     (["--scale", "1.1", "0.9"], "scale must be (low, high) with 0 < low <= high"),
     (["--scale", "0.9"], "argument --scale: expected 2 arguments"),
+    # 4 steps of 256 images, a quarter of them warm-up: torch divided by zero.
+    (["--model", "Model_4", "--epochs", "1", "--n-train", "1000"],
+     "onecycle cannot warm the LR up over exactly 1 step (pct_start x steps "
+     "= 0.25 x 4)"),
 ])
 def test_cli_bad_arguments(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
