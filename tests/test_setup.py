@@ -83,3 +83,18 @@ def test_binder_installs_the_root_requirements_with_cpu_torch(tmp_path):
                       (ROOT / "pyproject.toml").read_text())
     assert re.fullmatch(r"python-3\.\d+", runtime)
     assert int(runtime.split(".")[1]) >= int(floor.group(1))
+
+
+def test_publishing_workflow_builds_as_the_readme_and_binder_do():
+    """GitHub Actions runs the README's `make book`, with the Python Binder pins
+    and torch from the same CPU index: its runner has no GPU either."""
+    import yaml
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    steps = flow["jobs"]["build"]["steps"]
+    build = next(s for s in steps if s.get("run", "").strip() == "make book")
+    binder = (ROOT / "binder" / "requirements.txt").read_text()
+    index = re.search(r"^--extra-index-url (\S+)$", binder, re.M).group(1)
+    assert build["env"]["PIP_EXTRA_INDEX_URL"] == index
+    python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    assert f"python-{python['with']['python-version']}" == runtime
