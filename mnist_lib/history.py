@@ -25,13 +25,37 @@ class EpochRecord:
     seconds: float      # training + evaluation wall time
 
 
-def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3
-                        ) -> int | None:
-    """The first epoch (1-based) ending `last` epochs in a row at or above
-    `threshold`, for per-epoch test accuracies `accs`; None if there is none."""
+# The book's epoch budget: the target must be met within 15 epochs.
+MAX_EPOCHS = 15
+
+
+def _check_rule(last: int, max_epochs: int | None) -> None:
     if last < 1:
         raise ValueError(f"last must be >= 1, got {last}")
-    for end in range(last, len(accs) + 1):
+    if max_epochs is not None and max_epochs < last:
+        raise ValueError(f"max_epochs must be >= last ({last}), or None for no "
+                         f"budget; got {max_epochs}")
+
+
+def over_budget(epochs: int) -> str:
+    """Empty for a run within the target's epoch budget; otherwise a line that
+    says no run of `epochs` epochs can meet the target (the CLIs print it
+    before training, so that a long run is not read as a near miss)."""
+    if epochs <= MAX_EPOCHS:
+        return ""
+    return (f"note: {epochs} epochs is over the target's budget of {MAX_EPOCHS}, so "
+            f"no run of it meets the target, however accurate (--epochs "
+            f"{MAX_EPOCHS} or fewer for one that can)")
+
+
+def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3,
+                        max_epochs: int | None = MAX_EPOCHS) -> int | None:
+    """The first epoch (1-based), within the first `max_epochs`, ending `last`
+    epochs in a row at or above `threshold`, for per-epoch test accuracies
+    `accs`; None if there is none. `max_epochs=None` looks at every epoch."""
+    _check_rule(last, max_epochs)
+    within = len(accs) if max_epochs is None else min(len(accs), max_epochs)
+    for end in range(last, within + 1):
         if all(a >= threshold for a in accs[end - last:end]):
             return end
     return None
@@ -57,20 +81,25 @@ class History:
         """Test accuracies of the last `last` epochs."""
         return self.column("test_acc")[-last:]
 
-    def meets_target(self, threshold: float = 99.4, last: int = 3) -> bool:
-        """True when each of the last `last` epochs reached `threshold` % test accuracy.
+    def meets_target(self, threshold: float = 99.4, last: int = 3,
+                     max_epochs: int | None = MAX_EPOCHS) -> bool:
+        """True when each of the last `last` epochs reached `threshold` % test
+        accuracy, in a run of at most `max_epochs` epochs (None: any length).
 
-        This is the book's consistency rule: one lucky epoch does not count,
-        and a run shorter than `last` epochs cannot meet it.
+        This is the book's consistency rule: one lucky epoch does not count, a
+        run shorter than `last` epochs cannot meet it, and nor can a run longer
+        than the target's budget of 15 epochs, however accurate.
         """
-        if last < 1:
-            raise ValueError(f"last must be >= 1, got {last}")
+        _check_rule(last, max_epochs)
         accs = self.column("test_acc")
-        return len(accs) >= last and all(a >= threshold for a in accs[-last:])
+        within = max_epochs is None or len(accs) <= max_epochs
+        return within and len(accs) >= last and all(a >= threshold for a in accs[-last:])
 
-    def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3) -> int | None:
-        """The first epoch at which the last `last` epochs all reached `threshold`."""
-        return first_epoch_meeting(self.column("test_acc"), threshold, last)
+    def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3,
+                            max_epochs: int | None = MAX_EPOCHS) -> int | None:
+        """The first epoch, within `max_epochs`, at which the last `last`
+        epochs all reached `threshold`."""
+        return first_epoch_meeting(self.column("test_acc"), threshold, last, max_epochs)
 
     @property
     def best_train_acc(self) -> float:

@@ -23,7 +23,7 @@ from mnist_lib.data import pixel_stats
 from mnist_lib.evaluation import (ModelOutputError, confusion_matrix, evaluate,
                                   misclassified, per_class_accuracy,
                                   recompute_bn_stats)
-from mnist_lib.history import EpochRecord, History
+from mnist_lib.history import EpochRecord, History, over_budget
 from mnist_lib.models import get_model, layer_list, load_checkpoint, save_checkpoint
 from mnist_lib.recipes import model_differences, recipe, recipe_differences, run
 
@@ -83,6 +83,31 @@ def _history(accs):
 ])
 def test_meets_target(accs, expected):
     assert _history(accs).meets_target(99.4, last=3) is expected
+
+
+def test_meets_target_within_the_epoch_budget_only():
+    # The target is met within 15 epochs; a longer run does not meet it,
+    # however accurate, unless the budget is lifted explicitly.
+    assert _history([99.6] * 15).meets_target()
+    assert not _history([99.6] * 16).meets_target()
+    assert _history([99.6] * 16).meets_target(max_epochs=None)
+    assert _history([99.6] * 16).meets_target(max_epochs=16)
+
+
+def test_first_epoch_meeting_within_the_epoch_budget_only():
+    late = [99.0] * 15 + [99.5] * 3          # holds from epoch 18 on
+    assert _history(late).first_epoch_meeting() is None
+    assert _history(late).first_epoch_meeting(max_epochs=None) == 18
+    assert _history([99.0] * 12 + [99.5] * 6).first_epoch_meeting() == 15
+    with pytest.raises(ValueError, match="max_epochs must be >= last"):
+        _history(late).meets_target(last=3, max_epochs=2)
+
+
+def test_over_budget_names_the_budget_and_the_fix():
+    assert over_budget(15) == "" and over_budget(1) == ""
+    note = over_budget(20)
+    assert "20 epochs is over the target's budget of 15" in note
+    assert "--epochs 15 or fewer" in note
 
 
 def test_meets_target_rejects_bad_last():
@@ -513,6 +538,14 @@ def test_cli_divergence_is_an_error_line_not_a_traceback():
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: training diverged"), proc.stderr
     assert "Traceback" not in proc.stderr and "lower it (e.g. --lr" in proc.stderr
+
+
+def test_cli_says_a_run_over_the_epoch_budget_cannot_meet_the_target(capsys, mnist):
+    assert T.main(["--model", "Model_5", "--epochs", "16", "--n-train", "256",
+                   "--n-test", "100", "--scheduler", "none", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(over_budget(16) + "\n")
+    assert "within 15 epochs) NOT met" in out
 
 
 def test_cli_has_a_flag_for_every_config_field():
