@@ -25,8 +25,9 @@ class EpochRecord:
     seconds: float      # training + evaluation wall time
 
 
-# The book's epoch budget: the target must be met within 15 epochs.
+# The target's budget: met within 15 epochs, with fewer than 8,000 parameters.
 MAX_EPOCHS = 15
+PARAM_LIMIT = 8_000
 
 
 def _check_rule(last: int, max_epochs: int | None) -> None:
@@ -37,15 +38,18 @@ def _check_rule(last: int, max_epochs: int | None) -> None:
                          f"budget; got {max_epochs}")
 
 
-def over_budget(epochs: int) -> str:
-    """Empty for a run within the target's epoch budget; otherwise a line that
-    says no run of `epochs` epochs can meet the target (the CLIs print it
-    before training, so that a long run is not read as a near miss)."""
-    if epochs <= MAX_EPOCHS:
+def over_budget(epochs: int, params: int) -> str:
+    """Empty for a run of `epochs` epochs of a model with `params` parameters
+    within the target's budget; otherwise a line that says what is over it
+    (the CLIs print it before training, so that such a run is not read as a
+    near miss)."""
+    over = ([f"{epochs} epochs"] if epochs > MAX_EPOCHS else []) + (
+        [f"{params:,} parameters"] if params >= PARAM_LIMIT else [])
+    if not over:
         return ""
-    return (f"note: {epochs} epochs is over the target's budget of {MAX_EPOCHS}, so "
-            f"no run of it meets the target, however accurate (--epochs "
-            f"{MAX_EPOCHS} or fewer for one that can)")
+    return (f"note: {' and '.join(over)}: over the target's budget (at most "
+            f"{MAX_EPOCHS} epochs, fewer than {PARAM_LIMIT:,} parameters), so no "
+            f"such run meets the target, however accurate")
 
 
 def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3,
@@ -82,17 +86,20 @@ class History:
         return self.column("test_acc")[-last:]
 
     def meets_target(self, threshold: float = 99.4, last: int = 3,
-                     max_epochs: int | None = MAX_EPOCHS) -> bool:
+                     max_epochs: int | None = MAX_EPOCHS,
+                     param_limit: int | None = PARAM_LIMIT) -> bool:
         """True when each of the last `last` epochs reached `threshold` % test
-        accuracy, in a run of at most `max_epochs` epochs (None: any length).
+        accuracy, in a run of at most `max_epochs` epochs of a model with fewer
+        than `param_limit` parameters (None: no such limit).
 
         This is the book's consistency rule: one lucky epoch does not count, a
-        run shorter than `last` epochs cannot meet it, and nor can a run longer
-        than the target's budget of 15 epochs, however accurate.
+        run shorter than `last` epochs cannot meet it, and nor can a run over
+        the budget of 15 epochs and 8,000 parameters, however accurate.
         """
         _check_rule(last, max_epochs)
         accs = self.column("test_acc")
-        within = max_epochs is None or len(accs) <= max_epochs
+        within = ((max_epochs is None or len(accs) <= max_epochs)
+                  and (param_limit is None or self.params < param_limit))
         return within and len(accs) >= last and all(a >= threshold for a in accs[-last:])
 
     def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3,

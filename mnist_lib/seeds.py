@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .data import load_mnist
-from .history import MAX_EPOCHS, over_budget
+from .history import MAX_EPOCHS, PARAM_LIMIT, over_budget
 from .recipes import recipe, recipe_differences, run
 from .train import (DivergenceError, add_config_flags, check_schedule,
                     config_overrides)
@@ -29,9 +29,10 @@ from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
 
 def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
               last: int = 3, max_epochs: int | None = MAX_EPOCHS,
-              progress: bool = True, **overrides) -> dict[str, Any]:
+              param_limit: int | None = PARAM_LIMIT, progress: bool = True,
+              **overrides) -> dict[str, Any]:
     """Train `model` once per seed; return a JSON-ready summary. A seed passes
-    when it meets the rule `History.meets_target(threshold, last, max_epochs)`."""
+    when its run meets the target, `History.meets_target` with these arguments."""
     per_seed = []
     for seed in seeds:
         _, hist = run(model, data, seed=seed, progress=False, **overrides)
@@ -40,7 +41,7 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
             "last": hist.last_test_acc(last),
             "best": hist.best_test_acc,
             "final": hist.epochs[-1].test_acc,
-            "passed": hist.meets_target(threshold, last, max_epochs),
+            "passed": hist.meets_target(threshold, last, max_epochs, param_limit),
             "seconds": hist.total_seconds,
             "test_acc": hist.column("test_acc"),
         })
@@ -51,7 +52,8 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
         "model": model,
         "params": hist.params,
         "layers": hist.layers,
-        "rule": {"threshold": threshold, "last": last, "max_epochs": max_epochs},
+        "rule": {"threshold": threshold, "last": last, "max_epochs": max_epochs,
+                 "param_limit": param_limit},
         "seeds": per_seed,
         "final_mean": statistics.fmean(finals),
         "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
@@ -108,11 +110,12 @@ def summary_line(summary: dict[str, Any]) -> str:
 def report(summary: dict[str, Any]) -> str:
     """The whole table: title, one row per seed, summary line."""
     rule = summary["rule"]
-    # Records made before the epoch budget was part of the rule have none.
-    budget = f", within {rule['max_epochs']}" if rule.get("max_epochs") else ""
+    # Records made before the budget was part of the rule have no budget.
+    within = f" of at most {rule['max_epochs']}" if rule.get("max_epochs") else ""
+    params = f", < {rule['param_limit']:,} parameters" if rule.get("param_limit") else ""
     lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: >= "
-             f"{rule['threshold']}% in each of the last {rule['last']} epochs"
-             f"{budget}", HEADER]
+             f"{rule['threshold']}% in each of the last {rule['last']}{within} "
+             f"epochs{params}", HEADER]
     lines += [_row(s) for s in summary["seeds"]]
     lines.append(summary_line(summary))
     return "\n".join(lines)
@@ -120,7 +123,7 @@ def report(summary: dict[str, Any]) -> str:
 
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    from .models import FINAL_MODEL, MODELS
+    from .models import FINAL_MODEL, MODELS, count_parameters, get_model
 
     p = argparse.ArgumentParser(prog="python -m mnist_lib.seeds",
                                 description="Train a model with several seeds.")
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
     except ValueError as err:
         p.error(str(err))
-    if note := over_budget(cfg.epochs):
+    if note := over_budget(cfg.epochs, count_parameters(get_model(args.model))):
         print(note)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     changed = recipe_differences({"config": asdict(cfg)}, args.model)

@@ -32,7 +32,8 @@ from .augmentation import random_affine
 from .data import MNIST, batch_indices, load_mnist, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
-from .history import MAX_EPOCHS, EpochRecord, History, over_budget
+from .history import (MAX_EPOCHS, PARAM_LIMIT, EpochRecord, History,
+                      over_budget)
 from .models import layer_list
 from .step import GraphedStep, train_step
 from .utils import (best_device, keep_freed_memory, quiet_on_closed_pipe,
@@ -391,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    from .models import save_checkpoint
+    from .models import count_parameters, get_model, save_checkpoint
     from .recipes import recipe, run
 
     args = build_parser().parse_args(argv)
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
     except ValueError as err:
         build_parser().error(str(err))
-    if note := over_budget(cfg.epochs):
+    if note := over_budget(cfg.epochs, count_parameters(get_model(args.model))):
         print(note)
     try:
         model, hist = run(args.model, data, cfg)
@@ -419,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
-          + f"; target (>= 99.4% in each of the last 3, within {MAX_EPOCHS} epochs) "
+          + f"; target (>= 99.4% in each of the last 3 of at most {MAX_EPOCHS} "
+          + f"epochs, < {PARAM_LIMIT:,} parameters) "
           + ("MET" if hist.meets_target() else "NOT met")
           + f"; {hist.total_seconds:.1f} s")
     if args.out:

@@ -31,13 +31,14 @@ def test_seed_runner_summary(small, capsys):
     assert finals[0] != finals[1]  # different seeds, different runs
     assert summary["passed"] == 0  # one epoch on 1,000 images cannot pass
     assert model_differences(summary, "Model_2") == []  # it names what it trained
-    assert summary["rule"] == {"threshold": 99.4, "last": 3, "max_epochs": 15}
+    assert summary["rule"] == {"threshold": 99.4, "last": 3, "max_epochs": 15,
+                               "param_limit": 8000}
     text = seeds.report(summary)
     assert "rule held for 0/2 seeds" in text and "FAIL" in text
-    assert "in each of the last 3 epochs, within 15\n" in text
+    assert "in each of the last 3 of at most 15 epochs, < 8,000 parameters\n" in text
     # A record from before the budget was part of the rule reads as it was.
     old = copy.deepcopy(summary)
-    del old["rule"]["max_epochs"]
+    del old["rule"]["max_epochs"], old["rule"]["param_limit"]
     assert "in each of the last 3 epochs\n" in seeds.report(old)
 
 

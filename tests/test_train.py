@@ -103,11 +103,29 @@ def test_first_epoch_meeting_within_the_epoch_budget_only():
         _history(late).meets_target(last=3, max_epochs=2)
 
 
-def test_over_budget_names_the_budget_and_the_fix():
-    assert over_budget(15) == "" and over_budget(1) == ""
-    note = over_budget(20)
-    assert "20 epochs is over the target's budget of 15" in note
-    assert "--epochs 15 or fewer" in note
+def test_meets_target_with_fewer_than_8000_parameters_only():
+    def run(params):
+        h = _history([99.6] * 15)
+        h.params = params
+        return h
+
+    assert run(7_999).meets_target() and not run(8_000).meets_target()
+    assert run(17_370).meets_target(param_limit=None)
+
+
+@pytest.mark.parametrize("epochs, params, over", [
+    (15, 7_999, None),
+    (20, 7_764, "note: 20 epochs: over"),
+    (15, 17_370, "note: 17,370 parameters: over"),
+    (16, 8_000, "note: 16 epochs and 8,000 parameters: over"),
+])
+def test_over_budget_says_what_is_over(epochs, params, over):
+    note = over_budget(epochs, params)
+    if over is None:
+        assert note == ""
+    else:
+        assert note.startswith(over)
+        assert "(at most 15 epochs, fewer than 8,000 parameters)" in note
 
 
 def test_meets_target_rejects_bad_last():
@@ -544,8 +562,8 @@ def test_cli_says_a_run_over_the_epoch_budget_cannot_meet_the_target(capsys, mni
     assert T.main(["--model", "Model_5", "--epochs", "16", "--n-train", "256",
                    "--n-test", "100", "--scheduler", "none", "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(over_budget(16) + "\n")
-    assert "within 15 epochs) NOT met" in out
+    assert out.startswith("note: 16 epochs: over the target's budget")
+    assert "of at most 15 epochs, < 8,000 parameters) NOT met" in out
 
 
 def test_cli_has_a_flag_for_every_config_field():
