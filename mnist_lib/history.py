@@ -38,13 +38,23 @@ def _check_rule(last: int, max_epochs: int | None) -> None:
                          f"budget; got {max_epochs}")
 
 
+def _over(epochs: int, params: int, max_epochs: int | None,
+          param_limit: int | None) -> list[str]:
+    """What of a run is over its budget, e.g. ["20 epochs"]; None: no limit."""
+    over = []
+    if max_epochs is not None and epochs > max_epochs:
+        over.append(f"{epochs} epochs")
+    if param_limit is not None and params >= param_limit:
+        over.append(f"{params:,} parameters")
+    return over
+
+
 def over_budget(epochs: int, params: int) -> str:
     """Empty for a run of `epochs` epochs of a model with `params` parameters
     within the target's budget; otherwise a line that says what is over it
     (the CLIs print it before training, so that such a run is not read as a
     near miss)."""
-    over = ([f"{epochs} epochs"] if epochs > MAX_EPOCHS else []) + (
-        [f"{params:,} parameters"] if params >= PARAM_LIMIT else [])
+    over = _over(epochs, params, MAX_EPOCHS, PARAM_LIMIT)
     if not over:
         return ""
     return (f"note: {' and '.join(over)}: over the target's budget (at most "
@@ -98,8 +108,7 @@ class History:
         """
         _check_rule(last, max_epochs)
         accs = self.column("test_acc")
-        within = ((max_epochs is None or len(accs) <= max_epochs)
-                  and (param_limit is None or self.params < param_limit))
+        within = not _over(len(accs), self.params, max_epochs, param_limit)
         return within and len(accs) >= last and all(a >= threshold for a in accs[-last:])
 
     def first_epoch_meeting(self, threshold: float = 99.4, last: int = 3,

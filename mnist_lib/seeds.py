@@ -19,9 +19,9 @@ from dataclasses import asdict
 from typing import Any
 
 from .data import load_mnist
-from .history import MAX_EPOCHS, PARAM_LIMIT, over_budget
+from .history import MAX_EPOCHS, PARAM_LIMIT
 from .recipes import recipe, recipe_differences, run
-from .train import (DivergenceError, add_config_flags, check_schedule,
+from .train import (DivergenceError, add_config_flags, check_run,
                     config_overrides)
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
                     unwritable)
@@ -123,7 +123,7 @@ def report(summary: dict[str, Any]) -> str:
 
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    from .models import FINAL_MODEL, MODELS, count_parameters, get_model
+    from .models import FINAL_MODEL, MODELS
 
     p = argparse.ArgumentParser(prog="python -m mnist_lib.seeds",
                                 description="Train a model with several seeds.")
@@ -148,11 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     data = load_mnist(args.data)
     try:
-        # Sizes, and the LR schedule they allow, checked before the runs.
-        check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
+        note = check_run(args.model, cfg, data)
     except ValueError as err:
         p.error(str(err))
-    if note := over_budget(cfg.epochs, count_parameters(get_model(args.model))):
+    if note:
         print(note)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     changed = recipe_differences({"config": asdict(cfg)}, args.model)

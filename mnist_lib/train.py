@@ -34,7 +34,7 @@ from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
 from .history import (MAX_EPOCHS, PARAM_LIMIT, EpochRecord, History,
                       over_budget)
-from .models import layer_list
+from .models import count_parameters, get_model, layer_list
 from .step import GraphedStep, train_step
 from .utils import (best_device, keep_freed_memory, quiet_on_closed_pipe,
                     set_seed, unwritable)
@@ -175,6 +175,14 @@ def check_schedule(cfg: TrainConfig, n_train: int) -> None:
             f"= {cfg.pct_start:g} x {steps}): torch's OneCycleLR divides by zero. "
             "Train on more or fewer images or epochs, change pct_start, or use the "
             "scheduler 'none'")
+
+
+def check_run(model: str, cfg: TrainConfig, data: MNIST) -> str:
+    """What the CLIs check before training `model` with `cfg` on `data`: a
+    ValueError when the subset sizes or the LR schedule cannot run; else the
+    note `over_budget` gives ("" for a run within the target's budget)."""
+    check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
+    return over_budget(cfg.epochs, count_parameters(get_model(model)))
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -392,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
-    from .models import count_parameters, get_model, save_checkpoint
+    from .models import save_checkpoint
     from .recipes import recipe, run
 
     args = build_parser().parse_args(argv)
@@ -407,11 +415,10 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().error(f"{flag}: {why}")
     data = load_mnist(args.data)
     try:
-        # Sizes, and the LR schedule they allow, checked before the run.
-        check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
+        note = check_run(args.model, cfg, data)
     except ValueError as err:
         build_parser().error(str(err))
-    if note := over_budget(cfg.epochs, count_parameters(get_model(args.model))):
+    if note:
         print(note)
     try:
         model, hist = run(args.model, data, cfg)
