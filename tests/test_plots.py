@@ -1,4 +1,4 @@
-"""Figures: every plot shows itself in a notebook, with or without pyplot."""
+"""Figures: each plot draws what it says, and shows itself in a notebook, with or without pyplot."""
 
 from __future__ import annotations
 
@@ -100,3 +100,56 @@ def test_per_class_marks_a_digit_without_test_images():
     assert len(marks) == 7
     with pytest.raises(ValueError, match="no digit has a test image"):
         plots.per_class([math.nan] * 10)
+
+
+def test_misclassified_grid_shows_only_the_wrong_digits_titled_true_to_predicted():
+    from mnist_lib import plots
+
+    images = torch.arange(10.0).view(10, 1, 1).expand(10, 28, 28)  # image k is all k
+    labels = torch.arange(10)
+    pred = labels.clone()
+    pred[2], pred[7] = 5, 1
+    fig = plots.misclassified_grid(images, labels, pred)
+    shown = [(ax.get_title(), float(im.get_array()[0, 0]))
+             for ax in fig.axes for im in ax.get_images()]
+    assert shown == [("2 \u2192 5", 2.0), ("7 \u2192 1", 7.0)]
+    assert fig.get_suptitle().startswith("2 misclassified digits")
+    # At most n: the first n wrong ones, in test-set order.
+    first3 = [ax.get_title() for ax in
+              plots.misclassified_grid(images, labels, (labels + 1) % 10, n=3).axes
+              if ax.get_images()]
+    assert first3 == ["0 \u2192 1", "1 \u2192 2", "2 \u2192 3"]
+
+
+def test_confusion_writes_each_nonzero_count_in_its_cell():
+    from mnist_lib import plots
+
+    m = torch.zeros(10, 10, dtype=torch.long)
+    m[3, 3], m[3, 5], m[9, 4] = 1006, 3, 4
+    ax = plots.confusion(m).axes[0]
+    cells = sorted((round(t.get_position()[1]), round(t.get_position()[0]), t.get_text())
+                   for t in ax.texts)
+    # (row = true digit, column = predicted); zeros are left blank.
+    assert cells == [(3, 3, "1006"), (3, 5, "3"), (9, 4, "4")]
+
+
+def test_rf_box_outlines_exactly_the_pixels_of_the_rf():
+    from matplotlib.patches import Rectangle
+
+    from mnist_lib import plots
+
+    # RF coordinates: pixel i spans [i, i+1]. A box from 3 over 7 pixels covers
+    # pixels 3..9, whose centres imshow puts at 3..9: edges at 2.5 and 9.5.
+    # Rows start at -2: the RF reaches past the image's top edge (padding),
+    # and the axes must show the whole box, not clip it to the image.
+    image = torch.rand(28, 28)
+    fig = plots.rf_box(image, (-2, 3, 7, 7), erf=torch.rand(28, 28))
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        (box,) = [p for p in ax.patches if isinstance(p, Rectangle)]
+        assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == \
+            (2.5, -2.5, 7, 7)
+        bottom, top = ax.get_ylim()  # imshow: y grows downwards
+        assert top < -2.5 and bottom >= 27.5
+        assert ax.get_xlim()[0] <= -0.5 and ax.get_xlim()[1] >= 27.5
+    assert len(plots.rf_box(image, (10, 10, 5, 5)).axes) == 1
