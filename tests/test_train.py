@@ -511,6 +511,27 @@ def test_cli_cuda_without_gpu(capsys):
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cuda, mps, expected", [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_the_default_device_is_the_best_available(monkeypatch, cuda, mps, expected):
+    from mnist_lib.utils import best_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert best_device() == best_device("auto") == torch.device(expected)
+    # A device that is there may be asked for by name; one that is not is refused.
+    assert best_device("cpu") == torch.device("cpu")
+    for name, there in (("cuda:1", cuda), ("mps", mps)):
+        if there:
+            assert best_device(name) == torch.device(name)
+        else:
+            with pytest.raises(ValueError, match="not available; use --device auto"):
+                best_device(name)
+    with pytest.raises(ValueError, match="unknown device 'gpu': use 'auto', 'cpu'"):
+        best_device("gpu")
+
+
 def test_cli_trains_and_writes_json(tmp_path, capsys, mnist):
     out = tmp_path / "run.json"
     code = T.main(["--model", "Model_2", "--epochs", "1", "--n-train", "1000",
