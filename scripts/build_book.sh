@@ -42,6 +42,11 @@ fi
 if changed static _static/*; then
   rm -rf "$OUT/_build/html"
 fi
+# The extensions in _ext/ act while Sphinx reads a page, and Sphinx does not
+# notice when their code changes: drop what it has read, keep the cache.
+if changed ext _ext/*.py; then
+  rm -rf "$OUT/_build/.doctrees" "$OUT/_build/html"
+fi
 
 start=$(date +%s)
 "$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going

@@ -63,16 +63,18 @@ PAGE_WIDTH = 77
 def _shown_code(md: Path) -> list[str]:
     """The lines of a chapter's visible code: code cells not removed from the
     page, and fenced blocks (bash, python) shown as they are."""
-    shown, block, hidden = [], None, False
+    shown, block, hidden, options = [], None, False, False
     for line in md.read_text().splitlines():
         if block is None:
             if re.match(r"```(\{code-cell\}|bash\b|python\b)", line):
                 block, hidden = [], False
+        elif line == "---" and (options or not block):
+            options = not options  # a cell's YAML options (metadata), not its code
+        elif options or line.startswith(":tags:"):
+            hidden |= "remove-cell" in line or "remove-input" in line
         elif line.startswith("```"):
             shown += [] if hidden else block
             block = None
-        elif line.startswith(":tags:"):
-            hidden = "remove-cell" in line or "remove-input" in line
         else:
             block.append(line)
     return shown
@@ -283,3 +285,24 @@ def test_launch_buttons_point_at_main_and_ipynb(site):
     colab = re.search(r'colab\.research\.google\.com/github/[^"]+', text).group(0)
     assert "/blob/main/book/step1.ipynb" in colab
     assert "mybinder.org" in text
+
+
+@pytest.mark.book
+def test_every_figure_says_what_it_shows(site):
+    # Alt text is what a screen reader reads, and what shows where an image
+    # does not load. Without it, Sphinx writes the image's file path there.
+    # Figures get it from their cell's metadata (`mystnb: image: alt:`), and
+    # those pasted into another page from _ext/pasted_alt.py.
+    _, html = site
+    missing, figures = [], 0
+    for rel in _pages(html):
+        for tag in re.findall(r"<img\b[^>]*>", (html / rel).read_text()):
+            if "_images/" not in tag:  # the theme's logos, not figures
+                continue
+            figures += 1
+            alt = re.search(r'\balt="([^"]*)"', tag)
+            text = alt.group(1) if alt else ""
+            if len(text.split()) < 4 or "_images/" in text or text.endswith(".png"):
+                missing.append(f"{rel}: {tag[:100]}")
+    assert figures >= 15, f"only {figures} figures found: is this the whole book?"
+    assert not missing, "figures without alt text:\n" + "\n".join(missing)

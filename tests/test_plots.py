@@ -1,4 +1,5 @@
-"""Figures: each plot draws what it says, and shows itself in a notebook, with or without pyplot."""
+"""Figures: each plot draws what it says, and shows itself in a notebook,
+with or without pyplot."""
 
 from __future__ import annotations
 
@@ -127,8 +128,8 @@ def test_confusion_writes_each_nonzero_count_in_its_cell():
     m = torch.zeros(10, 10, dtype=torch.long)
     m[3, 3], m[3, 5], m[9, 4] = 1006, 3, 4
     ax = plots.confusion(m).axes[0]
-    cells = sorted((round(t.get_position()[1]), round(t.get_position()[0]), t.get_text())
-                   for t in ax.texts)
+    cells = sorted((round(t.get_position()[1]), round(t.get_position()[0]),
+                    t.get_text()) for t in ax.texts)
     # (row = true digit, column = predicted); zeros are left blank.
     assert cells == [(3, 3, "1006"), (3, 5, "3"), (9, 4, "4")]
 
