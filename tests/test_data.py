@@ -184,8 +184,12 @@ def test_internet_probe_gives_up_after_its_timeout(monkeypatch):
     import io
     import time
 
-    # A network that swallows packets: the connection attempt never returns.
-    monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: time.sleep(3))
+    def unanswered(*args, **kwargs):
+        # A name lookup that hangs (it has no timeout of its own), then fails.
+        time.sleep(3)
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(D.socket, "create_connection", unanswered)
     start = time.monotonic()
     assert D._internet_reachable(timeout=0.2) is False
     assert time.monotonic() - start < 1.5
