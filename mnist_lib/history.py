@@ -62,6 +62,17 @@ def over_budget(epochs: int, params: int) -> str:
             f"such run meets the target, however accurate")
 
 
+def rule_text(threshold: float = 99.4, last: int = 3,
+              max_epochs: int | None = MAX_EPOCHS,
+              param_limit: int | None = PARAM_LIMIT) -> str:
+    """The rule `History.meets_target` applies, in words, e.g. ">= 99.4% in
+    each of the last 3 of at most 15 epochs, < 8,000 parameters"; a limit
+    that is None is left out."""
+    within = f" of at most {max_epochs}" if max_epochs else ""
+    params = f", < {param_limit:,} parameters" if param_limit else ""
+    return f">= {threshold}% in each of the last {last}{within} epochs{params}"
+
+
 def first_epoch_meeting(accs: list[float], threshold: float = 99.4, last: int = 3,
                         max_epochs: int | None = MAX_EPOCHS) -> int | None:
     """The first epoch (1-based), within the first `max_epochs`, ending `last`

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from .data import load_mnist
-from .history import MAX_EPOCHS, PARAM_LIMIT
+from .history import MAX_EPOCHS, PARAM_LIMIT, rule_text
 from .recipes import recipe, recipe_differences, run
 from .train import (DivergenceError, add_config_flags, check_run,
                     config_overrides)
@@ -111,11 +111,10 @@ def report(summary: dict[str, Any]) -> str:
     """The whole table: title, one row per seed, summary line."""
     rule = summary["rule"]
     # Records made before the budget was part of the rule have no budget.
-    within = f" of at most {rule['max_epochs']}" if rule.get("max_epochs") else ""
-    params = f", < {rule['param_limit']:,} parameters" if rule.get("param_limit") else ""
-    lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: >= "
-             f"{rule['threshold']}% in each of the last {rule['last']}{within} "
-             f"epochs{params}", HEADER]
+    said = rule_text(rule["threshold"], rule["last"], rule.get("max_epochs"),
+                     rule.get("param_limit"))
+    lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: {said}",
+             HEADER]
     lines += [_row(s) for s in summary["seeds"]]
     lines.append(summary_line(summary))
     return "\n".join(lines)

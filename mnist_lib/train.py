@@ -32,8 +32,7 @@ from .augmentation import random_affine
 from .data import MNIST, batch_indices, load_mnist, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
-from .history import (MAX_EPOCHS, PARAM_LIMIT, EpochRecord, History,
-                      over_budget)
+from .history import EpochRecord, History, over_budget, rule_text
 from .models import count_parameters, get_model, layer_list
 from .step import GraphedStep, train_step
 from .utils import (best_device, keep_freed_memory, quiet_on_closed_pipe,
@@ -427,8 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
-          + f"; target (>= 99.4% in each of the last 3 of at most {MAX_EPOCHS} "
-          + f"epochs, < {PARAM_LIMIT:,} parameters) "
+          + f"; target ({rule_text()}) "
           + ("MET" if hist.meets_target() else "NOT met")
           + f"; {hist.total_seconds:.1f} s")
     if args.out:

