@@ -9,18 +9,22 @@
     dataset with PIL `RandomRotation`, `ToTensor`, `Normalize`, a `DataLoader`
     (batch 128, 2 workers), a ~6k-parameter net, SGD with StepLR.
 
-Both run in the same process, alternating, for the same epochs on the same
-device; each epoch's time includes its test-set evaluation.
+Both run alternating, for the same epochs on the same device; each epoch's
+time includes its test-set evaluation. Each run has a fresh Python process of
+its own, so that its peak memory is its own: in one process, the memory one
+run's allocator kept for reuse would count in the next run's peak.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import platform
 import resource
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +66,10 @@ class ReferenceNet(nn.Module):
         return F.log_softmax(self.net(x).flatten(1), dim=-1)
 
 
-def _reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak for `_peak_memory`, so that each pipeline gets its own."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:  # Linux: writing 5 resets the process's peak RSS (VmHWM) to its current RSS
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # elsewhere the peak is the process's since it started
-
-
 def _peak_memory(device: torch.device) -> float:
-    """Peak memory in MiB since `_reset_peak_memory`: GPU allocations on CUDA,
-    else the peak resident memory of this process (not of DataLoader workers)."""
+    """Peak memory in MiB: GPU allocations on CUDA, else the peak resident
+    memory of this process (not of DataLoader workers) since it started, or
+    since /proc/self/clear_refs last reset it (Linux)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     try:
@@ -137,9 +131,10 @@ def reference_run(root: str, epochs: int, device: torch.device, seed: int = 0,
             "params": sum(p.numel() for p in model.parameters())}
 
 
-def library_run(data, epochs: int, device: torch.device, seed: int = 0,
+def library_run(root: str, epochs: int, device: torch.device, seed: int = 0,
                 model: str = FINAL_MODEL, **overrides) -> dict[str, Any]:
     """Train the book's final model with its recipe; same report as `reference_run`."""
+    data = load_mnist(root, verbose=False)
     _, hist = run(model, data, epochs=epochs, device=str(device), seed=seed,
                   progress=False, **overrides)
     n_train = overrides.get("n_train") or len(data.train_labels)
@@ -168,7 +163,8 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "final_acc": statistics.fmean(r["test_acc"][-1] for r in runs),
         "rule_met": [u is not None for u in untils],
         "params": runs[0]["params"],
-        "peak_mem_mib": max(r["peak_mem_mib"] for r in runs),
+        "peak_mem_mib": (None if any(r["peak_mem_mib"] is None for r in runs)
+                         else max(r["peak_mem_mib"] for r in runs)),
         # Each run's own numbers; what the library trained with and on is the
         # same for every run and is recorded once, in the report.
         "runs": [{k: v for k, v in r.items() if k not in ("config", "env", "layers")}
@@ -176,29 +172,44 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _measured(run_fn, device: torch.device, *args, **kwargs) -> dict[str, Any]:
+    """`run_fn(*args, **kwargs)`'s report, with this process's peak memory."""
+    # `fit` sets this for the library's run, and it is for the whole process:
+    # set it before either pipeline runs, so both run with it from the start.
+    if device.type == "cpu":
+        keep_freed_memory()
+    return run_fn(*args, **kwargs) | {"peak_mem_mib": _peak_memory(device)}
+
+
+def in_fresh_process(run_fn, device: torch.device, *args, **kwargs
+                     ) -> dict[str, Any]:
+    """`run_fn(device, *args, **kwargs)`, with its peak memory, in a new Python
+    process (spawned: no memory, threads or CUDA state of this one)."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        return pool.submit(_measured, run_fn, device, *args, **kwargs).result()
+
+
 def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
               device: str = "auto", quick: bool = False, progress: bool = True
               ) -> dict[str, Any]:
-    """Run both pipelines `repeats` times, alternating; return the report."""
+    """Run both pipelines `repeats` times, alternating, each run in a process
+    of its own; return the report."""
     dev = best_device(device)
-    # `fit` sets this for the library's run, and it is for the whole process:
-    # set it before either pipeline runs, so both get it from the start.
-    if dev.type == "cpu":
-        keep_freed_memory()
     sizes = dict(n_train=2000, n_test=1000) if quick else {}
-    data = load_mnist(root, verbose=False)
+    load_mnist(root, verbose=False)  # fetched and checked once, before any run
     lib, ref = [], []
     for rep in range(repeats):
         for name, runs in (("library", lib), ("reference", ref)):
             if progress:
                 print(f"repeat {rep + 1}/{repeats}: {name} ...", flush=True)
-            _reset_peak_memory(dev)
             if name == "library":
-                runs.append(library_run(data, epochs, dev, seed=rep, **sizes))
+                runs.append(in_fresh_process(library_run, dev, root, epochs, dev,
+                                             seed=rep, **sizes))
             else:
-                runs.append(reference_run(root, epochs, dev, seed=rep,
-                                          workers=0 if quick else 2, **sizes))
-            runs[-1]["peak_mem_mib"] = _peak_memory(dev)
+                runs.append(in_fresh_process(reference_run, dev, root, epochs, dev,
+                                             seed=rep, workers=0 if quick else 2,
+                                             **sizes))
     a, b = _summarise(lib), _summarise(ref)
     return {
         "library": a, "reference": b,
@@ -212,23 +223,6 @@ def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
         "env": lib[0]["env"],
         "layers": lib[0]["layers"],
     }
-
-
-# On this date `data.pixel_stats` stopped making a float64 copy of the training
-# set, which had set the library's peak memory (1.30 GB, now 0.79 GB on a CPU).
-PEAK_MEMORY_SINCE = "2026-11-25"
-
-
-def hidden_peaks(rep: dict[str, Any]) -> str | None:
-    """Why a record's peak memory no longer describes the pipelines, or None
-    when it does: a record whose runs did not keep their own peaks (it holds
-    one process-wide peak), or one made before the library's peak fell."""
-    runs = rep["library"]["runs"] + rep["reference"]["runs"]
-    if not all("peak_mem_mib" in r for r in runs):
-        return "the record kept one peak for both pipelines"
-    if rep["env"].get("date", "") < PEAK_MEMORY_SINCE:
-        return f"recorded before the library's peak fell ({PEAK_MEMORY_SINCE})"
-    return None
 
 
 def table(rep: dict[str, Any]) -> str:
@@ -252,17 +246,15 @@ def table(rep: dict[str, Any]) -> str:
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",
            f"{'':24}{'library':>12}{'reference':>12}"]
-    hidden = hidden_peaks(rep)
     for label, key, spec in rows:
         lib, ref = rep["library"][key], rep["reference"][key]
-        if key == "peak_mem_mib" and hidden:
-            lib = ref = None
         out.append(f"{label:24}{fmt(lib, spec):>12}{fmt(ref, spec):>12}")
     out.append("speed-up (reference / library): "
                f"{rep['speedup_epoch']:.2f}x per epoch, "
                f"{rep['speedup_run']:.2f}x per full run")
-    if hidden:
-        out.append(f"peak memory not shown: {hidden}")
+    if rep["library"]["peak_mem_mib"] is None:
+        out.append("peak memory: not in this record (it was not measured for "
+                   "each run on its own)")
     return "\n".join(out)
 
 

@@ -15,7 +15,6 @@ import torch
 
 from mnist_lib import bench, seeds
 from mnist_lib.recipes import model_differences, recipe, recipe_differences
-from mnist_lib.hardware import environment
 from mnist_lib.train import add_config_flags
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,46 +138,43 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     assert rep["config"]["n_train"] == 2000 and rep["config"]["epochs"] == 1
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(),
-                    reason="per-pipeline CPU peaks need Linux's clear_refs")
-def test_benchmark_measures_each_pipelines_own_peak_memory(monkeypatch, data_root):
-    """The reference runs after the library: it must not inherit its peak."""
-    def big(*args, **kw):
-        block = torch.ones(300 * 2**20 // 4)  # 300 MiB, touched
-        del block
-        return {"seconds": [1.0], "test_acc": [99.0], "n_train": 1, "params": 1,
-                "config": asdict(recipe("Model_4", epochs=1)),
-                "env": environment(torch.device("cpu")), "layers": []}
-
-    def small(*args, **kw):
-        return {"seconds": [2.0], "test_acc": [98.0], "n_train": 1, "params": 1}
-
-    monkeypatch.setattr(bench, "library_run", big)
-    monkeypatch.setattr(bench, "reference_run", small)
-    rep = bench.benchmark(str(data_root), epochs=1, device="cpu", progress=False)
-    assert rep["library"]["peak_mem_mib"] > rep["reference"]["peak_mem_mib"] + 200
+# Run in a fresh process by `bench.in_fresh_process`: module-level, so that a
+# spawned process can import them.
+_KEPT = []
 
 
-def test_benchmark_table_hides_peaks_of_old_records(tmp_path, data_root):
-    """A record whose peaks no longer hold shows none, and says why: one made
-    before runs kept their own peaks, or before the library's peak fell."""
+def _holds_300_mib(device):
+    _KEPT.append(torch.ones(300 * 2**20 // 4))  # 300 MiB, touched and kept
+    return {"held": True}
+
+
+def _holds_nothing(device):
+    return {"held": False}
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(),
+                    reason="CPU peaks are read from Linux's /proc/self/status")
+def test_each_benchmark_run_has_a_process_and_a_peak_of_its_own():
+    """A run that follows one which kept 300 MiB must not count them: in one
+    process, memory a run's allocator keeps counts in the next run's peak."""
+    cpu = torch.device("cpu")
+    big = bench.in_fresh_process(_holds_300_mib, cpu, cpu)
+    small = bench.in_fresh_process(_holds_nothing, cpu, cpu)
+    assert big["held"] and not small["held"]
+    assert big["peak_mem_mib"] > small["peak_mem_mib"] + 250, (big, small)
+    assert not _KEPT  # it was the other process that held them
+
+
+def test_benchmark_table_says_when_a_record_has_no_peaks(data_root):
     rep = bench.benchmark(str(data_root), epochs=1, device="cpu", quick=True,
                           progress=False)
     row = lambda text: next(l for l in text.splitlines() if l.startswith("peak memory"))
-    assert "—" not in row(bench.table(rep)) and bench.hidden_peaks(rep) is None
-    assert "not shown" not in bench.table(rep)
-
-    before = copy.deepcopy(rep)
-    before["env"]["date"] = "2026-11-24"
-    assert row(bench.table(before)).split()[-2:] == ["—", "—"]
-    assert bench.table(before).endswith(
-        "peak memory not shown: recorded before the library's peak fell (2026-11-25)")
-
+    assert "—" not in row(bench.table(rep)) and "not in this record" not in bench.table(rep)
     for side in ("library", "reference"):
-        for r in rep[side]["runs"]:
-            del r["peak_mem_mib"]
+        rep[side]["peak_mem_mib"] = None
     assert row(bench.table(rep)).split()[-2:] == ["—", "—"]
-    assert bench.table(rep).endswith("the record kept one peak for both pipelines")
+    assert bench.table(rep).endswith("peak memory: not in this record (it was not "
+                                     "measured for each run on its own)")
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
