@@ -44,9 +44,9 @@ book: venv data
 book-quick: venv data
 	bash scripts/build_book.sh quick
 
-# Regenerate the .ipynb twins (Colab) from the .md chapters.
+# Regenerate the .ipynb twins (Colab) from the .md chapters, the one source.
 sync: venv
-	$(BIN)/jupytext --sync book/*.md
+	$(BIN)/python scripts/twins.py book/*.md
 
 clean:
 	rm -rf _build

@@ -1,8 +1,10 @@
 """Helpers the book's chapters share: quick mode, glue, checked claims, results.
 
 Chapters run in the book build (myst-nb), in Colab/Binder and locally; none of
-those may need build-only tools, so `glue` falls back to doing nothing when
-myst-nb is absent.
+those may need build-only tools. Where myst-nb is absent, `glue` keeps each
+value in `GLUED`, and `show` displays a chapter's Result block with those
+values filled in: the `.ipynb` twins (`scripts/twins.py`) turn every Markdown
+cell that holds a `{glue:text}` role into a call of `show`.
 
 Quick mode (`MNIST_BOOK_QUICK=1`, set by `make book-quick` and `make test`)
 trains on a small subset for one epoch so that CI can execute every chapter in
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -55,9 +58,19 @@ def data_root() -> Path:
     return Path(os.environ.get("MNIST_DATA") or repo_root() / "data")
 
 
+# Every value glued in this kernel, by name: what `show` fills Markdown from.
+GLUED: dict[str, Any] = {}
+# Blocks that `show` displayed before all their values were glued: (display
+# handle, Markdown). `glue` fills them in as the values arrive.
+_PENDING: list[tuple[Any, str]] = []
+# {glue:text}`name` or {glue:text}`name:format`, as myst-nb writes them.
+GLUE_ROLE = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """myst-nb's `glue` where it exists (the book build); elsewhere, show the
-    value if `display` is set and otherwise do nothing.
+    value if `display` is set. Either way the value is kept in `GLUED`, and
+    any block that `show` displayed while waiting for it is filled in.
 
     NumPy and torch scalars are turned into plain Python numbers first: glue
     cannot format them. Returns None, so that a cell ending in `glue(...)`
@@ -65,6 +78,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         value = value.item()
+    GLUED[name] = value
+    _update_pending(name)
     try:
         from myst_nb import glue as _glue
     except ImportError:  # Colab, Binder, plain Jupyter
@@ -75,6 +90,74 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         return None
     _glue(name, value, display=display)
     return None
+
+
+def fill(markdown: str) -> tuple[str, list[str]]:
+    """`markdown` with each `{glue:text}` role replaced by its value from
+    `GLUED` (formatted as the role says), and the names not glued yet, whose
+    roles become "…"."""
+    missing: list[str] = []
+
+    def value(match: re.Match) -> str:
+        name, spec = match.group(1), match.group(2) or ""
+        if name not in GLUED:
+            missing.append(name)
+            return "…"
+        try:
+            return format(GLUED[name], spec)
+        except (TypeError, ValueError):  # e.g. ":s" on a number
+            return str(GLUED[name])
+
+    return GLUE_ROLE.sub(value, markdown), missing
+
+
+def _rendered(markdown: str) -> tuple[Any, list[str]]:
+    from IPython.display import Markdown
+
+    text, missing = fill(markdown)
+    if missing:
+        text += ("\n\n*(… : not computed yet; the cells below fill it in: "
+                 f"{', '.join(missing)})*")
+    return Markdown(text), missing
+
+
+def show(markdown: str) -> None:
+    """Display a chapter's Markdown with its `{glue:text}` values filled in
+    from this kernel's run: how Colab and Jupyter, which have no myst-nb,
+    show a Result block. A value that a later cell glues shows as "…" until
+    that cell runs, and is then filled in where it stands."""
+    from IPython.display import display
+
+    rendered, missing = _rendered(markdown)
+    handle = display(rendered, display_id=True)
+    if missing and handle is not None:
+        _PENDING.append((handle, markdown))
+
+
+def _update_pending(name: str) -> None:
+    """Fill in the blocks `show` displayed while waiting for `name`."""
+    for entry in list(_PENDING):
+        handle, markdown = entry
+        if f"`{name}`" in markdown or f"`{name}:" in markdown:
+            rendered, missing = _rendered(markdown)
+            handle.update(rendered)
+            if not missing:
+                _PENDING.remove(entry)
+
+
+def time_change(seconds: float, base: float) -> str:
+    """How a time compares with a base time, in words that read right
+    whichever way a measurement comes out: "2.3× as long as", "12% longer
+    than", "about as long as", "8% less time than". Machines differ and are
+    noisy, so the book glues these words and never asserts a speed."""
+    ratio = seconds / base
+    if ratio >= 1.5:
+        return f"{ratio:.1f}× as long as"
+    if ratio > 1.02:
+        return f"{100 * (ratio - 1):.0f}% longer than"
+    if ratio >= 0.98:
+        return "about as long as"
+    return f"{100 * (1 - ratio):.0f}% less time than"
 
 
 def claim(condition: bool, message: str) -> bool:

@@ -6,8 +6,8 @@ output size, the receptive field (RF) and the jump (j, the distance in input
 pixels between neighbouring units); `mnist_lib.rf` computes the same from the graph.
 
 The first layer of every model is a stride-2 convolution: on a CPU, work at
-the full 28x28 resolution dominates training time (measured in the book's
-"Reproducibility" chapter), and MNIST digits need no 1-pixel detail.
+the full 28x28 resolution is the costliest part of a step (the book's
+"Reproducibility" chapter times it), and MNIST digits need no 1-pixel detail.
 
 `save_checkpoint` and `load_checkpoint` write and read a trained model's
 weights, with its name, so that it can be rebuilt.
@@ -72,10 +72,11 @@ class Model_1(nn.Module):
 class Model_2(nn.Module):
     """Step 2, lighter + BatchNorm + GAP: under 8,000 parameters.
 
-    Target: keep the skeleton's RF, swap the big final convolution for
-    global average pooling and a 1x1 convolution, and add BatchNorm so the
-    lighter net trains fast. Expect a high train accuracy and some
-    overfitting.
+    Target: an RF that still covers the digit with far fewer parameters:
+    the big final convolution gives way to a fifth 3x3 convolution (padded,
+    so the map stays 8x8), global average pooling and a 1x1 convolution, and
+    BatchNorm follows every convolution so the lighter net trains fast.
+    Expect a high train accuracy and some overfitting.
     """
 
     def __init__(self) -> None:
@@ -134,12 +135,9 @@ class Model_4(nn.Module):
 
     Target: >= 99.4% in each of the last 3 of 15 epochs, < 8,000 parameters,
     trained with augmentation and a one-cycle learning rate. Pooling after
-    RF 11 lets the later layers be wider for the same cost. The two layers
-    at 12x12 and 10x10 have 16 output channels, not 14: on the book's CPU the
-    bf16 convolution kernels run a 16-channel output faster than a 14-channel
-    one (measured ~7% a step), and the 1x1 and last layers give back the
-    parameters. Dropout is off by default: augmentation regularises enough,
-    and on a CPU drawing the dropout masks is slow (Step 2 measures it).
+    RF 11 lets the later layers be wider for the same cost. Dropout is off by
+    default (`dropout=` turns it on): augmentation is the regulariser of
+    this recipe.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
@@ -172,15 +170,10 @@ class Model_4(nn.Module):
 class Model_5(nn.Module):
     """Stretch: the final design under 5,000 parameters.
 
-    Target: the same rule (>= 99.4% in each of the last 3 of 15 epochs) with
-    about 64% of Model_4's parameters. Every layer is narrower, and GELU
+    Target: the same rule (>= 99.4% in each of the last 3 of 15 epochs)
+    with fewer than 5,000 parameters. Every layer is narrower, and GELU
     replaces ReLU: ReLU passes no gradient back for a negative input, GELU a
-    small one, and with this few channels no unit can be spared. Measured
-    here while designing it, on fresh seeds 40-49 against the same layers
-    narrower still (10 channels at 12x12) with ReLU: 9 of 10 seeds met the
-    rule, against 3 of 10, and the mean of the last 3 test accuracies rose
-    by 0.08 points (4 standard errors). It costs ~15% more time a run on a
-    CPU.
+    small one, and with this few channels no unit can be spared.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:

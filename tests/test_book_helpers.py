@@ -134,3 +134,56 @@ def test_repository_is_the_one_config_and_install_cells_name():
         urls = set(re.findall(r'"git\+(https://[^"]+)"', text))
         # Every chapter with code installs the library, from that repository.
         assert urls == ({book.REPOSITORY} if "{code-cell}" in text else set()), md.name
+
+
+# ------------------------------------------- Result blocks where myst-nb is absent
+def test_show_fills_a_result_block_and_completes_it_as_values_arrive(monkeypatch):
+    """In Colab a Result block is shown with the run's numbers (`book.show`);
+    one shown before a later cell glues its value is filled in when it does."""
+    from IPython.display import Markdown
+
+    from mnist_lib import book
+
+    class Handle:  # what IPython's display(..., display_id=True) returns
+        def __init__(self, obj):
+            self.shown = [obj]
+
+        def update(self, obj):
+            self.shown.append(obj)
+
+    handles = []
+
+    def display(obj, display_id=None):
+        handles.append(Handle(obj))
+        return handles[-1]
+
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: not installed
+    monkeypatch.setattr("IPython.display.display", display)
+    monkeypatch.setattr(book, "GLUED", {})
+    monkeypatch.setattr(book, "_PENDING", [])
+    book.glue("t_params", "7,764")
+    book.glue("t_acc", 99.456)
+    book.show("> **Result**\n>\n> - Parameters: {glue:text}`t_params`, "
+              "accuracy {glue:text}`t_acc:.2f`%, met: {glue:text}`t_met`")
+    first = handles[0].shown[-1]
+    assert isinstance(first, Markdown)
+    assert "Parameters: 7,764, accuracy 99.46%, met: …" in first.data
+    assert "not computed yet" in first.data and "t_met" in first.data
+    book.glue("t_met", "yes")
+    assert handles[0].shown[-1].data.endswith("met: yes")
+    assert not book._PENDING  # complete: no longer waiting
+    assert book.fill("{glue:text}`t_met` {glue:text}`nope`") == ("yes …", ["nope"])
+
+
+@pytest.mark.parametrize("seconds, base, words", [
+    (2.3, 1.0, "2.3× as long as"),
+    (1.12, 1.0, "12% longer than"),
+    (1.01, 1.0, "about as long as"),
+    (0.99, 1.0, "about as long as"),
+    (0.92, 1.0, "8% less time than"),
+    (0.25, 1.0, "75% less time than"),
+])
+def test_time_change_words_hold_whichever_way_a_time_comes_out(seconds, base, words):
+    from mnist_lib import book
+
+    assert book.time_change(seconds, base) == words

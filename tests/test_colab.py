@@ -10,10 +10,16 @@ repository's raw files from this working tree, checking that each asks for
 a file under `results/` of `book.REPOSITORY`'s `book.BRANCH` on GitHub. What this cannot run offline is each
 chapter's install cell (`pip install git+<repository>`): the library is
 already installed here, so the cell does nothing, as on Binder.
+
+A learner who runs a chapter should see their own run's numbers: each Result
+and Analysis block is a `book.show` cell in the twin (scripts/twins.py), and
+its output must hold every value the chapter glued for it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -65,6 +71,10 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DATA", str(ROOT / "data"))
 
     nb = nbformat.read(notebook, as_version=4)
+    # Last, a cell that prints what the chapter glued, to check the blocks by.
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json\nfrom mnist_lib import book\nprint('GLUED=' + json.dumps("
+        "{k: v for k, v in book.GLUED.items() if isinstance(v, (str, int, float))}))"))
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(work)}}).execute()
 
@@ -75,3 +85,19 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
     # The chapters that read recorded results fetched them, and only they did.
     assert ("[fake GitHub]" in stderr) == loads, stderr[-2000:]
     assert not any((work / name).exists() for name in ("results", "mnist_lib"))
+
+    glued = json.loads(nb.cells[-1].outputs[-1]["text"].split("GLUED=", 1)[1])
+    shows = [cell for cell in nb.cells if cell.cell_type == "code"
+             and cell.source.startswith("#@title")]
+    if notebook.stem.startswith("step"):
+        assert any("Result" in cell.source.splitlines()[0] for cell in shows)
+    for cell in shows:
+        shown = "".join(out.get("data", {}).get("text/markdown", "")
+                        for out in cell.outputs)
+        assert shown and "{glue" not in shown and "…" not in shown, shown
+        assert "not computed yet" not in shown, shown
+        for name, spec in re.findall(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`",
+                                     cell.source):
+            value = glued[name]
+            text = str(value) if spec in ("", "s") else format(value, spec)
+            assert text in shown, f"{name} = {text!r} is not in {shown[:300]!r}"

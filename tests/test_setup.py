@@ -98,3 +98,47 @@ def test_publishing_workflow_builds_as_the_readme_and_binder_do():
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
     assert f"python-{python['with']['python-version']}" == runtime
+
+
+def record_build(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts/record_build.py"),
+                           "--file", str(tmp_path / "builds.json"), "--", *command],
+                          capture_output=True, text=True)
+
+
+def test_a_green_full_build_is_recorded_with_its_cpu_and_load(tmp_path):
+    done = record_build(tmp_path, sys.executable, "-c", "sum(range(10**6))")
+    assert done.returncode == 0, done.stderr
+    (build,) = json.loads((tmp_path / "builds.json").read_text())
+    from mnist_lib.hardware import cpu_name
+
+    assert build["cpu"] == cpu_name() and build["precision"] in ("fp32", "bf16 autocast")
+    assert build["commit"] and build["seconds"] >= 0
+    # The same CPU, precision and load again: the entry is replaced, not added.
+    record_build(tmp_path, sys.executable, "-c", "pass")
+    assert len(json.loads((tmp_path / "builds.json").read_text())) == 1
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc/stat")
+def test_a_build_beside_other_work_is_recorded_as_busy(tmp_path):
+    # A neighbour that keeps one core busy while the "build" sleeps: the record
+    # counts about one core of other work, and keeps the idle build's entry.
+    record_build(tmp_path, sys.executable, "-c", "pass")
+    neighbour = subprocess.Popen([sys.executable, "-c",
+                                  "import time\nt = time.time()\n"
+                                  "while time.time() - t < 6: pass"])
+    try:
+        done = record_build(tmp_path, sys.executable, "-c",
+                            "import time; time.sleep(3)")
+    finally:
+        neighbour.kill()
+    assert done.returncode == 0, done.stderr
+    idle, busy = sorted(json.loads((tmp_path / "builds.json").read_text()),
+                        key=lambda b: b["busy"])
+    assert not idle["busy"] and busy["busy"] and busy["other_cores"] > 0.5, busy
+
+
+def test_a_failed_build_is_not_recorded_and_keeps_its_status(tmp_path):
+    done = record_build(tmp_path, sys.executable, "-c", "raise SystemExit(3)")
+    assert done.returncode == 3
+    assert not (tmp_path / "builds.json").exists()
