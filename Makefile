@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 data: venv
-	$(BIN)/python -m mnist_lib.data --root data
+	$(BIN)/python -m mnist_lib data --root data
 
 # Library tests only (no book build).
 test-lib: venv data

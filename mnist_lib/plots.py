@@ -13,7 +13,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .evaluation import misclassified
 from .history import History
+from .target import TARGET
 
 
 class BookFigure(Figure):
@@ -48,7 +50,8 @@ def curves(history: History | Sequence[History], title: str | None = None) -> Fi
         ax_loss.plot(ep, h.column("test_loss"), "-", label=f"{label} test".strip())
         ax_acc.plot(ep, h.column("train_acc"), "--", label=f"{label} train".strip())
         ax_acc.plot(ep, h.column("test_acc"), "-", label=f"{label} test".strip())
-    ax_acc.axhline(99.4, color="grey", lw=0.8, ls=":", label="99.4% target")
+    ax_acc.axhline(TARGET.accuracy, color="grey", lw=0.8, ls=":",
+                   label=f"{TARGET.accuracy:g}% target")
     ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", yscale="log", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     low = min(min(h.column("test_acc")[1:] or h.column("test_acc")) for h in runs)
@@ -113,7 +116,7 @@ def predictions(images: torch.Tensor, labels: torch.Tensor, pred: torch.Tensor,
 def misclassified_grid(images: torch.Tensor, labels: torch.Tensor,
                        pred: torch.Tensor, n: int = 30) -> Figure:
     """Up to `n` misclassified test images, titled 'true -> predicted'."""
-    wrong = (pred.cpu() != labels.cpu()).nonzero().flatten()[:n]
+    wrong = misclassified(pred, labels)[:n]
     titles = [f"{int(labels[i])} \u2192 {int(pred[i])}" for i in wrong]
     title = f"{len(wrong)} misclassified digits (true \u2192 predicted)"
     return image_grid(images[wrong], titles, ncols=10, title=title)
@@ -193,7 +196,8 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
 
 def seed_strip(values: dict[str, Sequence[float]],
                passed: dict[str, Sequence[bool]] | None = None,
-               threshold: float = 99.4, ylabel: str = "final test accuracy (%)"
+               threshold: float = TARGET.accuracy,
+               ylabel: str = "final test accuracy (%)"
                ) -> Figure:
     """Strip plot: one dot per seed, one column per model, mean marked.
 

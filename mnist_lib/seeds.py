@@ -1,6 +1,6 @@
 """Train one model with several seeds and report the spread.
 
-    python -m mnist_lib.seeds --model Model_4 --seeds 15 \
+    python -m mnist_lib seeds --model Model_4 --seeds 15 \
         --out results/seeds_Model_4.json
 
 One run proves little: a model "meets the target" only if it does so for
@@ -10,38 +10,28 @@ whether the rule held; then mean, standard deviation and minimum.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
-import sys
-import time
 from dataclasses import asdict
 from typing import Any
 
-from .data import load_mnist
-from .history import MAX_EPOCHS, PARAM_LIMIT, rule_text
-from .recipes import recipe, recipe_differences, run
-from .train import (DivergenceError, add_config_flags, check_run,
-                    config_overrides)
-from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe,
-                    unwritable)
+from .target import TARGET, Target
+from .train import run
 
 
-def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
-              last: int = 3, max_epochs: int | None = MAX_EPOCHS,
-              param_limit: int | None = PARAM_LIMIT, progress: bool = True,
-              **overrides) -> dict[str, Any]:
+def run_seeds(model: str, data, seeds: list[int], target: Target = TARGET,
+              progress: bool = True, **overrides) -> dict[str, Any]:
     """Train `model` once per seed; return a JSON-ready summary. A seed passes
-    when its run meets the target, `History.meets_target` with these arguments."""
+    when its run meets `target` (`History.meets_target`)."""
     per_seed = []
     for seed in seeds:
         _, hist = run(model, data, seed=seed, progress=False, **overrides)
         per_seed.append({
             "seed": seed,
-            "last": hist.last_test_acc(last),
+            "last": hist.last_test_acc(target.last),
             "best": hist.best_test_acc,
             "final": hist.epochs[-1].test_acc,
-            "passed": hist.meets_target(threshold, last, max_epochs, param_limit),
+            "passed": hist.meets_target(target),
             "seconds": hist.total_seconds,
             "test_acc": hist.column("test_acc"),
         })
@@ -52,8 +42,7 @@ def run_seeds(model: str, data, seeds: list[int], threshold: float = 99.4,
         "model": model,
         "params": hist.params,
         "layers": hist.layers,
-        "rule": {"threshold": threshold, "last": last, "max_epochs": max_epochs,
-                 "param_limit": param_limit},
+        "target": asdict(target),
         "seeds": per_seed,
         "final_mean": statistics.fmean(finals),
         "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
@@ -109,68 +98,9 @@ def summary_line(summary: dict[str, Any]) -> str:
 
 def report(summary: dict[str, Any]) -> str:
     """The whole table: title, one row per seed, summary line."""
-    rule = summary["rule"]
-    # Records made before the budget was part of the rule have no budget.
-    said = rule_text(rule["threshold"], rule["last"], rule.get("max_epochs"),
-                     rule.get("param_limit"))
+    said = Target(**summary["target"]).text()
     lines = [f"{summary['model']} ({summary['params']:,} parameters), rule: {said}",
              HEADER]
     lines += [_row(s) for s in summary["seeds"]]
     lines.append(summary_line(summary))
     return "\n".join(lines)
-
-
-@quiet_on_closed_pipe
-def main(argv: list[str] | None = None) -> int:
-    from .models import FINAL_MODEL, MODELS
-
-    p = argparse.ArgumentParser(prog="python -m mnist_lib.seeds",
-                                description="Train a model with several seeds.")
-    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
-    p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--data", default="data")
-    p.add_argument("--out", help="write the summary as JSON to this file")
-    # The recipe's fields, to study a change of it (e.g. --optimizer adamw
-    # --lr 0.01) over seeds; the summary's config records what was trained.
-    add_config_flags(p, exclude=("seed",))
-    args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.out and (why := unwritable(args.out)):
-        p.error(f"--out: {why}")
-    overrides = config_overrides(args)
-    try:
-        cfg = recipe(args.model, **overrides)
-        best_device(cfg.device)
-    except ValueError as err:
-        p.error(str(err))
-    data = load_mnist(args.data)
-    try:
-        note = check_run(args.model, cfg, data)
-    except ValueError as err:
-        p.error(str(err))
-    if note:
-        print(note)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    changed = recipe_differences({"config": asdict(cfg)}, args.model)
-    if changed:  # so that the table cannot pass for the recipe's
-        print(f"{args.model}'s recipe, changed: "
-              + ", ".join(f"{k}={getattr(cfg, k)}" for k in changed))
-    print(HEADER)
-    t0 = time.perf_counter()
-    try:
-        summary = run_seeds(args.model, data, seeds, **overrides)
-    except DivergenceError as err:  # a changed recipe can diverge
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    summary["wall_seconds"] = time.perf_counter() - t0
-    print(summary_line(summary))  # the rows were printed as the seeds finished
-    if args.out:
-        atomic_write_json(args.out, summary)
-        print(f"saved {args.out}")
-    return 0 if summary["passed"] == summary["n_seeds"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """One training step, run eagerly or replayed as a CUDA graph.
 
 `train_step` is the plain zero_grad -> forward -> backward -> step on one
-batch, with the batch's random warp and the loss (`smoothed_nll`). On a CUDA
+batch, with the batch's random warp and the loss (`nll_loss`). On a CUDA
 GPU, `GraphedStep` captures that same function once per batch size and
 replays it: launching a small model's ~100 kernels one by one from Python
 takes longer than running them. `mnist_lib.train.train_epoch` calls one or
@@ -11,29 +11,15 @@ the other for every batch.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .averaging import WeightAverage
 from .augmentation import random_affine, warp
+from .config import TrainConfig
 from .data import MNIST, normalize, to_float
 from .hardware import autocast_dtype
-
-if TYPE_CHECKING:  # only for annotations: train imports this module
-    from .train import TrainConfig
-
-
-def smoothed_nll(logp: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0
-                 ) -> torch.Tensor:
-    """NLL of log-probabilities against targets that put `smoothing` of their
-    mass uniformly on all classes (`smoothing=0`: plain `nll_loss`)."""
-    loss = F.nll_loss(logp, y)
-    if smoothing:
-        loss = (1 - smoothing) * loss - smoothing * logp.mean(dim=1).mean()
-    return loss
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
@@ -59,7 +45,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
     with torch.autocast(x.device.type, dtype=dtype or torch.float32,
                         enabled=dtype is not None, cache_enabled=False):
         logp = model(x)
-    loss = smoothed_nll(logp.float(), y, cfg.label_smoothing)
+    loss = F.nll_loss(logp.float(), y)
     loss.backward()
     opt.step()
     if ema is not None:

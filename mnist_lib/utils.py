@@ -180,7 +180,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def quiet_on_closed_pipe(main: Callable[..., int]) -> Callable[..., int]:
     """Wrap a command-line `main` so that, when the program reading its output
-    stops early (`python -m mnist_lib.rf ... | head`), it stops quietly with
+    stops early (`python -m mnist_lib rf ... | head`), it stops quietly with
     exit code 1 instead of printing a BrokenPipeError traceback."""
 
     @functools.wraps(main)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mnist_lib import augmentation as A
+from mnist_lib import cli
 from mnist_lib import data as D
 from mnist_lib.bench import _peak_memory
 from mnist_lib.utils import atomic_write_bytes
@@ -303,6 +304,6 @@ def test_batches_cover_every_index_once():
 
 def test_data_cli_bad_argument(capsys):
     with pytest.raises(SystemExit) as exc:
-        D.main(["--bogus"])
+        cli.main(["data", "--bogus"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err

@@ -72,3 +72,29 @@ def test_shape_comments_agree_with_the_rf_calculator(name):
             assert int(rf) == row.r_out, row.name
         if j:
             assert int(j) == row.j_out, row.name
+
+
+def test_a_loaded_checkpoint_takes_raw_images_as_they_come(tmp_path):
+    """`load_checkpoint` gives a Classifier: it normalises as training did, so
+    uint8 pixels, floats in [0, 1], with or without the channel axis, all give
+    the predictions of the model on normalised input."""
+    from mnist_lib.history import History
+    from mnist_lib.models import Classifier, load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = get_model("Model_4").eval()
+    hist = History("Model_4", 0, {"lr": 0.2}, {},
+                   normalization={"mean": 0.1307, "std": 0.3081})
+    save_checkpoint(tmp_path / "m.pt", net, hist)
+    model = load_checkpoint(tmp_path / "m.pt")
+    assert isinstance(model, Classifier) and not model.training
+    pixels = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = net((pixels[:, None].float() / 255 - 0.1307) / 0.3081)
+        for images in (pixels, pixels[:, None], pixels[:, None].float() / 255):
+            assert torch.allclose(model(images), expected, atol=1e-5)
+    assert torch.equal(model.predict(pixels), expected.argmax(1))
+    with pytest.raises(ValueError, match=r"expected \(B, 1, H, W\) or \(B, H, W\)"):
+        model(torch.zeros(2, 3, 28, 28))
+    with pytest.raises(TypeError, match="uint8 pixels or floats"):
+        model(pixels.long())

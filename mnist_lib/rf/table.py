@@ -93,7 +93,7 @@ class RFTable:
                ) -> tuple[list[str], list[list[str]]]:
         """The checked column names, and each row's cells as text."""
         columns = check_columns(columns)
-        return columns, [[_fmt(getattr(r, c)) for c in columns]
+        return columns, [[fmt_cell(getattr(r, c)) for c in columns]
                          for r in self.layers(all_ops)]
 
     def to_markdown(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS
@@ -148,11 +148,11 @@ class RFTable:
                 f"output RF {f.r_out}, jump {f.j_out})")
 
 
-def _fmt(v: Any) -> str:
+def fmt_cell(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, tuple):
-        return "(" + ", ".join(_fmt(x) for x in v) + ")"
+        return "(" + ", ".join(fmt_cell(x) for x in v) + ")"
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() else f"{v:.4g}"
     return str(v)

@@ -15,15 +15,15 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .rf_state import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
-                       UnsupportedOpError, _arg, _declare_hint, _on_positions,
-                       _pair, _same, _shape)
-from .rf_table import RFRow, _fmt
+from .axis import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
+                       UnsupportedOpError, node_arg, declare_hint, on_positions,
+                       as_pair, agreed, node_shape)
+from .table import RFRow, fmt_cell
 
 # Modules that leave every position where it is (the softmax modules depend on
-# their dim: `rf_shapes._softmax_over`). Softmax2d, the two LRNs and
+# their dim: `reshapes.softmax_over`). Softmax2d, the two LRNs and
 # ChannelShuffle mix or reorder channels only, at each position.
-_POINTWISE_MODULES = (
+POINTWISE_MODULES = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d,
     nn.LayerNorm, nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.Softmax2d,
     nn.ChannelShuffle,
@@ -35,61 +35,61 @@ _POINTWISE_MODULES = (
 )
 
 
-def _declared(mod: nn.Module | None, custom: dict[type, Any]) -> type | None:
+def declared_as(mod: nn.Module | None, custom: dict[type, Any]) -> type | None:
     """The class in `custom` that declares `mod` (it is an instance of it), if any."""
     return next((k for k in custom if isinstance(mod, k)), None)
 
 
-def _module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
+def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
                  ) -> Callable[[Spatial], Spatial]:
-    declared = _declared(mod, custom)
+    declared = declared_as(mod, custom)
     spec = custom[declared] if declared is not None else None
-    if spec == POINTWISE or (spec is None and isinstance(mod, _POINTWISE_MODULES)):
+    if spec == POINTWISE or (spec is None and isinstance(mod, POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s
     if isinstance(spec, Window):
-        return _window_rule(row, spec.kernel, spec.stride, spec.padding, spec.dilation)
+        return window_rule(row, spec.kernel, spec.stride, spec.padding, spec.dilation)
     if spec is not None:
         raise RFError(f"custom spec for {type(mod).__name__} must be 'pointwise' or "
                       f"a Window(...), got {spec!r}")
     if isinstance(mod, nn.Conv2d):
         return _conv_rule(row, mod.kernel_size, mod.stride, mod.padding, mod.dilation)
-    if isinstance(mod, nn.ConvTranspose2d) and _pair(mod.stride) == (1, 1):
+    if isinstance(mod, nn.ConvTranspose2d) and as_pair(mod.stride) == (1, 1):
         return _transposed_rule(row, mod.kernel_size, mod.padding,
                                 mod.output_padding, mod.dilation)
     if isinstance(mod, nn.PixelUnshuffle):
-        return _window_rule(row, mod.downscale_factor, mod.downscale_factor, 0, 1)
+        return window_rule(row, mod.downscale_factor, mod.downscale_factor, 0, 1)
     if isinstance(mod, nn.MaxPool2d):
-        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
                             mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
     if isinstance(mod, nn.AvgPool2d):
-        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
                             mod.padding, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, nn.LPPool2d):  # an average pool of x**p, without padding
-        return _window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
+        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
                             0, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return lambda s: _adaptive(s, mod.output_size, row)
+        return lambda s: adaptive_rule(s, mod.output_size, row)
     if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
                         nn.ReplicationPad2d, nn.CircularPad2d)):
         left, right, top, bottom = mod.padding
-        row.padding = _same((top, bottom), (left, right))
+        row.padding = agreed((top, bottom), (left, right))
         row.kernel, row.stride = 1, 1
         return lambda s: Spatial(s.h.window(1, 1, top, bottom),
                                  s.w.window(1, 1, left, right), s.flat)
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
-        return _linear_rule(state, row)
+        return linear_rule(state, row)
     name = type(mod).__name__
-    raise UnsupportedOpError(_declare_hint(f"module {row.name!r} ({name})", name))
+    raise UnsupportedOpError(declare_hint(f"module {row.name!r} ({name})", name))
 
 
-def _window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
+def window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
                  pad_hi=None) -> Callable[[Spatial], Spatial]:
-    k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-    p_hi = _pair(pad_hi) if pad_hi is not None else p
-    row.kernel, row.stride, row.dilation = _same(*k), _same(*s), _same(*d)
-    row.padding = _same(*p) if p == p_hi else (p, p_hi)
+    k, s, p, d = as_pair(kernel), as_pair(stride), as_pair(padding), as_pair(dilation)
+    p_hi = as_pair(pad_hi) if pad_hi is not None else p
+    row.kernel, row.stride, row.dilation = agreed(*k), agreed(*s), agreed(*d)
+    row.padding = agreed(*p) if p == p_hi else (p, p_hi)
 
     def rule(st: Spatial) -> Spatial:
         if st.flat:
@@ -105,12 +105,12 @@ def _conv_rule(row: RFRow, kernel, stride, padding, dilation
     if padding == "valid":
         padding = 0
     if padding == "same":
-        k_eff = [d * (k - 1) + 1 for k, d in zip(_pair(kernel), _pair(dilation))]
+        k_eff = [d * (k - 1) + 1 for k, d in zip(as_pair(kernel), as_pair(dilation))]
         total = [ke - 1 for ke in k_eff]
         # PyTorch pads the extra pixel of an even total on the far side.
-        return _window_rule(row, kernel, stride, [t // 2 for t in total], dilation,
+        return window_rule(row, kernel, stride, [t // 2 for t in total], dilation,
                             pad_hi=[t - t // 2 for t in total])
-    return _window_rule(row, kernel, stride, padding, dilation)
+    return window_rule(row, kernel, stride, padding, dilation)
 
 
 def _transposed_rule(row: RFRow, kernel, padding, output_padding, dilation
@@ -118,10 +118,10 @@ def _transposed_rule(row: RFRow, kernel, padding, output_padding, dilation
     """A transposed convolution of stride 1: the convolution it equals, whose
     padding is d * (k - 1) - p on each side, plus output_padding on the far
     side; the row shows that padding. (With a larger stride it upsamples,
-    which no window describes: `rf._refuse_upsampling`.)"""
-    k, p, extra, d = (_pair(v) for v in (kernel, padding, output_padding, dilation))
+    which no window describes: `field._refuse_upsampling`.)"""
+    k, p, extra, d = (as_pair(v) for v in (kernel, padding, output_padding, dilation))
     lo = [di * (ki - 1) - pi for ki, pi, di in zip(k, p, d)]
-    return _window_rule(row, k, 1, lo, d, pad_hi=[a + b for a, b in zip(lo, extra)])
+    return window_rule(row, k, 1, lo, d, pad_hi=[a + b for a, b in zip(lo, extra)])
 
 
 def _computed(settings: list[Any]) -> bool:
@@ -131,38 +131,38 @@ def _computed(settings: list[Any]) -> bool:
         isinstance(x, fx.Node) for x in v)) for v in settings)
 
 
-def _functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
+def functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
                      ) -> Callable[[Spatial], Spatial]:
     """F.conv2d(x, weight, bias, stride, padding, dilation, groups), or
     F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
     dilation) of stride 1: the kernel is the weight's last two axes."""
-    weight, bias = _arg(node, "weight", 1), _arg(node, "bias", 2)
-    stride, padding = _arg(node, "stride", 3, 1), _arg(node, "padding", 4, 0)
-    settings = ([stride, padding, _arg(node, "output_padding", 5, 0),
-                 _arg(node, "dilation", 7, 1)] if transposed
-                else [stride, padding, _arg(node, "dilation", 5, 1)])
+    weight, bias = node_arg(node, "weight", 1), node_arg(node, "bias", 2)
+    stride, padding = node_arg(node, "stride", 3, 1), node_arg(node, "padding", 4, 0)
+    settings = ([stride, padding, node_arg(node, "output_padding", 5, 0),
+                 node_arg(node, "dilation", 7, 1)] if transposed
+                else [stride, padding, node_arg(node, "dilation", 5, 1)])
     if _computed(settings):
         raise RFError(f"{node.name!r} convolves with a stride, padding or dilation "
                       "computed at run time.\nGive them as numbers, or use nn.Conv2d.")
-    shape = _shape(weight) if isinstance(weight, fx.Node) else None
+    shape = node_shape(weight) if isinstance(weight, fx.Node) else None
     if shape is None or len(shape) != 4:
         raise RFError(f"{node.name!r} convolves with a weight whose shape is not "
                       "known as (out, in, kh, kw).\nUse nn.Conv2d, or a weight "
                       "that is a tensor of the model.")
     row.spatial = True
-    row.params = sum(math.prod(_shape(t) or ()) for t in (weight, bias)
+    row.params = sum(math.prod(node_shape(t) or ()) for t in (weight, bias)
                      if isinstance(t, fx.Node))
     if not transposed:
         return _conv_rule(row, shape[2:], *settings)
-    if _pair(stride) != (1, 1):  # rf._refuse_upsampling says why, if it enlarges
+    if as_pair(stride) != (1, 1):  # field._refuse_upsampling says why, if it enlarges
         raise UnsupportedOpError(f"{node.name!r} is a transposed convolution of "
                                  f"stride {stride}, which no window describes.")
     return _transposed_rule(row, shape[2:], *settings[1:])
 
 
-def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
+def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
     """Adaptive pooling: global when the output is 1, else PyTorch's real windows."""
-    size = _pair(size) if size is not None else (None, None)
+    size = as_pair(size) if size is not None else (None, None)
     axes = []
     kernels = []
     for ax, o in zip((st.h, st.w), size):
@@ -182,11 +182,11 @@ def _adaptive(st: Spatial, size: Any, row: RFRow) -> Spatial:
         kernels.append(k if len(set(widths)) == 1 else tuple(sorted(set(widths))))
         axes.append(Axis(o, ax.j * stride, ax.r + (k - 1) * ax.j,
                          ax.start + (widths[0] - 1) / 2 * ax.j))
-    row.kernel = _same(*kernels)
+    row.kernel = agreed(*kernels)
     return Spatial(axes[0], axes[1])
 
 
-def _linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
+def linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
     """A Linear mixes its input's last axis: the whole map when the positions
     are there (after x.flatten(1)); channels otherwise, after a permute to
     channels-last (a 1x1 convolution, in ConvNeXt) or x.flatten(2).transpose(1, 2)."""
@@ -202,19 +202,19 @@ def _linear_state(st: Spatial) -> Spatial:
     return Spatial(st.h.whole(), st.w.whole(), flat=True, axes=FLAT_LAST)
 
 
-def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
+def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
            ) -> Spatial:
     """Branches meeting at add/cat/...: check alignment, keep the largest RF."""
     if node.target is torch.cat:
-        dim = _arg(node, "dim", 1, 0)
-        shape = _shape(inputs[0])
-        if shape is not None and _on_positions(states[inputs[0]], dim, len(shape)):
-            raise RFError(_declare_hint(
+        dim = node_arg(node, "dim", 1, 0)
+        shape = node_shape(inputs[0])
+        if shape is not None and on_positions(states[inputs[0]], dim, len(shape)):
+            raise RFError(declare_hint(
                 f"torch.cat along a spatial dimension ({node.name!r})"))
     # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
     # block) has no position to align: it gives every unit its RF.
-    out = _shape(node)
-    local = [i for i in inputs if not _spread(i, out)] or inputs
+    out = node_shape(node)
+    local = [i for i in inputs if not spreads(i, out)] or inputs
     first = states[local[0]]
     for other in local[1:]:
         st = states[other]
@@ -228,10 +228,10 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
                 width = max(map(len, names))
                 raise RFError(
                     f"branches meeting at {node.name!r} are misaligned along {axis}:\n"
-                    f"  {names[0]:<{width}} has n={_fmt(a.n)}, jump={_fmt(a.j)}, "
-                    f"start={_fmt(a.start)}\n"
-                    f"  {names[1]:<{width}} has n={_fmt(b.n)}, jump={_fmt(b.j)}, "
-                    f"start={_fmt(b.start)}\n"
+                    f"  {names[0]:<{width}} has n={fmt_cell(a.n)}, jump={fmt_cell(a.j)}, "
+                    f"start={fmt_cell(a.start)}\n"
+                    f"  {names[1]:<{width}} has n={fmt_cell(b.n)}, jump={fmt_cell(b.j)}, "
+                    f"start={fmt_cell(b.start)}\n"
                     "Units that are added or concatenated must be centred on the "
                     "same\ninput pixels: make the strides and paddings of the "
                     "branches match.")
@@ -242,14 +242,14 @@ def _merge(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
                    any(states[i].flat for i in inputs), first.axes)
 
 
-def _spread(src: fx.Node, out: tuple[int, ...] | None) -> bool:
+def spreads(src: fx.Node, out: tuple[int, ...] | None) -> bool:
     """Whether `src` is a 1x1 map that broadcasting spreads over a larger `out`."""
-    shape = _shape(src)
+    shape = node_shape(src)
     return (out is not None and shape is not None and len(out) == len(shape) == 4
             and shape[2:] == (1, 1) and out[2:] != (1, 1))
 
 
-def _pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+def pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     """F.pad(x, (left, right, top, bottom)): like nn.ZeroPad2d (whatever the
     mode: a reflected pixel is still inside the RF). Negative pads crop."""
     pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
@@ -257,13 +257,13 @@ def _pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
         raise RFError(f"{node.name!r} pads by amounts computed at run time.\n"
                       "Give them as numbers, or pad with nn.ZeroPad2d.")
     left, right, top, bottom = (list(pad) + [0, 0, 0, 0])[:4]
-    row.padding = _same((top, bottom), (left, right))
+    row.padding = agreed((top, bottom), (left, right))
     row.kernel, row.stride = 1, 1
     return lambda s: replace(s, h=s.h.window(1, 1, top, bottom),
                              w=s.w.window(1, 1, left, right))
 
 
-def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
+def functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     names = ["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"]
     if node.target is F.avg_pool2d:
         names = ["input", "kernel_size", "stride", "padding", "ceil_mode"]
@@ -274,10 +274,10 @@ def _functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     if _computed(settings):
         # A window computed at run time, F.avg_pool2d(x, x.size()[2:]): followed
         # when it pools the whole map, the usual reason to write it.
-        if tuple((_shape(node) or ())[2:]) == (1, 1):
+        if tuple((node_shape(node) or ())[2:]) == (1, 1):
             return lambda s: Spatial(s.h.whole(), s.w.whole())
         raise RFError(f"{node.name!r} pools with a window computed at run time.\n"
                       "Give the window as numbers, or pool the whole map with\n"
                       "F.adaptive_avg_pool2d(x, 1).")
-    return _window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
+    return window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
                         args.get("dilation", 1), args.get("ceil_mode", False))

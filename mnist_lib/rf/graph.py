@@ -1,7 +1,7 @@
-"""From a model to a graph with shapes, for the calculator in `rf.py`.
+"""From a model to a graph with shapes, for the calculator in `field`.
 
-`_trace` turns the model into a torch.fx graph (declared modules stay
-opaque leaves); `_shapes` runs it once on zeros and records every node's
+`trace_graph` turns the model into a torch.fx graph (declared modules stay
+opaque leaves); `record_shapes` runs it once on zeros and records every node's
 shape. Each turns what can go wrong (control flow fx cannot follow, an input
 size the model cannot take, an op that leaves nothing) into an `RFError`
 that names the op and the fix.
@@ -21,11 +21,11 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .rf_state import RFError, _declarations, _shape
-from .utils import eval_mode
+from .axis import RFError, declarations, node_shape
+from ..utils import eval_mode
 
 
-def _check_size(input_size: Any) -> tuple[int, ...]:
+def check_size(input_size: Any) -> tuple[int, ...]:
     """`input_size` as a tuple of three positive ints, or an RFError."""
     try:
         if isinstance(input_size, (str, bytes)):
@@ -43,7 +43,7 @@ def _check_size(input_size: Any) -> tuple[int, ...]:
     return size
 
 
-def _check_model(model: Any, declared: Sequence[Any]) -> None:
+def check_model(model: Any, declared: Sequence[Any]) -> None:
     """An RFError, saying what to pass instead, unless `model` is a model the
     calculator can trace and `declared` (custom's keys, leaf_modules) are
     module classes."""
@@ -63,7 +63,7 @@ def _check_model(model: Any, declared: Sequence[Any]) -> None:
                           f"e.g. nn.Upsample, not instances or names; got {cls!r}")
 
 
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Where and in what precision the model computes: its parameters' (an
     input must match them), or the CPU in float32 for a model without any."""
     param = next(model.parameters(), None)
@@ -92,7 +92,7 @@ class _Tracer(fx.Tracer):
         return out
 
 
-def _trace(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+def trace_graph(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
     tracer = _Tracer(leaves)
     try:
         # In eval mode, as the shapes are taken: a model's training-only
@@ -117,12 +117,12 @@ def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
         return (f"torch.fx could not trace {type(model).__name__}.forward():\n{why}\n"
                 "Make it free of data-dependent Python control flow, or move that\n"
                 "code into a module of its own, which is not traced inside once\n"
-                f"declared.\n{_declarations('YourModule')}")
+                f"declared.\n{declarations('YourModule')}")
     path, mod = inside[-1]
     return (f"torch.fx could not trace module {path!r} ({type(mod).__name__}):\n"
             f"{why}\nMake its forward() free of data-dependent Python control flow,\n"
             "or declare it: a declared module is not traced inside.\n"
-            f"{_declarations(type(mod).__name__)}")
+            f"{declarations(type(mod).__name__)}")
 
 
 class _ShapeProp(ShapeProp):
@@ -135,9 +135,9 @@ class _ShapeProp(ShapeProp):
         return super().run_node(n)
 
 
-def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
+def record_shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
     """Run the graph once on zeros (eval mode) to record every node's shape."""
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     x = torch.zeros(1, *input_size, device=device, dtype=dtype)
     prop, printed = _ShapeProp(gm), io.StringIO()
     try:
@@ -152,7 +152,7 @@ def _shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -
     for node in gm.graph.nodes:
         # torch lets a slice or a crop leave nothing (x[:, :, 5:] of 4 rows):
         # no unit is left to have a receptive field.
-        shape = _shape(node)
+        shape = node_shape(node)
         if shape is not None and 0 in shape:
             raise RFError(
                 f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from an "

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.fx as fx
 
 
@@ -79,7 +80,7 @@ CHANNELS_FIRST = (-2, -1)
 FLAT_LAST = (-1, -1)
 
 
-def _on_positions(state: Spatial, dim: int, nd: int) -> bool:
+def on_positions(state: Spatial, dim: int, nd: int) -> bool:
     """Whether axis `dim` of an `nd`-axis tensor in `state` holds height, width
     or the axis they were merged into."""
     return dim % nd - nd in state.axes
@@ -101,11 +102,12 @@ class Window:
 POINTWISE = "pointwise"  # declare a custom module as not touching space
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def as_pair(v: Any) -> tuple[Any, Any]:
+    """(h, w) from a value for both axes (an int, a float) or from a pair."""
+    return tuple(v) if isinstance(v, (tuple, list, torch.Size)) else (v, v)
 
 
-def _same(a: Any, b: Any) -> Any:
+def agreed(a: Any, b: Any) -> Any:
     """An int when both axes agree, else the (h, w) pair."""
     if isinstance(a, float) and a.is_integer():
         a = int(a)
@@ -114,7 +116,7 @@ def _same(a: Any, b: Any) -> Any:
     return a if a == b else (a, b)
 
 
-def _declarations(name: str) -> str:
+def declarations(name: str) -> str:
     """The two ways to declare module class `name` to receptive_field(...)."""
     # One short line each, so the message reads in a terminal and on a page.
     return ("If it does not move pixels (like an activation), declare it to\n"
@@ -124,21 +126,21 @@ def _declarations(name: str) -> str:
             f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}")
 
 
-def _declare_hint(what: str, module: str | None = None) -> str:
+def declare_hint(what: str, module: str | None = None) -> str:
     """Say that `what` is not supported and how to declare it. `module` is its
     class name; an op that is not a module must first be wrapped in one."""
     wrap = "" if module else "\nWrap it in an nn.Module of your own (YourModule below)."
-    return (f"{what} is not supported.{wrap}\n{_declarations(module or 'YourModule')}"
+    return (f"{what} is not supported.{wrap}\n{declarations(module or 'YourModule')}"
             "\nAnything else is beyond this calculator.")
 
 
-def _shape(node: Any) -> tuple[int, ...] | None:
+def node_shape(node: Any) -> tuple[int, ...] | None:
     """A graph node's shape, from the shape pass; None if it is not a tensor."""
     meta = getattr(node, "meta", {}).get("tensor_meta")
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def _arg(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
+def node_arg(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
     """An argument of a call, given by keyword or at `position` (e.g. the `dim`
     of x.softmax(1), torch.cat(xs, dim=1) or torch.max(x, 1))."""
     if name in node.kwargs:
@@ -146,7 +148,7 @@ def _arg(node: fx.Node, name: str, position: int, default: Any = None) -> Any:
     return node.args[position] if len(node.args) > position else default
 
 
-def _kind(node: fx.Node) -> str:
+def op_kind(node: fx.Node) -> str:
     """The op a function or method node calls, e.g. "add", "chunk"."""
     return node.target if isinstance(node.target, str) else getattr(
         node.target, "__name__", str(node.target))

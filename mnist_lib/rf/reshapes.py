@@ -11,25 +11,25 @@ from typing import Callable, Sequence
 
 import torch.fx as fx
 
-from .rf_state import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
-                       _arg, _declare_hint, _kind, _on_positions, _same, _shape)
-from .rf_table import RFRow
+from .axis import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
+                       node_arg, declare_hint, op_kind, on_positions, agreed, node_shape)
+from .table import RFRow
 
 
-def _softmax_rule(node: fx.Node, row: RFRow, state: Spatial
+def softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
-    """F.softmax / F.log_softmax / x.softmax(dim): see `_softmax_over`."""
-    dim = _arg(node, "dim", 1)
-    return _softmax_over(dim, _shape(node.all_input_nodes[0]), row, state)
+    """F.softmax / F.log_softmax / x.softmax(dim): see `softmax_over`."""
+    dim = node_arg(node, "dim", 1)
+    return softmax_over(dim, node_shape(node.all_input_nodes[0]), row, state)
 
 
-def _softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
+def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
                   state: Spatial) -> Callable[[Spatial], Spatial]:
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
     unit would see its whole column or row and yet keep its place: no jump and
     start describe that, so it is refused."""
-    if shape is None or dim is None or not _on_positions(state, dim, len(shape)):
+    if shape is None or dim is None or not on_positions(state, dim, len(shape)):
         return lambda s: s
     if state.flat:
         row.spatial = True
@@ -46,14 +46,14 @@ def _softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
         "channels, use dim=1.")
 
 
-def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
     """view / reshape / flatten. Allowed: regrouping other axes (a channel
     shuffle), merging height and width into one axis (flatten: the state goes
     `flat`) and splitting that axis back. Anything that moves pixels between
     positions is refused."""
     row.spatial = False
-    shape_in, shape_out = _shape(src), _shape(node)
+    shape_in, shape_out = node_shape(src), node_shape(node)
     if not shape_in or not shape_out or tuple(shape_in) == tuple(shape_out):
         return lambda s: s
     nd_in, nd_out = len(shape_in), len(shape_out)
@@ -79,7 +79,7 @@ def _reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
     if new is None:
         raise RFError(f"{node.name!r} reshapes {tuple(shape_in)} to {tuple(shape_out)},"
                       " which moves pixels between positions.\n"
-                      + _declare_hint("This reshape"))
+                      + declare_hint("This reshape"))
     flat, axes = new
     return lambda s: replace(s, flat=flat, axes=axes)
 
@@ -111,12 +111,12 @@ def _axis_groups(a: Sequence[int], b: Sequence[int]
     return groups
 
 
-def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                 ) -> Callable[[Spatial], Spatial]:
     """x[..., a:b:s, c:d:t]: a crop (and a stride, for a step) of the map. A
     unit keeps its RF; the first one kept is `a` units in, and `s` apart.
     Indexing other axes (channels, logits) changes nothing."""
-    shape_in, shape_out = _shape(src), _shape(node)
+    shape_in, shape_out = node_shape(src), node_shape(node)
     if state.h.n == 1 and state.w.n == 1:  # one unit: no position to cut
         return lambda s: s
     nd = len(shape_in)
@@ -125,7 +125,7 @@ def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
         k = index.index(Ellipsis)
         index = index[:k] + (slice(None),) * (nd + 1 - len(index)) + index[k + 1:]
     index = tuple(index) + (slice(None),) * (nd - len(index))
-    cuts = [i for d, i in enumerate(index) if _on_positions(state, d, nd)]
+    cuts = [i for d, i in enumerate(index) if on_positions(state, d, nd)]
     problem = None
     if len(shape_out) != nd or len(index) != nd or any(
             i is None or not isinstance(i, slice) for i in index):
@@ -141,9 +141,9 @@ def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
         raise RFError(f"{node.name!r} indexes a map with {problem}.\n"
                       "Slices of height and width with constant starts and steps,\n"
                       "such as x[:, :, 1:-1, ::2], are followed.\n"
-                      + _declare_hint("This indexing"))
+                      + declare_hint("This indexing"))
     (h_cut, w_cut), (h_out, w_out) = cuts, shape_out[2:]
-    row.stride = _same(h_cut.step or 1, w_cut.step or 1)
+    row.stride = agreed(h_cut.step or 1, w_cut.step or 1)
     row.spatial = True
 
     def cut(ax: Axis, sl: slice, n_out: int) -> Axis:
@@ -154,47 +154,47 @@ def _index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
     return lambda s: replace(s, h=cut(s.h, h_cut, h_out), w=cut(s.w, w_cut, w_out))
 
 
-def _several_tensors(node: fx.Node) -> bool:
+def several_tensors(node: fx.Node) -> bool:
     """Whether `node` returns several tensors (chunk, split, unbind)."""
     meta = node.meta.get("tensor_meta")
     return isinstance(meta, (tuple, list)) and len(meta) > 0 and all(
         hasattr(m, "shape") for m in meta)
 
 
-def _split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
+def split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
                  ) -> Spatial:
     """chunk / split / unbind along channels: each piece keeps every pixel.
     So does max / min over channels, which returns (values, indices): the
     channel pooling of CBAM's spatial attention, `x.max(dim=1)[0]`."""
-    kind = _kind(node)
+    kind = op_kind(node)
     if kind in ("max", "min"):
-        dim = _arg(node, "dim", 1)
-        shape = _shape(src)
-        if shape is not None and _on_positions(states[src], dim, len(shape)):
+        dim = node_arg(node, "dim", 1)
+        shape = node_shape(src)
+        if shape is not None and on_positions(states[src], dim, len(shape)):
             raise RFError(f"{node.name!r} takes the {kind} over a spatial axis "
                           "with its indices; for a global pooling use "
                           f"x.a{kind}(dim=(2, 3)), which the calculator follows.")
         return states[src]
     if kind not in _SPLITS:
-        raise RFError(_declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
+        raise RFError(declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
                                     " which returns several tensors,"))
     where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
-    dim = _arg(node, "dim", where, 0)
-    shape = _shape(src)
-    if shape is not None and _on_positions(states[src], dim, len(shape)):
-        raise RFError(_declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
+    dim = node_arg(node, "dim", where, 0)
+    shape = node_shape(src)
+    if shape is not None and on_positions(states[src], dim, len(shape)):
+        raise RFError(declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
     return states[src]
 
 
 _SPLITS = {"chunk", "split", "tensor_split", "unbind"}
 
 
-def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
+def axes_rule(node: fx.Node, src: fx.Node, row: RFRow
                ) -> Callable[[Spatial], Spatial]:
     """transpose / permute: the same units, with height and width moved to
     other axes (a channel shuffle leaves them last; ConvNeXt moves channels
     last and back)."""
-    shape = _shape(src)
+    shape = node_shape(src)
     if shape is None or len(shape) < 2:
         return lambda s: s
     nd, args = len(shape), list(node.args[1:])
@@ -213,12 +213,12 @@ def _axes_rule(node: fx.Node, src: fx.Node, row: RFRow
     return move
 
 
-def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
+def reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
                  ) -> Callable[[Spatial], Spatial]:
     """mean / sum / amax ... over some axes: over height and width (or the axis
     they were merged into) it is a global pooling; over other axes, nothing."""
-    dims = _arg(node, "dim", 1)
-    shape = _shape(src)
+    dims = node_arg(node, "dim", 1)
+    shape = node_shape(src)
     if shape is None:
         return lambda s: s
     nd = len(shape)
@@ -232,7 +232,7 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
             return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
         if spatial & dims:
             raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
-                          + _declare_hint("This reduction"))
+                          + declare_hint("This reduction"))
         # A removed axis before height and width moves them towards the end.
         kept = node.kwargs.get("keepdim", False) or (
             len(node.args) > 2 and node.args[2] is True)
@@ -242,15 +242,15 @@ def _reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
     return reduce
 
 
-def _repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
+def repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                  ) -> Callable[[Spatial], Spatial]:
     """expand / expand_as / repeat: copies along the channels (a grey digit made
     three-channel for an ImageNet model, x.repeat(1, 3, 1, 1)) leave every
     unit where it is; copies along height or width put one unit in many
     places, which no jump and start can describe."""
-    before, after = _shape(src), _shape(node)
+    before, after = node_shape(src), node_shape(node)
     if before is None or after is None or len(before) != len(after):
-        raise RFError(_declare_hint(f"{row.kind} that adds axes ({node.name!r})"))
+        raise RFError(declare_hint(f"{row.kind} that adds axes ({node.name!r})"))
     # A pooled (flat) map, (N, C) or (N, C, 1, 1): a copy along any axis after
     # the channels spreads it over positions.
     spatial = range(2, len(before)) if state.flat else state.axes

@@ -1,0 +1,21 @@
+"""The receptive-field calculator: its public face.
+
+    >>> from mnist_lib.rf import receptive_field
+    >>> from mnist_lib.models import Model_4
+    >>> table = receptive_field(Model_4(), input_size=(1, 28, 28))
+    >>> table.final.r_out            # RF of the output, in input pixels
+    37
+
+Command line: `python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28`
+(or `mnist-rf`). How it works is in `field` (the walk over the graph and the
+arithmetic); the other modules of this package are its parts.
+"""
+
+from .axis import POINTWISE, RFError, UnsupportedOpError, Window
+from .effective import effective_rf, unit_box
+from .field import receptive_field
+from .table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
+
+__all__ = ["receptive_field", "effective_rf", "unit_box", "RFTable", "RFRow", "RFError",
+           "UnsupportedOpError", "Window", "POINTWISE", "COLUMNS", "SHOWN",
+           "check_columns"]

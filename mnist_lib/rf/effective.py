@@ -1,0 +1,63 @@
+"""The effective receptive field (Luo et al., 2016), measured with a gradient,
+and the box that a unit's theoretical RF covers (`unit_box`), for plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..utils import eval_mode
+from .axis import RFError, as_pair
+from .graph import check_model, device_dtype
+from .table import RFRow
+
+
+def unit_box(row: RFRow, i: int, k: int) -> tuple[float, float, float, float]:
+    """(top, left, height, width), in input pixels, of unit (i, k)'s RF at `row`."""
+    (sh, sw), (jh, jw), (rh, rw) = (as_pair(row.start_out), as_pair(row.j_out),
+                                    as_pair(row.r_out))
+    return sh + i * jh - rh / 2, sw + k * jw - rw / 2, rh, rw
+
+
+def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
+                 unit: tuple[int, int] | None = None) -> torch.Tensor:
+    """|d(unit) / d(input)|: the effective receptive field (Luo et al., 2016).
+
+    image: (C, H, W). `layer` names a submodule (e.g. "block2.1"); the unit is
+    the sum over channels at spatial position `unit` (default: the centre).
+    Returns an (H, W) map, normalised to a maximum of 1. Raises RFError for
+    an unknown layer, an image that is not (C, H, W) or a unit off the map.
+    """
+    check_model(model, ())
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise RFError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
+    if image.dim() != 3:
+        raise RFError(f"image must be one (C, H, W) image, got shape "
+                      f"{tuple(image.shape)}: for a (1, C, H, W) batch pass image[0], "
+                      "for an (H, W) digit image[None]")
+    grabbed = {}
+    handle = modules[layer].register_forward_hook(
+        lambda m, i, o: grabbed.__setitem__("out", o))
+    try:
+        with eval_mode(model):
+            device, dtype = device_dtype(model)
+            x = image.to(device, dtype).unsqueeze(0).requires_grad_(True)
+            model(x)
+            out = grabbed["out"]
+            if out.dim() == 4:
+                size = tuple(out.shape[2:])
+                i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
+                if not (0 <= i < size[0] and 0 <= k < size[1]):
+                    raise RFError(f"unit {(i, k)} is outside {layer}'s {size} map: "
+                                  f"rows 0-{size[0] - 1}, columns 0-{size[1] - 1}")
+                target = out[0, :, i, k].sum()
+            else:
+                target = out[0].sum()
+            (grad,) = torch.autograd.grad(target, x)
+    finally:
+        handle.remove()
+    g = grad[0].abs().sum(0)
+    return (g / g.max().clamp_min(1e-12)).cpu()

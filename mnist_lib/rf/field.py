@@ -1,0 +1,226 @@
+"""Receptive fields computed from a model's real graph (torch.fx).
+
+    >>> from mnist_lib.rf import receptive_field
+    >>> from mnist_lib.models import Model_4
+    >>> table = receptive_field(Model_4(), input_size=(1, 28, 28))
+    >>> table.final.r_out            # RF of the output, in input pixels
+    37
+    >>> print(table.to_markdown())   # doctest: +SKIP
+
+CLI:  python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28
+      python -m mnist_lib rf torchvision.models:resnet18 --input 3,224,224
+      python -m mnist_lib rf my_net.py:Net      (a file of yours)
+
+Per spatial axis every tensor carries four numbers (Araujo et al., Distill 2019;
+Dang Ha The Hien's "guide to receptive field arithmetic"):
+
+    n      feature-map size                n_out = floor((n_in + 2p - k_eff) / s) + 1
+    j      jump: input pixels between      j_out = j_in * s
+           neighbouring units
+    r      receptive field, in pixels      r_out = r_in + (k_eff - 1) * j_in
+    start  centre of the first unit,       start_out = start_in
+           in input-pixel coordinates                  + ((k_eff - 1) / 2 - p) * j_in
+
+with k_eff = dilation * (k - 1) + 1 and the input at n = size, j = 1, r = 1,
+start = 0.5 (pixel i spans [i, i + 1]). The RF is the theoretical one: it may
+exceed the image, which `exceeds_input` reports rather than clipping it. The
+model is traced in eval mode, as it predicts: branches it runs only in
+training (the auxiliary heads of GoogLeNet and Inception v3) are left out.
+Branches that meet (add, cat, ...) must be aligned (same n, j and start); the
+merged RF is the largest over the branches. A 1x1 map broadcast over a larger
+one (the gate of a squeeze-and-excitation block) aligns with any map: it
+brings its whole-map RF to every unit. A slice x[:, :, a:b:s, c:d:t] crops the
+map and strides it: units keep their RF, the jump grows by the step. A
+permute moves height and width to other axes; a Linear on channels-last
+(ConvNeXt) is then a 1x1 convolution, and any other op asks for them back.
+A flatten or view that merges height and width is tracked too, so that a
+global pooling written as x.flatten(2).mean(-1) counts as one. A softmax over
+the channels changes no RF, over the merged positions it is a global pooling,
+and over the height or width alone (each unit then sees its whole row, in
+place) it is refused. Normalisation layers count as pointwise, as in the RF
+literature: the statistics GroupNorm, InstanceNorm and LayerNorm take over the
+whole map are treated as constants, though a gradient (`effective_rf`) reaches
+every pixel through them. A transposed conv of stride 1 is the conv it
+equals (padding d * (k - 1) - p). An op without a rule is refused with how to
+declare it (`custom=`), unless it enlarges the map: no declaration describes
+an upsampling, so that error says why and where to stop instead.
+
+The calculator is the package `mnist_lib.rf`. This module walks the model's
+graph; `rules` picks the rule for each op; `graph` makes the graph (torch.fx)
+and records each op's shape; `axis` holds the arithmetic above; `layers` the
+rules of convs, poolings, pads, Linear layers and merging branches; `reshapes`
+those of reshapes, permutes, slices, splits and reductions; `table` the table
+that `receptive_field` returns; `effective` the gradient-based effective RF.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch.fx as fx
+import torch.nn as nn
+
+from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, agreed,
+                   node_shape, op_kind)
+from .graph import check_model, check_size, record_shapes, trace_graph
+from .layers import declared_as, spreads
+from .reshapes import several_tensors, split_state
+from .rules import is_merge, row_name, rule_for
+from .table import RFRow, RFTable
+
+
+def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
+                    custom: dict[type, Any] | None = None,
+                    leaf_modules: Sequence[type] = ()) -> RFTable:
+    """Receptive field of every op in `model`, for an input of `input_size` (C, H, W).
+
+    custom: {module class: "pointwise" | Window(...)} for modules the
+        calculator does not know; a declared class is one op, not traced inside,
+        and its declaration must give the map size the module really gives.
+    leaf_modules: classes to keep as one op without declaring them, e.g. your
+        subclass of nn.Conv2d, which then counts as a Conv2d.
+    Raises RFError, naming the op and the fix, for anything it cannot handle.
+    """
+    input_size = check_size(input_size)
+    custom = dict(custom or {})
+    leaves = tuple(leaf_modules) + tuple(custom)
+    check_model(model, leaves)
+    gm = trace_graph(model, leaves)
+    record_shapes(gm, model, tuple(input_size))
+    c, h, w = input_size
+    states: dict[fx.Node, Spatial] = {}
+    rows: list[RFRow] = []
+    modules = dict(gm.named_modules())
+    output_row: RFRow | None = None
+
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            states[node] = Spatial(Axis(h, 1, 1, 0.5), Axis(w, 1, 1, 0.5))
+            continue
+        if node.op == "get_attr":
+            continue
+        if node.op == "output":
+            src = node.args[0]
+            src = src[0] if isinstance(src, (tuple, list)) else src
+            if isinstance(src, fx.Node) and src not in states and node_shape(src):
+                # A guard: a table that silently stopped early would be wrong.
+                raise RFError(f"the calculator lost track of the input before the "
+                              f"output ({src.name!r}); please report this model")
+            output_row = next((r for r in reversed(rows) if r.name == row_name(src)), None)
+            continue
+        inputs = [a for a in node.all_input_nodes if a in states]
+        if not inputs:  # e.g. x.size(0): no tensor flows through
+            continue
+        out_shape = node_shape(node)
+        if out_shape is None:
+            if several_tensors(node):  # x.chunk(2, dim=1), torch.split, ...
+                states[node] = split_state(node, inputs[0], states)
+            continue  # else shape arithmetic (x.size(), getitem on sizes)
+        try:
+            rule, row = rule_for(node, modules, custom, states, inputs)
+        except UnsupportedOpError:
+            # An op without a rule that enlarges the map gets the reason, not
+            # a hint to declare it, which could not be right.
+            _refuse_upsampling(node, modules, states[inputs[0]], out_shape)
+            raise
+        moved = [a for a in inputs
+                 if not states[a].flat and states[a].axes != CHANNELS_FIRST]
+        if moved and row.spatial and not is_merge(node, inputs):
+            # Every other rule reads height and width as the last two axes.
+            raise RFError(f"{row.name!r} ({row.kind}) gets a tensor whose height and "
+                          "width are not its last two axes (channels-last?).\n"
+                          "Permute it back to (N, C, H, W) before this op.")
+        # The row's input: for gate * x, x (the gate is a 1x1 map spread over x).
+        src = next((a for a in inputs if not spreads(a, out_shape)), inputs[0])
+        state_in = states[src]
+        state_out = rule(state_in)
+        _check_map_size(node, row, modules, custom, state_out, out_shape)
+        states[node] = state_out
+        in_shape = node_shape(src)
+        row.n_in, row.n_out = agreed(state_in.h.n, state_in.w.n), agreed(state_out.h.n,
+                                                                        state_out.w.n)
+        row.j_in, row.j_out = agreed(state_in.h.j, state_in.w.j), agreed(state_out.h.j,
+                                                                       state_out.w.j)
+        row.r_in, row.r_out = agreed(state_in.h.r, state_in.w.r), agreed(state_out.h.r,
+                                                                       state_out.w.r)
+        row.start_in = agreed(state_in.h.start, state_in.w.start)
+        row.start_out = agreed(state_out.h.start, state_out.w.start)
+        row.ch_in = in_shape[1] if in_shape and len(in_shape) > 1 else None
+        row.ch_out = out_shape[1] if len(out_shape) > 1 else None
+        row.activation = math.prod(out_shape[1:])
+        row.exceeds_input = state_out.h.r > h or state_out.w.r > w
+        rows.append(row)
+
+    if not rows:
+        raise RFError("the model runs no operation on its input")
+    table = RFTable(rows, tuple(input_size))
+    if output_row is not None:
+        table.final = output_row
+    return table
+
+
+def _map_sizes(state: Spatial, out_shape: tuple[int, ...]
+               ) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(height, width) of the map in `state`, and of an op's real output on the
+    same axes; None where there is no map (flattened, or not (N, C, H, W))."""
+    if state.flat or len(out_shape) != 4:
+        return None
+    return (state.h.n, state.w.n), (out_shape[state.axes[0]], out_shape[state.axes[1]])
+
+
+def _size_text(n: tuple[int, int]) -> str:
+    """A map's size as the errors write it, e.g. "26x26"."""
+    return "x".join(map(str, n))
+
+
+def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spatial,
+                       out_shape: tuple[int, ...]) -> None:
+    """An RFError saying why, if an op without a rule makes the map larger on
+    one axis or both and smaller on neither: a strided transposed conv,
+    nn.Upsample, F.interpolate, nn.PixelShuffle. (Pads, and transposed convs of
+    stride 1, enlarge the map too; they have rules.)"""
+    sizes = _map_sizes(state, out_shape)
+    if sizes is None:
+        return
+    n_in, n_out = sizes
+    if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
+        return
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
+            else f"operation {op_kind(node)!r} (graph node {node.name!r})")
+    size_in, size_out = _size_text(n_in), _size_text(n_out)
+    raise RFError(
+        f"{what} enlarges the map\nfrom {size_in} to {size_out}: an upsampling. "
+        "The RF arithmetic here follows\n"
+        "layers that keep or shrink the map. After an upsampling, neighbouring\n"
+        "units copy the same unit (nearest) or mix different numbers of units\n"
+        "(bilinear, a transposed conv), so no single jump and RF describe them.\n"
+        "For an encoder-decoder (an autoencoder, a U-Net), give the calculator\n"
+        "the part before the first upsampling: model.encoder, say, or model[:k]\n"
+        "for an nn.Sequential."
+    ) from None
+
+
+def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
+                    custom: dict[type, Any], state: Spatial,
+                    out_shape: tuple[int, ...]) -> None:
+    """An RFError unless the map size the rule computed is the one the model
+    gives: a wrong declaration (an upsampling declared pointwise, a Window
+    that is not the module's) would otherwise give a wrong table silently."""
+    sizes = _map_sizes(state, out_shape)
+    if sizes is None or sizes[0] == sizes[1]:
+        return
+    rule_n, real_n = sizes
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    declared = declared_as(mod, custom)
+    real, rule = _size_text(real_n), _size_text(rule_n)
+    if declared is None:
+        raise RFError(f"{row.name!r} ({row.kind}) gives a {real} map, not the {rule} "
+                      "its rule computes;\nplease report this model")
+    raise RFError(
+        f"{row.name!r} ({row.kind}) gives a {real} map, but the declaration\n"
+        f"    custom={{{declared.__name__}: {custom[declared]!r}}}\n"
+        f"makes it {rule}. Declare the Window(kernel, stride, padding, dilation)\n"
+        "it slides; a module that resamples the map (an upsampling, say) is\n"
+        "beyond this calculator.")

@@ -1,0 +1,148 @@
+"""Which rule each op of a model's graph gets: the tables of functions and
+methods by kind (pointwise, merges, reshapes, reductions, ...) and `rule_for`,
+which looks an op up and returns its rule, from `layers` (windows, merges)
+or `reshapes` (axes, slices, reductions)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .axis import Spatial, UnsupportedOpError, declare_hint, node_arg, node_shape, op_kind
+from .layers import (adaptive_rule, functional_conv, functional_pool, linear_rule,
+                     merge_rule, module_rule, pad_rule, window_rule)
+from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
+                       several_tensors, softmax_over, softmax_rule)
+from .table import RFRow
+
+# Which rule an op gets, by what it is.
+_POINTWISE_FUNCTIONS = {
+    F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.mish, F.elu, F.selu,
+    F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid, F.tanh, F.softplus,
+    F.celu, F.logsigmoid, F.softsign, F.threshold, F.rrelu, F.prelu,
+    F.dropout, F.dropout2d, F.alpha_dropout, F.feature_alpha_dropout,
+    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm,
+    F.channel_shuffle,  # reorders channels; every position stays where it is
+    torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.abs, torch.neg,
+    torch.clamp, torch.sqrt, torch.rsqrt, torch.log, torch.square,
+    operator.neg, operator.pos, operator.invert,
+}
+try:  # torchvision's drop-path: the identity outside training (EfficientNet)
+    from torchvision.ops import stochastic_depth
+    _POINTWISE_FUNCTIONS.add(stochastic_depth)
+except ImportError:
+    pass
+# Elementwise ops of one or more tensors: several tensors must be aligned.
+_MERGE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv,
+                    operator.iadd, operator.imul, operator.pow, operator.gt,
+                    operator.lt, operator.ge, operator.le, operator.eq, operator.ne,
+                    operator.and_, operator.or_, torch.add, torch.sub, torch.mul,
+                    torch.div, torch.pow, torch.maximum, torch.minimum, torch.where,
+                    torch.cat}
+_POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "float",
+                      "double", "half", "bfloat16", "to", "clone", "detach", "exp",
+                      "abs", "neg", "type_as", "mul", "add", "sub", "div", "mul_",
+                      "add_", "sub_", "div_", "clamp", "clamp_", "clip", "pow",
+                      "sqrt", "rsqrt", "log", "square", "masked_fill"}
+_SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
+_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
+_AXES_FUNCTIONS = {torch.transpose, torch.permute}
+_AXES_METHODS = {"transpose", "permute"}
+_LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
+_REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
+                     torch.logsumexp, torch.max, torch.min}
+_REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
+
+
+
+def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
+    return len(inputs) > 1 and (node.target in _MERGE_FUNCTIONS or (
+        node.op == "call_method" and node.target in _POINTWISE_METHODS))
+
+
+def row_name(node: fx.Node) -> str:
+    return node.target if node.op == "call_module" else node.name
+
+
+def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
+          states: dict[fx.Node, Spatial], inputs: list[fx.Node]
+          ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
+    """Return (state transform, partly filled row) for one graph node."""
+    if node.op == "call_module":
+        mod = modules[node.target]
+        row = RFRow(node.target, type(mod).__name__,
+                    params=sum(p.numel() for p in mod.parameters()))
+        if isinstance(mod, nn.Flatten) and type(mod) not in custom:
+            return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
+        if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
+                and type(mod) not in custom:
+            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, states[inputs[0]])
+            return rule, row
+        return module_rule(mod, row, custom, states[inputs[0]]), row
+    kind = op_kind(node)
+    row = RFRow(node.name, kind, spatial=False)
+    target = node.target
+
+    # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
+    # maxout; of one map it is a reduction (with a dim it returns indices too:
+    # see split_state).
+    two_maps = target in (torch.max, torch.min, "max", "min") and len(inputs) > 1
+    merge_fn = node.op == "call_function" and target in _MERGE_FUNCTIONS
+    merge_method = (node.op == "call_method" and target in _POINTWISE_METHODS
+                    and len(inputs) > 1)
+    if merge_fn or merge_method or two_maps:
+        if len(inputs) > 1:
+            row.spatial = True
+            return (lambda _: merge_rule(node, inputs, states)), row
+        return (lambda s: s), row
+    if node.op == "call_function" and target in _POINTWISE_FUNCTIONS:
+        return (lambda s: s), row
+    if target in (operator.getitem, getattr) and several_tensors(inputs[0]):
+        return (lambda s: s), row  # a piece of a split, or .values of x.max(1)
+    if target is operator.getitem and node_shape(inputs[0]) is not None:
+        return index_rule(node, inputs[0], row, states[inputs[0]]), row
+    if node.op == "call_method" and target in _POINTWISE_METHODS:
+        return (lambda s: s), row
+    if target in _LOGSOFTMAX or (node.op == "call_method" and target in
+                                 ("softmax", "log_softmax")):
+        return softmax_rule(node, row, states[inputs[0]]), row
+    if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
+            node.op == "call_method" and target in _SHAPE_METHODS):
+        return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
+    if node.op == "call_method" and target in ("expand", "expand_as", "repeat"):
+        return repeat_rule(node, inputs[0], row, states[inputs[0]]), row
+    if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
+            node.op == "call_method" and target in _AXES_METHODS):
+        return axes_rule(node, inputs[0], row), row
+    if node.op == "call_function" and target in (F.max_pool2d, F.avg_pool2d):
+        return functional_pool(node, row), row
+    if node.op == "call_function" and target in (F.conv2d, torch.conv2d):
+        return functional_conv(node, row), row
+    if node.op == "call_function" and target in (F.conv_transpose2d,
+                                                 torch.conv_transpose2d):
+        return functional_conv(node, row, transposed=True), row
+    if node.op == "call_function" and target in (F.pixel_unshuffle,
+                                                 torch.pixel_unshuffle):
+        # Each r x r block becomes one position's channels: a window r, stride r.
+        factor = node_arg(node, "downscale_factor", 1)
+        row.spatial = True
+        return window_rule(row, factor, factor, 0, 1), row
+    if node.op == "call_function" and target is F.pad:
+        return pad_rule(node, row), row
+    if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
+                                                 F.adaptive_max_pool2d):
+        size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
+        row.spatial = True
+        return (lambda s: adaptive_rule(s, size, row)), row
+    if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
+            or (node.op == "call_method" and target in _REDUCE_METHODS):
+        return reduce_rule(node, inputs[0], row), row
+    if node.op == "call_function" and target is F.linear:
+        return linear_rule(states[inputs[0]], row), row
+    what = f"operation {kind!r} (graph node {node.name!r})"
+    raise UnsupportedOpError(declare_hint(what))

@@ -1,0 +1,109 @@
+"""The calculator against an independent reference: the support of the
+gradient, on random networks and on the book's models."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from mnist_lib.models import MODELS
+from mnist_lib import cli
+from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, effective_rf,
+                          receptive_field)
+from tests.rf.helpers import *  # noqa: F401,F403
+from tests.rf.helpers import ROOT, main  # noqa: F401
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(layer, min_size=1, max_size=5))
+def test_analytic_matches_gradient_rf(spec):
+    model = build(spec)
+    size = 96  # large enough that the central unit's RF lies inside the image
+    try:
+        table = receptive_field(model, (1, size, size))
+    except RFError:
+        assert torch_agrees_nothing_is_left(model, size)
+        return
+    out = model(torch.zeros(1, 1, size, size))
+    f = table.final
+    assert f.n_out == (out.shape[2] if out.shape[2] == out.shape[3]
+                       else (out.shape[2], out.shape[3]))
+    rh, rw = f.r_out if isinstance(f.r_out, tuple) else (f.r_out, f.r_out)
+    sh, sw = f.start_out if isinstance(f.start_out, tuple) else (f.start_out,) * 2
+    jh, jw = f.j_out if isinstance(f.j_out, tuple) else (f.j_out, f.j_out)
+    box, (i, k) = empirical_rf(model, size)
+    assume(box is not None)
+    top, left, h, w = box
+    a_top, a_left = sh + i * jh - rh / 2, sw + k * jw - rw / 2
+    # Compare only where the *analytic* box lies inside the image: where it
+    # does not, the image edge clips the gradient (hypothesis fails the test if
+    # it has to discard too many examples).
+    assume(a_top >= 0 and a_left >= 0 and a_top + rh <= size and a_left + rw <= size)
+    assert (h, w) == (rh, rw)
+    assert (top, left) == (a_top, a_left)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(layer, edit), min_size=1, max_size=5))
+def test_pads_and_slices_match_gradient_rf(spec):
+    """The same check as above, with F.pad (negative: a crop) and strided
+    slices between the convolutions and pools."""
+    layers = [Pad(e[1]) if e[0] == "pad" else Slice(*e[1]) if e[0] == "slice"
+              else build([e])[0] for e in spec]
+    model, size = nn.Sequential(*layers), 96
+    try:
+        f = receptive_field(model, (1, size, size)).final
+    except RFError:
+        assert torch_agrees_nothing_is_left(model, size)
+        return
+    out = model(torch.zeros(1, 1, size, size))
+    assert f.n_out == (out.shape[2] if out.shape[2] == out.shape[3]
+                       else (out.shape[2], out.shape[3]))
+    pair = lambda v: v if isinstance(v, tuple) else (v, v)
+    (rh, rw), (sh, sw), (jh, jw) = pair(f.r_out), pair(f.start_out), pair(f.j_out)
+    box, (i, k) = empirical_rf(model, size)
+    assume(box is not None)  # a unit that sees only padding has nothing to compare
+    top, left, h, w = box
+    a_top, a_left = sh + i * jh - rh / 2, sw + k * jw - rw / 2
+    # The theoretical box may reach pixels that no unit sees: padding outside
+    # the image, and pixels a crop (negative pad) cut off. Compare only boxes
+    # inside the pixels that reach some output unit.
+    r_top, r_left, r_bottom, r_right = reachable(model, size)
+    assume(a_top >= r_top and a_left >= r_left
+           and a_top + rh <= r_bottom and a_left + rw <= r_right)
+    assert (h, w) == (rh, rw)
+    assert (top, left) == (a_top, a_left)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_n_out_matches_real_shapes_for_every_model(name):
+    model = MODELS[name]().eval()
+    table = receptive_field(model, (1, 28, 28))
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, o.shape))
+             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.MaxPool2d))]
+    model(torch.zeros(1, 1, 28, 28))
+    for h in hooks:
+        h.remove()
+    for row in table.rows:
+        if row.name in shapes:
+            assert row.n_out == shapes[row.name][2], row.name
+            assert row.ch_out == shapes[row.name][1], row.name
+
+
+@pytest.mark.parametrize("name, rf", [("Model_1", 29), ("Model_2", 33),
+                                      ("Model_3", 33), ("Model_4", 37),
+                                      ("Model_5", 37)])
+def test_model_output_rf(name, rf):
+    assert receptive_field(MODELS[name](), (1, 28, 28)).final.r_out == rf
+

@@ -1,0 +1,337 @@
+"""What the calculator refuses, and how: unsupported ops, upsampling, wrong
+declarations, wrong input sizes; its table's renderings; the effective RF."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from mnist_lib.models import MODELS
+from mnist_lib import cli
+from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, effective_rf,
+                          receptive_field)
+from tests.rf.helpers import *  # noqa: F401,F403
+from tests.rf.helpers import ROOT, main  # noqa: F401
+
+
+def test_misaligned_branches_raise():
+    assert Misaligned()(torch.zeros(1, 1, 16, 16)).shape[-1] == 16  # torch runs it
+    with pytest.raises(RFError, match=r"(?s)along height.*start=0\.5\n.*start=0\n"):
+        receptive_field(Misaligned(), (1, 16, 16))
+
+
+def test_concat_takes_largest_rf_and_sums_channels():
+    t = receptive_field(Concat(), (1, 8, 8))
+    assert (t.final.r_out, t.final.ch_out) == (5, 4)
+
+
+def test_unsupported_module_is_named_with_the_fix():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.FractionalMaxPool2d(2, (4, 4)))
+    with pytest.raises(RFError,
+                       match=r"'1' \(FractionalMaxPool2d\) is not supported") as err:
+        receptive_field(model, (1, 10, 10))
+    # The fix names the class, so it can be copied as it stands.
+    fix = str(err.value)
+    assert "custom={FractionalMaxPool2d: 'pointwise'}" in fix
+    assert ("custom={FractionalMaxPool2d: Window(kernel, stride, padding, dilation)}"
+            in fix)
+    assert _lines_fit(err)
+    with pytest.raises(RFError, match="(?s)misaligned") as err:
+        receptive_field(Misaligned(), (1, 16, 16))
+    assert _lines_fit(err)
+
+
+def test_unsupported_function_says_to_wrap_it_in_a_module():
+    with pytest.raises(RFError, match="(?s)'roll'.*Wrap it in an nn.Module"):
+        receptive_field(Roll(), (1, 8, 8))
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: nn.ConvTranspose2d(1, 1, 2, stride=2), "module '0' (ConvTranspose2d)"),
+    (lambda: nn.Upsample(scale_factor=2), "module '0' (Upsample)"),
+    (lambda: nn.UpsamplingBilinear2d(scale_factor=2),
+     "module '0' (UpsamplingBilinear2d)"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 4, 1), nn.PixelShuffle(2)),
+     "module '0.1' (PixelShuffle)"),
+    (lambda: Resize(), "operation 'interpolate' (graph node 'interpolate')"),
+])
+def test_upsampling_is_refused_with_the_reason_not_a_declaration(make, what):
+    # A declaration cannot describe an upsampling, so none is suggested.
+    with pytest.raises(RFError, match="an upsampling") as err:
+        receptive_field(nn.Sequential(make()), (1, 8, 8))
+    message = str(err.value)
+    assert f"{what} enlarges the map\nfrom 8x8 to 16x16" in message
+    assert "custom=" not in message and "model.encoder" in message
+    assert _lines_fit(err)
+
+
+def test_declared_upsampling_meets_the_map_size_check():
+    # Declared all the same, it is refused for the map size it really gives.
+    with pytest.raises(RFError, match="gives a 16x16 map, but the declaration"):
+        receptive_field(nn.Sequential(nn.Upsample(scale_factor=2)), (1, 8, 8),
+                        custom={nn.Upsample: POINTWISE})
+
+
+def test_ops_that_enlarge_the_map_with_a_rule_are_not_called_upsampling():
+    # Pads, and a conv padded more than its kernel needs, enlarge the map too.
+    for model in (nn.Conv2d(1, 1, 1, padding=1), nn.ZeroPad2d(2),
+                  nn.CircularPad2d(1)):
+        assert receptive_field(nn.Sequential(model), (1, 8, 8)).final.n_out > 8
+
+
+@pytest.mark.parametrize("functional", [False, True])
+@pytest.mark.parametrize("settings", [
+    {}, {"padding": 1}, {"padding": (3, 0), "dilation": 2},
+    {"padding": 2, "output_padding": 1, "dilation": 2},
+])
+def test_transposed_conv_of_stride_1_is_the_conv_it_equals(functional, settings):
+    # A transposed conv of stride 1 enlarges the map (unless padded), but it
+    # is a convolution, not an upsampling: checked against torch's size and
+    # the gradient's support.
+    model = Transposed(functional, **settings)
+    nn.init.constant_(model.up.weight, 1.0)
+    size = 41
+    t = receptive_field(model, (1, size, size))
+    out = model(torch.zeros(1, 1, size, size))
+    assert (t.final.n_out if isinstance(t.final.n_out, tuple)
+            else (t.final.n_out,) * 2) == tuple(out.shape[2:])
+    box, (i, k) = empirical_rf(model, size)
+    (rh, rw), (jh, jw), (sh, sw) = (
+        v if isinstance(v, tuple) else (v, v)
+        for v in (t.final.r_out, t.final.j_out, t.final.start_out))
+    assert box == (sh + i * jh - rh / 2, sw + k * jw - rw / 2, rh, rw)
+
+
+def test_transposed_conv_with_a_stride_is_an_upsampling():
+    for functional in (False, True):
+        model = Transposed(functional, stride=2)
+        with pytest.raises(RFError, match="enlarges the map") as err:
+            receptive_field(model, (1, 28, 28))
+        assert "custom=" not in str(err.value)
+
+
+def test_channel_only_modules_are_pointwise_and_circular_pad_is_a_pad():
+    base = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)),
+                           (1, 10, 10))
+    for layer in (nn.ChannelShuffle(2), nn.CrossMapLRN2d(3)):
+        t = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), layer,
+                                          nn.Conv2d(4, 4, 3)), (1, 10, 10))
+        assert not t.rows[1].spatial
+        assert (t.final.r_out, t.final.n_out) == (base.final.r_out, base.final.n_out)
+    shuffled = receptive_field(Pooled(lambda x: F.channel_shuffle(x, 2)), (1, 10, 10))
+    assert shuffled.final.r_out == 3
+    pads = [receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3), pad(1)), (1, 10, 10))
+            for pad in (nn.ZeroPad2d, nn.CircularPad2d)]
+    assert pads[0].to_records() == [{**r, "kind": r["kind"].replace(
+        "CircularPad2d", "ZeroPad2d")} for r in pads[1].to_records()]
+
+
+def test_custom_declarations():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate(), Blur())
+    with pytest.raises(RFError, match="(?s)could not trace.*custom="):
+        receptive_field(model, (1, 10, 10))
+    # What the message says to do works: Gate is declared, so not traced inside.
+    t = receptive_field(model, (1, 10, 10), custom={Gate: POINTWISE, Blur: Window(3, 1, 1)})
+    assert t.final.r_out == 5 and t.final.n_out == 8
+
+
+def test_untraceable_module_is_named_with_its_declaration():
+    # The innermost module being traced is the one to declare, however deep.
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), GatedBlock(), nn.Conv2d(4, 4, 3))
+    with pytest.raises(RFError) as err:
+        receptive_field(model, (1, 16, 16))
+    message = str(err.value)
+    assert message.startswith("torch.fx could not trace module '1.gate' (Gate):\n  ")
+    assert "custom={Gate: 'pointwise'}" in message and _lines_fit(err)
+    # torch's own words come through, wrapped to the message's width.
+    assert "control flow" in message
+    # In the model's own forward() there is no module to declare but one's own.
+    with pytest.raises(RFError, match=r"(?s)could not trace Branchy.forward\(\):"
+                                      r".*a module of its own.*YourModule") as err:
+        receptive_field(Branchy(), (1, 16, 16))
+    assert _lines_fit(err)
+
+
+def test_linear_sees_the_whole_map():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
+    t = receptive_field(model, (1, 28, 28))
+    assert t.final.kind == "Linear" and t.final.r_out == 28 and t.final.n_out == 1
+
+
+def test_model_mode_and_weights_untouched():
+    model = MODELS["Model_4"]().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    receptive_field(model, (1, 28, 28))
+    assert model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_columns_are_chosen_and_checked():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    cols = ["name", "kernel", "j_out", "r_out"]
+    assert t.to_text(columns=cols).splitlines()[0].split() == cols
+    head = t.to_markdown(columns=cols).splitlines()[0]
+    assert head == "| name | kernel | j_out | r_out |"
+    assert list(t.to_frame(columns=cols).columns) == cols
+    assert list(t.to_records(columns=cols)[0]) == ["name", "kernel", "j_out", "r_out"]
+    with pytest.raises(ValueError, match="unknown column.*'rf'.*choose from name"):
+        t.to_text(columns=["name", "rf"])
+
+
+def test_renderings():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    frame = t.to_frame()
+    assert list(frame.columns)[:4] == ["name", "kind", "n_in", "ch_in"]
+    assert "Conv2d" in t.to_markdown() and "<table" in t._repr_html_()
+    # Integers stay integers: a column with blanks (the pool has no padding)
+    # must not turn a 3x3 kernel into "3.0".
+    assert [type(v) for v in frame["kernel"][:3]] == [int] * 3
+    assert frame.loc[frame["kind"] == "AdaptiveAvgPool2d", "padding"].item() == ""
+    # A notebook shows the RF recurrence, not every column (it must fit a page):
+    # words left, numbers right, each header aligned as its column.
+    cells = re.findall(r'<(th|td) style="text-align: (\w+);[^"]*">([^<]*)</\1>',
+                       t._repr_html_())
+    head = [(align, text) for tag, align, text in cells if tag == "th"]
+    assert [text for _, text in head] == SHOWN
+    assert "params" not in SHOWN and "activation" not in SHOWN
+    body = [align for tag, align, _ in cells if tag == "td"]
+    assert len(body) == len(SHOWN) * len(t.layers())
+    for k, (align, column) in enumerate(head):
+        assert align == ("left" if column in ("name", "kind") else "right"), column
+        assert set(body[k::len(SHOWN)]) == {align}, column
+    assert ">AdaptiveAvgPool2d<" in t._repr_html_()
+    odd = RFTable([RFRow("a<b", "x&y", kernel=3)], (1, 28, 28))
+    assert ">a&lt;b<" in odd._repr_html_() and ">x&amp;y<" in odd._repr_html_()
+    assert "BatchNorm2d" not in t.to_markdown()
+    assert "BatchNorm2d" in t.to_markdown(all_ops=True)
+
+
+def test_effective_rf_lies_inside_theoretical_box():
+    model = MODELS["Model_4"]()
+    img = torch.rand(1, 28, 28)
+    erf = effective_rf(model, img, "block1.2")
+    t = receptive_field(model, (1, 28, 28))
+    row = t["block1.2.0"]
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    centre = row.start_out + (row.n_out // 2) * row.j_out
+    assert rows.min() >= centre - row.r_out / 2 and rows.max() < centre + row.r_out / 2
+    assert erf.max() == 1.0
+
+
+def test_effective_rf_of_a_model_without_parameters():
+    # No weights to take a device and dtype from: the CPU in float32.
+    erf = effective_rf(nn.Sequential(nn.AvgPool2d(3, 1, 1)), torch.rand(1, 9, 9), "0")
+    rows, cols = (erf > 0).nonzero(as_tuple=True)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 5, 3, 5)
+    assert erf.dtype == torch.float32
+
+
+@pytest.mark.parametrize("image, layer, unit, msg", [
+    (torch.rand(1, 1, 28, 28), "block1.2", None, "pass image[0]"),
+    (torch.rand(28, 28), "block1.2", None, "image[None]"),
+    (torch.rand(1, 28, 28), "block9", None, "no submodule 'block9'"),
+    (torch.rand(1, 28, 28), "block1.2", (10, 0), "unit (10, 0) is outside block1.2's"),
+    (torch.rand(1, 28, 28), "block1.2", (0, -1), "columns 0-9"),
+])
+def test_effective_rf_names_a_wrong_image_layer_or_unit(image, layer, unit, msg):
+    model = MODELS["Model_4"]().train()
+    with pytest.raises(RFError, match=re.escape(msg)):
+        effective_rf(model, image, layer, unit)
+    assert all(m.training for m in model.modules())  # its modes are given back
+
+
+@pytest.mark.parametrize("size", [(28, 28), 28, "1,28,28", (1, 0, 28), (1.0, 28, 28),
+                                  (True, 28, 28), (1, 28, 28, 1)])
+def test_input_size_must_be_three_positive_ints(size):
+    with pytest.raises(RFError, match=r"three positive integers \(C, H, W\)"):
+        receptive_field(MODELS["Model_4"](), size)
+
+
+def test_a_batch_shape_is_told_to_drop_the_batch():
+    with pytest.raises(RFError, match=r"without the batch: \(C, H, W\), not \(N, C"):
+        receptive_field(MODELS["Model_4"](), (1, 1, 28, 28))
+
+
+@pytest.mark.parametrize("model, msg", [
+    (lambda: MODELS["Model_4"], r"Model_4 is a class, not a model: .*"
+                                r"receptive_field\(Model_4\(\), \.\.\.\)"),
+    (lambda: (lambda x: x), r"must be a torch.nn.Module; got a function"),
+    (_scripted, r"TorchScript module cannot be traced.*the nn.Module it was"),
+])
+def test_what_is_not_a_traceable_model_is_named(model, msg):
+    # Before, each of these reached torch.fx and came back as "could not trace",
+    # with advice about control flow that does not apply.
+    with pytest.raises(RFError, match=msg):
+        receptive_field(model(), (1, 28, 28))
+
+
+@pytest.mark.parametrize("kwargs", [{"custom": {"Upsample": POINTWISE}},
+                                    {"leaf_modules": [nn.Conv2d(1, 1, 3)]}])
+def test_declarations_must_be_module_classes(kwargs):
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate())
+    with pytest.raises(RFError, match="must be module classes, e.g. nn.Upsample"):
+        receptive_field(model, (1, 28, 28), **kwargs)
+    # What the message asks for works.
+    t = receptive_field(model, (1, 28, 28), custom={Gate: POINTWISE})
+    assert t.final.kind == "Gate" and t.final.r_out == 3
+
+
+@pytest.mark.parametrize("model, spec, real, wrong", [
+    (lambda: UpsampleNet(), {nn.Upsample: POINTWISE}, "52x52", "26x26"),
+    (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2)),
+     {nn.MaxPool2d: Window(3)}, "13x13", "24x24"),
+])
+def test_a_declaration_that_contradicts_the_model_is_refused(model, spec, real, wrong):
+    # Before, the table went on with the declared map size: a silently wrong RF.
+    model = model()
+    with pytest.raises(RFError) as exc:
+        receptive_field(model, (1, 28, 28), custom=spec)
+    msg = str(exc.value)
+    assert f"'1' ({type(model[1]).__name__}) gives a {real} map" in msg
+    assert f"makes it {wrong}. Declare the Window(" in msg
+    assert max(map(len, msg.splitlines())) <= 80
+
+
+def test_a_rule_that_gets_the_map_size_wrong_is_caught(monkeypatch):
+    # The same check guards the calculator's own rules: here max-pooling is
+    # wrongly made pointwise, as a bug in a rule might.
+    from mnist_lib.rf import layers
+    monkeypatch.setattr(layers, "POINTWISE_MODULES",
+                        layers.POINTWISE_MODULES + (nn.MaxPool2d,))
+    with pytest.raises(RFError, match=r"\(MaxPool2d\) gives a 5x5 map, not the 10x10"
+                                      r" its rule computes;\nplease report"):
+        receptive_field(MODELS["Model_4"](), (1, 28, 28))
+
+
+def test_input_size_takes_any_sequence_of_ints():
+    import numpy as np
+
+    for size in ([1, 28, 28], torch.Size([1, 28, 28]), np.array([1, 28, 28])):
+        assert receptive_field(MODELS["Model_4"](), size).final.r_out == 37
+
+
+@pytest.mark.parametrize("size, where, cause", [
+    ((3, 28, 28), "block1.0.0 (Conv2d) raised", "to have 1 channels, but got 3"),
+    ((1, 8, 8), "block1.2.0 (Conv2d) raised", "Kernel size can't be greater"),
+])
+def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cause,
+                                                                capsys):
+    with pytest.raises(RFError) as exc:
+        receptive_field(MODELS["Model_4"](), size)
+    msg = " ".join(str(exc.value).split())  # the cause is wrapped to 80 columns
+    assert f"input of shape (1, {', '.join(map(str, size))}): {where}" in msg
+    assert cause in msg and "--input C,H,W" in msg
+    assert max(map(len, str(exc.value).splitlines())) <= 80
+    # torch's shape pass prints a traceback before it re-raises: none shown.
+    assert capsys.readouterr().err == ""
+
