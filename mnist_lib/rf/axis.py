@@ -42,11 +42,26 @@ class Axis:
     j: float            # jump (effective stride), input pixels
     r: float            # receptive field, input pixels
     start: float        # centre of the first unit, input-pixel coordinates
+    # After an adaptive pooling whose windows are not evenly spaced (10 -> 7,
+    # say): the axis it pooled, whose whole extent the units still cover. The
+    # units then have no single jump, `j` is the largest step and `r` the
+    # largest RF, and no window but a 1x1 one can follow.
+    uneven: "Axis | None" = None
 
     def window(self, k: int, s: int, p_lo: int, p_hi: int, d: int = 1,
                ceil_mode: bool = False) -> "Axis":
         """Apply a sliding window (conv or pool) with padding p_lo/p_hi."""
         k_eff = d * (k - 1) + 1
+        if self.uneven is not None:
+            if (k_eff, s, p_lo, p_hi) != (1, 1, 0, 0):
+                raise RFError(
+                    f"a {k_eff}-px window slides over a map whose units are not "
+                    "evenly spaced\n(an adaptive pooling's windows step by "
+                    "different amounts before it),\nso its units would have "
+                    "different RFs and no single jump. Fix: pool to a\nsize "
+                    f"that divides the map ({int(self.uneven.n)}), or give the "
+                    "calculator the part before it.")
+            return self
         span = self.n + p_lo + p_hi - k_eff
         if span < 0:
             raise RFError(f"window of {k_eff} px does not fit a {self.n}-px map")
@@ -58,6 +73,8 @@ class Axis:
 
     def whole(self) -> "Axis":
         """One unit that sees the whole map (global pooling, Linear)."""
+        if self.uneven is not None:  # the units cover the pooled map, no more
+            return self.uneven.whole()
         return Axis(1, self.j * self.n, self.r + (self.n - 1) * self.j,
                     self.start + (self.n - 1) / 2 * self.j)
 

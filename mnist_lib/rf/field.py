@@ -41,7 +41,12 @@ place) it is refused. Normalisation layers count as pointwise, as in the RF
 literature: the statistics GroupNorm, InstanceNorm and LayerNorm take over the
 whole map are treated as constants, though a gradient (`effective_rf`) reaches
 every pixel through them. A transposed conv of stride 1 is the conv it
-equals (padding d * (k - 1) - p). An op without a rule is refused with how to
+equals (padding d * (k - 1) - p). An adaptive pooling whose windows are not
+evenly spaced (10 -> 7) gives its largest RF and "uneven" for the jump, and
+no window but a 1x1 may follow it. Attention (nn.MultiheadAttention,
+F.scaled_dot_product_attention) is refused by name: it mixes every position.
+An op that returns its tensor inside a tuple or dict is refused, never
+dropped. An op without a rule is refused with how to
 declare it (`custom=`), unless it enlarges the map: no declaration describes
 an upsampling, so that error says why and where to stop instead.
 
@@ -66,7 +71,8 @@ from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, a
 from .graph import check_model, check_size, record_shapes, trace_graph
 from .layers import declared_as, spreads
 from .reshapes import several_tensors, split_state
-from .rules import is_merge, row_name, rule_for
+from .rules import (ATTENTION_FUNCTIONS, ATTENTION_MODULES, attention_error, is_merge,
+                    row_name, rule_for)
 from .table import RFRow, RFTable
 
 
@@ -116,6 +122,10 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         if out_shape is None:
             if several_tensors(node):  # x.chunk(2, dim=1), torch.split, ...
                 states[node] = split_state(node, inputs[0], states)
+            elif _holds_tensor(node.meta.get("tensor_meta")):
+                # A tensor the calculator would not follow: a later merge would
+                # hide it and the table would be wrong without a word.
+                raise _untracked(node, modules)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
         try:
             rule, row = rule_for(node, modules, custom, states, inputs)
@@ -140,8 +150,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         in_shape = node_shape(src)
         row.n_in, row.n_out = agreed(state_in.h.n, state_in.w.n), agreed(state_out.h.n,
                                                                         state_out.w.n)
-        row.j_in, row.j_out = agreed(state_in.h.j, state_in.w.j), agreed(state_out.h.j,
-                                                                       state_out.w.j)
+        row.j_in, row.j_out = (_jump(state_in.h, state_in.w),
+                               _jump(state_out.h, state_out.w))
         row.r_in, row.r_out = agreed(state_in.h.r, state_in.w.r), agreed(state_out.h.r,
                                                                        state_out.w.r)
         row.start_in = agreed(state_in.h.start, state_in.w.start)
@@ -158,6 +168,39 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     if output_row is not None:
         table.final = output_row
     return table
+
+
+def _jump(h: Axis, w: Axis) -> Any:
+    """The table's jump: a number (or an (h, w) pair), or "uneven" where the
+    units are not evenly spaced (after an uneven adaptive pooling)."""
+    return "uneven" if h.uneven or w.uneven else agreed(h.j, w.j)
+
+
+def _holds_tensor(meta: Any) -> bool:
+    """Whether a node's recorded output (a tuple, a dict, ...) holds a tensor."""
+    if hasattr(meta, "shape"):
+        return True
+    if isinstance(meta, dict):
+        meta = list(meta.values())
+    return isinstance(meta, (tuple, list)) and any(map(_holds_tensor, meta))
+
+
+def _untracked(node: fx.Node, modules: dict[str, nn.Module]) -> RFError:
+    """The refusal for an op that returns a tensor inside something else (a
+    tuple with None, a dict), which the calculator would otherwise drop."""
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(mod, ATTENTION_MODULES) or node.target in ATTENTION_FUNCTIONS:
+        what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
+                else f"operation {op_kind(node)!r}")
+        return attention_error(what)
+    what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
+            else f"operation {op_kind(node)!r} (graph node {node.name!r})")
+    box = type(node.meta["tensor_meta"]).__name__
+    return RFError(
+        f"{what} returns its tensor inside a {box}.\n"
+        "The calculator follows one tensor an op, so this one's RF would be\n"
+        "dropped without a word. Fix: return the tensor alone, or declare the\n"
+        "module, custom={YourModule: Window(...)}, if it slides one window.")
 
 
 def _map_sizes(state: Spatial, out_shape: tuple[int, ...]

@@ -161,7 +161,8 @@ def functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
 
 
 def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
-    """Adaptive pooling: global when the output is 1, else PyTorch's real windows."""
+    """Adaptive pooling to `size`: global when it is 1; a window of n/size when
+    that divides the map; else PyTorch's real windows, unevenly spaced."""
     size = as_pair(size) if size is not None else (None, None)
     axes = []
     kernels = []
@@ -172,16 +173,23 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
             kernels.append(ax.n)
             continue
         n = int(ax.n)
-        # PyTorch's window i covers [floor(i*n/o), ceil((i+1)*n/o)).
+        if n % o == 0:  # an ordinary window: kernel and stride n / o
+            axes.append(ax.window(n // o, n // o, 0, 0))
+            kernels.append(n // o)
+            continue
+        # PyTorch's window i covers [floor(i*n/o), ceil((i+1)*n/o)). Where the
+        # widths or the steps differ (or a map smaller than o repeats its
+        # units), the units have no single jump; the largest window gives the
+        # largest RF.
         starts = [(i * n) // o for i in range(o)]
         ends = [-((-(i + 1) * n) // o) for i in range(o)]
         widths = [e - b for b, e in zip(starts, ends)]
-        steps = {b2 - b1 for b1, b2 in zip(starts, starts[1:])}
-        k = max(widths)
-        stride: float = steps.pop() if len(steps) == 1 else n / o
-        kernels.append(k if len(set(widths)) == 1 else tuple(sorted(set(widths))))
-        axes.append(Axis(o, ax.j * stride, ax.r + (k - 1) * ax.j,
-                         ax.start + (widths[0] - 1) / 2 * ax.j))
+        steps = [b2 - b1 for b1, b2 in zip(starts, starts[1:])]
+        even = len(set(widths)) == 1 and len(set(steps)) == 1 and steps[0] > 0
+        kernels.append(tuple(sorted(set(widths))) if len(set(widths)) > 1 else widths[0])
+        axes.append(Axis(o, max(steps) * ax.j, ax.r + (max(widths) - 1) * ax.j,
+                         ax.start + (widths[0] - 1) / 2 * ax.j,
+                         uneven=None if even else ax))
     row.kernel = agreed(*kernels)
     return Spatial(axes[0], axes[1])
 

@@ -225,17 +225,22 @@ def reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
     dims = range(nd) if dims is None else (dims,) if isinstance(dims, int) else dims
     dims = {d % nd - nd for d in dims}  # counted from the last axis, like `axes`
 
+    kept = node.kwargs.get("keepdim", False) or (
+        len(node.args) > 2 and node.args[2] is True)
+
     def reduce(s: Spatial) -> Spatial:
         spatial = set(s.axes)
         if spatial <= dims:
             row.spatial = True
+            if kept and not s.flat:
+                # x.mean((2, 3), keepdim=True), as in a squeeze-and-excitation
+                # block: a global pooling to a 1x1 map, which stays a map.
+                return replace(s, h=s.h.whole(), w=s.w.whole())
             return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
         if spatial & dims:
             raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
                           + declare_hint("This reduction"))
         # A removed axis before height and width moves them towards the end.
-        kept = node.kwargs.get("keepdim", False) or (
-            len(node.args) > 2 and node.args[2] is True)
         shift = 0 if kept else sum(1 for d in dims if d > max(spatial))
         return replace(s, axes=tuple(a + shift for a in s.axes))
 

@@ -13,7 +13,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .axis import Spatial, UnsupportedOpError, declare_hint, node_arg, node_shape, op_kind
+from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_arg,
+                   node_shape, op_kind)
 from .layers import (adaptive_rule, functional_conv, functional_pool, linear_rule,
                      merge_rule, module_rule, pad_rule, window_rule)
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
@@ -60,6 +61,21 @@ _REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
 
 
 
+# Attention mixes every position with every other: no RF arithmetic follows it.
+ATTENTION_MODULES = (nn.MultiheadAttention,)
+ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+
+
+def attention_error(what: str) -> RFError:
+    """The refusal for attention at `what` (a module or an operation)."""
+    return RFError(
+        f"{what} is attention.\n"
+        "Every output position mixes every input position: from here on each\n"
+        "unit sees the whole input, and no RF arithmetic describes the mixing.\n"
+        "Fix: give the calculator the part before it (a ViT's patch embedding,\n"
+        "say), whose RF is the patches'.")
+
+
 def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
     return len(inputs) > 1 and (node.target in _MERGE_FUNCTIONS or (
         node.op == "call_method" and node.target in _POINTWISE_METHODS))
@@ -75,6 +91,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     """Return (state transform, partly filled row) for one graph node."""
     if node.op == "call_module":
         mod = modules[node.target]
+        if isinstance(mod, ATTENTION_MODULES):
+            raise attention_error(f"module {node.target!r} ({type(mod).__name__})")
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
         if isinstance(mod, nn.Flatten) and type(mod) not in custom:
@@ -87,6 +105,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
+    if target in ATTENTION_FUNCTIONS:
+        raise attention_error(f"operation {kind!r} (graph node {node.name!r})")
 
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
     # maxout; of one map it is a reduction (with a dim it returns indices too:
