@@ -3,7 +3,6 @@ and the box that a unit's theoretical RF covers (`unit_box`), for plots."""
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn as nn

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
-from mnist_lib.models import MODELS
-from mnist_lib import cli
-from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, effective_rf,
-                          receptive_field)
 from tests.rf.helpers import *  # noqa: F401,F403
 from tests.rf.helpers import ROOT, main  # noqa: F401
 
@@ -141,7 +130,6 @@ def test_docstring_examples_hold():
 
 def test_readme_rf_commands_run(capsys):
     import shlex
-    from pathlib import Path
 
     readme = (ROOT / "README.md").read_text()
     commands = [shlex.split(line)[4:] for line in readme.splitlines()

@@ -3,21 +3,14 @@ declarations, wrong input sizes; its table's renderings; the effective RF."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 from mnist_lib.models import MODELS
-from mnist_lib import cli
 from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, effective_rf,
                           receptive_field)
 from tests.rf.helpers import *  # noqa: F401,F403
