@@ -3,6 +3,8 @@ and the box that a unit's theoretical RF covers (`unit_box`), for plots."""
 
 from __future__ import annotations
 
+import warnings
+
 
 import torch
 import torch.nn as nn
@@ -33,6 +35,10 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
     modules = dict(model.named_modules())
     if layer not in modules:
         raise RFError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
+    if not image.any():
+        warnings.warn("effective_rf of an all-zero image: the gradient there is "
+                      "the model's response to blank input, not to a digit; pass "
+                      "a real image (e.g. data.test_images[0])", stacklevel=2)
     if image.dim() != 3:
         raise RFError(f"image must be one (C, H, W) image, got shape "
                       f"{tuple(image.shape)}: for a (1, C, H, W) batch pass image[0], "

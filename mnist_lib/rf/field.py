@@ -92,7 +92,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
     check_model(model, leaves)
-    gm = trace_graph(model, leaves)
+    gm = trace_graph(model, leaves, tuple(input_size))
     record_shapes(gm, model, tuple(input_size))
     c, h, w = input_size
     states: dict[fx.Node, Spatial] = {}

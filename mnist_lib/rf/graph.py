@@ -92,7 +92,10 @@ class _Tracer(fx.Tracer):
         return out
 
 
-def trace_graph(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
+def trace_graph(model: nn.Module, leaves: tuple[type, ...],
+                input_size: tuple[int, ...]) -> fx.GraphModule:
+    """The model as a torch.fx graph, its `leaves` kept whole; an RFError that
+    says why if torch.fx cannot trace it, or if the model's own forward fails."""
     tracer = _Tracer(leaves)
     try:
         # In eval mode, as the shapes are taken: a model's training-only
@@ -101,8 +104,29 @@ def trace_graph(model: nn.Module, leaves: tuple[type, ...]) -> fx.GraphModule:
         with eval_mode(model):
             graph = tracer.trace(model)
     except Exception as err:
+        # A bug in the model fails its plain forward too: say that, not how
+        # to write a forward that torch.fx can follow.
+        if (failure := _forward_failure(model, input_size)) is not None:
+            raise RFError(failure) from err
         raise RFError(_untraceable(model, tracer.inside, err)) from err
     return fx.GraphModule(model, graph)
+
+
+def _forward_failure(model: nn.Module, input_size: tuple[int, ...]) -> str | None:
+    """What the model's own forward raises on zeros of `input_size`, run
+    plainly in eval mode, as a message with the fix; None if it runs."""
+    device, dtype = device_dtype(model)
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
+    except Exception as err:
+        why = textwrap.fill(f"{type(err).__name__}: {err}", 77,
+                            initial_indent="  ", subsequent_indent="  ")
+        return (f"{type(model).__name__}.forward() raised, run plainly on a "
+                f"(1, {', '.join(map(str, input_size))}) input:\n{why}\n"
+                "Fix: make the model run on that input first (or give the input "
+                "size\nit expects, as (C, H, W)); the calculator runs it once.")
+    return None
 
 
 def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],

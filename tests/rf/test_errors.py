@@ -4,6 +4,7 @@ declarations, wrong input sizes; its table's renderings; the effective RF."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import pytest
 import torch
@@ -328,3 +329,43 @@ def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cau
     # torch's shape pass prints a traceback before it re-raises: none shown.
     assert capsys.readouterr().err == ""
 
+
+
+class RaisesInForward(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        raise ValueError("a bug in my model")
+
+
+class BranchesOnData(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x) if x.sum() > 0 else -self.conv(x)
+
+
+def test_a_forward_that_raises_is_named_as_the_model_s_own_failure():
+    with pytest.raises(RFError) as err:
+        receptive_field(RaisesInForward(), (1, 28, 28))
+    msg = str(err.value)
+    assert msg.startswith("RaisesInForward.forward() raised, run plainly on a "
+                          "(1, 1, 28, 28) input:\n  ValueError: a bug in my model\nFix:")
+    assert "control flow" not in msg and _lines_fit(err)
+    # A forward that runs but that torch.fx cannot follow keeps that advice.
+    with pytest.raises(RFError, match="torch.fx could not trace(?s:.*)control flow"):
+        receptive_field(BranchesOnData(), (1, 28, 28))
+
+
+def test_effective_rf_of_a_blank_image_warns():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    with pytest.warns(UserWarning, match="all-zero image"):
+        effective_rf(model, torch.zeros(1, 12, 12), "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        effective_rf(model, torch.rand(1, 12, 12), "2")
