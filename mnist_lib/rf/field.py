@@ -99,6 +99,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     rows: list[RFRow] = []
     modules = dict(gm.named_modules())
     output_row: RFRow | None = None
+    row_of: dict[fx.Node, RFRow] = {}
+    taken: set[str] = set()
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
@@ -113,7 +115,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                 # A guard: a table that silently stopped early would be wrong.
                 raise RFError(f"the calculator lost track of the input before the "
                               f"output ({src.name!r}); please report this model")
-            output_row = next((r for r in reversed(rows) if r.name == row_name(src)), None)
+            output_row = row_of.get(src)
             continue
         inputs = [a for a in node.all_input_nodes if a in states]
         if not inputs:  # e.g. x.size(0): no tensor flows through
@@ -160,6 +162,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         row.ch_out = out_shape[1] if len(out_shape) > 1 else None
         row.activation = math.prod(out_shape[1:])
         row.exceeds_input = state_out.h.r > h or state_out.w.r > w
+        row.name = _unique(row_name(node), taken)
+        row_of[node] = row
         rows.append(row)
 
     if not rows:
@@ -168,6 +172,16 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     if output_row is not None:
         table.final = output_row
     return table
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`, ... if a row already has it."""
+    new, k = name, 1
+    while new in taken:
+        k += 1
+        new = f"{name}_{k}"
+    taken.add(new)
+    return new
 
 
 def _jump(h: Axis, w: Axis) -> Any:

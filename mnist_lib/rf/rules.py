@@ -6,6 +6,7 @@ or `reshapes` (axes, slices, reductions)."""
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any, Callable
 
 import torch
@@ -82,7 +83,18 @@ def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
 
 
 def row_name(node: fx.Node) -> str:
-    return node.target if node.op == "call_module" else node.name
+    """A row's name: a module's path (`layer1.0.conv1`); a function or method
+    called inside a module, that module's path and the op (`layer1.0.add`,
+    not fx's `add_7`), so that a row says which block it belongs to."""
+    if node.op == "call_module":
+        return node.target
+    stack = node.meta.get("nn_module_stack")
+    if not stack:  # called in the model's own forward()
+        return node.name
+    key, value = list(stack.items())[-1]
+    path = value[0] if isinstance(value, tuple) else key  # torch versions differ
+    base = re.sub(r"_\d+$", "", node.name)
+    return f"{path}.{base}" if path else node.name
 
 
 def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],

@@ -154,3 +154,13 @@ def test_a_keepdim_mean_is_a_global_pooling_to_a_1x1_map():
     assert mean["red"].n_out == 1 and mean["red"].r_out == 28
     assert [(r.n_out, r.j_out, r.r_out) for r in mean.rows[1:]] == [
         (r.n_out, r.j_out, r.r_out) for r in pool.rows[1:]]
+
+
+# ------------------------------------- 6 (in part). rows name their block
+def test_functional_rows_are_named_with_their_block():
+    torchvision = pytest.importorskip("torchvision")
+    table = receptive_field(torchvision.models.resnet18(), (3, 224, 224))
+    adds = [r.name for r in table.rows if r.kind == "add"]
+    assert adds == [f"layer{i}.{k}.add" for i in (1, 2, 3, 4) for k in (0, 1)]
+    assert len({r.name for r in table.rows}) == len(table.rows)  # unique
+    assert table["layer4.1.add"].r_out == 435  # the trunk: the published 435 px
