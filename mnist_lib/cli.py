@@ -80,6 +80,19 @@ def _checked_config(p: argparse.ArgumentParser, model: str, overrides: dict):
     return cfg
 
 
+def _data_for(p: argparse.ArgumentParser, model: str, cfg, root: str):
+    """MNIST, once the run is known to fit it (or exit 2); prints the note
+    that a run over the target's budget cannot meet it."""
+    mnist = load_mnist(root)
+    try:
+        note = check_run(model, cfg, mnist)
+    except ValueError as err:
+        p.error(str(err))
+    if note:
+        print(note)
+    return mnist
+
+
 # --------------------------------------------------------------------- data
 def data(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog, description="Fetch MNIST and verify its MD5s.")
@@ -118,13 +131,7 @@ def train(argv: list[str], prog: str) -> int:
     for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
         if path and (why := unwritable(path)):
             p.error(f"{flag}: {why}")
-    mnist = load_mnist(args.data)
-    try:
-        note = check_run(args.model, cfg, mnist)
-    except ValueError as err:
-        p.error(str(err))
-    if note:
-        print(note)
+    mnist = _data_for(p, args.model, cfg, args.data)
     try:
         model, hist = run(args.model, mnist, cfg)
     except DivergenceError as err:
@@ -161,13 +168,7 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
         p.error(f"--out: {why}")
     overrides = config_overrides(args)
     cfg = _checked_config(p, args.model, overrides)
-    mnist = load_mnist(args.data)
-    try:
-        note = check_run(args.model, cfg, mnist)
-    except ValueError as err:
-        p.error(str(err))
-    if note:
-        print(note)
+    mnist = _data_for(p, args.model, cfg, args.data)
     chosen = list(range(args.first_seed, args.first_seed + args.seeds))
     changed = recipe_differences({"config": asdict(cfg)}, args.model)
     if changed:  # so that the table cannot pass for the recipe's
