@@ -31,7 +31,7 @@ import torch.nn as nn
 from . import bench, seeds
 from .config import (OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe,
                      recipe_differences)
-from .data import DataError, ensure_mnist, load_mnist
+from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .models import FINAL_MODEL, MODELS, save_checkpoint
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
@@ -80,7 +80,8 @@ def _checked_config(p: argparse.ArgumentParser, model: str, overrides: dict):
     return cfg
 
 
-def _data_for(p: argparse.ArgumentParser, model: str, cfg, root: str):
+def _data_for(p: argparse.ArgumentParser, model: str, cfg: TrainConfig,
+              root: str) -> MNIST:
     """MNIST, once the run is known to fit it (or exit 2); prints the note
     that a run over the target's budget cannot meet it."""
     mnist = load_mnist(root)

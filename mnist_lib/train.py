@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from .augmentation import random_affine
 from .averaging import WeightAverage
-from .config import TrainConfig, augmented_epochs, check_schedule, recipe
+from .config import TrainConfig, as_json, augmented_epochs, check_schedule, recipe
 from .data import MNIST, batch_indices, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
@@ -34,7 +34,6 @@ from .history import EpochRecord, History
 from .models import count_parameters, get_model, layer_list
 from .progress import EpochProgress
 from .step import GraphedStep, train_step
-from .config import as_json
 from .target import TARGET
 from .utils import best_device, keep_freed_memory, set_seed
 
