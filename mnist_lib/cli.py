@@ -33,7 +33,7 @@ from .config import (OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe,
                      recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .models import FINAL_MODEL, MODELS, save_checkpoint
-from .rf import COLUMNS, RFError, check_columns, receptive_field
+from .rf import COLUMNS, LEGEND, RFError, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, check_run, run
 from .utils import atomic_write_json, best_device, quiet_on_closed_pipe, unwritable
@@ -329,9 +329,8 @@ def rf(argv: list[str], prog: str) -> int:
         return 1
     if args.format == "table":
         print(table.to_text(args.all, columns))
-        f = table.final
-        print(f"\noutput RF {f.r_out} px, jump {f.j_out} px"
-              + (" (larger than the input)" if f.exceeds_input else ""))
+        print(f"\n{textwrap.fill(table.headline, 76)}\n\n"
+              f"{textwrap.fill(LEGEND, 76)}")
     elif args.format == "markdown":
         print(table.to_markdown(args.all, columns))
     elif args.format == "csv":

@@ -50,6 +50,12 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
 
+# MNIST's digits were scaled to fit a 20x20 box, then centred in the 28x28
+# frame (LeCun et al.): the size a receptive field must reach to see a whole
+# digit. The data chapter checks it on every training image.
+DIGIT_BOX = 20
+
+
 class DataError(RuntimeError):
     """MNIST could not be found, fetched or verified; the message says the fix."""
 

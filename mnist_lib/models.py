@@ -3,7 +3,8 @@
 Every model maps (B, 1, 28, 28) images to (B, 10) log-probabilities
 (`log_softmax`), which the trainer pairs with `nll_loss`. Comments give the
 output size, the receptive field (RF) and the jump (j, the distance in input
-pixels between neighbouring units); `mnist_lib.rf` computes the same from the graph.
+pixels between neighbouring units); `mnist_lib.rf` computes the same from the
+graph. After a global average pooling each unit sees the whole map: "global".
 
 The first layer of every model is a stride-2 convolution: on a CPU, work at
 the full 28x28 resolution is the costliest part of a step (the book's
@@ -30,10 +31,13 @@ from .utils import atomic_torch_save
 def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
                padding: int = 0, bn: bool = True, dropout: float = 0.0,
                act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Conv -> (BatchNorm) -> activation (ReLU unless `act` says) -> (Dropout):
-    the unit every model is built from."""
+    """Conv -> (BatchNorm) -> activation (ReLU unless `act` says) ->
+    (Dropout): the unit every model is built from."""
+    # BatchNorm subtracts the mean of each channel: a bias before it would
+    # be subtracted too, so the conv has none when BatchNorm follows.
     layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=not bn)
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding,
+                  bias=not bn)
     ]
     if bn:
         layers.append(nn.BatchNorm2d(c_out))
@@ -92,7 +96,7 @@ class Model_2(nn.Module):
             conv_block(16, 16, padding=1),              # 8x8x16, RF 19
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF 33
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
             nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
         )
 
@@ -122,7 +126,7 @@ class Model_3(nn.Module):
             block(16, 16, padding=1),                   # 8x8x16, RF 19
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF 33
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
             nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
         )
 
@@ -159,7 +163,7 @@ class Model_4(nn.Module):
             block(16, 14),                              # 3x3x14, RF 29
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                    # 1x1x14, RF 37
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x14, RF global
             nn.Conv2d(14, 10, kernel_size=1),           # 1x1x10
         )
 
@@ -195,7 +199,7 @@ class Model_5(nn.Module):
             block(12, 12),                              # 3x3x12, RF 29
         )
         self.output = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),                    # 1x1x12, RF 37
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x12, RF global
             nn.Conv2d(12, 10, kernel_size=1),           # 1x1x10
         )
 

@@ -52,7 +52,7 @@ def test_unknown_model_names_choices():
 
 
 # A shape comment in a model's source: "# 14x14x10, RF 3, j 2" (RF and j optional).
-_SHAPE = re.compile(r"# (\d+)x(\d+)x(\d+)(?:, RF (\d+))?(?:, j (\d+))?$")
+_SHAPE = re.compile(r"# (\d+)x(\d+)x(\d+)(?:, RF (\d+|global))?(?:, j (\d+))?$")
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -68,8 +68,10 @@ def test_shape_comments_agree_with_the_rf_calculator(name):
     for (h, w, c, rf, j), row in zip(said, rows):
         assert row.n_out in (int(h), (int(h), int(w))) and h == w, row.name
         assert int(c) == row.ch_out, row.name
-        if rf:
-            assert int(rf) == row.r_out, row.name
+        if rf == "global":  # the pooling: each unit averages the whole map
+            assert row.global_out and not row.global_in, row.name
+        elif rf:
+            assert int(rf) == row.r_out and not row.global_out, row.name
         if j:
             assert int(j) == row.j_out, row.name
 

@@ -3,8 +3,12 @@
     >>> from mnist_lib.rf import receptive_field
     >>> from mnist_lib.models import Model_4
     >>> table = receptive_field(Model_4(), input_size=(1, 28, 28))
-    >>> table.final.r_out            # RF of the output, in input pixels
-    37
+    >>> table.trunk.r_out            # RF of the last map before the pooling
+    29
+    >>> table.final.global_out       # the output pools the whole map
+    True
+    >>> table.headline
+    "RF 29 px (more than the 28x28 input), jump 4 px, at 'block2.1.0' (map 3x3); global from 'output.0' (AdaptiveAvgPool2d) on"
 
 Command line: `python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28`
 (or `mnist-rf`). How it works is in `field` (the walk over the graph and the
@@ -14,8 +18,8 @@ arithmetic); the other modules of this package are its parts.
 from .axis import POINTWISE, RFError, UnsupportedOpError, Window
 from .effective import effective_rf, unit_box
 from .field import receptive_field
-from .table import COLUMNS, SHOWN, RFRow, RFTable, check_columns
+from .table import COLUMNS, LEGEND, SHOWN, RFRow, RFTable, check_columns
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "RFTable", "RFRow", "RFError",
-           "UnsupportedOpError", "Window", "POINTWISE", "COLUMNS", "SHOWN",
+           "UnsupportedOpError", "Window", "POINTWISE", "COLUMNS", "LEGEND", "SHOWN",
            "check_columns"]

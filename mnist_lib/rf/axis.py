@@ -25,7 +25,9 @@ import torch.fx as fx
 
 
 class RFError(ValueError):
-    """The calculator cannot give a correct RF; the message names the op and the fix."""
+    """The calculator cannot give a correct RF. Its message: a line that names
+    the op (or the argument) and what is wrong, then a line "Fix: ...", and
+    only then any code to copy or the error the model itself raised."""
 
 
 class UnsupportedOpError(RFError):
@@ -47,36 +49,47 @@ class Axis:
     # units then have no single jump, `j` is the largest step and `r` the
     # largest RF, and no window but a 1x1 one can follow.
     uneven: "Axis | None" = None
+    # From a global operation on (a global pooling, a Linear over the whole
+    # map, the squeeze-and-excitation gate it feeds): every unit depends on a
+    # whole map, so its RF is "global". `r` then stays the RF of the
+    # convolutional path, as if the global operations were not there.
+    glob: bool = False
 
     def window(self, k: int, s: int, p_lo: int, p_hi: int, d: int = 1,
-               ceil_mode: bool = False) -> "Axis":
-        """Apply a sliding window (conv or pool) with padding p_lo/p_hi."""
+               ceil_mode: bool = False, op: str = "a window") -> "Axis":
+        """Apply a sliding window (conv or pool) with padding p_lo/p_hi; `op`
+        names it in an error (e.g. "'pool' (MaxPool2d)")."""
         k_eff = d * (k - 1) + 1
         if self.uneven is not None:
+            # Its units would have different RFs and no single jump.
             if (k_eff, s, p_lo, p_hi) != (1, 1, 0, 0):
                 raise RFError(
-                    f"a {k_eff}-px window slides over a map whose units are not "
-                    "evenly spaced\n(an adaptive pooling's windows step by "
-                    "different amounts before it),\nso its units would have "
-                    "different RFs and no single jump. Fix: pool to a\nsize "
-                    f"that divides the map ({int(self.uneven.n)}), or give the "
-                    "calculator the part before it.")
+                    f"{op} slides a {k_eff}-px window over unevenly spaced units.\n"
+                    f"Fix: before it, adaptive-pool the {int(self.uneven.n)}-unit map "
+                    "to a size that divides it.")
             return self
         span = self.n + p_lo + p_hi - k_eff
         if span < 0:
-            raise RFError(f"window of {k_eff} px does not fit a {self.n}-px map")
+            raise RFError(f"{op}: a {k_eff}-px window does not fit a {self.n}-px map.\n"
+                          "Fix: declare the Window the module slides, or give a "
+                          "larger input.")
         n_out = (math.ceil(span / s) if ceil_mode else span // s) + 1
         if ceil_mode and (n_out - 1) * s >= self.n + p_lo:
             n_out -= 1  # PyTorch: the last window must start inside the input
         return Axis(n_out, self.j * s, self.r + (k_eff - 1) * self.j,
-                    self.start + ((k_eff - 1) / 2 - p_lo) * self.j)
+                    self.start + ((k_eff - 1) / 2 - p_lo) * self.j, glob=self.glob)
 
     def whole(self) -> "Axis":
-        """One unit that sees the whole map (global pooling, Linear)."""
-        if self.uneven is not None:  # the units cover the pooled map, no more
-            return self.uneven.whole()
-        return Axis(1, self.j * self.n, self.r + (self.n - 1) * self.j,
-                    self.start + (self.n - 1) / 2 * self.j)
+        """One unit that pools the whole map (global pooling, a Linear): a
+        global operation. Its RF is "global", and `r` keeps the RF of the
+        convolutional path: the r + (n - 1) * j pixels the map spans would
+        only grow with the input. Over a map of one unit nothing is pooled."""
+        if self.n == 1 and self.uneven is None:
+            return self
+        # After an uneven adaptive pooling, the units cover the map it pooled.
+        span = self.uneven or self
+        return Axis(1, span.j * span.n, self.r, span.start + (span.n - 1) / 2 * span.j,
+                    glob=True)
 
 
 @dataclass(frozen=True)
@@ -134,21 +147,41 @@ def agreed(a: Any, b: Any) -> Any:
 
 
 def declarations(name: str) -> str:
-    """The two ways to declare module class `name` to receptive_field(...)."""
-    # One short line each, so the message reads in a terminal and on a page.
-    return ("If it does not move pixels (like an activation), declare it to\n"
-            "receptive_field(...) with\n"
-            f"    custom={{{name}: 'pointwise'}}\n"
-            "and if it is a sliding window (like a pooling), with\n"
+    """The two ways to declare module class `name` to receptive_field(...),
+    as the lines of code that follow a "Fix:" line."""
+    return (f"    custom={{{name}: 'pointwise'}}  # if it moves no pixel, else\n"
             f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}")
 
 
+def declare_fix(module: str | None = None, instead: str = "") -> str:
+    """The "Fix:" line and the declarations, for module class `module`; an op
+    that is not a module is first wrapped in one (YourModule). `instead`: for
+    such an op, a fix to offer before that one (e.g. "slice by constants")."""
+    if module:
+        fix = "Fix: declare it to receptive_field(...):"
+    elif instead:
+        fix = f"Fix: {instead}, or declare it wrapped in a module:"
+    else:
+        fix = "Fix: wrap it in an nn.Module (YourModule) and declare that:"
+    return f"{fix}\n{declarations(module or 'YourModule')}"
+
+
 def declare_hint(what: str, module: str | None = None) -> str:
-    """Say that `what` is not supported and how to declare it. `module` is its
-    class name; an op that is not a module must first be wrapped in one."""
-    wrap = "" if module else "\nWrap it in an nn.Module of your own (YourModule below)."
-    return (f"{what} is not supported.{wrap}\n{declarations(module or 'YourModule')}"
-            "\nAnything else is beyond this calculator.")
+    """The refusal of `what`, an op (e.g. "module '1' (Roll)"): it is not
+    supported, then how to declare it (`module` is its class name)."""
+    return f"{what} is not supported.\n{declare_fix(module)}"
+
+
+def op_label(node: fx.Node) -> str:
+    """An op as an error names it: "module 'block1.0' (Conv2d)", or for a
+    function or method "operation 'add' (graph node 'add_3')" (the graph
+    node only where its name is not the op's)."""
+    if node.op == "call_module":
+        mod = node.graph.owning_module.get_submodule(node.target)
+        return f"module {node.target!r} ({type(mod).__name__})"
+    kind = op_kind(node)
+    node_name = f" (graph node {node.name!r})" if node.name != kind else ""
+    return f"operation {kind!r}{node_name}"
 
 
 def node_shape(node: Any) -> tuple[int, ...] | None:

@@ -34,15 +34,18 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
     check_model(model, ())
     modules = dict(model.named_modules())
     if layer not in modules:
-        raise RFError(f"no submodule {layer!r}; try one of {list(modules)[1:]}")
+        names = list(modules)[1:]
+        shown = ", ".join(map(repr, names[:3])) + (", ..." if len(names) > 3 else "")
+        raise RFError(f"effective_rf: {type(model).__name__} has no submodule "
+                      f"{layer!r}.\nFix: name one of model.named_modules(): {shown}")
     if not image.any():
         warnings.warn("effective_rf of an all-zero image: the gradient there is "
                       "the model's response to blank input, not to a digit; pass "
                       "a real image (e.g. data.test_images[0])", stacklevel=2)
     if image.dim() != 3:
-        raise RFError(f"image must be one (C, H, W) image, got shape "
-                      f"{tuple(image.shape)}: for a (1, C, H, W) batch pass image[0], "
-                      "for an (H, W) digit image[None]")
+        raise RFError(f"effective_rf: image has shape {tuple(image.shape)}, not "
+                      "(C, H, W).\nFix: for a (1, C, H, W) batch pass image[0]; "
+                      "for an (H, W) digit, image[None].")
     grabbed = {}
     handle = modules[layer].register_forward_hook(
         lambda m, i, o: grabbed.__setitem__("out", o))
@@ -56,8 +59,10 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
                 size = tuple(out.shape[2:])
                 i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
                 if not (0 <= i < size[0] and 0 <= k < size[1]):
-                    raise RFError(f"unit {(i, k)} is outside {layer}'s {size} map: "
-                                  f"rows 0-{size[0] - 1}, columns 0-{size[1] - 1}")
+                    raise RFError(
+                        f"effective_rf: unit {(i, k)} is outside {layer}'s {size} "
+                        f"map.\nFix: pick rows 0-{size[0] - 1}, columns "
+                        f"0-{size[1] - 1} (unit=None: the centre).")
                 target = out[0, :, i, k].sum()
             else:
                 target = out[0].sum()

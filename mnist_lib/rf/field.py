@@ -3,8 +3,8 @@
     >>> from mnist_lib.rf import receptive_field
     >>> from mnist_lib.models import Model_4
     >>> table = receptive_field(Model_4(), input_size=(1, 28, 28))
-    >>> table.final.r_out            # RF of the output, in input pixels
-    37
+    >>> table.trunk.r_out            # RF of the last map before the pooling
+    29
     >>> print(table.to_markdown())   # doctest: +SKIP
 
 CLI:  python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28
@@ -67,7 +67,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, agreed,
-                   node_shape, op_kind)
+                   node_shape, op_label)
 from .graph import check_model, check_size, record_shapes, trace_graph
 from .layers import declared_as, spreads
 from .reshapes import several_tensors, split_state
@@ -78,7 +78,8 @@ from .table import RFRow, RFTable
 
 def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                     custom: dict[type, Any] | None = None,
-                    leaf_modules: Sequence[type] = ()) -> RFTable:
+                    leaf_modules: Sequence[type] = (),
+                    misaligned: str = "refuse") -> RFTable:
     """Receptive field of every op in `model`, for an input of `input_size` (C, H, W).
 
     custom: {module class: "pointwise" | Window(...)} for modules the
@@ -86,8 +87,14 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         and its declaration must give the map size the module really gives.
     leaf_modules: classes to keep as one op without declaring them, e.g. your
         subclass of nn.Conv2d, which then counts as a Conv2d.
+    misaligned: "refuse" (the default) refuses branches that meet with their
+        units centred apart; "union" gives branches of the same map size and
+        jump the box that spans each unit's boxes (a ResNet-D shortcut).
     Raises RFError, naming the op and the fix, for anything it cannot handle.
     """
+    if misaligned not in ("refuse", "union"):
+        raise ValueError(f"misaligned={misaligned!r}; choose 'refuse' or 'union'")
+    union = misaligned == "union"
     input_size = check_size(input_size)
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
@@ -114,7 +121,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
             if isinstance(src, fx.Node) and src not in states and node_shape(src):
                 # A guard: a table that silently stopped early would be wrong.
                 raise RFError(f"the calculator lost track of the input before the "
-                              f"output ({src.name!r}); please report this model")
+                              f"output ({src.name!r}).\nFix: please report this "
+                              "model; meanwhile, give it the part before that op.")
             output_row = row_of.get(src)
             continue
         inputs = [a for a in node.all_input_nodes if a in states]
@@ -130,7 +138,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                 raise _untracked(node, modules)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
         try:
-            rule, row = rule_for(node, modules, custom, states, inputs)
+            rule, row = rule_for(node, modules, custom, states, inputs, union)
         except UnsupportedOpError:
             # An op without a rule that enlarges the map gets the reason, not
             # a hint to declare it, which could not be right.
@@ -140,20 +148,20 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                  if not states[a].flat and states[a].axes != CHANNELS_FIRST]
         if moved and row.spatial and not is_merge(node, inputs):
             # Every other rule reads height and width as the last two axes.
-            raise RFError(f"{row.name!r} ({row.kind}) gets a tensor whose height and "
-                          "width are not its last two axes (channels-last?).\n"
-                          "Permute it back to (N, C, H, W) before this op.")
+            raise RFError(f"{op_label(node)} gets height and width not as its last "
+                          "two axes.\nFix: permute the tensor back to (N, C, H, W) "
+                          "before this op.")
         # The row's input: for gate * x, x (the gate is a 1x1 map spread over x).
         src = next((a for a in inputs if not spreads(a, out_shape)), inputs[0])
         state_in = states[src]
         state_out = rule(state_in)
-        _check_map_size(node, row, modules, custom, state_out, out_shape)
+        _check_map_size(node, modules, custom, state_out, out_shape)
         states[node] = state_out
         in_shape = node_shape(src)
         row.n_in, row.n_out = agreed(state_in.h.n, state_in.w.n), agreed(state_out.h.n,
                                                                         state_out.w.n)
-        row.j_in, row.j_out = (_jump(state_in.h, state_in.w),
-                               _jump(state_out.h, state_out.w))
+        row.j_in, row.j_out = _jump(state_in), _jump(state_out)
+        row.global_in, row.global_out = _global(state_in), _global(state_out)
         row.r_in, row.r_out = agreed(state_in.h.r, state_in.w.r), agreed(state_out.h.r,
                                                                        state_out.w.r)
         row.start_in = agreed(state_in.h.start, state_in.w.start)
@@ -167,10 +175,11 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         rows.append(row)
 
     if not rows:
-        raise RFError("the model runs no operation on its input")
+        raise RFError(f"{type(model).__name__} runs no operation on its input.\n"
+                      "Fix: give a model whose forward() computes from its input.")
     table = RFTable(rows, tuple(input_size))
     if output_row is not None:
-        table.final = output_row
+        table.set_final(output_row)
     return table
 
 
@@ -184,10 +193,21 @@ def _unique(name: str, taken: set[str]) -> str:
     return new
 
 
-def _jump(h: Axis, w: Axis) -> Any:
-    """The table's jump: a number (or an (h, w) pair), or "uneven" where the
-    units are not evenly spaced (after an uneven adaptive pooling)."""
-    return "uneven" if h.uneven or w.uneven else agreed(h.j, w.j)
+def _jump(state: Spatial) -> Any:
+    """The table's jump: a number (or an (h, w) pair); "uneven" where the
+    units are not evenly spaced (after an uneven adaptive pooling); None for
+    a single unit that pooled a whole map, which has no neighbour to step to."""
+    h, w = state.h, state.w
+    if h.uneven or w.uneven:
+        return "uneven"
+    if state.flat or (h.n == 1 == w.n and (h.glob or w.glob)):
+        return None
+    return agreed(h.j, w.j)
+
+
+def _global(state: Spatial) -> bool:
+    """Whether the units of `state` each depend on a whole map (`Axis.glob`)."""
+    return state.h.glob or state.w.glob
 
 
 def _holds_tensor(meta: Any) -> bool:
@@ -204,17 +224,12 @@ def _untracked(node: fx.Node, modules: dict[str, nn.Module]) -> RFError:
     tuple with None, a dict), which the calculator would otherwise drop."""
     mod = modules.get(node.target) if node.op == "call_module" else None
     if isinstance(mod, ATTENTION_MODULES) or node.target in ATTENTION_FUNCTIONS:
-        what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
-                else f"operation {op_kind(node)!r}")
-        return attention_error(what)
-    what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
-            else f"operation {op_kind(node)!r} (graph node {node.name!r})")
+        return attention_error(op_label(node))
+    # The calculator follows one tensor an op: this one's RF would be dropped.
     box = type(node.meta["tensor_meta"]).__name__
     return RFError(
-        f"{what} returns its tensor inside a {box}.\n"
-        "The calculator follows one tensor an op, so this one's RF would be\n"
-        "dropped without a word. Fix: return the tensor alone, or declare the\n"
-        "module, custom={YourModule: Window(...)}, if it slides one window.")
+        f"{op_label(node)} returns its tensor inside a {box}.\n"
+        "Fix: return the tensor alone, or do not keep the module whole (leaf_modules).")
 
 
 def _map_sizes(state: Spatial, out_shape: tuple[int, ...]
@@ -243,23 +258,17 @@ def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spat
     n_in, n_out = sizes
     if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
         return
-    mod = modules.get(node.target) if node.op == "call_module" else None
-    what = (f"module {node.target!r} ({type(mod).__name__})" if mod is not None
-            else f"operation {op_kind(node)!r} (graph node {node.name!r})")
-    size_in, size_out = _size_text(n_in), _size_text(n_out)
+    # After an upsampling, neighbouring units copy one unit (nearest) or mix
+    # different numbers of units (bilinear, a transposed conv): no single jump
+    # and RF describe them, and no declaration could.
     raise RFError(
-        f"{what} enlarges the map\nfrom {size_in} to {size_out}: an upsampling. "
-        "The RF arithmetic here follows\n"
-        "layers that keep or shrink the map. After an upsampling, neighbouring\n"
-        "units copy the same unit (nearest) or mix different numbers of units\n"
-        "(bilinear, a transposed conv), so no single jump and RF describe them.\n"
-        "For an encoder-decoder (an autoencoder, a U-Net), give the calculator\n"
-        "the part before the first upsampling: model.encoder, say, or model[:k]\n"
-        "for an nn.Sequential."
+        f"{op_label(node)} enlarges the map from {_size_text(n_in)} to "
+        f"{_size_text(n_out)}.\n"
+        "Fix: stop before this upsampling: give model.encoder, say, or model[:k]."
     ) from None
 
 
-def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
+def _check_map_size(node: fx.Node, modules: dict[str, nn.Module],
                     custom: dict[type, Any], state: Spatial,
                     out_shape: tuple[int, ...]) -> None:
     """An RFError unless the map size the rule computed is the one the model
@@ -273,11 +282,8 @@ def _check_map_size(node: fx.Node, row: RFRow, modules: dict[str, nn.Module],
     declared = declared_as(mod, custom)
     real, rule = _size_text(real_n), _size_text(rule_n)
     if declared is None:
-        raise RFError(f"{row.name!r} ({row.kind}) gives a {real} map, not the {rule} "
-                      "its rule computes;\nplease report this model")
+        raise RFError(f"{op_label(node)} gives a {real} map, not the {rule} its rule "
+                      "computes.\nFix: please report this model.")
     raise RFError(
-        f"{row.name!r} ({row.kind}) gives a {real} map, but the declaration\n"
-        f"    custom={{{declared.__name__}: {custom[declared]!r}}}\n"
-        f"makes it {rule}. Declare the Window(kernel, stride, padding, dilation)\n"
-        "it slides; a module that resamples the map (an upsampling, say) is\n"
-        "beyond this calculator.")
+        f"{op_label(node)} gives a {real} map, but the declaration makes it {rule}.\n"
+        "Fix: declare the Window it slides (an upsampling has none: stop before it).")

@@ -36,10 +36,11 @@ def check_size(input_size: Any) -> tuple[int, ...]:
         size = ()
     if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
         # Four numbers are most often a batch shape, as torchsummary's users know it.
-        batch = ("\nGive one image's size, without the batch: (C, H, W), not "
-                 "(N, C, H, W)." if len(size) == 4 else "")
-        raise RFError("input_size must be three positive integers (C, H, W), e.g. "
-                      f"(1, 28, 28) for MNIST; got {input_size!r}{batch}")
+        fix = ("without the batch: (C, H, W), not (N, C, H, W)" if len(size) == 4
+               else "e.g. (1, 28, 28) for MNIST")
+        fix = f"give one image's size, {fix}"
+        raise RFError("input_size must be three positive integers (C, H, W), got "
+                      f"{input_size!r}.\nFix: {fix}.")
     return size
 
 
@@ -49,18 +50,20 @@ def check_model(model: Any, declared: Sequence[Any]) -> None:
     module classes."""
     if isinstance(model, type) and issubclass(model, nn.Module):
         # The easiest slip: the class where a model built from it belongs.
-        raise RFError(f"{model.__name__} is a class, not a model: pass one built "
-                      f"from it, e.g. receptive_field({model.__name__}(), ...)")
+        raise RFError(f"{model.__name__} is a class, not a model.\nFix: pass one "
+                      f"built from it: receptive_field({model.__name__}(), ...).")
     if isinstance(model, torch.jit.ScriptModule):
-        raise RFError("a TorchScript module cannot be traced by torch.fx: pass the "
-                      "nn.Module it was scripted from")
+        raise RFError("a TorchScript module cannot be traced by torch.fx.\n"
+                      "Fix: pass the nn.Module it was scripted from.")
     if not isinstance(model, nn.Module):
-        raise RFError(f"the model must be a torch.nn.Module; got a "
-                      f"{type(model).__name__}")
+        raise RFError(f"the model must be a torch.nn.Module, got a "
+                      f"{type(model).__name__}.\nFix: pass the network itself, "
+                      "e.g. receptive_field(Model_4(), ...).")
     for cls in declared:
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise RFError("custom's keys and leaf_modules must be module classes, "
-                          f"e.g. nn.Upsample, not instances or names; got {cls!r}")
+                          f"got {cls!r}.\nFix: pass the class itself, e.g. "
+                          "nn.Upsample, not an instance or a name.")
 
 
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -122,10 +125,10 @@ def _forward_failure(model: nn.Module, input_size: tuple[int, ...]) -> str | Non
     except Exception as err:
         why = textwrap.fill(f"{type(err).__name__}: {err}", 77,
                             initial_indent="  ", subsequent_indent="  ")
-        return (f"{type(model).__name__}.forward() raised, run plainly on a "
-                f"(1, {', '.join(map(str, input_size))}) input:\n{why}\n"
-                "Fix: make the model run on that input first (or give the input "
-                "size\nit expects, as (C, H, W)); the calculator runs it once.")
+        return (f"{type(model).__name__}.forward() raised on a "
+                f"(1, {', '.join(map(str, input_size))}) input (below).\n"
+                "Fix: make it run on that input, or give the size it expects "
+                f"as (C, H, W).\n{why}")
     return None
 
 
@@ -137,16 +140,16 @@ def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
     why = "\n".join(textwrap.fill(line, 77, initial_indent="  ",
                                   subsequent_indent="  ")
                     for line in f"{err}".splitlines())
+    # A declared module is not traced inside.
     if not inside:  # the model's own forward()
-        return (f"torch.fx could not trace {type(model).__name__}.forward():\n{why}\n"
-                "Make it free of data-dependent Python control flow, or move that\n"
-                "code into a module of its own, which is not traced inside once\n"
-                f"declared.\n{declarations('YourModule')}")
+        return (f"torch.fx could not trace {type(model).__name__}.forward() (below).\n"
+                "Fix: drop its data-dependent control flow, or move it into a "
+                "declared module:\n"
+                f"{declarations('YourModule')}\n{why}")
     path, mod = inside[-1]
-    return (f"torch.fx could not trace module {path!r} ({type(mod).__name__}):\n"
-            f"{why}\nMake its forward() free of data-dependent Python control flow,\n"
-            "or declare it: a declared module is not traced inside.\n"
-            f"{declarations(type(mod).__name__)}")
+    return (f"torch.fx could not trace module {path!r} ({type(mod).__name__}) "
+            "(below).\nFix: remove its data-dependent control flow, or declare it:\n"
+            f"{declarations(type(mod).__name__)}\n{why}")
 
 
 class _ShapeProp(ShapeProp):
@@ -179,10 +182,9 @@ def record_shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, .
         shape = node_shape(node)
         if shape is not None and 0 in shape:
             raise RFError(
-                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from an "
-                f"input of shape (1, {', '.join(map(str, input_size))}):\n"
-                "the input is too small for the model, or the op cuts away the "
-                "whole map.")
+                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from a "
+                f"(1, {', '.join(map(str, input_size))}) input.\n"
+                "Fix: give a larger input, or cut less of the map.")
 
 
 def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
@@ -197,10 +199,9 @@ def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
 def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
                  input_size: tuple[int, ...], cause: BaseException) -> RFError:
     shape = ", ".join(map(str, input_size))
-    said = textwrap.fill(f"{_who(gm, node)} raised {type(cause).__name__}: {cause}", 76,
+    said = textwrap.fill(f"{type(cause).__name__}: {cause}", 77,
                          initial_indent="  ", subsequent_indent="  ")
     return RFError(
-        f"the model does not run on an input of shape (1, {shape}):\n{said}\n"
-        "Give the size the model expects, as (C, H, W) (CLI: --input C,H,W): C\n"
-        "must match the first layer's input channels, and H and W must be large\n"
-        "enough that no layer is left with an empty output.")
+        f"{_who(gm, node)} raised on a (1, {shape}) input (below).\n"
+        "Fix: give the size the model expects, (C, H, W) (CLI: --input C,H,W).\n"
+        f"{said}")

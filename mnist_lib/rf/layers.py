@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .axis import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
-                       UnsupportedOpError, node_arg, declare_hint, on_positions,
-                       as_pair, agreed, node_shape)
+                       UnsupportedOpError, node_arg, declarations, declare_hint,
+                       on_positions, as_pair, agreed, node_shape, op_label)
 from .table import RFRow, fmt_cell
 
 # Modules that leave every position where it is (the softmax modules depend on
@@ -50,8 +50,10 @@ def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spat
     if isinstance(spec, Window):
         return window_rule(row, spec.kernel, spec.stride, spec.padding, spec.dilation)
     if spec is not None:
-        raise RFError(f"custom spec for {type(mod).__name__} must be 'pointwise' or "
-                      f"a Window(...), got {spec!r}")
+        name = type(mod).__name__
+        raise RFError(f"custom declares {name} as {spec!r}, neither 'pointwise' nor "
+                      f"a Window.\nFix: declare it as one of these:\n"
+                      + declarations(name))
     if isinstance(mod, nn.Conv2d):
         return _conv_rule(row, mod.kernel_size, mod.stride, mod.padding, mod.dilation)
     if isinstance(mod, nn.ConvTranspose2d) and as_pair(mod.stride) == (1, 1):
@@ -75,13 +77,21 @@ def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spat
         left, right, top, bottom = mod.padding
         row.padding = agreed((top, bottom), (left, right))
         row.kernel, row.stride = 1, 1
-        return lambda s: Spatial(s.h.window(1, 1, top, bottom),
-                                 s.w.window(1, 1, left, right), s.flat)
+        op = label(row)
+        return lambda s: Spatial(s.h.window(1, 1, top, bottom, op=op),
+                                 s.w.window(1, 1, left, right, op=op), s.flat)
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return linear_rule(state, row)
     name = type(mod).__name__
     raise UnsupportedOpError(declare_hint(f"module {row.name!r} ({name})", name))
+
+
+def label(row: RFRow) -> str:
+    """An op as an error names it while its rule is made: "'block1.0'
+    (Conv2d)", a module and its class, or "'max_pool2d_1' (max_pool2d)", a
+    graph node and its op."""
+    return f"{row.name!r} ({row.kind})"
 
 
 def window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
@@ -90,12 +100,14 @@ def window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
     p_hi = as_pair(pad_hi) if pad_hi is not None else p
     row.kernel, row.stride, row.dilation = agreed(*k), agreed(*s), agreed(*d)
     row.padding = agreed(*p) if p == p_hi else (p, p_hi)
+    op = label(row)
 
     def rule(st: Spatial) -> Spatial:
         if st.flat:
-            raise RFError(f"{row.name!r} ({row.kind}) slides over a flattened tensor")
-        return Spatial(st.h.window(k[0], s[0], p[0], p_hi[0], d[0], ceil_mode),
-                       st.w.window(k[1], s[1], p[1], p_hi[1], d[1], ceil_mode))
+            raise RFError(f"{op} slides a window over a flattened tensor.\n"
+                          "Fix: flatten after the last window, not before it.")
+        return Spatial(st.h.window(k[0], s[0], p[0], p_hi[0], d[0], ceil_mode, op),
+                       st.w.window(k[1], s[1], p[1], p_hi[1], d[1], ceil_mode, op))
     return rule
 
 
@@ -142,21 +154,21 @@ def functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
                  node_arg(node, "dilation", 7, 1)] if transposed
                 else [stride, padding, node_arg(node, "dilation", 5, 1)])
     if _computed(settings):
-        raise RFError(f"{node.name!r} convolves with a stride, padding or dilation "
-                      "computed at run time.\nGive them as numbers, or use nn.Conv2d.")
+        raise RFError(f"{op_label(node)} has a stride, padding or dilation computed "
+                      "at run time.\nFix: give them as numbers, or use nn.Conv2d.")
     shape = node_shape(weight) if isinstance(weight, fx.Node) else None
     if shape is None or len(shape) != 4:
-        raise RFError(f"{node.name!r} convolves with a weight whose shape is not "
-                      "known as (out, in, kh, kw).\nUse nn.Conv2d, or a weight "
-                      "that is a tensor of the model.")
+        raise RFError(f"{op_label(node)} convolves with a weight of unknown shape.\n"
+                      "Fix: use nn.Conv2d, or a weight that is a tensor of the model.")
     row.spatial = True
     row.params = sum(math.prod(node_shape(t) or ()) for t in (weight, bias)
                      if isinstance(t, fx.Node))
     if not transposed:
         return _conv_rule(row, shape[2:], *settings)
     if as_pair(stride) != (1, 1):  # field._refuse_upsampling says why, if it enlarges
-        raise UnsupportedOpError(f"{node.name!r} is a transposed convolution of "
-                                 f"stride {stride}, which no window describes.")
+        raise UnsupportedOpError(f"{op_label(node)} is a transposed convolution of "
+                                 f"stride {stride}, which no window describes.\n"
+                                 "Fix: give the calculator the part before it.")
     return _transposed_rule(row, shape[2:], *settings[1:])
 
 
@@ -174,7 +186,7 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
             continue
         n = int(ax.n)
         if n % o == 0:  # an ordinary window: kernel and stride n / o
-            axes.append(ax.window(n // o, n // o, 0, 0))
+            axes.append(ax.window(n // o, n // o, 0, 0, op=label(row)))
             kernels.append(n // o)
             continue
         # PyTorch's window i covers [floor(i*n/o), ceil((i+1)*n/o)). Where the
@@ -189,7 +201,7 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
         kernels.append(tuple(sorted(set(widths))) if len(set(widths)) > 1 else widths[0])
         axes.append(Axis(o, max(steps) * ax.j, ax.r + (max(widths) - 1) * ax.j,
                          ax.start + (widths[0] - 1) / 2 * ax.j,
-                         uneven=None if even else ax))
+                         uneven=None if even else ax, glob=ax.glob))
     row.kernel = agreed(*kernels)
     return Spatial(axes[0], axes[1])
 
@@ -210,44 +222,72 @@ def _linear_state(st: Spatial) -> Spatial:
     return Spatial(st.h.whole(), st.w.whole(), flat=True, axes=FLAT_LAST)
 
 
-def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial]
-           ) -> Spatial:
-    """Branches meeting at add/cat/...: check alignment, keep the largest RF."""
+def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial],
+               union: bool = False) -> Spatial:
+    """Branches meeting at add/cat/...: check alignment, keep the largest RF.
+    With `union`, branches of the same map size and jump whose units are
+    centred apart (ResNet-D's pooled shortcut) give each unit the box that
+    spans both of theirs: it starts where the first starts and ends where the
+    last ends. Without it they are refused, as a misalignment is most often
+    a mistake (a padding off by one)."""
     if node.target is torch.cat:
         dim = node_arg(node, "dim", 1, 0)
         shape = node_shape(inputs[0])
         if shape is not None and on_positions(states[inputs[0]], dim, len(shape)):
-            raise RFError(declare_hint(
-                f"torch.cat along a spatial dimension ({node.name!r})"))
+            raise RFError(declare_hint(f"{op_label(node)}, along height or width,"))
     # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
     # block) has no position to align: it gives every unit its RF.
     out = node_shape(node)
     local = [i for i in inputs if not spreads(i, out)] or inputs
     first = states[local[0]]
+    apart = False
     for other in local[1:]:
         st = states[other]
         if st.axes != first.axes:
-            raise RFError(f"branches meeting at {node.name!r} hold height and width "
-                          f"on different axes ({first.axes} and {st.axes}): permute "
-                          "one of them first.")
+            raise RFError(f"branches {local[0].name!r} and {other.name!r} meet at "
+                          f"{node.name!r} with height and width on different axes.\n"
+                          "Fix: permute one of them back to (N, C, H, W) first.")
         for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
-            if (a.n, a.j, a.start) != (b.n, b.j, b.start) and not (a.n == 1 == b.n):
-                names = [repr(local[0].name), repr(other.name)]
-                width = max(map(len, names))
-                raise RFError(
-                    f"branches meeting at {node.name!r} are misaligned along {axis}:\n"
-                    f"  {names[0]:<{width}} has n={fmt_cell(a.n)}, jump={fmt_cell(a.j)}, "
-                    f"start={fmt_cell(a.start)}\n"
-                    f"  {names[1]:<{width}} has n={fmt_cell(b.n)}, jump={fmt_cell(b.j)}, "
-                    f"start={fmt_cell(b.start)}\n"
-                    "Units that are added or concatenated must be centred on the "
-                    "same\ninput pixels: make the strides and paddings of the "
-                    "branches match.")
-    h = max((states[i].h for i in local), key=lambda a: a.r)
-    w = max((states[i].w for i in local), key=lambda a: a.r)
-    return Spatial(replace(h, r=max(states[i].h.r for i in inputs)),
-                   replace(w, r=max(states[i].w.r for i in inputs)),
-                   any(states[i].flat for i in inputs), first.axes)
+            if (a.n, a.j, a.start) == (b.n, b.j, b.start) or a.n == 1 == b.n:
+                continue
+            # Units added or concatenated must be centred on the same pixels,
+            # or (with `union`) at least step alike, for one box per unit.
+            boxes = (a.n, a.j) == (b.n, b.j) and not (a.uneven or b.uneven)
+            if union and boxes:
+                apart = True
+                continue
+            fix = ("make their strides and paddings match, or pass "
+                   "misaligned='union' for\n    the box that spans both"
+                   if boxes else "make their strides and paddings match")
+            raise RFError(
+                f"branches {local[0].name!r} and {other.name!r} meet at "
+                f"{node.name!r} misaligned in {axis}: {_apart(a, b)}.\n"
+                f"Fix: {fix}, or stop before this merge.")
+    # The merged unit sees what each branch sees: the largest RF (or the box
+    # spanning the branches'), and a global one if any branch is global
+    # (x * gate, after an SE block's pool).
+    axes = []
+    for pick in (lambda st: st.h, lambda st: st.w):
+        own = [pick(states[i]) for i in local]
+        every = [pick(states[i]) for i in inputs]
+        ax = _span(own) if apart else max(own, key=lambda a: a.r)
+        axes.append(replace(ax, r=max([ax.r] + [a.r for a in every]),
+                            glob=any(a.glob for a in every)))
+    return Spatial(axes[0], axes[1], any(states[i].flat for i in inputs), first.axes)
+
+
+def _span(axes: list[Axis]) -> Axis:
+    """One axis of units whose box spans the boxes of `axes` (same n and j)."""
+    lo = min(a.start - a.r / 2 for a in axes)
+    hi = max(a.start + a.r / 2 for a in axes)
+    return replace(axes[0], r=hi - lo, start=(lo + hi) / 2)
+
+
+def _apart(a: Axis, b: Axis) -> str:
+    """How two branches' units differ along one axis, e.g. "start 0.5 vs 1"."""
+    return ", ".join(f"{what} {fmt_cell(x)} vs {fmt_cell(y)}" for what, x, y in
+                     (("n", a.n, b.n), ("jump", a.j, b.j), ("start", a.start, b.start))
+                     if x != y)
 
 
 def spreads(src: fx.Node, out: tuple[int, ...] | None) -> bool:
@@ -262,13 +302,14 @@ def pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
     mode: a reflected pixel is still inside the RF). Negative pads crop."""
     pad = node.args[1] if len(node.args) > 1 else node.kwargs["pad"]
     if not all(isinstance(v, int) for v in pad):
-        raise RFError(f"{node.name!r} pads by amounts computed at run time.\n"
-                      "Give them as numbers, or pad with nn.ZeroPad2d.")
+        raise RFError(f"{op_label(node)} pads by amounts computed at run time.\n"
+                      "Fix: give them as numbers, or pad with nn.ZeroPad2d.")
     left, right, top, bottom = (list(pad) + [0, 0, 0, 0])[:4]
     row.padding = agreed((top, bottom), (left, right))
     row.kernel, row.stride = 1, 1
-    return lambda s: replace(s, h=s.h.window(1, 1, top, bottom),
-                             w=s.w.window(1, 1, left, right))
+    op = op_label(node)
+    return lambda s: replace(s, h=s.h.window(1, 1, top, bottom, op=op),
+                             w=s.w.window(1, 1, left, right, op=op))
 
 
 def functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
@@ -284,8 +325,8 @@ def functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
         # when it pools the whole map, the usual reason to write it.
         if tuple((node_shape(node) or ())[2:]) == (1, 1):
             return lambda s: Spatial(s.h.whole(), s.w.whole())
-        raise RFError(f"{node.name!r} pools with a window computed at run time.\n"
-                      "Give the window as numbers, or pool the whole map with\n"
+        raise RFError(f"{op_label(node)} pools with a window computed at run time.\n"
+                      "Fix: give it as numbers, or pool the whole map with "
                       "F.adaptive_avg_pool2d(x, 1).")
     return window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
                         args.get("dilation", 1), args.get("ceil_mode", False))

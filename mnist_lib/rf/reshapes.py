@@ -11,8 +11,9 @@ from typing import Callable, Sequence
 
 import torch.fx as fx
 
-from .axis import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial,
-                       node_arg, declare_hint, op_kind, on_positions, agreed, node_shape)
+from .axis import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial, declare_fix,
+                       declare_hint, node_arg, op_kind, op_label, on_positions, agreed,
+                       node_shape)
 from .table import RFRow
 
 
@@ -37,13 +38,13 @@ def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
     height = dim % len(shape) - len(shape) == state.axes[0]
     if (state.h if height else state.w).n == 1:
         return lambda s: s
-    axis, line = ("height", "column") if height else ("width", "row")
+    # Each unit would see its whole row or column but keep its place: no
+    # jump and start describe that.
+    axis = "height" if height else "width"
     raise RFError(
-        f"{row.name!r} ({row.kind}) takes a softmax over the {axis} of a map: each "
-        f"unit then sees its whole {line} but keeps its place, which a receptive "
-        "field per axis (jump, start) cannot describe. For a softmax over all "
-        "positions, flatten them first (x.flatten(2)); over the classes or "
-        "channels, use dim=1.")
+        f"{row.name!r} ({row.kind}) takes a softmax over the {axis} of a map.\n"
+        "Fix: over all positions, flatten them first, x.flatten(2); over channels, "
+        "dim=1.")
 
 
 def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
@@ -77,9 +78,8 @@ def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
             == len(g_w[1]) == 1:                        # each kept as it is
         new = (False, (g_h[1][0] - nd_out, g_w[1][0] - nd_out))
     if new is None:
-        raise RFError(f"{node.name!r} reshapes {tuple(shape_in)} to {tuple(shape_out)},"
-                      " which moves pixels between positions.\n"
-                      + declare_hint("This reshape"))
+        raise RFError(f"{op_label(node)} reshapes {tuple(shape_in)} to "
+                      f"{tuple(shape_out)}, moving pixels.\n{declare_fix()}")
     flat, axes = new
     return lambda s: replace(s, flat=flat, axes=axes)
 
@@ -138,10 +138,8 @@ def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
              for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in cuts):
         problem = "a spatial slice whose start or step is not a positive constant"
     if problem:
-        raise RFError(f"{node.name!r} indexes a map with {problem}.\n"
-                      "Slices of height and width with constant starts and steps,\n"
-                      "such as x[:, :, 1:-1, ::2], are followed.\n"
-                      + declare_hint("This indexing"))
+        raise RFError(f"{op_label(node)} indexes a map with {problem}.\n"
+                      + declare_fix(instead="slice by constants (x[:, :, 1:-1, ::2])"))
     (h_cut, w_cut), (h_out, w_out) = cuts, shape_out[2:]
     row.stride = agreed(h_cut.step or 1, w_cut.step or 1)
     row.spatial = True
@@ -149,7 +147,8 @@ def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
     def cut(ax: Axis, sl: slice, n_out: int) -> Axis:
         first = sl.start or 0
         first = min(max(first + ax.n if first < 0 else first, 0), ax.n)
-        return Axis(n_out, ax.j * (sl.step or 1), ax.r, ax.start + first * ax.j)
+        # Units keep their RF (and stay global, or unevenly spaced, if they were).
+        return replace(ax, n=n_out, j=ax.j * (sl.step or 1), start=ax.start + first * ax.j)
 
     return lambda s: replace(s, h=cut(s.h, h_cut, h_out), w=cut(s.w, w_cut, w_out))
 
@@ -171,18 +170,18 @@ def split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
         dim = node_arg(node, "dim", 1)
         shape = node_shape(src)
         if shape is not None and on_positions(states[src], dim, len(shape)):
-            raise RFError(f"{node.name!r} takes the {kind} over a spatial axis "
-                          "with its indices; for a global pooling use "
+            raise RFError(f"{op_label(node)} takes a {kind} with indices over space."
+                          "\nFix: for a global pooling, use "
                           f"x.a{kind}(dim=(2, 3)), which the calculator follows.")
         return states[src]
     if kind not in _SPLITS:
-        raise RFError(declare_hint(f"operation {kind!r} (graph node {node.name!r}),"
-                                    " which returns several tensors,"))
+        raise RFError(declare_hint(f"{op_label(node)}, which returns several "
+                                   "tensors,"))
     where = 1 if kind == "unbind" else 2  # the position of `dim` after the tensor
     dim = node_arg(node, "dim", where, 0)
     shape = node_shape(src)
     if shape is not None and on_positions(states[src], dim, len(shape)):
-        raise RFError(declare_hint(f"{kind} along a spatial axis ({node.name!r})"))
+        raise RFError(declare_hint(f"{op_label(node)}, along a spatial axis,"))
     return states[src]
 
 
@@ -238,8 +237,8 @@ def reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
                 return replace(s, h=s.h.whole(), w=s.w.whole())
             return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
         if spatial & dims:
-            raise RFError(f"{node.name!r} reduces over one spatial axis only.\n"
-                          + declare_hint("This reduction"))
+            raise RFError(f"{op_label(node)} reduces over one spatial axis only.\n"
+                          + declare_fix())
         # A removed axis before height and width moves them towards the end.
         shift = 0 if kept else sum(1 for d in dims if d > max(spatial))
         return replace(s, axes=tuple(a + shift for a in s.axes))
@@ -255,12 +254,12 @@ def repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
     places, which no jump and start can describe."""
     before, after = node_shape(src), node_shape(node)
     if before is None or after is None or len(before) != len(after):
-        raise RFError(declare_hint(f"{row.kind} that adds axes ({node.name!r})"))
+        raise RFError(declare_hint(f"{op_label(node)}, which adds axes,"))
     # A pooled (flat) map, (N, C) or (N, C, 1, 1): a copy along any axis after
     # the channels spreads it over positions.
     spatial = range(2, len(before)) if state.flat else state.axes
     if any(before[a] != after[a] for a in spatial):
-        raise RFError(f"{node.name!r} ({row.kind}) copies a map along its height "
-                      "or width.\nLet broadcasting spread it instead: multiply or "
-                      "add the smaller map\nto the larger one directly.")
+        raise RFError(f"{op_label(node)} copies a map along its height or width.\n"
+                      "Fix: let broadcasting spread it: multiply or add the smaller "
+                      "map to the larger.")
     return lambda s: s

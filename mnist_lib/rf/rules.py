@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_arg,
-                   node_shape, op_kind)
+                   node_shape, op_kind, op_label)
 from .layers import (adaptive_rule, functional_conv, functional_pool, linear_rule,
                      merge_rule, module_rule, pad_rule, window_rule)
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
@@ -70,11 +70,8 @@ ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_fo
 def attention_error(what: str) -> RFError:
     """The refusal for attention at `what` (a module or an operation)."""
     return RFError(
-        f"{what} is attention.\n"
-        "Every output position mixes every input position: from here on each\n"
-        "unit sees the whole input, and no RF arithmetic describes the mixing.\n"
-        "Fix: give the calculator the part before it (a ViT's patch embedding,\n"
-        "say), whose RF is the patches'.")
+        f"{what} is attention: it mixes every position.\n"
+        "Fix: give the calculator the part before it (a ViT's patch embedding, say).")
 
 
 def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
@@ -98,13 +95,14 @@ def row_name(node: fx.Node) -> str:
 
 
 def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
-          states: dict[fx.Node, Spatial], inputs: list[fx.Node]
+          states: dict[fx.Node, Spatial], inputs: list[fx.Node], union: bool = False
           ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
-    """Return (state transform, partly filled row) for one graph node."""
+    """Return (state transform, partly filled row) for one graph node; `union`
+    is `receptive_field`'s misaligned="union" (`layers.merge_rule`)."""
     if node.op == "call_module":
         mod = modules[node.target]
         if isinstance(mod, ATTENTION_MODULES):
-            raise attention_error(f"module {node.target!r} ({type(mod).__name__})")
+            raise attention_error(op_label(node))
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
         if isinstance(mod, nn.Flatten) and type(mod) not in custom:
@@ -118,7 +116,7 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
     if target in ATTENTION_FUNCTIONS:
-        raise attention_error(f"operation {kind!r} (graph node {node.name!r})")
+        raise attention_error(op_label(node))
 
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
     # maxout; of one map it is a reduction (with a dim it returns indices too:
@@ -130,7 +128,7 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     if merge_fn or merge_method or two_maps:
         if len(inputs) > 1:
             row.spatial = True
-            return (lambda _: merge_rule(node, inputs, states)), row
+            return (lambda _: merge_rule(node, inputs, states, union)), row
         return (lambda s: s), row
     if node.op == "call_function" and target in _POINTWISE_FUNCTIONS:
         return (lambda s: s), row
@@ -176,5 +174,4 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
         return reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
         return linear_rule(states[inputs[0]], row), row
-    what = f"operation {kind!r} (graph node {node.name!r})"
-    raise UnsupportedOpError(declare_hint(what))
+    raise UnsupportedOpError(declare_hint(op_label(node)))

@@ -93,9 +93,25 @@ def test_n_out_matches_real_shapes_for_every_model(name):
             assert row.ch_out == shapes[row.name][1], row.name
 
 
-@pytest.mark.parametrize("name, rf", [("Model_1", 29), ("Model_2", 33),
-                                      ("Model_3", 33), ("Model_4", 37),
-                                      ("Model_5", 37)])
-def test_model_output_rf(name, rf):
-    assert receptive_field(MODELS[name](), (1, 28, 28)).final.r_out == rf
-
+@pytest.mark.parametrize("name, rf, pooled", [("Model_1", 29, False),
+                                              ("Model_2", 19, True),
+                                              ("Model_3", 19, True),
+                                              ("Model_4", 29, True),
+                                              ("Model_5", 29, True)])
+def test_model_trunk_rf(name, rf, pooled):
+    """The RF each model's comments give (29 for Model_1's output; 19 or 29 for
+    the last map before the global pooling of the others) is the calculator's
+    trunk RF and the gradient's."""
+    model = MODELS[name]()
+    t = receptive_field(model, (1, 28, 28))
+    assert t.trunk.r_out == rf and t.final.global_out == pooled
+    # The gradient, through the model cut before its global pooling, on an
+    # input large enough that the central unit's RF is not clipped.
+    averaging(model)
+    blocks = [m for n, m in model.named_children() if n != "output" or not pooled]
+    conv_path, size = nn.Sequential(*blocks), 48
+    top, left, bottom, right = support(conv_path, (size, size))
+    assert bottom - top == right - left == rf and top > 0 and bottom < size
+    if pooled:  # every output reaches all the pixels that the last map sees
+        whole = nn.Sequential(*model.children())  # the logits, before log_softmax
+        assert support(whole, (28, 28)) == support(conv_path, (28, 28), centre=False)

@@ -8,16 +8,34 @@ import sys
 
 import pytest
 
+from mnist_lib.rf import LEGEND
 from tests.rf.helpers import *  # noqa: F401,F403
 from tests.rf.helpers import ROOT, main  # noqa: F401
 
 
+# Model_4's RF as its comments give it: 29 px on the 3x3 map of block2.1.0,
+# jump 4, then the global average pooling.
+MODEL_4 = ("RF 29 px (more than the 28x28 input), jump 4 px, at 'block2.1.0' (map 3x3);"
+           " global from 'output.0' (AdaptiveAvgPool2d) on")
+
+
+def paragraphs(text: str) -> list[str]:
+    """The text's paragraphs (blank-line separated), each on one line: the
+    CLI wraps the headline and the legend to fit a page."""
+    return [" ".join(p.split()) for p in text.split("\n\n")]
+
+
 def test_cli_formats(capsys):
     assert main(["mnist_lib.models:Model_4", "--input", "1,28,28"]) == 0
-    assert "output RF 37 px" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert MODEL_4 in paragraphs(out)
+    assert max(map(len, out.splitlines()[-8:])) <= 76, "wrapped to the page"
     assert main(["mnist_lib.models:Model_4", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert rows[-1]["r_out"] == 37
+    # The output is global: its r_out is the conv path's 29, flagged as such.
+    assert (rows[-1]["r_out"], rows[-1]["global_out"]) == (29, True)
+    assert [r["global_out"] for r in rows].index(True) == [
+        r["name"] for r in rows].index("output.0")
     assert main(["mnist_lib.models:Model_4", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("name,kind,n_in")
 
@@ -27,11 +45,16 @@ def test_cli_columns(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["name", "stride", "r_out"]
     assert out[1].startswith("block1.0.0 ")  # names left-aligned, numbers right
-    assert out[1].endswith(" 2      3")
-    assert out[-1] == "output RF 37 px, jump 12 px (larger than the input)"
+    # Numbers right-aligned: each row ends where its header does, the
+    # output's "global (29)" included.
+    assert out[1].split() == ["block1.0.0", "2", "3"]
+    assert out[10].split() == ["log_softmax", "global", "(29)"]
+    assert len(out[0]) == len(out[1]) == len(out[10])
+    # After the table: a blank line, the headline, a blank line, the legend.
+    assert paragraphs("\n".join(out))[-2:] == [MODEL_4, " ".join(LEGEND.split())]
     assert main(["mnist_lib.models:Model_4", "--format", "csv",
                  "--columns", "r_out"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "37"
+    assert capsys.readouterr().out.splitlines()[-1] == "global (29)"
 
 
 @pytest.mark.parametrize("argv, msg", [
@@ -73,7 +96,8 @@ def test_cli_takes_a_file_of_the_students_own(tmp_path, capsys, monkeypatch):
     (tmp_path / "bad.py").write_text("import torch\nraise ValueError('oops')\n")
     monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI prepends the folder
     assert main([f"{tmp_path / 'my_net.py'}:Net", "--columns", "name,r_out"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "output RF 6 px, jump 2 px"
+    # 3x3, 3x3, 2x2 max-pool: RF 3 + 2 + 1 = 6 px, jump 2, no global op.
+    assert "RF 6 px, jump 2 px, at '2' (map 12x12)" in paragraphs(capsys.readouterr().out)
     for spec, msg in [(f"{tmp_path / 'nope.py'}:Net", "no file"),
                       (f"{tmp_path / 'bad.py'}:Net", "failed: ValueError: oops"),
                       (f"{tmp_path / 'my_net.py'}:Nett", "has no attribute 'Nett'"),

@@ -16,12 +16,90 @@ from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, eff
                           receptive_field)
 from tests.rf.helpers import *  # noqa: F401,F403
 from tests.rf.helpers import ROOT, main  # noqa: F401
+from tests.rf.test_never_silent import AddsItsInput, PatchAttention, Uneven, WithNone
 
 
 def test_misaligned_branches_raise():
     assert Misaligned()(torch.zeros(1, 1, 16, 16)).shape[-1] == 16  # torch runs it
-    with pytest.raises(RFError, match=r"(?s)along height.*start=0\.5\n.*start=0\n"):
+    # a's first unit is centred on pixel 0 (0.5); b's, padded by one pixel
+    # before a 2x2 window, on the corner before it (0).
+    with pytest.raises(RFError) as err:
         receptive_field(Misaligned(), (1, 16, 16))
+    assert str(err.value).splitlines() == [
+        "branches 'a' and 'b_1' meet at 'add' misaligned in height: start 0.5 vs 0.",
+        "Fix: make their strides and paddings match, or pass misaligned='union' for",
+        "    the box that spans both, or stop before this merge."]
+
+
+class ResNetDDown(nn.Module):
+    """ResNet-D's downsampling shortcut: a 2x2 average pool, then a 1x1 conv,
+    beside a 3x3 conv of stride 2 with padding 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 8, 1))
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
+def test_resnet_d_shortcut_is_refused_naming_both_branches_and_the_option():
+    # Both halve the map, but the conv's units sit on pixel 2i (centre 2i +
+    # 0.5) and the pool's between pixels 2i and 2i + 1 (centre 2i + 1).
+    x = torch.zeros(1, 1, 16, 16)
+    assert ResNetDDown().body(x).shape == ResNetDDown().shortcut(x).shape
+    with pytest.raises(RFError) as err:
+        receptive_field(ResNetDDown(), (1, 16, 16))
+    first, fix, *more = str(err.value).splitlines()
+    assert first == ("branches 'body' and 'shortcut_1' meet at 'add' misaligned in "
+                     "height: start 0.5 vs 1.")
+    assert fix.startswith("Fix: make their strides and paddings match")
+    assert "misaligned='union'" in fix and all(m.startswith("    ") for m in more)
+
+
+class Sticking(nn.Module):
+    """Two branches of the same size and jump whose boxes each stick out of
+    the other's: a 3x3 conv padded 1, and a 3x3 conv padded on the far side."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, padding=1)
+        self.b = nn.Sequential(nn.ZeroPad2d((0, 2, 0, 2)), nn.Conv2d(1, 1, 3))
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+@pytest.mark.parametrize("model, r, start", [
+    # conv: [2i - 1, 2i + 2); pool: [2i, 2i + 2): together [2i - 1, 2i + 2).
+    (ResNetDDown, 3, 0.5),
+    # a: [i - 1, i + 2); b: [i, i + 3): together [i - 1, i + 3), 4 px.
+    (Sticking, 4, 1.0),
+])
+def test_misaligned_union_spans_both_boxes(model, r, start):
+    with pytest.raises(RFError):
+        receptive_field(model(), (1, 16, 16))
+    t = receptive_field(model(), (1, 16, 16), misaligned="union")
+    assert (t["add"].r_out, t["add"].start_out) == (r, start)
+    assert t.trunk is t["add"]
+    # The gradient probe: the central unit's pixels span the same box.
+    top, left, bottom, right = support(averaging(model()), (16, 16))
+    n, j = t["add"].n_out, t["add"].j_out
+    lo = start + (n // 2) * j - r / 2
+    assert (top, bottom) == (lo, lo + r) and (left, right) == (lo, lo + r)
+
+
+def test_misaligned_union_still_refuses_other_jumps_and_bad_words():
+    class Slices(nn.Module):  # the same size, jumps 2 and 1
+        def forward(self, x):
+            return x[:, :, ::2, ::2] + x[:, :, :8, :8]
+
+    with pytest.raises(RFError, match="jump 2 vs 1") as err:
+        receptive_field(Slices(), (1, 16, 16), misaligned="union")
+    assert "misaligned='union'" not in str(err.value)
+    with pytest.raises(ValueError, match="choose 'refuse' or 'union'"):
+        receptive_field(Slices(), (1, 16, 16), misaligned="yes")
 
 
 def test_concat_takes_largest_rf_and_sums_channels():
@@ -46,7 +124,8 @@ def test_unsupported_module_is_named_with_the_fix():
 
 
 def test_unsupported_function_says_to_wrap_it_in_a_module():
-    with pytest.raises(RFError, match="(?s)'roll'.*Wrap it in an nn.Module"):
+    with pytest.raises(RFError, match=r"^operation 'roll' is not supported\.\n"
+                                      r"Fix: wrap it in an nn\.Module \(YourModule\)"):
         receptive_field(Roll(), (1, 8, 8))
 
 
@@ -57,14 +136,15 @@ def test_unsupported_function_says_to_wrap_it_in_a_module():
      "module '0' (UpsamplingBilinear2d)"),
     (lambda: nn.Sequential(nn.Conv2d(1, 4, 1), nn.PixelShuffle(2)),
      "module '0.1' (PixelShuffle)"),
-    (lambda: Resize(), "operation 'interpolate' (graph node 'interpolate')"),
+    (lambda: Resize(), "operation 'interpolate'"),
 ])
 def test_upsampling_is_refused_with_the_reason_not_a_declaration(make, what):
     # A declaration cannot describe an upsampling, so none is suggested.
-    with pytest.raises(RFError, match="an upsampling") as err:
+    with pytest.raises(RFError) as err:
         receptive_field(nn.Sequential(make()), (1, 8, 8))
     message = str(err.value)
-    assert f"{what} enlarges the map\nfrom 8x8 to 16x16" in message
+    assert message.startswith(f"{what} enlarges the map from 8x8 to 16x16.\n"
+                              "Fix: stop before this upsampling")
     assert "custom=" not in message and "model.encoder" in message
     assert _lines_fit(err)
 
@@ -145,13 +225,15 @@ def test_untraceable_module_is_named_with_its_declaration():
     with pytest.raises(RFError) as err:
         receptive_field(model, (1, 16, 16))
     message = str(err.value)
-    assert message.startswith("torch.fx could not trace module '1.gate' (Gate):\n  ")
+    assert message.startswith("torch.fx could not trace module '1.gate' (Gate) "
+                              "(below).\nFix: ")
     assert "custom={Gate: 'pointwise'}" in message and _lines_fit(err)
     # torch's own words come through, wrapped to the message's width.
     assert "control flow" in message
     # In the model's own forward() there is no module to declare but one's own.
-    with pytest.raises(RFError, match=r"(?s)could not trace Branchy.forward\(\):"
-                                      r".*a module of its own.*YourModule") as err:
+    with pytest.raises(RFError, match=r"^torch.fx could not trace Branchy.forward\(\)"
+                                      r" \(below\)\.\nFix: .* declared module:\n"
+                                      r" +custom=\{YourModule: 'pointwise'\}") as err:
         receptive_field(Branchy(), (1, 16, 16))
     assert _lines_fit(err)
 
@@ -159,7 +241,15 @@ def test_untraceable_module_is_named_with_its_declaration():
 def test_linear_sees_the_whole_map():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 26 * 26, 10))
     t = receptive_field(model, (1, 28, 28))
-    assert t.final.kind == "Linear" and t.final.r_out == 28 and t.final.n_out == 1
+    averaging(model)
+    # The gradient: each output reaches every pixel; the conv alone, 3x3.
+    assert support(model, (28, 28)) == (0, 0, 28, 28)
+    top, left, bottom, right = support(model[0], (28, 28))
+    f = t.final
+    assert f.kind == "Linear" and f.global_out and not f.global_in
+    assert (f.n_out, f.j_out) == (1, None)  # one unit: no jump
+    assert f.r_out == bottom - top == right - left == 3  # the conv path's RF
+    assert t.first_global is f and t.trunk.name == "0"
 
 
 def test_model_mode_and_weights_untouched():
@@ -177,7 +267,14 @@ def test_columns_are_chosen_and_checked():
     head = t.to_markdown(columns=cols).splitlines()[0]
     assert head == "| name | kernel | j_out | r_out |"
     assert list(t.to_frame(columns=cols).columns) == cols
-    assert list(t.to_records(columns=cols)[0]) == ["name", "kernel", "j_out", "r_out"]
+    # An RF column comes with its flag, so a global RF never reads as a number.
+    assert list(t.to_records(columns=cols)[0]) == ["name", "kernel", "j_out", "r_out",
+                                                   "global_out"]
+    records = t.to_records(columns=["name", "r_in", "r_out"])
+    assert list(records[0]) == ["name", "r_in", "r_out", "global_in", "global_out"]
+    names = [r["name"] for r in records]  # global from the pooling, output.0, on
+    assert [r["global_out"] for r in records] == [
+        k >= names.index("output.0") for k in range(len(names))]
     with pytest.raises(ValueError, match="unknown column.*'rf'.*choose from name"):
         t.to_text(columns=["name", "rf"])
 
@@ -257,10 +354,10 @@ def test_a_batch_shape_is_told_to_drop_the_batch():
 
 
 @pytest.mark.parametrize("model, msg", [
-    (lambda: MODELS["Model_4"], r"Model_4 is a class, not a model: .*"
+    (lambda: MODELS["Model_4"], r"Model_4 is a class, not a model\.\nFix: .*"
                                 r"receptive_field\(Model_4\(\), \.\.\.\)"),
-    (lambda: (lambda x: x), r"must be a torch.nn.Module; got a function"),
-    (_scripted, r"TorchScript module cannot be traced.*the nn.Module it was"),
+    (lambda: (lambda x: x), r"must be a torch.nn.Module, got a function\.\nFix: "),
+    (_scripted, r"TorchScript module cannot be traced.*\nFix: pass the nn.Module it"),
 ])
 def test_what_is_not_a_traceable_model_is_named(model, msg):
     # Before, each of these reached torch.fx and came back as "could not trace",
@@ -273,7 +370,8 @@ def test_what_is_not_a_traceable_model_is_named(model, msg):
                                     {"leaf_modules": [nn.Conv2d(1, 1, 3)]}])
 def test_declarations_must_be_module_classes(kwargs):
     model = nn.Sequential(nn.Conv2d(1, 1, 3), Gate())
-    with pytest.raises(RFError, match="must be module classes, e.g. nn.Upsample"):
+    with pytest.raises(RFError, match=r"must be module classes, got .*\.\n"
+                                      "Fix: pass the class itself, e.g. nn.Upsample"):
         receptive_field(model, (1, 28, 28), **kwargs)
     # What the message asks for works.
     t = receptive_field(model, (1, 28, 28), custom={Gate: POINTWISE})
@@ -292,7 +390,7 @@ def test_a_declaration_that_contradicts_the_model_is_refused(model, spec, real, 
         receptive_field(model, (1, 28, 28), custom=spec)
     msg = str(exc.value)
     assert f"'1' ({type(model[1]).__name__}) gives a {real} map" in msg
-    assert f"makes it {wrong}. Declare the Window(" in msg
+    assert f"the declaration makes it {wrong}.\nFix: declare the Window it" in msg
     assert max(map(len, msg.splitlines())) <= 80
 
 
@@ -303,7 +401,7 @@ def test_a_rule_that_gets_the_map_size_wrong_is_caught(monkeypatch):
     monkeypatch.setattr(layers, "POINTWISE_MODULES",
                         layers.POINTWISE_MODULES + (nn.MaxPool2d,))
     with pytest.raises(RFError, match=r"\(MaxPool2d\) gives a 5x5 map, not the 10x10"
-                                      r" its rule computes;\nplease report"):
+                                      r" its rule computes\.\nFix: please report"):
         receptive_field(MODELS["Model_4"](), (1, 28, 28))
 
 
@@ -311,7 +409,7 @@ def test_input_size_takes_any_sequence_of_ints():
     import numpy as np
 
     for size in ([1, 28, 28], torch.Size([1, 28, 28]), np.array([1, 28, 28])):
-        assert receptive_field(MODELS["Model_4"](), size).final.r_out == 37
+        assert receptive_field(MODELS["Model_4"](), size).trunk.r_out == 29
 
 
 @pytest.mark.parametrize("size, where, cause", [
@@ -323,7 +421,7 @@ def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cau
     with pytest.raises(RFError) as exc:
         receptive_field(MODELS["Model_4"](), size)
     msg = " ".join(str(exc.value).split())  # the cause is wrapped to 80 columns
-    assert f"input of shape (1, {', '.join(map(str, size))}): {where}" in msg
+    assert msg.startswith(f"{where} on a (1, {', '.join(map(str, size))}) input")
     assert cause in msg and "--input C,H,W" in msg
     assert max(map(len, str(exc.value).splitlines())) <= 80
     # torch's shape pass prints a traceback before it re-raises: none shown.
@@ -354,8 +452,9 @@ def test_a_forward_that_raises_is_named_as_the_model_s_own_failure():
     with pytest.raises(RFError) as err:
         receptive_field(RaisesInForward(), (1, 28, 28))
     msg = str(err.value)
-    assert msg.startswith("RaisesInForward.forward() raised, run plainly on a "
-                          "(1, 1, 28, 28) input:\n  ValueError: a bug in my model\nFix:")
+    assert msg.startswith("RaisesInForward.forward() raised on a (1, 1, 28, 28) "
+                          "input (below).\nFix: ")
+    assert msg.endswith("\n  ValueError: a bug in my model")  # the model's own words
     assert "control flow" not in msg and _lines_fit(err)
     # A forward that runs but that torch.fx cannot follow keeps that advice.
     with pytest.raises(RFError, match="torch.fx could not trace(?s:.*)control flow"):
@@ -369,3 +468,64 @@ def test_effective_rf_of_a_blank_image_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         effective_rf(model, torch.rand(1, 12, 12), "2")
+
+
+def _refuse(model, size=(1, 16, 16), **kwargs):
+    return lambda: receptive_field(model() if isinstance(model, type) else model,
+                                   size, **kwargs)
+
+
+# Refusals the tests above provoke, each with what its first line must name.
+REFUSALS = {
+    "misaligned branches": (_refuse(Misaligned), "branches 'a' and 'b_1'"),
+    "ResNet-D shortcut": (_refuse(ResNetDDown), "branches 'body' and 'shortcut_1'"),
+    "unknown module": (_refuse(nn.Sequential(nn.Conv2d(1, 1, 3),
+                                             nn.FractionalMaxPool2d(2, (4, 4))),
+                               (1, 10, 10)), "module '1' (FractionalMaxPool2d)"),
+    "unknown function": (_refuse(Roll, (1, 8, 8)), "operation 'roll'"),
+    "upsampling": (_refuse(Resize, (1, 8, 8)), "operation 'interpolate'"),
+    "untraceable module": (_refuse(nn.Sequential(nn.Conv2d(1, 4, 3), GatedBlock())),
+                           "module '1.gate' (Gate)"),
+    "untraceable forward": (_refuse(Branchy), "Branchy.forward()"),
+    "wrong declaration": (_refuse(UpsampleNet, custom={nn.Upsample: POINTWISE}),
+                          "module '1' (Upsample)"),
+    "wrong input size": (_refuse(MODELS["Model_4"], (3, 28, 28)),
+                         "block1.0.0 (Conv2d)"),
+    "a class": (lambda: receptive_field(MODELS["Model_4"], (1, 28, 28)),
+                "Model_4 is a class"),
+    "a batch shape": (_refuse(MODELS["Model_4"], (1, 1, 28, 28)), "input_size"),
+    "attention": (_refuse(PatchAttention(functional=True).eval(), (1, 28, 28)),
+                  "operation 'scaled_dot_product_attention' is attention"),
+    "a tuple": (_refuse(AddsItsInput, (1, 15, 15), leaf_modules=[WithNone]),
+                "module 'block' (WithNone)"),
+    "uneven units": (_refuse(Uneven(then_conv=True), (1, 14, 14)), "'then' (Conv2d)"),
+    "moving reshape": (_refuse(Pooled(lambda x: x.view(x.size(0), 4, 32, 2)),
+                               (1, 10, 10)), "operation 'view'"),
+    "dropped axis": (_refuse(Row(lambda x: x[:, :, 0]), (1, 8, 8)),
+                     "operation 'getitem'"),
+    "spatial chunk": (_refuse(SplitRows), "operation 'chunk'"),
+    "copy along height": (_refuse(ThreeChannels("rows"), (1, 28, 28)),
+                          "operation 'repeat'"),
+    "max with indices": (_refuse(Pooled(lambda x: x.max(dim=3)[0]), (1, 10, 10)),
+                         "operation 'max'"),
+    "softmax over width": (_refuse(Pooled(nn.Softmax(dim=-1)), (1, 10, 10)),
+                           "'pool' (Softmax)"),
+    "window at run time": (_refuse(Pooled(lambda x: F.avg_pool2d(x, x.size(2) // 2)),
+                                   (1, 10, 10)), "operation 'avg_pool2d'"),
+    "stride at run time": (_refuse(ComputedStride, (1, 28, 28)), "operation 'conv2d'"),
+    "empty map": (_refuse(Row(lambda x: x[:, :, 1:, 1:]), (1, 1, 1)), "'getitem'"),
+}
+
+
+@pytest.mark.parametrize("refusal", REFUSALS.values(), ids=REFUSALS.keys())
+def test_each_refusal_says_what_and_where_then_the_fix(refusal):
+    """One line that names the op (or the argument) and what is wrong; one
+    that starts "Fix: "; after them only indented lines: code to copy, or the
+    error the model itself raised. No essay."""
+    call, named = refusal
+    with pytest.raises(RFError) as err:
+        call()
+    first, fix, *rest = str(err.value).splitlines()
+    assert named in first and first.endswith(".") and "Fix" not in first, first
+    assert fix.startswith("Fix: "), fix
+    assert all(line.startswith("  ") for line in rest), rest

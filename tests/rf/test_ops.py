@@ -94,7 +94,9 @@ def test_global_pooling_however_written_sees_the_whole_image(pool):
     x = torch.ones(1, 1, 10, 10, requires_grad=True)
     model(x)[0, 0].backward()
     assert (x.grad != 0).all()                          # every pixel counts
-    assert receptive_field(model, (1, 10, 10)).final.r_out == 10
+    (top, left, h, w), _ = empirical_rf(model.conv, 10)  # the conv path alone
+    f = receptive_field(model, (1, 10, 10)).final
+    assert f.global_out and f.r_out == h == w == 3       # global, over RF 3
 
 
 def test_flattened_positions_are_tracked_not_guessed():
@@ -104,7 +106,7 @@ def test_flattened_positions_are_tracked_not_guessed():
     assert receptive_field(tokens, (1, 10, 10)).final.r_out == 3
     back = Pooled(lambda x: x.flatten(2).view(x.size(0), 4, 8, 8))  # unflatten
     assert receptive_field(back, (1, 10, 10)).final.n_out == 8
-    for pool, match in [(lambda x: x.view(x.size(0), 4, 32, 2), "moves pixels"),
+    for pool, match in [(lambda x: x.view(x.size(0), 4, 32, 2), "moving pixels"),
                         (lambda x: nn.functional.avg_pool2d(x, x.size(2) // 2),
                          "computed at run time")]:
         with pytest.raises(RFError, match=match):
@@ -123,7 +125,7 @@ def test_functional_pad_squeeze_and_elementwise_ops():
     cropped = final(lambda x: nn.functional.pad(x, (-1, -1, -1, -1)))
     assert (cropped.n_out, cropped.start_out, cropped.r_out) == (6, 2.5, 3)
     squeezed = final(lambda x: nn.functional.adaptive_avg_pool2d(x, 1).squeeze())
-    assert squeezed.r_out == 10
+    assert squeezed.global_out and squeezed.r_out == 3  # global, over the 3x3 conv
     for op in (lambda x: x.clamp(min=0), lambda x: x ** 2,
                lambda x: torch.where(x > 0, x, 0.1 * x), lambda x: x.unsqueeze(1)):
         assert (final(op).r_out, final(op).n_out) == (3, 8)
@@ -133,7 +135,7 @@ def test_channel_split_and_shuffle_are_followed():
     t = receptive_field(Shuffle(), (1, 16, 16))
     (top, left, h, w), _ = empirical_rf(Shuffle(), 16)
     assert t.final.r_out == h == w == 5 and t.final.n_out == 14
-    with pytest.raises(RFError, match="chunk along a spatial axis"):
+    with pytest.raises(RFError, match="'chunk', along a spatial axis, is not supported"):
         receptive_field(SplitRows(), (1, 16, 16))
 
 
@@ -179,7 +181,7 @@ def test_copies_along_the_channels_leave_the_rf_alone(how):
 @pytest.mark.parametrize("how", ["rows", "spread"])
 def test_copies_along_height_or_width_are_refused(how):
     with pytest.raises(RFError, match="copies a map along its height or width.\n"
-                                      "Let broadcasting spread it"):
+                                      "Fix: let broadcasting spread it"):
         receptive_field(ThreeChannels(how), (1, 28, 28))
 
 
@@ -188,7 +190,8 @@ def test_max_over_channels_with_indices_is_followed(values):
     t = receptive_field(SpatialAttention(values), (1, 21, 21))
     (top, left, h, w), _ = empirical_rf(SpatialAttention(values), 21)
     assert t.final.r_out == h == w == 3 + 6 and t.final.n_out == 19
-    with pytest.raises(RFError, match=r"max over a spatial axis.*amax\(dim=\(2, 3\)\)"):
+    with pytest.raises(RFError, match=r"max with indices over space\.\n"
+                                      r"Fix: .*amax\(dim=\(2, 3\)\)"):
         receptive_field(Pooled(lambda x: x.max(dim=3)[0]), (1, 10, 10))
 
 
@@ -201,14 +204,20 @@ def test_max_of_two_maps_is_elementwise_and_of_one_a_reduction():
     assert final(lambda a, b: a.max(b)) == final(lambda a, b: a.min(b)) \
         == final(torch.maximum)
     assert final(lambda a, b: torch.max(a)) == final(lambda a, b: a.amax())
-    assert final(torch.max)[2] == 5 and final(lambda a, b: torch.max(a))[:3] == (1, 26, 28)
+    assert final(torch.max)[2] == 5
+    # One unit over a's whole 26x26 map (3x3 conv): global, no jump, r = 3.
+    assert final(lambda a, b: torch.max(a))[:3] == (1, None, 3)
+    assert receptive_field(TwoBranches(lambda a, b: torch.max(a)),
+                           (1, 28, 28)).final.global_out
 
 
 def test_gate_spread_over_the_map_brings_the_whole_map():
     t = receptive_field(Gated(), (1, 16, 16))
     (top, left, h, w), _ = empirical_rf(Gated(), 16)
     assert (h, w) == (16, 16)                    # every pixel moves every unit
-    assert t.final.r_out == 16 and t.final.n_out == 14 and t.final.j_out == 1
+    f = t.final  # global; r the conv path's (the 3x3 conv, without the gate)
+    assert f.global_out and f.r_out == 3 and f.n_out == 14 and f.j_out == 1
+    assert t.first_global.name == "squeeze.0"
 
 
 def test_channels_last_is_followed_and_guarded():
@@ -221,7 +230,7 @@ def test_channels_last_is_followed_and_guarded():
         def forward(self, x):
             return nn.functional.avg_pool2d(x.permute(0, 2, 3, 1), 2)
 
-    with pytest.raises(RFError, match="not its last two axes"):
+    with pytest.raises(RFError, match="height and width not as its last two axes"):
         receptive_field(PoolChannelsLast(), (4, 8, 8))
 
 
@@ -280,15 +289,17 @@ def test_softmax_over_the_height_or_width_of_a_map_is_refused():
     for softmax, axis in [(nn.Softmax(dim=-1), "width"),
                           (nn.LogSoftmax(dim=2), "height"),
                           (lambda x: x.softmax(3), "width")]:
-        with pytest.raises(RFError, match=f"softmax over the {axis} of a map.*"
-                                          r"x\.flatten\(2\).*dim=1"):
+        with pytest.raises(RFError, match=f"softmax over the {axis} of a map\\.\n"
+                                          r"Fix: .*x\.flatten\(2\).*dim=1"):
             receptive_field(Pooled(softmax), (1, 10, 10))
     flat = receptive_field(nn.Sequential(conv, nn.Flatten(2), nn.Softmax(dim=-1)),
                            (1, 10, 10)).final
-    assert (flat.n_out, flat.r_out) == (1, 10)
+    # Global, over the 3x3 conv's map.
+    assert (flat.n_out, flat.r_out, flat.global_out) == (1, 3, True)
     # A 1-unit axis (after global pooling) has nothing to mix.
     pooled = nn.Sequential(conv, nn.AdaptiveAvgPool2d((1, 1)), nn.Softmax(dim=-1))
-    assert receptive_field(pooled, (1, 10, 10)).final.r_out == 10
+    t = receptive_field(pooled, (1, 10, 10))
+    assert t.final.r_out == 3 and t.first_global.name == "1"  # the pooling, not "2"
 
 
 def test_ops_on_moved_or_merged_positions_find_them():
@@ -303,8 +314,10 @@ def test_ops_on_moved_or_merged_positions_find_them():
     def to_nchw(x):
         return x.permute(0, 3, 1, 2)
 
-    # Over positions merged into one axis: every unit sees the whole image.
-    assert final(lambda x: nn.functional.softmax(x.flatten(2), dim=-1)).r_out == 10
+    # Over positions merged into one axis: every unit sees the whole image,
+    # a global op over the 3x3 conv's map.
+    merged = final(lambda x: nn.functional.softmax(x.flatten(2), dim=-1))
+    assert merged.global_out and merged.r_out == 3 and merged.n_out == 1
     # Over the channels of a channels-last map: nothing changes.
     for op in (lambda x: nn.functional.softmax(to_nhwc(x), -1),
                lambda x: to_nhwc(x).chunk(2, dim=-1)[0],
@@ -325,5 +338,8 @@ def test_convnext_tiny_by_hand():
     # depthwise conv (+6 jumps); a 2x2 stride-2 downsampling (+1 jump) between.
     rf = 4 + 3 * 6 * 4 + 4 + 3 * 6 * 8 + 8 + 9 * 6 * 16 + 16 + 3 * 6 * 32
     assert t["avgpool"].r_in == rf == 1688 and t["avgpool"].j_in == 32
-    assert t.final.r_out == rf + 6 * 32        # the 7x7 map, pooled
+    # The 7x7 map, pooled: global from there on, over the trunk's RF.
+    assert (t.trunk.r_out, t.trunk.j_out, t.trunk.n_out) == (rf, 32, 7)
+    assert t.first_global.name == "avgpool"
+    assert t.final.global_out and t.final.r_out == rf
 

@@ -27,8 +27,12 @@ def test_resnet50_trunk_and_global_pool():
     t = receptive_field(tv.models.resnet50(), (3, 224, 224))
     last = [r for r in t.rows if r.name.startswith("layer4")][-1]
     assert (last.r_out, last.j_out, last.n_out) == (427, 32, 7)
-    # Global average pooling sees the whole 7x7 map: 427 + 6 * 32.
-    assert t["avgpool"].r_out == 427 + 6 * 32 == t.final.r_out
+    # The RF to quote: the last map before the pooling, the last block's sum.
+    assert t.trunk is t["layer4.2.add"] and t.trunk.r_out == 427
+    # Global average pooling sees the whole 7x7 map: global from there on,
+    # each unit over the trunk's 427 px.
+    assert t.first_global is t["avgpool"] and not t["avgpool"].global_in
+    assert t["avgpool"].r_out == 427 == t.final.r_out and t.final.global_out
     assert t.final.exceeds_input
 
 
