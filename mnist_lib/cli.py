@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from . import bench, seeds
+from . import ablation, bench, seeds
 from .config import (OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe,
                      recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -190,6 +190,35 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
     return 0 if summary["passed"] == summary["n_seeds"] else 1
 
 
+# ------------------------------------------------------------------- ablate
+def ablate_cmd(argv: list[str], prog: str) -> int:
+    names = [v.name for v in ablation.variants()]
+    p = argparse.ArgumentParser(
+        prog=prog, description=f"Step 3's ablation study: {ablation.BASE}'s recipe "
+                               "with one ingredient taken out at a time, over seeds.")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
+    p.add_argument("--variant", action="append", choices=names,
+                   help="run only this variant (repeatable; default: all)")
+    p.add_argument("--data", default="data")
+    p.add_argument("--out", help="write the record as JSON to this file, after "
+                                 "each variant")
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.out and (why := unwritable(args.out)):
+        p.error(f"--out: {why}")
+    mnist = _data_for(p, ablation.BASE, recipe(ablation.BASE), args.data)
+    try:
+        record = ablation.run_ablation(mnist, list(range(args.seeds)), args.out,
+                                       args.variant)
+    except DivergenceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.out:
+        print(f"saved {args.out}")
+    return 0 if record["variants"] else 1
+
+
 # -------------------------------------------------------------------- bench
 def bench_cmd(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog,
@@ -345,6 +374,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
     "train": (train, "train one of the book's models"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
+    "ablate": (ablate_cmd, "Step 3's ablation study over seeds"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),
 }

@@ -15,17 +15,20 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
+from .config import TrainConfig
 from .target import TARGET, Target
 from .train import run
 
 
 def run_seeds(model: str, data, seeds: list[int], target: Target = TARGET,
-              progress: bool = True, **overrides) -> dict[str, Any]:
-    """Train `model` once per seed; return a JSON-ready summary. A seed passes
-    when its run meets `target` (`History.meets_target`)."""
+              progress: bool = True, config: TrainConfig | None = None,
+              **overrides) -> dict[str, Any]:
+    """Train `model` once per seed, with its recipe or `config` (and any
+    `overrides`); return a JSON-ready summary. A seed passes when its run
+    meets `target` (`History.meets_target`)."""
     per_seed = []
     for seed in seeds:
-        _, hist = run(model, data, seed=seed, progress=False, **overrides)
+        _, hist = run(model, data, config, seed=seed, progress=False, **overrides)
         per_seed.append({
             "seed": seed,
             "last": hist.last_test_acc(target.last),

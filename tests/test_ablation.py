@@ -1,0 +1,78 @@
+"""The ablation study (`mnist_lib.ablation`): each variant takes out what it
+says and nothing else, and the record keeps every arm as it finishes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from mnist_lib import ablation, cli
+from mnist_lib.config import recipe
+
+FULL = asdict(recipe(ablation.BASE))
+
+
+def changed(variant: ablation.Variant) -> set[str]:
+    return {k for k, v in asdict(variant.config).items() if FULL[k] != v}
+
+
+def test_each_variant_takes_out_one_ingredient():
+    arms = {v.name: v for v in ablation.variants()}
+    assert len(arms) == 6, "the full recipe and five variants, names unique"
+    assert changed(arms["full recipe"]) == set()
+    assert arms["full recipe"].model == ablation.BASE
+    # The architecture arm keeps the whole recipe and changes only the layers.
+    assert arms["no transition block"].model == ablation.EARLIER
+    assert changed(arms["no transition block"]) == set()
+    assert changed(arms["no augmentation"]) == {"rotation", "translate", "scale",
+                                                "clean_epochs"}
+    assert changed(arms["no clean last epochs"]) == {"clean_epochs"}
+    step2 = recipe(ablation.EARLIER)
+    schedule = arms[f"{ablation.EARLIER}'s schedule"].config
+    assert (schedule.scheduler, schedule.lr, schedule.batch_size) == (
+        step2.scheduler, step2.lr, step2.batch_size)
+    assert schedule.weight_decay == step2.weight_decay != FULL["weight_decay"]
+    assert changed(arms["no weight average"]) == {"ema", "bn_recompute"}
+    for name, arm in arms.items():
+        if name != "full recipe" and arm.model == ablation.BASE:
+            assert changed(arm), f"{name} changes nothing"
+
+
+def test_the_record_is_written_after_each_variant(small, tmp_path):
+    out = tmp_path / "ablation.json"
+    lines = []
+    chosen = ["full recipe", "no weight average"]
+    record = ablation.run_ablation(small, [0, 1], out, chosen, lines.append,
+                                   epochs=4, n_train=512, n_test=256,
+                                   device="cpu")
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert [v["name"] for v in saved["variants"]] == chosen
+    assert saved["seeds"] == [0, 1] and saved["env"]["device"] == "cpu"
+    for arm in saved["variants"]:
+        assert [s["seed"] for s in arm["seeds"]] == [0, 1]
+        assert all(len(s["last"]) == 3 for s in arm["seeds"])
+        assert arm["config"]["epochs"] == 4
+    # The two arms really trained differently.
+    full, plain = saved["variants"]
+    assert full["config"]["ema"] > 0 and plain["config"]["ema"] == 0
+    assert full["seeds"][0]["test_acc"] != plain["seeds"][0]["test_acc"]
+    assert any("without" in line for line in lines)
+
+
+def test_an_unknown_variant_is_named(small):
+    with pytest.raises(ValueError, match="the variants are: full recipe"):
+        ablation.run_ablation(small, [0], chosen=["no dropout"], report=lambda _: None)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seeds", "0"], "--seeds must be >= 1"),
+    (["--variant", "no dropout"], "invalid choice"),
+])
+def test_cli_refuses_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["ablate", *argv])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
