@@ -74,7 +74,8 @@ def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
                               "target": asdict(TARGET), "variants": []}
     t0 = time.perf_counter()
     for arm in arms:
-        report(f"{arm.name}: {arm.model}, without {arm.removed}")
+        report(f"{arm.name}: {arm.model}" + ("" if arm.removed == "nothing"
+                                              else f", without {arm.removed}"))
         summary = run_seeds(arm.model, data, seeds, config=arm.config,
                             progress=False, **overrides)
         env = summary.pop("env")
