@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Sampler, TensorDataset
 
 from .data import MNIST, normalize, pixel_stats, to_float
 
@@ -31,8 +31,14 @@ def loaders(data: MNIST, batch_size: int, seed: int = 0
     test_set = TensorDataset(normalize(to_float(data.test_images), mean, std),
                              data.test_labels)
     shuffle = Shuffle(len(train_set), torch.Generator().manual_seed(seed))
-    return (DataLoader(train_set, batch_size, sampler=shuffle),
-            DataLoader(test_set, batch_size=500))
+    # The sampler hands over a batch's indices at once, and the dataset returns
+    # the batch by indexing its tensors: one copy a batch. (With batch_size=,
+    # a DataLoader fetches the images one by one and stacks them: on a busy
+    # CPU that took minutes an epoch.)
+    return (DataLoader(train_set, sampler=BatchSampler(shuffle, batch_size, False),
+                       batch_size=None),
+            DataLoader(test_set, sampler=BatchSampler(range(len(test_set)), 500,
+                                                      False), batch_size=None))
 
 
 class Shuffle(Sampler[int]):

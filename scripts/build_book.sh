@@ -9,6 +9,13 @@ MODE="${1:-full}"
 BIN=.venv/bin
 # Static output: one log line per epoch instead of live progress bars.
 export MNIST_PROGRESS=static
+# The chapters' kernels compute on one thread. With two, a core busy with other
+# work stalls every operation: PyTorch's OpenMP threads spin-wait for each
+# other, and inside a Jupyter kernel (whose own threads compete too) an epoch
+# of Model_1 took 246 s instead of 3.9 s on one thread beside `yes`; idle, two
+# threads took 3.0 s. One thread keeps the build's time and its numbers the
+# same whatever else the machine runs. OMP_NUM_THREADS=2 make book overrides it.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 case "$MODE" in
   full)  export MNIST_BOOK_QUICK=0; OUT=. ;;
   quick) export MNIST_BOOK_QUICK=1; OUT=_build/quick ;;
