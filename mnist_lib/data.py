@@ -86,6 +86,18 @@ class MNIST:
             self.test_images[:n_test], self.test_labels[:n_test],
         )
 
+    def holdout(self, n_val: int = 10_000) -> "MNIST":
+        """Train on all but the last `n_val` training images and test on those:
+        a validation split, so that a design can be judged without the test set.
+        The test images are not in the result at all."""
+        n = len(self.train_labels)
+        if not 0 < n_val < n:
+            raise ValueError(f"n_val={n_val}, but a validation split needs "
+                             f"0 < n_val < {n:,} (the training images)")
+        cut = n - n_val
+        return MNIST(self.train_images[:cut], self.train_labels[:cut],
+                     self.train_images[cut:], self.train_labels[cut:])
+
     def _tensors(self) -> tuple[torch.Tensor, ...]:
         return (self.train_images, self.train_labels,
                 self.test_images, self.test_labels)

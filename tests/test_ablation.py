@@ -20,7 +20,7 @@ def changed(variant: ablation.Variant) -> set[str]:
 
 def test_each_variant_takes_out_one_ingredient():
     arms = {v.name: v for v in ablation.variants()}
-    assert len(arms) == 6, "the full recipe and five variants, names unique"
+    assert len(arms) == 7, "full recipe, five variants, validation; names unique"
     assert changed(arms["full recipe"]) == set()
     assert arms["full recipe"].model == ablation.BASE
     # The architecture arm keeps the whole recipe and changes only the layers.
@@ -35,16 +35,21 @@ def test_each_variant_takes_out_one_ingredient():
         step2.scheduler, step2.lr, step2.batch_size)
     assert schedule.weight_decay == step2.weight_decay != FULL["weight_decay"]
     assert changed(arms["no weight average"]) == {"ema", "bn_recompute"}
+    # The validation arm is the full recipe, judged elsewhere; only it is.
+    val = arms[ablation.VALIDATION]
+    assert changed(val) == set() and val.model == ablation.BASE and val.holdout
+    assert [a.holdout for a in arms.values()].count(True) == 1
     for name, arm in arms.items():
-        if name != "full recipe" and arm.model == ablation.BASE:
+        same_model = arm.model == ablation.BASE
+        if name not in ("full recipe", ablation.VALIDATION) and same_model:
             assert changed(arm), f"{name} changes nothing"
 
 
-def test_the_record_is_written_after_each_variant(small, tmp_path):
+def test_the_record_is_written_after_each_variant(mnist, tmp_path):
     out = tmp_path / "ablation.json"
     lines = []
-    chosen = ["full recipe", "no weight average"]
-    record = ablation.run_ablation(small, [0, 1], out, chosen, lines.append,
+    chosen = ["full recipe", "no weight average", ablation.VALIDATION]
+    record = ablation.run_ablation(mnist, [0, 1], out, chosen, lines.append,
                                    epochs=4, n_train=512, n_test=256,
                                    device="cpu")
     saved = json.loads(out.read_text())
@@ -55,10 +60,12 @@ def test_the_record_is_written_after_each_variant(small, tmp_path):
         assert [s["seed"] for s in arm["seeds"]] == [0, 1]
         assert all(len(s["last"]) == 3 for s in arm["seeds"])
         assert arm["config"]["epochs"] == 4
-    # The two arms really trained differently.
-    full, plain = saved["variants"]
+    # The arms really trained differently, and each says what it was judged on.
+    full, plain, val = saved["variants"]
     assert full["config"]["ema"] > 0 and plain["config"]["ema"] == 0
     assert full["seeds"][0]["test_acc"] != plain["seeds"][0]["test_acc"]
+    assert [v["judged_on"] for v in saved["variants"]] == ["test", "test", "validation"]
+    assert val["seeds"][0]["test_acc"] != full["seeds"][0]["test_acc"]
     assert any("without" in line for line in lines)
 
 

@@ -222,6 +222,21 @@ def test_subset_takes_the_first_images_and_refuses_more_than_there_are(mnist):
         mnist.subset(60_001)
 
 
+def test_holdout_tests_on_the_last_training_images_and_never_on_test(mnist):
+    val = mnist.holdout()
+    assert torch.equal(val.train_images, mnist.train_images[:50_000])
+    assert torch.equal(val.train_labels, mnist.train_labels[:50_000])
+    assert torch.equal(val.test_images, mnist.train_images[50_000:])
+    assert torch.equal(val.test_labels, mnist.train_labels[50_000:])
+    # No test image is in either half (the split is judged without the test set).
+    test_rows = {bytes(img.numpy()) for img in mnist.test_images[:500]}
+    assert not test_rows & {bytes(img.numpy()) for img in val.test_images}
+    assert len(mnist.holdout(1).test_labels) == 1
+    for bad in (0, 60_000):
+        with pytest.raises(ValueError, match=rf"n_val={bad}, .*0 < n_val < 60,000"):
+            mnist.holdout(bad)
+
+
 def test_atomic_write_keeps_old_file_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "f.json"
     target.write_text("old")
