@@ -4,6 +4,8 @@ The `.md` chapters are the one source. Colab and Jupyter read the `.ipynb`
 twins, and render plain Markdown only, so each twin's Markdown is rewritten:
 
 - an admonition (```{admonition} Result) becomes a block quote under a bold title;
+  one with `:class: dropdown` (a solution, a concept box) becomes an HTML
+  <details> block, folded to its title as on the site;
 - a link to a chapter (`step1.md`) opens that chapter's twin in Colab, and a
   `{ref}` becomes such a link;
 - a `{glue:text}` role of this chapter needs this run's numbers, which only the
@@ -142,7 +144,13 @@ class Converter:
             while body and body[0].startswith(":"):
                 key, _, value = body.pop(0)[1:].partition(":")
                 options[key] = value.strip()
-            if name in ADMONITIONS:
+            if name in ADMONITIONS and "dropdown" in options.get("class", "").split():
+                title = arg if name == "admonition" else name.capitalize()
+                # Blank lines around the body: Jupyter and Colab then render
+                # the Markdown inside the HTML block.
+                out += ["<details>", f"<summary><b>{self.inline(title)}</b></summary>",
+                        "", *self.convert(body), "", "</details>"]
+            elif name in ADMONITIONS:
                 title = arg if name == "admonition" else name.capitalize()
                 out.append(f"> **{self.inline(title)}**")
                 out.append(">")
@@ -175,7 +183,8 @@ def show_cell(text: str) -> nbformat.NotebookNode:
     """A code cell that shows `text` with this run's numbers (`book.show`)."""
     if '"""' in text:
         raise TwinError(f'a Markdown cell with """ cannot become a show cell: {text[:60]}')
-    titles = re.findall(r"^> \*\*(.+)\*\*$", text, re.M)
+    titles = re.findall(r"^(?:> \*\*|<summary><b>)(.+?)(?:\*\*|</b></summary>)$",
+                        text, re.M)
     heading = (f"{' and '.join(titles)}, with this run's numbers" if titles
                else "With this run's numbers")
     source = "\n".join([FORM.format(title=heading), f'book.show(r"""\n{text}\n""")'])
