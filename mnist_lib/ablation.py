@@ -8,13 +8,16 @@ is trained with the same seeds and judged by the same rule as the seed study
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import TrainConfig, recipe
+from .config import TrainConfig, config_differences, recipe
 from .data import MNIST
+from .models import get_model, layer_list
 from .seeds import run_seeds
 from .target import TARGET
 from .utils import atomic_write_json
@@ -96,3 +99,53 @@ def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
         if out is not None:
             atomic_write_json(out, record)
     return record
+
+
+def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm of an ablation `record`: the mean over seeds of each
+    seed's mean test accuracy in the last epochs (`last3`), its standard
+    deviation across seeds, the passes, and the change against the full
+    recipe, paired by seed (`delta`, with its standard error `delta_se`: the
+    seeds' differences vary less than their accuracies, since a seed fixes
+    the data order and the initial weights of both runs)."""
+    def last3(arm: dict) -> dict[int, float]:
+        return {s["seed"]: statistics.fmean(s["last"]) for s in arm["seeds"]}
+
+    full = next(last3(a) for a in record["variants"] if a["name"] == "full recipe")
+    rows = []
+    for arm in record["variants"]:
+        mine = last3(arm)
+        diffs = [mine[seed] - full[seed] for seed in mine if seed in full]
+        n = len(diffs)
+        rows.append({
+            "name": arm["name"], "removed": arm["removed"],
+            "judged_on": arm["judged_on"],
+            "last3": statistics.fmean(mine.values()),
+            "std": statistics.stdev(mine.values()) if len(mine) > 1 else 0.0,
+            "passed": arm["passed"], "n_seeds": arm["n_seeds"],
+            "delta": statistics.fmean(diffs) if n else math.nan,
+            "delta_se": statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan,
+            "seconds": statistics.fmean(s["seconds"] for s in arm["seeds"]),
+        })
+    return rows
+
+
+def stale_arms(record: dict[str, Any]) -> dict[str, list[str]]:
+    """The arms of a recorded study that the study would not train today, each
+    with what differs ("unknown arm", config fields, "model", "layers"); empty
+    when every recorded arm is a current variant, trained as it is now."""
+    now = {v.name: v for v in variants()}
+    stale = {}
+    for arm in record["variants"]:
+        v = now.get(arm["name"])
+        if v is None:
+            stale[arm["name"]] = ["unknown arm"]
+            continue
+        why = config_differences(v.config, arm["config"])
+        if arm["model"] != v.model:
+            why.append("model")
+        elif arm["layers"] != layer_list(get_model(v.model)):
+            why.append("layers")
+        if why:
+            stale[arm["name"]] = why
+    return stale

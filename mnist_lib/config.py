@@ -166,12 +166,17 @@ def as_json(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(cfg if isinstance(cfg, dict) else asdict(cfg)))
 
 
+def config_differences(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:
+    """The fields in which a `recorded` config differs from `config` (seed,
+    device and progress aside); empty when a run trained with `config`."""
+    now, then = as_json(config), as_json(recorded)
+    return [k for k in now if k not in _NOT_RECIPE and then.get(k) != now[k]]
+
+
 def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
     """The fields in which a recorded run's `config` differs from `model`'s
-    current recipe (seed, device and progress aside); empty when it was
-    trained with this recipe."""
-    now, then = as_json(recipe(model)), as_json(record["config"])
-    return [k for k in now if k not in _NOT_RECIPE and then.get(k) != now[k]]
+    current recipe; empty when it was trained with this recipe."""
+    return config_differences(recipe(model), record["config"])
 
 
 def model_differences(record: dict[str, Any], model: str) -> list[str]:

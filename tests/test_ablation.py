@@ -83,3 +83,42 @@ def test_cli_refuses_bad_arguments(argv, message, capsys):
         cli.main(["ablate", *argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_summary_pairs_each_arm_with_the_full_recipe_seed_by_seed():
+    def arm(name, lasts, passed):
+        return {"name": name, "removed": "x", "judged_on": "test", "passed": passed,
+                "n_seeds": len(lasts),
+                "seeds": [{"seed": i, "last": last, "seconds": 10.0 + i}
+                          for i, last in enumerate(lasts)]}
+
+    full = [[99.5, 99.5, 99.5], [99.3, 99.4, 99.5], [99.6, 99.6, 99.6]]
+    # Each seed exactly 0.1, 0.2, 0.3 below the full recipe's same seed.
+    worse = [[a - d for a in last] for last, d in zip(full, (0.1, 0.2, 0.3))]
+    rows = ablation.summarise({"variants": [arm("full recipe", full, 3),
+                                            arm("no thing", worse, 1)]})
+    base, other = rows
+    assert base["last3"] == pytest.approx((99.5 + 99.4 + 99.6) / 3)
+    assert base["std"] == pytest.approx(0.1)
+    assert base["delta"] == 0 and base["delta_se"] == 0
+    assert other["delta"] == pytest.approx(-0.2)
+    # The differences -0.1, -0.2, -0.3 have sd 0.1: SE 0.1 / sqrt(3), although
+    # the accuracies themselves spread as widely as the full recipe's.
+    assert other["delta_se"] == pytest.approx(0.1 / 3 ** 0.5)
+    assert (other["passed"], other["n_seeds"], other["seconds"]) == (1, 3, 11.0)
+
+
+def test_stale_arms_names_what_a_recorded_arm_trained_differently(mnist):
+    record = ablation.run_ablation(mnist, [0], chosen=["no clean last epochs"],
+                                   report=lambda _: None, epochs=2, n_train=256,
+                                   n_test=128, device="cpu")
+    # A quick run trains 2 epochs on a subset: exactly those fields differ.
+    assert ablation.stale_arms(record) == {
+        "no clean last epochs": ["epochs", "n_train", "n_test"]}
+    arm = record["variants"][0]
+    arm["config"] |= {"epochs": 15, "n_train": None, "n_test": None}
+    assert ablation.stale_arms(record) == {}
+    arm["layers"] = arm["layers"][:-1]
+    assert ablation.stale_arms(record) == {"no clean last epochs": ["layers"]}
+    arm["name"] = "no dropout"
+    assert ablation.stale_arms(record) == {"no dropout": ["unknown arm"]}
