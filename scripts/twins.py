@@ -8,8 +8,10 @@ twins, and render plain Markdown only, so each twin's Markdown is rewritten:
   <details> block, folded to its title as on the site;
 - a link to a chapter (`step1.md`) opens that chapter's twin in Colab, and a
   `{ref}` becomes such a link;
+- a Markdown cell is cut into blocks (a heading and its text; each directive,
+  such as an exercise or its solution, alone), each a cell of its own;
 - a `{glue:text}` role of this chapter needs this run's numbers, which only the
-  kernel has: its Markdown cell becomes a code cell that calls `book.show`,
+  kernel has: its block becomes a code cell that calls `book.show`,
   placed after the cell that imports `book`, shown in Colab as a form (title
   and output, code folded);
 - a value or figure glued in another chapter shows as "—", with a line saying
@@ -174,6 +176,39 @@ class Converter:
         return text
 
 
+def blocks(source: str) -> list[str]:
+    """A Markdown cell's source cut into the parts a learner reads one at a
+    time: each heading with the text under it, and each top-level directive
+    (an exercise, its solution, a Result) on its own, so that one glued
+    value turns only its own block into a show cell."""
+    lines = source.splitlines()
+    parts: list[list[str]] = [[]]
+    i = 0
+    while i < len(lines):
+        line, fence = lines[i], None
+        if m := DIRECTIVE.match(line):
+            fence = m.group("fence")
+        elif line.startswith("```"):
+            fence = line[:3]
+        if fence is None:
+            if HEADING.match(line) and any(l.strip() for l in parts[-1]):
+                parts.append([])
+            parts[-1].append(line)
+            i += 1
+            continue
+        end = next((j for j in range(i + 1, len(lines))
+                    if lines[j].strip() == fence or
+                    (fence == "```" and lines[j].startswith(fence) and
+                     lines[j].strip("`") == "")), len(lines) - 1)
+        if m and any(l.strip() for l in parts[-1]):
+            parts.append([])
+        parts[-1] += lines[i:end + 1]
+        if m:
+            parts.append([])
+        i = end + 1
+    return [text for part in parts if (text := "\n".join(part).strip("\n")).strip()]
+
+
 def imports_book(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and re.search(
         r"^from mnist_lib import .*\bbook\b", cell.source, re.M) is not None
@@ -200,15 +235,20 @@ def twin(md: Path, refs: dict[str, tuple[str, str]] | None = None) -> str:
     have_book = False
     for cell in nb.cells:
         if cell.cell_type == "markdown":
-            text = conv.markdown(cell.source)
-            if not GLUE_ROLE.search(text):
-                cells.append(nbformat.v4.new_markdown_cell(text))
-                continue
-            lines = text.splitlines()
-            if HEADING.match(lines[0]):  # the title stays where it is
-                cells.append(nbformat.v4.new_markdown_cell(lines[0]))
-                text = "\n".join(lines[1:]).strip("\n")
-            (cells if have_book else waiting).append(show_cell(text))
+            for text in map(conv.markdown, blocks(cell.source)):
+                text = text.strip("\n")
+                if not text.strip():  # a label alone: nothing to show
+                    continue
+                if not GLUE_ROLE.search(text):
+                    # Behind a waiting show cell, text waits too: the order stays.
+                    (waiting if waiting else cells).append(
+                        nbformat.v4.new_markdown_cell(text))
+                    continue
+                lines = text.splitlines()
+                if HEADING.match(lines[0]):  # the title stays where it is
+                    cells.append(nbformat.v4.new_markdown_cell(lines[0]))
+                    text = "\n".join(lines[1:]).strip("\n")
+                (cells if have_book else waiting).append(show_cell(text))
             continue
         new = nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata))
         cells.append(new)

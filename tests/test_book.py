@@ -72,14 +72,18 @@ def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
 
     nb = nbformat.reads(twins.twin(tmp_path / "a.md"), as_version=4)
     kinds = [c.cell_type for c in nb.cells]
-    # The title stays on top; the glued block waits for the cell importing book.
-    assert kinds == ["markdown", "code", "code"], kinds
-    show = nb.cells[2].source
-    assert show.startswith("#@title Result, with this run's numbers")
-    assert "> **Result**" in show and "{glue:text}`n`" in show
-    assert "[Where](https://colab.research.google.com/github/" in show
-    assert "/blob/main/book/b.ipynb)" in show and ", —." in show
-    assert "another chapter's run" in show and "(lab)=" not in show
+    # Headings stay on top, each block a cell of its own; a glued block (and
+    # the text after it) waits for the cell importing book, and only glued
+    # blocks become show cells.
+    assert kinds == ["markdown", "markdown", "code", "code", "markdown"], kinds
+    assert [c.source for c in nb.cells[:2]] == ["# A", "## Where"]
+    result, see = nb.cells[3].source, nb.cells[4].source
+    assert result.startswith("#@title Result, with this run's numbers")
+    assert "> **Result**" in result and "{glue:text}`n`" in result
+    assert "See" not in result and "Result" not in see
+    assert "[Where](https://colab.research.google.com/github/" in see
+    assert "/blob/main/book/b.ipynb)" in see and ", —." in see
+    assert "another chapter's run" in see and "(lab)=" not in result + see
     for bad, why in (("{figure} x.png", "the directive {figure}"),
                      ("{term}`x`", "the role {term}"),
                      ("{ref}`nowhere`", "unknown label 'nowhere'")):
@@ -88,6 +92,25 @@ def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
             f"---\nkernelspec:\n  name: python3\n---\n\n{body}\n")
         with pytest.raises(twins.TwinError, match=re.escape(why)):
             twins.twin(tmp_path / "c.md")
+
+
+def test_twins_fold_a_dropdown_and_give_each_exercise_its_own_cell(tmp_path):
+    twins = _twins()
+    (tmp_path / "a.md").write_text(
+        "---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+        "  name: python3\n---\n\n## Exercises\n\n"
+        "````{admonition} Exercise 1: x\nRun:\n\n```python\nprint(1)\n```\n````\n\n"
+        "```{admonition} Solution\n:class: dropdown\nIt prints 1.\n```\n\n"
+        "```{code-cell} ipython3\nx = 1\n```\n")
+    import nbformat
+
+    nb = nbformat.reads(twins.twin(tmp_path / "a.md"), as_version=4)
+    assert [c.source.splitlines()[0] for c in nb.cells] == [
+        "## Exercises", "> **Exercise 1: x**", "<details>", "x = 1"]
+    exercise, solution = nb.cells[1].source, nb.cells[2].source
+    assert "> ```python\n> print(1)\n> ```" in exercise  # the code stays code
+    assert solution == ("<details>\n<summary><b>Solution</b></summary>\n\n"
+                        "It prints 1.\n\n</details>")
 
 
 # ----------------------------------------------- no claim rests on a timing
@@ -200,6 +223,57 @@ def test_timing_rule_catches_live_times_and_spares_records():
     ]
     for code in spared:
         assert not _live_timing_claims(code), code
+
+
+# ------------------------------------------------- summary and exercises
+# The landing page and the appendix teach no step of their own.
+WITHOUT_EXERCISES = {"intro", "engineering"}
+ADMONITION = re.compile(r"^(`{3,})\{admonition\} (?P<title>.+)$")
+
+
+def chapter_end(text: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """What a chapter has after its '## Summary': the headings from there on,
+    the summary's bullets, and each admonition's (title, class) in order."""
+    lines = text.splitlines()
+    start = lines.index("## Summary")
+    tail = lines[start:]
+    headings = [l for l in tail if l.startswith("## ")]
+    end = tail.index("## Exercises") if "## Exercises" in tail else len(tail)
+    bullets = [l for l in tail[:end] if l.startswith("- ")]
+    boxes = []
+    for i, line in enumerate(tail):
+        if m := ADMONITION.match(line):
+            cls = tail[i + 1].removeprefix(":class:").strip() \
+                if tail[i + 1].startswith(":class:") else ""
+            boxes.append((m.group("title"), cls))
+    return headings, bullets, boxes
+
+
+@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem not in WITHOUT_EXERCISES],
+                         ids=lambda p: p.stem)
+def test_chapter_ends_with_a_summary_and_exercises_with_hidden_solutions(md):
+    text = md.read_text()
+    assert "## Summary" in text.splitlines(), f"{md.name} has no '## Summary'"
+    headings, bullets, boxes = chapter_end(text)
+    assert headings == ["## Summary", "## Exercises"], \
+        f"{md.name}: the chapter ends with Summary, then Exercises: {headings}"
+    assert 3 <= len(bullets) <= 5, f"{md.name}: {len(bullets)} summary bullets"
+    exercises = boxes[0::2]
+    assert 3 <= len(exercises) <= 5 and len(boxes) == 2 * len(exercises), \
+        f"{md.name}: 3-5 exercises, each followed by its solution: {boxes}"
+    for n, ((title, _), (solution, cls)) in enumerate(zip(boxes[0::2], boxes[1::2]), 1):
+        assert title.startswith(f"Exercise {n}: "), f"{md.name}: {title!r}"
+        assert (solution, cls) == ("Solution", "dropdown"), \
+            f"{md.name}: exercise {n}'s solution must be a dropdown, hidden until clicked"
+
+
+def test_exercise_check_finds_a_missing_or_open_solution():
+    ok = ("## Summary\n\n- a\n- b\n- c\n\n## Exercises\n\n"
+          "```{admonition} Exercise 1: x\nq\n```\n\n"
+          "```{admonition} Solution\n:class: dropdown\na\n```\n")
+    assert chapter_end(ok)[2] == [("Exercise 1: x", ""), ("Solution", "dropdown")]
+    shown = ok.replace(":class: dropdown\n", "")
+    assert chapter_end(shown)[2][1] == ("Solution", "")
 
 
 def test_every_chapter_is_in_the_toc():
