@@ -75,4 +75,5 @@ def describe_hardware(env: dict[str, Any]) -> str:
     Records made before they named the CPU give its architecture ("x86_64")."""
     if "gpu" in env:
         return env["gpu"]
-    return f"{env.get('cpu', env['processor'])}, {env['cpu_threads']} threads"
+    n = env["cpu_threads"]
+    return f"{env.get('cpu', env['processor'])}, {n} thread{'' if n == 1 else 's'}"

@@ -57,14 +57,16 @@ def test_environment_names_the_cpu(monkeypatch):
     monkeypatch.setattr(H, "cpu_name", lambda: "Test CPU (family 1, model 2)")
     env = H.environment(torch.device("cpu"))
     assert env["cpu"] == "Test CPU (family 1, model 2)"
+    n = torch.get_num_threads()
     assert H.describe_hardware(env) == (f"Test CPU (family 1, model 2), "
-                                        f"{torch.get_num_threads()} threads")
+                                        f"{n} thread{'' if n == 1 else 's'}")
 
 
 
 def test_describe_hardware_of_gpu_and_older_records():
     old = {"device": "cpu", "processor": "x86_64", "cpu_threads": 2}  # no "cpu" yet
     assert H.describe_hardware(old) == "x86_64, 2 threads"
+    assert H.describe_hardware({**old, "cpu_threads": 1}) == "x86_64, 1 thread"
     gpu = {**old, "device": "cuda", "cpu": "AMD EPYC", "gpu": "NVIDIA H100 80GB HBM3"}
     assert H.describe_hardware(gpu) == "NVIDIA H100 80GB HBM3"
 
