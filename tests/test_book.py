@@ -297,32 +297,50 @@ def test_chapters_install_cell_is_skipped_and_hidden():
 # what scrolls out of view (an RF comment, a flag) goes unread. The browser
 # test below checks what is rendered; this checks the source, without a build.
 PAGE_WIDTH = 77
+# Inside a box (an exercise, a solution, a concept) code has less room: a
+# 75-character line ran 664 px in a 619-px box in the browser test.
+BOX_WIDTH = 69
 
 
-def _shown_code(md: Path) -> list[str]:
+def _shown_code(md: Path, boxed: bool = False) -> list[str]:
     """The lines of a chapter's visible code: code cells not removed from the
-    page, and fenced blocks (bash, python) shown as they are."""
-    shown, block, hidden, options = [], None, False, False
+    page, and fenced blocks (bash, python) shown as they are; with `boxed`,
+    only the fenced blocks inside an admonition (an exercise, say)."""
+    shown, block, hidden, options, box = [], None, False, False, None
     for line in md.read_text().splitlines():
         if block is None:
-            if re.match(r"```(\{code-cell\}|bash\b|python\b)", line):
+            if box is None and (m := re.match(r"(`{3,}|:{3,})\{admonition\}", line)):
+                box = m.group(1)
+            elif box is not None and line.strip() == box:
+                box = None
+            elif re.match(r"```(\{code-cell\}|bash\b|python\b|ipython\b)", line):
                 block, hidden = [], False
         elif line == "---" and (options or not block):
             options = not options  # a cell's YAML options (metadata), not its code
         elif options or line.startswith(":tags:"):
             hidden |= "remove-cell" in line or "remove-input" in line
         elif line.startswith("```"):
-            shown += [] if hidden else block
+            shown += [] if hidden or boxed != (box is not None) else block
             block = None
         else:
             block.append(line)
     return shown
 
 
+def test_boxed_code_is_told_from_page_code(tmp_path):
+    md = tmp_path / "a.md"
+    md.write_text("```python\npage\n```\n\n````{admonition} Exercise 1: x\n"
+                  "```python\nboxed\n```\n````\n\n```python\npage too\n```\n")
+    assert _shown_code(md) == ["page", "page too"]
+    assert _shown_code(md, boxed=True) == ["boxed"]
+
+
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_shown_code_fits_the_page(md):
     long = [l for l in _shown_code(md) if len(l) > PAGE_WIDTH]
     assert not long, f"{md.name}: lines over {PAGE_WIDTH} characters: {long}"
+    long = [l for l in _shown_code(md, boxed=True) if len(l) > BOX_WIDTH]
+    assert not long, f"{md.name}: lines in a box over {BOX_WIDTH} characters: {long}"
 
 
 def test_model_sources_shown_in_the_book_fit_the_page():
