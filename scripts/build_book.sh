@@ -40,7 +40,7 @@ changed() {
 # in mnist_lib/, the packages or the recorded results would not re-run anything:
 # when any of them changed since the last build, drop the cache and the doctrees.
 # (results/book_builds.json is written by the full build itself: not an input.)
-if changed inputs mnist_lib/*.py requirements.txt \
+if changed inputs mnist_lib/*.py mnist_lib/*/*.py requirements.txt \
     $(ls results/*.json | grep -v '/book_builds\.json$'); then
   echo "mnist_lib/, requirements or results changed (or first build): executing every chapter"
   rm -rf "$OUT/_build/.jupyter_cache" "$OUT/_build/.doctrees" "$OUT/_build/html" \
