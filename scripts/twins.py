@@ -15,7 +15,9 @@ twins, and render plain Markdown only, so each twin's Markdown is rewritten:
   placed after the cell that imports `book`, shown in Colab as a form (title
   and output, code folded);
 - a value or figure glued in another chapter shows as "—", with a line saying
-  where it comes from.
+  where it comes from;
+- a code cell hidden on the site (`remove-cell`: the checks of the text's
+  claims, the values it glues) runs in Colab too, folded to a title.
 
 A MyST construct that this does not know is refused with its file and line,
 never passed through to show as raw text. Cell ids are derived from the cell's
@@ -48,6 +50,7 @@ LABEL = re.compile(r"^\((?P<label>[\w-]+)\)=\s*$")
 HEADING = re.compile(r"^#+\s+(?P<title>.+)$")
 ADMONITIONS = {"admonition", "note", "tip", "important", "warning", "seealso"}
 FORM = '#@title {title} {{ display-mode: "form" }}'
+CHECKS = FORM.format(title="Checks and values behind the text (hidden on the site)")
 
 
 class TwinError(ValueError):
@@ -251,6 +254,11 @@ def twin(md: Path, refs: dict[str, tuple[str, str]] | None = None) -> str:
                 (cells if have_book else waiting).append(show_cell(text))
             continue
         new = nbformat.v4.new_code_cell(cell.source, metadata=dict(cell.metadata))
+        tags = cell.metadata.get("tags", [])
+        if "remove-cell" in tags and "skip-execution" not in tags:
+            # Hidden on the site, it still runs in Colab: folded to a title.
+            new.source = f"{CHECKS}\n{cell.source}"
+            new.metadata["cellView"] = "form"
         cells.append(new)
         if imports_book(cell) and not have_book:
             have_book = True

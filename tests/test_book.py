@@ -94,6 +94,21 @@ def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
             twins.twin(tmp_path / "c.md")
 
 
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_twin_folds_the_cells_the_site_hides_and_keeps_the_install_cell(md):
+    import nbformat
+
+    twins = _twins()
+    nb = nbformat.reads(md.with_suffix(".ipynb").read_text(), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type != "code" or "remove-cell" not in tags:
+            continue
+        folded = cell.source.startswith(twins.CHECKS + "\n")
+        assert folded == ("skip-execution" not in tags), cell.source[:80]
+        assert (cell.metadata.get("cellView") == "form") == folded
+
+
 def test_twins_fold_a_dropdown_and_give_each_exercise_its_own_cell(tmp_path):
     twins = _twins()
     (tmp_path / "a.md").write_text(
