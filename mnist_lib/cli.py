@@ -197,9 +197,10 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
         prog=prog, description=f"Step 3's ablation study: {ablation.BASE}'s recipe "
                                "with one ingredient taken out at a time, over seeds.")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
-    p.add_argument("--variant", action="append", choices=names,
-                   help="run only this variant (repeatable; default: all)")
-    p.add_argument("--data", default="data")
+    p.add_argument("--variant", action="append", choices=names, metavar="NAME",
+                   help="run only this variant (repeatable; default: all): "
+                        + "; ".join(names))
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--out", help="write the record as JSON to this file, after "
                                  "each variant")
     args = p.parse_args(argv)
