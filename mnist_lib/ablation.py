@@ -8,6 +8,7 @@ is trained with the same seeds and judged by the same rule as the seed study
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -15,10 +16,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import TrainConfig, config_differences, recipe
+from .config import TrainConfig, config_differences, model_differences, recipe
 from .data import MNIST
-from .models import get_model, layer_list
-from .seeds import run_seeds
+from .seeds import run_seeds, summary_line, t_critical
 from .target import TARGET
 from .utils import atomic_write_json
 
@@ -51,7 +51,8 @@ def variants() -> list[Variant]:
     return [
         Variant("full recipe", "nothing", BASE, full),
         Variant("no transition block",
-                f"the transition block and wider second block ({EARLIER}'s layers)",
+                f"the transition block ({EARLIER}'s layers: five 3x3 convolutions, "
+                "no pool)",
                 EARLIER, full),
         Variant("no augmentation", "rotation, shift and zoom", BASE,
                 replace(full, **no_warp)),
@@ -71,60 +72,88 @@ def variants() -> list[Variant]:
 
 def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
                  chosen: list[str] | None = None,
-                 report: Callable[[str], None] = print, **overrides) -> dict[str, Any]:
+                 report: Callable[[str], None] = print, resume: bool = False,
+                 **overrides) -> dict[str, Any]:
     """Train every variant (or those named in `chosen`) with each seed; return
     the record. With `out`, the record is written (atomically) after each
-    variant, so that an interrupted study keeps what it finished. `overrides`
-    change every variant's config alike (a quick check: epochs, n_train)."""
+    variant, so that an interrupted study keeps what it finished; with
+    `resume`, an existing `out` is read first and its arms are kept, not run
+    again. `overrides` change every variant's config alike (a quick check:
+    epochs, n_train)."""
+    known = [v.name for v in variants()]
+    if unknown := [c for c in chosen or [] if c not in known]:
+        raise ValueError(f"unknown variant {unknown[0]!r}; the variants are: "
+                         + "; ".join(known))
     arms = [v for v in variants() if chosen is None or v.name in chosen]
-    if chosen is not None and len(arms) != len(chosen):
-        known = ", ".join(v.name for v in variants())
-        raise ValueError(f"unknown variant in {chosen}; the variants are: {known}")
     record: dict[str, Any] = {"base": BASE, "seeds": list(seeds),
                               "target": asdict(TARGET), "variants": []}
-    t0 = time.perf_counter()
+    if resume and out is not None and Path(out).exists():
+        record = resumable(json.loads(Path(out).read_text()), seeds)
+        done = {a["name"] for a in record["variants"]}
+        arms = [a for a in arms if a.name not in done]
+        report(f"resuming {out}: {len(done)} arm(s) kept, {len(arms)} to run")
+    t0 = time.perf_counter() - record.get("wall_seconds", 0.0)
     for arm in arms:
         report(f"{arm.name}: {arm.model}" + ("" if arm.removed == "nothing"
                                               else f", without {arm.removed}"))
         summary = run_seeds(arm.model, data.holdout() if arm.holdout else data,
                             seeds, config=arm.config, progress=False, **overrides)
         env = summary.pop("env")
-        record["env"] = env  # the same machine for every arm
+        if record.get("env", env) | {"date": None} != env | {"date": None}:
+            raise ValueError(f"{out} was recorded on {record['env']}, this run is on "
+                             f"{env}: one study, one machine. Fix: resume it there, "
+                             "or start a new file")
+        record["env"] = env
         record["variants"].append({"name": arm.name, "removed": arm.removed,
                                    "judged_on": "validation" if arm.holdout
                                    else "test", **summary})
-        report(f"  passed {summary['passed']}/{summary['n_seeds']}, final mean "
-               f"{summary['final_mean']:.3f} ± {summary['final_std']:.3f}")
+        report("  " + summary_line(summary))
         record["wall_seconds"] = time.perf_counter() - t0
         if out is not None:
             atomic_write_json(out, record)
     return record
 
 
-def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per arm of an ablation `record`: the mean over seeds of each
-    seed's mean test accuracy in the last epochs (`last3`), its standard
-    deviation across seeds, the passes, and the change against the full
-    recipe, paired by seed (`delta`, with its standard error `delta_se`: the
-    seeds' differences vary less than their accuracies, since a seed fixes
-    the data order and the initial weights of both runs)."""
-    def last3(arm: dict) -> dict[int, float]:
+def summarise(record: dict[str, Any], confidence: float = 0.95
+              ) -> list[dict[str, Any]]:
+    """One row per arm of an ablation `record`: over the seeds, the mean of each
+    seed's mean accuracy in the last epochs the target judges (`last_mean`),
+    its standard deviation across seeds (`std`), how far apart those last
+    epochs lie within a seed (`spread`, max - min, averaged), the passes, and
+    the change against the full recipe paired by seed (`delta`), with its
+    standard error (`delta_se`: the standard deviation of the seeds'
+    differences over the square root of their number) and the half-width of
+    its `confidence` interval (`delta_ci`: t_critical(n - 1) * delta_se). An
+    arm judged on other images than the full recipe (the validation arm) has
+    no delta: its accuracies are not comparable seed by seed."""
+    def last_mean(arm: dict) -> dict[int, float]:
         return {s["seed"]: statistics.fmean(s["last"]) for s in arm["seeds"]}
 
-    full = next(last3(a) for a in record["variants"] if a["name"] == "full recipe")
+    full_arm = next((a for a in record["variants"] if a["name"] == "full recipe"),
+                    None)
+    if full_arm is None:
+        raise ValueError("the record has no 'full recipe' arm to compare the others "
+                         "with. Fix: run ablate with --variant 'full recipe' too "
+                         "(--resume keeps the arms already recorded)")
+    full = last_mean(full_arm)
     rows = []
     for arm in record["variants"]:
-        mine = last3(arm)
-        diffs = [mine[seed] - full[seed] for seed in mine if seed in full]
+        mine = last_mean(arm)
+        diffs = ([mine[seed] - full[seed] for seed in mine if seed in full]
+                 if arm["judged_on"] == full_arm["judged_on"] else [])
         n = len(diffs)
+        se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
         rows.append({
             "name": arm["name"], "removed": arm["removed"],
             "judged_on": arm["judged_on"],
-            "last3": statistics.fmean(mine.values()),
+            "last_mean": statistics.fmean(mine.values()),
             "std": statistics.stdev(mine.values()) if len(mine) > 1 else 0.0,
+            "spread": statistics.fmean(max(s["last"]) - min(s["last"])
+                                       for s in arm["seeds"]),
             "passed": arm["passed"], "n_seeds": arm["n_seeds"],
             "delta": statistics.fmean(diffs) if n else math.nan,
-            "delta_se": statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan,
+            "delta_se": se,
+            "delta_ci": t_critical(n - 1, confidence) * se if n > 1 else math.nan,
             "seconds": statistics.fmean(s["seconds"] for s in arm["seeds"]),
         })
     return rows
@@ -142,10 +171,20 @@ def stale_arms(record: dict[str, Any]) -> dict[str, list[str]]:
             stale[arm["name"]] = ["unknown arm"]
             continue
         why = config_differences(v.config, arm["config"])
-        if arm["model"] != v.model:
-            why.append("model")
-        elif arm["layers"] != layer_list(get_model(v.model)):
-            why.append("layers")
+        why += ["model"] if arm["model"] != v.model else model_differences(arm, v.model)
         if why:
             stale[arm["name"]] = why
     return stale
+
+
+def resumable(record: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    """`record` (read from a file) if a study with `seeds` can go on from it:
+    the same seeds, and every arm still trained as the study would train it
+    today; else a ValueError that says what differs and the fix."""
+    if record.get("seeds") != list(seeds):
+        raise ValueError(f"the record holds seeds {record.get('seeds')}, not {seeds}. "
+                         "Fix: resume with the same --seeds, or start a new file")
+    if stale := stale_arms(record):
+        raise ValueError(f"the record's arms {stale} are not trained as the study "
+                         "trains them now. Fix: start a new file")
+    return record

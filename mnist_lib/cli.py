@@ -96,7 +96,8 @@ def _data_for(p: argparse.ArgumentParser, model: str, cfg: TrainConfig,
 
 # --------------------------------------------------------------------- data
 def data(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Fetch MNIST and verify its MD5s.")
+    p = argparse.ArgumentParser(prog=prog,
+                                description="Fetch MNIST and verify its MD5s.")
     p.add_argument("--root", default="data", help="folder to keep MNIST in")
     args = p.parse_args(argv)
     try:
@@ -203,21 +204,29 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--out", help="write the record as JSON to this file, after "
                                  "each variant")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the arms already in --out and run only the others")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
     if args.out and (why := unwritable(args.out)):
         p.error(f"--out: {why}")
+    if args.resume and not (args.out and Path(args.out).exists()):
+        p.error("--resume needs an existing --out file to go on from")
+    if args.out and Path(args.out).exists() and not args.resume:
+        p.error(f"--out {args.out} exists: add --resume to keep its arms and run "
+                "the rest, or choose another file (nothing is overwritten)")
     mnist = _data_for(p, ablation.BASE, recipe(ablation.BASE), args.data)
     try:
-        record = ablation.run_ablation(mnist, list(range(args.seeds)), args.out,
-                                       args.variant)
-    except DivergenceError as err:
+        ablation.run_ablation(mnist, list(range(args.seeds)), args.out,
+                              args.variant and list(dict.fromkeys(args.variant)),
+                              resume=args.resume)
+    except (DivergenceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.out:
         print(f"saved {args.out}")
-    return 0 if record["variants"] else 1
+    return 0
 
 
 # -------------------------------------------------------------------- bench

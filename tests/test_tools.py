@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mnist_lib import bench, cli, seeds
+from mnist_lib.hardware import describe_hardware
 from mnist_lib.cli import add_config_flags
 from mnist_lib.config import model_differences, recipe, recipe_differences
 from mnist_lib.target import TARGET, Target
@@ -131,7 +132,8 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     assert "speed-up (reference / library)" in shown
     # Timings compare only on the same hardware: the record and the table name it.
     env = rep["env"]
-    assert env["cpu"] and f"device: cpu ({env['cpu']}, {env['cpu_threads']} threads)" in shown
+    assert env["cpu"] and f"device: cpu ({describe_hardware(env)})" in shown
+    assert f"{env['cpu']}, {env['cpu_threads']} thread" in shown
     # The record says what the library trained: the final model, with the
     # recipe, on the quick subset.
     assert model_differences(rep, "Model_4") == []
@@ -206,3 +208,22 @@ def test_clis_refuse_an_unwritable_output_before_they_run(command, flag, target,
     err = capsys.readouterr().err
     expected = "cannot write" if target == "in_a_file" else "is a folder"
     assert f"{flag}: " in err and str(path) in err and expected in err
+
+
+@pytest.mark.parametrize("df, confidence, t", [
+    # Textbook two-sided critical values of Student's t.
+    (1, 0.95, 12.706), (2, 0.95, 4.303), (4, 0.95, 2.776), (10, 0.95, 2.228),
+    (30, 0.95, 2.042), (4, 0.90, 2.132), (4, 0.99, 4.604), (10_000, 0.95, 1.960),
+])
+def test_t_critical_matches_the_tables(df, confidence, t):
+    from mnist_lib.seeds import t_critical
+
+    assert t_critical(df, confidence) == pytest.approx(t, abs=1e-3)
+
+
+def test_t_critical_refuses_what_has_no_interval():
+    from mnist_lib.seeds import t_critical
+
+    for df, confidence in ((0, 0.95), (4, 1.0), (4, 0.0)):
+        with pytest.raises(ValueError, match="need df >= 1"):
+            t_critical(df, confidence)
