@@ -48,6 +48,7 @@ LINK = re.compile(r"\]\((?P<stem>[\w-]+)\.md(?P<anchor>#[\w-]*)?\)")
 LABEL_LINK = re.compile(r"(?P<text>\[[^\]]*\])\((?P<label>[\w-]+)\)")
 LABEL = re.compile(r"^\((?P<label>[\w-]+)\)=\s*$")
 HEADING = re.compile(r"^#+\s+(?P<title>.+)$")
+CODE = re.compile(r"^(?P<fence>`{3,})(?!\{)")  # a plain code block's fence
 ADMONITIONS = {"admonition", "note", "tip", "important", "warning", "seealso"}
 FORM = '#@title {title} {{ display-mode: "form" }}'
 CHECKS = FORM.format(title="Checks and values behind the text (hidden on the site)")
@@ -76,6 +77,14 @@ def labels(book: Path) -> dict[str, tuple[str, str]]:
                 title = heading.group("title") if heading else m.group("label")
                 found[m.group("label")] = (md.stem, title)
     return found
+
+
+def fence_end(lines: list[str], i: int) -> int | None:
+    """The index of the line that closes the fence opened at lines[i] (a
+    directive's, or a plain code block's), or None if nothing closes it."""
+    fence = (DIRECTIVE.match(lines[i]) or CODE.match(lines[i])).group("fence")
+    return next((j for j in range(i + 1, len(lines)) if lines[j].strip() == fence),
+                None)
 
 
 class Converter:
@@ -128,22 +137,19 @@ class Converter:
                 i += 1
                 continue
             m = DIRECTIVE.match(line)
-            if not m:
-                if line.startswith("```"):  # a plain code block: kept as it is
-                    end = next(j for j in range(i + 1, len(lines))
-                               if lines[j].startswith(line[:3]) and
-                               lines[j].strip("`") == "")
-                    out += lines[i:end + 1]
-                    i = end + 1
-                    continue
+            if not (m or CODE.match(line)):
                 out.append(self.inline(line))
                 i += 1
                 continue
-            fence, name, arg = m.group("fence"), m.group("name"), m.group("arg")
-            end = next((j for j in range(i + 1, len(lines))
-                        if lines[j].strip() == fence), None)
+            end = fence_end(lines, i)
             if end is None:
-                raise self.fail(f"line {i + 1}: {{{name}}} is never closed")
+                what = f"{{{m.group('name')}}}" if m else "a code block"
+                raise self.fail(f"line {i + 1}: {what} is never closed")
+            if not m:  # a plain code block: kept as it is
+                out += lines[i:end + 1]
+                i = end + 1
+                continue
+            name, arg = m.group("name"), m.group("arg")
             body = lines[i + 1:end]
             options = {}
             while body and body[0].startswith(":"):
@@ -188,21 +194,17 @@ def blocks(source: str) -> list[str]:
     parts: list[list[str]] = [[]]
     i = 0
     while i < len(lines):
-        line, fence = lines[i], None
-        if m := DIRECTIVE.match(line):
-            fence = m.group("fence")
-        elif line.startswith("```"):
-            fence = line[:3]
-        if fence is None:
+        line = lines[i]
+        m = DIRECTIVE.match(line)
+        if not (m or CODE.match(line)):
             if HEADING.match(line) and any(l.strip() for l in parts[-1]):
                 parts.append([])
             parts[-1].append(line)
             i += 1
             continue
-        end = next((j for j in range(i + 1, len(lines))
-                    if lines[j].strip() == fence or
-                    (fence == "```" and lines[j].startswith(fence) and
-                     lines[j].strip("`") == "")), len(lines) - 1)
+        end = fence_end(lines, i)
+        if end is None:  # never closed: Converter.convert says so
+            end = len(lines) - 1
         if m and any(l.strip() for l in parts[-1]):
             parts.append([])
         parts[-1] += lines[i:end + 1]
@@ -220,7 +222,8 @@ def imports_book(cell: nbformat.NotebookNode) -> bool:
 def show_cell(text: str) -> nbformat.NotebookNode:
     """A code cell that shows `text` with this run's numbers (`book.show`)."""
     if '"""' in text:
-        raise TwinError(f'a Markdown cell with """ cannot become a show cell: {text[:60]}')
+        raise TwinError('a Markdown cell with """ cannot become a show cell: '
+                        f"{text[:60]}")
     titles = re.findall(r"^(?:> \*\*|<summary><b>)(.+?)(?:\*\*|</b></summary>)$",
                         text, re.M)
     heading = (f"{' and '.join(titles)}, with this run's numbers" if titles
@@ -249,7 +252,8 @@ def twin(md: Path, refs: dict[str, tuple[str, str]] | None = None) -> str:
                     continue
                 lines = text.splitlines()
                 if HEADING.match(lines[0]):  # the title stays where it is
-                    cells.append(nbformat.v4.new_markdown_cell(lines[0]))
+                    (waiting if waiting else cells).append(
+                        nbformat.v4.new_markdown_cell(lines[0]))
                     text = "\n".join(lines[1:]).strip("\n")
                 (cells if have_book else waiting).append(show_cell(text))
             continue

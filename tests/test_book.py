@@ -109,6 +109,28 @@ def test_twin_folds_the_cells_the_site_hides_and_keeps_the_install_cell(md):
         assert (cell.metadata.get("cellView") == "form") == folded
 
 
+def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
+    twins = _twins()
+    head = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n" \
+           "  name: python3\n---\n\n"
+    import nbformat
+
+    # A four-backtick block holds a three-backtick one: cut at its own end.
+    code = "````markdown\n```python\nx\n```\n````"
+    assert twins.blocks(f"{code}\n\n## B") == [code, "## B"]
+    with pytest.raises(twins.TwinError, match="a code block is never closed"):
+        twins.Converter(tmp_path / "a.md", {}).markdown("```python\nnever closed")
+    # Headings behind a glued block that waits for `book` wait with it.
+    (tmp_path / "b.md").write_text(
+        head + "# A\n\nValue {glue:text}`v`.\n\n## B\n\nMore {glue:text}`w`.\n\n"
+        "```{code-cell} ipython3\nfrom mnist_lib import book\n```\n")
+    nb = nbformat.reads(twins.twin(tmp_path / "b.md"), as_version=4)
+    firsts = [c.source.splitlines()[0] for c in nb.cells]
+    assert firsts[0] == "# A" and firsts[1] == "from mnist_lib import book"
+    assert firsts.index("## B") > firsts.index(
+        next(f for f in firsts if "With this run" in f)), firsts
+
+
 def test_twins_fold_a_dropdown_and_give_each_exercise_its_own_cell(tmp_path):
     twins = _twins()
     (tmp_path / "a.md").write_text(
