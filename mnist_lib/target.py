@@ -68,7 +68,8 @@ class Target:
         epochs, < 8,000 parameters"; a limit that is None is left out."""
         within = f" of at most {self.max_epochs}" if self.max_epochs else ""
         params = f", < {self.param_limit:,} parameters" if self.param_limit else ""
-        return f">= {self.accuracy:g}% in each of the last {self.last}{within} epochs{params}"
+        return (f">= {self.accuracy:g}% in each of the last {self.last}{within} "
+                f"epochs{params}")
 
     def over_budget(self, epochs: int, params: int) -> str:
         """Empty for a run of `epochs` epochs of a model with `params`

@@ -228,7 +228,7 @@ def test_holdout_tests_on_the_last_training_images_and_never_on_test(mnist):
     assert torch.equal(val.train_labels, mnist.train_labels[:50_000])
     assert torch.equal(val.test_images, mnist.train_images[50_000:])
     assert torch.equal(val.test_labels, mnist.train_labels[50_000:])
-    # No test image is in either half (the split is judged without the test set).
+    # The validation half holds no test image: the split never looks at test.
     test_rows = {bytes(img.numpy()) for img in mnist.test_images[:500]}
     assert not test_rows & {bytes(img.numpy()) for img in val.test_images}
     assert len(mnist.holdout(1).test_labels) == 1

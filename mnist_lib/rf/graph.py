@@ -162,7 +162,8 @@ class _ShapeProp(ShapeProp):
         return super().run_node(n)
 
 
-def record_shapes(gm: fx.GraphModule, model: nn.Module, input_size: tuple[int, ...]) -> None:
+def record_shapes(gm: fx.GraphModule, model: nn.Module,
+                  input_size: tuple[int, ...]) -> None:
     """Run the graph once on zeros (eval mode) to record every node's shape."""
     device, dtype = device_dtype(model)
     x = torch.zeros(1, *input_size, device=device, dtype=dtype)

@@ -198,7 +198,8 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
         widths = [e - b for b, e in zip(starts, ends)]
         steps = [b2 - b1 for b1, b2 in zip(starts, starts[1:])]
         even = len(set(widths)) == 1 and len(set(steps)) == 1 and steps[0] > 0
-        kernels.append(tuple(sorted(set(widths))) if len(set(widths)) > 1 else widths[0])
+        kernels.append(tuple(sorted(set(widths))) if len(set(widths)) > 1
+                       else widths[0])
         axes.append(Axis(o, max(steps) * ax.j, ax.r + (max(widths) - 1) * ax.j,
                          ax.start + (widths[0] - 1) / 2 * ax.j,
                          uneven=None if even else ax, glob=ax.glob))

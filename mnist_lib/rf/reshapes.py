@@ -148,7 +148,8 @@ def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
         first = sl.start or 0
         first = min(max(first + ax.n if first < 0 else first, 0), ax.n)
         # Units keep their RF (and stay global, or unevenly spaced, if they were).
-        return replace(ax, n=n_out, j=ax.j * (sl.step or 1), start=ax.start + first * ax.j)
+        return replace(ax, n=n_out, j=ax.j * (sl.step or 1),
+                       start=ax.start + first * ax.j)
 
     return lambda s: replace(s, h=cut(s.h, h_cut, h_out), w=cut(s.w, w_cut, w_out))
 
