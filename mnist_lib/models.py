@@ -8,7 +8,7 @@ graph. After a global average pooling each unit sees the whole map: "global".
 
 The first layer of every model is a stride-2 convolution: on a CPU, work at
 the full 28x28 resolution is the costliest part of a step (the book's
-"Reproducibility" chapter times it), and MNIST digits need no 1-pixel detail.
+"Engineering notes" time it), and MNIST digits need no 1-pixel detail.
 
 `save_checkpoint` and `load_checkpoint` write and read a trained model with
 what prediction needs; `load_checkpoint` gives a `Classifier`, which takes raw
