@@ -63,6 +63,13 @@ def entry(seconds: float, other_cores: float | None) -> dict:
     }
 
 
+def merge(builds: list[dict], new: dict) -> list[dict]:
+    """`builds` with `new` in place of any earlier build on the same CPU, at the
+    same precision, idle or busy alike; sorted by those three."""
+    key = lambda b: (b["cpu"], b["precision"], b["busy"])
+    return sorted([b for b in builds if key(b) != key(new)] + [new], key=key)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/record_build.py")
     p.add_argument("--file", type=Path, default=ROOT / "results/book_builds.json")
@@ -82,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
              max(0.0, (busy1 - busy0 - own.ru_utime - own.ru_stime) / seconds))
     new = entry(seconds, other)
     builds = json.loads(args.file.read_text()) if args.file.exists() else []
-    key = lambda b: (b["cpu"], b["precision"], b["busy"])
-    builds = sorted([b for b in builds if key(b) != key(new)] + [new], key=key)
-    atomic_write_json(args.file, builds)
+    atomic_write_json(args.file, merge(builds, new))
     print(f"recorded in {args.file.name}: {new['cpu']}, {new['precision']}, "
           f"{new['seconds']} s, other work {new['other_cores']} cores")
     return 0
