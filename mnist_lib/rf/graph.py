@@ -21,7 +21,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .axis import RFError, declarations, node_shape
+from .axis import RFError, declarations, node_shape, op_label
 from ..utils import eval_mode
 
 
@@ -183,18 +183,14 @@ def record_shapes(gm: fx.GraphModule, model: nn.Module,
         shape = node_shape(node)
         if shape is not None and 0 in shape:
             raise RFError(
-                f"{_who(gm, node)} leaves an empty tensor, shape {shape}, from a "
+                f"{_who(node)} leaves an empty tensor, shape {shape}, from a "
                 f"(1, {', '.join(map(str, input_size))}) input.\n"
                 "Fix: give a larger input, or cut less of the map.")
 
 
-def _who(gm: fx.GraphModule, node: fx.Node | None) -> str:
-    """A node as a reader knows it: "block1.0.0 (Conv2d)", or its graph name."""
-    if node is None:
-        return "an op"
-    if node.op == "call_module":
-        return f"{node.target} ({type(gm.get_submodule(node.target)).__name__})"
-    return repr(node.name)
+def _who(node: fx.Node | None) -> str:
+    """A node as every error names it (`axis.op_label`), or "an op"."""
+    return "an op" if node is None else op_label(node)
 
 
 def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
@@ -203,6 +199,6 @@ def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
     said = textwrap.fill(f"{type(cause).__name__}: {cause}", 77,
                          initial_indent="  ", subsequent_indent="  ")
     return RFError(
-        f"{_who(gm, node)} raised on a (1, {shape}) input (below).\n"
+        f"{_who(node)} raised on a (1, {shape}) input (below).\n"
         "Fix: give the size the model expects, (C, H, W) (CLI: --input C,H,W).\n"
         f"{said}")

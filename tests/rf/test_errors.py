@@ -413,8 +413,10 @@ def test_input_size_takes_any_sequence_of_ints():
 
 
 @pytest.mark.parametrize("size, where, cause", [
-    ((3, 28, 28), "block1.0.0 (Conv2d) raised", "to have 1 channels, but got 3"),
-    ((1, 8, 8), "block1.2.0 (Conv2d) raised", "Kernel size can't be greater"),
+    ((3, 28, 28), "module 'block1.0.0' (Conv2d) raised",
+     "to have 1 channels, but got 3"),
+    ((1, 8, 8), "module 'block1.2.0' (Conv2d) raised",
+     "Kernel size can't be greater"),
 ])
 def test_wrong_input_size_names_the_layer_the_cause_and_the_fix(size, where, cause,
                                                                 capsys):
@@ -490,7 +492,7 @@ REFUSALS = {
     "wrong declaration": (_refuse(UpsampleNet, custom={nn.Upsample: POINTWISE}),
                           "module '1' (Upsample)"),
     "wrong input size": (_refuse(MODELS["Model_4"], (3, 28, 28)),
-                         "block1.0.0 (Conv2d)"),
+                         "module 'block1.0.0' (Conv2d)"),
     "a class": (lambda: receptive_field(MODELS["Model_4"], (1, 28, 28)),
                 "Model_4 is a class"),
     "a batch shape": (_refuse(MODELS["Model_4"], (1, 1, 28, 28)), "input_size"),

@@ -79,7 +79,7 @@ def test_a_slice_or_crop_that_leaves_nothing_is_named():
     reported as one unit, and a crop of a whole map as a window that does not
     fit; torch leaves an empty tensor for both."""
     corner = Row(lambda x: x[:, :, 1:, 1:])
-    with pytest.raises(RFError, match=r"'getitem' leaves an empty tensor, shape "
+    with pytest.raises(RFError, match=r"operation 'getitem' leaves an empty tensor, shape "
                                       r"\(1, 1, 0, 0\)"):
         receptive_field(corner, (1, 1, 1))
     with pytest.raises(RFError, match="leaves an empty tensor"):
