@@ -18,9 +18,10 @@ from typing import Any, Callable
 
 from .config import TrainConfig, config_differences, model_differences, recipe
 from .data import MNIST
+from .hardware import environment
 from .seeds import run_seeds, summary_line, t_critical
 from .target import TARGET
-from .utils import atomic_write_json
+from .utils import atomic_write_json, best_device
 
 # The base of the study, and the earlier step whose choices stand in for
 # Step 3's where one is taken out.
@@ -88,7 +89,10 @@ def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
     record: dict[str, Any] = {"base": BASE, "seeds": list(seeds),
                               "target": asdict(TARGET), "variants": []}
     if resume and out is not None and Path(out).exists():
-        record = resumable(json.loads(Path(out).read_text()), seeds)
+        # The machine is checked before any training, not after an arm's runs.
+        cfg = replace(recipe(BASE), **overrides)
+        here = environment(best_device(cfg.device), cfg.precision)
+        record = resumable(json.loads(Path(out).read_text()), seeds, here)
         done = {a["name"] for a in record["variants"]}
         arms = [a for a in arms if a.name not in done]
         report(f"resuming {out}: {len(done)} arm(s) kept, {len(arms)} to run")
@@ -98,12 +102,7 @@ def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
                                               else f", without {arm.removed}"))
         summary = run_seeds(arm.model, data.holdout() if arm.holdout else data,
                             seeds, config=arm.config, progress=False, **overrides)
-        env = summary.pop("env")
-        if record.get("env", env) | {"date": None} != env | {"date": None}:
-            raise ValueError(f"{out} was recorded on {record['env']}, this run is on "
-                             f"{env}: one study, one machine. Fix: resume it there, "
-                             "or start a new file")
-        record["env"] = env
+        record["env"] = summary.pop("env")  # one machine: checked above on resume
         record["variants"].append({"name": arm.name, "removed": arm.removed,
                                    "judged_on": "validation" if arm.holdout
                                    else "test", **summary})
@@ -177,10 +176,20 @@ def stale_arms(record: dict[str, Any]) -> dict[str, list[str]]:
     return stale
 
 
-def resumable(record: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """`record` (read from a file) if a study with `seeds` can go on from it:
-    the same seeds, and every arm still trained as the study would train it
-    today; else a ValueError that says what differs and the fix."""
+def resumable(record: dict[str, Any], seeds: list[int], env: dict[str, Any]
+              ) -> dict[str, Any]:
+    """`record` (read from a file) if a study with `seeds` on the machine `env`
+    describes (`hardware.environment`) can go on from it: the same machine
+    (the date aside), the same seeds, and every arm still trained as the study
+    would train it today; else a ValueError that says what differs and the fix."""
+    then = record.get("env", env)
+    if differ := sorted(k for k in then.keys() | env.keys()
+                        if k != "date" and then.get(k) != env.get(k)):
+        raise ValueError("the record was made on another machine ("
+                         + ", ".join(f"{k}: {then.get(k)} there, {env.get(k)} here"
+                                     for k in differ)
+                         + "): one study, one machine. Fix: resume it there, or "
+                         "start a new file")
     if record.get("seeds") != list(seeds):
         raise ValueError(f"the record holds seeds {record.get('seeds')}, not {seeds}. "
                          "Fix: resume with the same --seeds, or start a new file")

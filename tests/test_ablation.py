@@ -115,6 +115,15 @@ def test_record_is_written_arm_by_arm_and_a_resume_runs_only_the_rest(
     assert again["variants"][:2] == json.loads(json.dumps(first["variants"]))
     with pytest.raises(ValueError, match=r"holds seeds \[0\], not \[0, 1\]"):
         ablation.run_ablation(mnist, [0, 1], out, resume=True, report=lines.append)
+    # Another machine is refused before anything trains or is written.
+    saved = json.loads(out.read_text())
+    out.write_text(json.dumps(saved | {"env": saved["env"] | {"cpu": "Other CPU"}}))
+    before = len(written)
+    with pytest.raises(ValueError, match="another machine .cpu: Other CPU there, "
+                                         ".* here.*Fix: resume it there"):
+        ablation.run_ablation(mnist, [0], out, resume=True, report=lines.append,
+                              **quick)
+    assert len(written) == before
 
 
 @pytest.mark.parametrize("argv, message", [
