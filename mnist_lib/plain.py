@@ -18,13 +18,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Sampler, TensorDataset
 
+from .config import TrainConfig
 from .data import MNIST, normalize, pixel_stats, to_float
 
 
-def loaders(data: MNIST, batch_size: int, seed: int = 0
+def loaders(data: MNIST, batch_size: int, seed: int = 0,
+            test_batch_size: int = TrainConfig.eval_batch_size
             ) -> tuple[DataLoader, DataLoader]:
     """DataLoaders of standardised images (the training set's mean and std)
-    and labels; the training one shuffles with a generator seeded by `seed`."""
+    and labels; the training one shuffles with a generator seeded by `seed`,
+    the test one takes `test_batch_size` images a batch, as `fit` evaluates."""
     mean, std = pixel_stats(data.train_images)
     train_set = TensorDataset(normalize(to_float(data.train_images), mean, std),
                               data.train_labels)
@@ -37,8 +40,9 @@ def loaders(data: MNIST, batch_size: int, seed: int = 0
     # CPU that took minutes an epoch.)
     return (DataLoader(train_set, sampler=BatchSampler(shuffle, batch_size, False),
                        batch_size=None),
-            DataLoader(test_set, sampler=BatchSampler(range(len(test_set)), 500,
-                                                      False), batch_size=None))
+            DataLoader(test_set, sampler=BatchSampler(range(len(test_set)),
+                                                      test_batch_size, False),
+                       batch_size=None))
 
 
 class Shuffle(Sampler[int]):
