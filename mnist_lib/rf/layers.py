@@ -44,63 +44,63 @@ def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spat
                  ) -> Callable[[Spatial], Spatial]:
     declared = declared_as(mod, custom)
     spec = custom[declared] if declared is not None else None
+    op = module_label(row)
     if spec == POINTWISE or (spec is None and isinstance(mod, POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s
     if isinstance(spec, Window):
-        return window_rule(row, spec.kernel, spec.stride, spec.padding, spec.dilation)
+        return window_rule(row, op, spec.kernel, spec.stride, spec.padding,
+                           spec.dilation)
     if spec is not None:
         name = type(mod).__name__
         raise RFError(f"custom declares {name} as {spec!r}, neither 'pointwise' nor "
                       f"a Window.\nFix: declare it as one of these:\n"
                       + declarations(name))
     if isinstance(mod, nn.Conv2d):
-        return _conv_rule(row, mod.kernel_size, mod.stride, mod.padding, mod.dilation)
+        return _conv_rule(row, op, mod.kernel_size, mod.stride, mod.padding,
+                          mod.dilation)
     if isinstance(mod, nn.ConvTranspose2d) and as_pair(mod.stride) == (1, 1):
-        return _transposed_rule(row, mod.kernel_size, mod.padding,
+        return _transposed_rule(row, op, mod.kernel_size, mod.padding,
                                 mod.output_padding, mod.dilation)
     if isinstance(mod, nn.PixelUnshuffle):
-        return window_rule(row, mod.downscale_factor, mod.downscale_factor, 0, 1)
+        return window_rule(row, op, mod.downscale_factor, mod.downscale_factor, 0, 1)
     if isinstance(mod, nn.MaxPool2d):
-        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
-                            mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
+        return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
+                           mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
     if isinstance(mod, nn.AvgPool2d):
-        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
-                            mod.padding, 1, ceil_mode=mod.ceil_mode)
+        return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
+                           mod.padding, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, nn.LPPool2d):  # an average pool of x**p, without padding
-        return window_rule(row, mod.kernel_size, mod.stride or mod.kernel_size,
-                            0, 1, ceil_mode=mod.ceil_mode)
+        return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
+                           0, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-        return lambda s: adaptive_rule(s, mod.output_size, row)
+        return lambda s: adaptive_rule(s, mod.output_size, row, op)
     if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
                         nn.ReplicationPad2d, nn.CircularPad2d)):
         left, right, top, bottom = mod.padding
         row.padding = agreed((top, bottom), (left, right))
         row.kernel, row.stride = 1, 1
-        op = label(row)
         return lambda s: Spatial(s.h.window(1, 1, top, bottom, op=op),
                                  s.w.window(1, 1, left, right, op=op), s.flat)
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return linear_rule(state, row)
-    name = type(mod).__name__
-    raise UnsupportedOpError(declare_hint(f"module {row.name!r} ({name})", name))
+    raise UnsupportedOpError(declare_hint(op, type(mod).__name__))
 
 
-def label(row: RFRow) -> str:
-    """An op as an error names it while its rule is made: "'block1.0'
-    (Conv2d)", a module and its class, or "'max_pool2d_1' (max_pool2d)", a
-    graph node and its op."""
-    return f"{row.name!r} ({row.kind})"
+def module_label(row: RFRow) -> str:
+    """A module as an error names it, "module 'block1.0' (Conv2d)": the same
+    words as `axis.op_label` gives its graph node."""
+    return f"module {row.name!r} ({row.kind})"
 
 
-def window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
-                 pad_hi=None) -> Callable[[Spatial], Spatial]:
+def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation,
+                ceil_mode=False, pad_hi=None) -> Callable[[Spatial], Spatial]:
+    """A sliding window (a conv, a pooling); `op` names it in errors."""
     k, s, p, d = as_pair(kernel), as_pair(stride), as_pair(padding), as_pair(dilation)
     p_hi = as_pair(pad_hi) if pad_hi is not None else p
     row.kernel, row.stride, row.dilation = agreed(*k), agreed(*s), agreed(*d)
     row.padding = agreed(*p) if p == p_hi else (p, p_hi)
-    op = label(row)
 
     def rule(st: Spatial) -> Spatial:
         if st.flat:
@@ -111,7 +111,7 @@ def window_rule(row: RFRow, kernel, stride, padding, dilation, ceil_mode=False,
     return rule
 
 
-def _conv_rule(row: RFRow, kernel, stride, padding, dilation
+def _conv_rule(row: RFRow, op: str, kernel, stride, padding, dilation
                ) -> Callable[[Spatial], Spatial]:
     """A convolution's window; `padding` may also be 'same' or 'valid'."""
     if padding == "valid":
@@ -120,12 +120,12 @@ def _conv_rule(row: RFRow, kernel, stride, padding, dilation
         k_eff = [d * (k - 1) + 1 for k, d in zip(as_pair(kernel), as_pair(dilation))]
         total = [ke - 1 for ke in k_eff]
         # PyTorch pads the extra pixel of an even total on the far side.
-        return window_rule(row, kernel, stride, [t // 2 for t in total], dilation,
-                            pad_hi=[t - t // 2 for t in total])
-    return window_rule(row, kernel, stride, padding, dilation)
+        return window_rule(row, op, kernel, stride, [t // 2 for t in total],
+                           dilation, pad_hi=[t - t // 2 for t in total])
+    return window_rule(row, op, kernel, stride, padding, dilation)
 
 
-def _transposed_rule(row: RFRow, kernel, padding, output_padding, dilation
+def _transposed_rule(row: RFRow, op: str, kernel, padding, output_padding, dilation
                      ) -> Callable[[Spatial], Spatial]:
     """A transposed convolution of stride 1: the convolution it equals, whose
     padding is d * (k - 1) - p on each side, plus output_padding on the far
@@ -133,7 +133,7 @@ def _transposed_rule(row: RFRow, kernel, padding, output_padding, dilation
     which no window describes: `field._refuse_upsampling`.)"""
     k, p, extra, d = (as_pair(v) for v in (kernel, padding, output_padding, dilation))
     lo = [di * (ki - 1) - pi for ki, pi, di in zip(k, p, d)]
-    return window_rule(row, k, 1, lo, d, pad_hi=[a + b for a, b in zip(lo, extra)])
+    return window_rule(row, op, k, 1, lo, d, pad_hi=[a + b for a, b in zip(lo, extra)])
 
 
 def _computed(settings: list[Any]) -> bool:
@@ -164,17 +164,18 @@ def functional_conv(node: fx.Node, row: RFRow, transposed: bool = False
     row.params = sum(math.prod(node_shape(t) or ()) for t in (weight, bias)
                      if isinstance(t, fx.Node))
     if not transposed:
-        return _conv_rule(row, shape[2:], *settings)
+        return _conv_rule(row, op_label(node), shape[2:], *settings)
     if as_pair(stride) != (1, 1):  # field._refuse_upsampling says why, if it enlarges
         raise UnsupportedOpError(f"{op_label(node)} is a transposed convolution of "
                                  f"stride {stride}, which no window describes.\n"
                                  "Fix: give the calculator the part before it.")
-    return _transposed_rule(row, shape[2:], *settings[1:])
+    return _transposed_rule(row, op_label(node), shape[2:], *settings[1:])
 
 
-def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
+def adaptive_rule(st: Spatial, size: Any, row: RFRow, op: str) -> Spatial:
     """Adaptive pooling to `size`: global when it is 1; a window of n/size when
-    that divides the map; else PyTorch's real windows, unevenly spaced."""
+    that divides the map; else PyTorch's real windows, unevenly spaced. `op`
+    names it in errors."""
     size = as_pair(size) if size is not None else (None, None)
     axes = []
     kernels = []
@@ -186,7 +187,7 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow) -> Spatial:
             continue
         n = int(ax.n)
         if n % o == 0:  # an ordinary window: kernel and stride n / o
-            axes.append(ax.window(n // o, n // o, 0, 0, op=label(row)))
+            axes.append(ax.window(n // o, n // o, 0, 0, op=op))
             kernels.append(n // o)
             continue
         # PyTorch's window i covers [floor(i*n/o), ceil((i+1)*n/o)). Where the
@@ -329,5 +330,6 @@ def functional_pool(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:
         raise RFError(f"{op_label(node)} pools with a window computed at run time.\n"
                       "Fix: give it as numbers, or pool the whole map with "
                       "F.adaptive_avg_pool2d(x, 1).")
-    return window_rule(row, k, args.get("stride") or k, args.get("padding", 0),
-                        args.get("dilation", 1), args.get("ceil_mode", False))
+    return window_rule(row, op_label(node), k, args.get("stride") or k,
+                       args.get("padding", 0), args.get("dilation", 1),
+                       args.get("ceil_mode", False))

@@ -21,15 +21,16 @@ def softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
     """F.softmax / F.log_softmax / x.softmax(dim): see `softmax_over`."""
     dim = node_arg(node, "dim", 1)
-    return softmax_over(dim, node_shape(node.all_input_nodes[0]), row, state)
+    return softmax_over(dim, node_shape(node.all_input_nodes[0]), row, state,
+                        op_label(node))
 
 
 def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
-                  state: Spatial) -> Callable[[Spatial], Spatial]:
+                  state: Spatial, op: str) -> Callable[[Spatial], Spatial]:
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
     unit would see its whole column or row and yet keep its place: no jump and
-    start describe that, so it is refused."""
+    start describe that, so it is refused, naming `op`."""
     if shape is None or dim is None or not on_positions(state, dim, len(shape)):
         return lambda s: s
     if state.flat:
@@ -42,7 +43,7 @@ def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
     # jump and start describe that.
     axis = "height" if height else "width"
     raise RFError(
-        f"{row.name!r} ({row.kind}) takes a softmax over the {axis} of a map.\n"
+        f"{op} takes a softmax over the {axis} of a map.\n"
         "Fix: over all positions, flatten them first, x.flatten(2); over channels, "
         "dim=1.")
 

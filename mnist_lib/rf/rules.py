@@ -109,7 +109,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
             return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
                 and type(mod) not in custom:
-            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, states[inputs[0]])
+            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, states[inputs[0]],
+                                op_label(node))
             return rule, row
         return module_rule(mod, row, custom, states[inputs[0]]), row
     kind = op_kind(node)
@@ -161,14 +162,15 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
         # Each r x r block becomes one position's channels: a window r, stride r.
         factor = node_arg(node, "downscale_factor", 1)
         row.spatial = True
-        return window_rule(row, factor, factor, 0, 1), row
+        return window_rule(row, op_label(node), factor, factor, 0, 1), row
     if node.op == "call_function" and target is F.pad:
         return pad_rule(node, row), row
     if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
                                                  F.adaptive_max_pool2d):
         size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
         row.spatial = True
-        return (lambda s: adaptive_rule(s, size, row)), row
+        op = op_label(node)
+        return (lambda s: adaptive_rule(s, size, row, op)), row
     if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
             or (node.op == "call_method" and target in _REDUCE_METHODS):
         return reduce_rule(node, inputs[0], row), row

@@ -121,8 +121,8 @@ def test_uneven_adaptive_pooling_reports_its_largest_rf_and_no_jump():
     assert max(_support(Uneven(), 14)) == row.r_out == 3 + (3 - 1) * 1
     assert row.j_out == "uneven" and row.kernel == (2, 3)
     assert all(float(row.r_out).is_integer() for row in table.rows)
-    with pytest.raises(RFError, match=r"^'then' \(Conv2d\) slides a 3-px window over "
-                                      "unevenly spaced units"):
+    with pytest.raises(RFError, match=r"^module 'then' \(Conv2d\) slides a 3-px "
+                                      "window over unevenly spaced units"):
         receptive_field(Uneven(then_conv=True), (1, 14, 14))
 
 
