@@ -61,6 +61,7 @@ def test_glue_without_myst_nb_shows_only_what_it_is_asked_to(monkeypatch):
     from mnist_lib import book
 
     shown = []
+    monkeypatch.setattr(book, "GLUED", {})  # this test's values only
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: import fails
     monkeypatch.setattr("IPython.display.display", shown.append)
     assert book.glue("a", torch.tensor(0.5)) is None and shown == []

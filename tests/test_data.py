@@ -193,7 +193,7 @@ def test_internet_probe_gives_up_after_its_timeout(monkeypatch):
     monkeypatch.setattr(D.socket, "create_connection", unanswered)
     start = time.monotonic()
     assert D._internet_reachable(timeout=0.2) is False
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 2.5  # well before the 3 s hang ends
     # A network that answers: the probe closes the connection it gets.
     monkeypatch.setattr(D.socket, "create_connection", lambda *a, **k: io.BytesIO())
     assert D._internet_reachable(timeout=0.2) is True

@@ -22,18 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_seed_runner_summary(small, capsys):
-    summary = seeds.run_seeds("Model_2", small, [0, 1], epochs=1, device="cpu",
+    summary = seeds.run_seeds("Model_2", small, [0, 1, 2], epochs=1, device="cpu",
                               n_train=1000, n_test=500)
-    assert [s["seed"] for s in summary["seeds"]] == [0, 1]
+    assert [s["seed"] for s in summary["seeds"]] == [0, 1, 2]
     finals = [s["final"] for s in summary["seeds"]]
     assert summary["final_min"] == min(finals)
-    assert summary["final_mean"] == pytest.approx(sum(finals) / 2)
-    assert finals[0] != finals[1]  # different seeds, different runs
+    assert summary["final_mean"] == pytest.approx(sum(finals) / 3)
+    # Different seeds, different runs (three: two could tie on 500 digits).
+    assert len(set(finals)) > 1
     assert summary["passed"] == 0  # one epoch on 1,000 images cannot pass
     assert model_differences(summary, "Model_2") == []  # it names what it trained
     assert summary["target"] == asdict(TARGET)  # the rule its passes were judged by
     text = seeds.report(summary)
-    assert "rule held for 0/2 seeds" in text and "FAIL" in text
+    assert "rule held for 0/3 seeds" in text and "FAIL" in text
     assert "in each of the last 3 of at most 15 epochs, < 8,000 parameters\n" in text
     # Another target is judged, recorded and reported as itself.
     easy = Target(accuracy=10.0, last=1)

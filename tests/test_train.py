@@ -134,7 +134,8 @@ def test_ema_model_is_the_one_tested_and_returned(small):
     assert 100.0 * correct / 1000 == hist.epochs[-1].test_acc
     # Same seed and data: only the averaging differs, and it changes the weights.
     assert hist.column("train_loss") == plain.column("train_loss")
-    assert hist.column("test_acc") != plain.column("test_acc")
+    # The test loss, not the accuracy: whole digits out of 1,000 can tie.
+    assert hist.column("test_loss") != plain.column("test_loss")
 
 
 
