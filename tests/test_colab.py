@@ -67,8 +67,8 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.setenv("MNIST_BOOK_QUICK", "1")
     monkeypatch.setenv("MNIST_PROGRESS", "static")
-    # One thread, as the book build runs: two spin-wait for a core that other
-    # work on the machine holds (scripts/build_book.sh says how much slower).
+    # One thread, as the book build runs: two threads would spin-wait for a
+    # core that other work holds (scripts/build_book.sh says how much slower).
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # Colab downloads MNIST from the internet; here it comes from the checkout.
     monkeypatch.setenv("MNIST_DATA", str(ROOT / "data"))

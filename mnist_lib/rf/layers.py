@@ -40,11 +40,12 @@ def declared_as(mod: nn.Module | None, custom: dict[type, Any]) -> type | None:
     return next((k for k in custom if isinstance(mod, k)), None)
 
 
-def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spatial
-                 ) -> Callable[[Spatial], Spatial]:
+def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
+                state: Spatial) -> Callable[[Spatial], Spatial]:
+    """The rule for a module's op (`op` names it in errors): a declaration in
+    `custom` first, then the layers PyTorch ships; an unknown module is refused."""
     declared = declared_as(mod, custom)
     spec = custom[declared] if declared is not None else None
-    op = module_label(row)
     if spec == POINTWISE or (spec is None and isinstance(mod, POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s
@@ -86,12 +87,6 @@ def module_rule(mod: nn.Module, row: RFRow, custom: dict[type, Any], state: Spat
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return linear_rule(state, row)
     raise UnsupportedOpError(declare_hint(op, type(mod).__name__))
-
-
-def module_label(row: RFRow) -> str:
-    """A module as an error names it, "module 'block1.0' (Conv2d)": the same
-    words as `axis.op_label` gives its graph node."""
-    return f"module {row.name!r} ({row.kind})"
 
 
 def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation,

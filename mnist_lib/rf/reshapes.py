@@ -21,12 +21,12 @@ def softmax_rule(node: fx.Node, row: RFRow, state: Spatial
                   ) -> Callable[[Spatial], Spatial]:
     """F.softmax / F.log_softmax / x.softmax(dim): see `softmax_over`."""
     dim = node_arg(node, "dim", 1)
-    return softmax_over(dim, node_shape(node.all_input_nodes[0]), row, state,
-                        op_label(node))
+    return softmax_over(dim, node_shape(node.all_input_nodes[0]), row,
+                        op_label(node), state)
 
 
 def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
-                  state: Spatial, op: str) -> Callable[[Spatial], Spatial]:
+                 op: str, state: Spatial) -> Callable[[Spatial], Spatial]:
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
     unit would see its whole column or row and yet keep its place: no jump and

@@ -109,10 +109,10 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
             return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
                 and type(mod) not in custom:
-            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, states[inputs[0]],
-                                op_label(node))
+            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, op_label(node),
+                                states[inputs[0]])
             return rule, row
-        return module_rule(mod, row, custom, states[inputs[0]]), row
+        return module_rule(mod, row, op_label(node), custom, states[inputs[0]]), row
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
     target = node.target

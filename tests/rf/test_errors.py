@@ -502,6 +502,9 @@ REFUSALS = {
                 "module 'block' (WithNone)"),
     "uneven units": (_refuse(Uneven(then_conv=True), (1, 14, 14)),
                      "module 'then' (Conv2d)"),
+    "window on uneven units, functional": (
+        _refuse(Pooled(lambda x: F.max_pool2d(F.adaptive_avg_pool2d(x, 7), 2)),
+                (1, 14, 14)), "operation 'max_pool2d'"),
     "moving reshape": (_refuse(Pooled(lambda x: x.view(x.size(0), 4, 32, 2)),
                                (1, 10, 10)), "operation 'view'"),
     "dropped axis": (_refuse(Row(lambda x: x[:, :, 0]), (1, 8, 8)),
