@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 from .config import TrainConfig
 from .target import TARGET, Target
@@ -79,11 +79,7 @@ def pass_rate_lower_bound(passed: int, n: int, confidence: float = 0.95) -> floa
         return sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k)
                    for k in range(passed, n + 1))
 
-    lo, hi = 0.0, 1.0
-    for _ in range(50):  # bisection: at_least grows with p
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if at_least(mid) < 1 - confidence else (lo, mid)
-    return (lo + hi) / 2
+    return _crossing(at_least, 1 - confidence, 0.0, 1.0)  # at_least grows with p
 
 
 def t_critical(df: int, confidence: float = 0.95) -> float:
@@ -113,9 +109,16 @@ def t_critical(df: int, confidence: float = 0.95) -> float:
     lo, hi = 0.0, 1.0
     while mass(hi) < confidence / 2:  # bracket the quantile
         lo, hi = hi, 2 * hi
+    return _crossing(mass, confidence / 2, lo, hi)
+
+
+def _crossing(f: Callable[[float], float], level: float, lo: float, hi: float
+              ) -> float:
+    """The x in [lo, hi] where the increasing `f` reaches `level`, by
+    bisection: 50 halvings leave the bracket 1e-15 of its width."""
     for _ in range(50):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if mass(mid) < confidence / 2 else (lo, mid)
+        lo, hi = (mid, hi) if f(mid) < level else (lo, mid)
     return (lo + hi) / 2
 
 

@@ -99,25 +99,26 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
           ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
     """Return (state transform, partly filled row) for one graph node; `union`
     is `receptive_field`'s misaligned="union" (`layers.merge_rule`)."""
+    op = op_label(node)  # how an error names this node
     if node.op == "call_module":
         mod = modules[node.target]
         if isinstance(mod, ATTENTION_MODULES):
-            raise attention_error(op_label(node))
+            raise attention_error(op)
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
         if isinstance(mod, nn.Flatten) and type(mod) not in custom:
             return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
                 and type(mod) not in custom:
-            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, op_label(node),
+            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, op,
                                 states[inputs[0]])
             return rule, row
-        return module_rule(mod, row, op_label(node), custom, states[inputs[0]]), row
+        return module_rule(mod, row, op, custom, states[inputs[0]]), row
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
     if target in ATTENTION_FUNCTIONS:
-        raise attention_error(op_label(node))
+        raise attention_error(op)
 
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
     # maxout; of one map it is a reduction (with a dim it returns indices too:
@@ -162,18 +163,17 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
         # Each r x r block becomes one position's channels: a window r, stride r.
         factor = node_arg(node, "downscale_factor", 1)
         row.spatial = True
-        return window_rule(row, op_label(node), factor, factor, 0, 1), row
+        return window_rule(row, op, factor, factor, 0, 1), row
     if node.op == "call_function" and target is F.pad:
         return pad_rule(node, row), row
     if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
                                                  F.adaptive_max_pool2d):
         size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
         row.spatial = True
-        op = op_label(node)
         return (lambda s: adaptive_rule(s, size, row, op)), row
     if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
             or (node.op == "call_method" and target in _REDUCE_METHODS):
         return reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
         return linear_rule(states[inputs[0]], row), row
-    raise UnsupportedOpError(declare_hint(op_label(node)))
+    raise UnsupportedOpError(declare_hint(op))
