@@ -77,16 +77,23 @@ def test_an_unknown_variant_is_named(small):
                               report=lambda _: None)
 
 
-def test_summary_needs_the_full_recipe_and_compares_only_like_with_like():
-    def arm(name, judged_on):
-        return {"name": name, "removed": "x", "judged_on": judged_on, "passed": 1,
-                "n_seeds": 2, "seeds": [{"seed": i, "last": [99.0 + i] * 3,
-                                         "seconds": 1.0} for i in range(2)]}
+def recorded_arm(name: str, lasts: list[list[float]], passed: int,
+                 judged_on: str = "test") -> dict:
+    """An arm as a study records it: seed i's last accuracies are lasts[i],
+    its run took 10 + i seconds."""
+    return {"name": name, "removed": "x", "judged_on": judged_on, "passed": passed,
+            "n_seeds": len(lasts),
+            "seeds": [{"seed": i, "last": last, "seconds": 10.0 + i}
+                      for i, last in enumerate(lasts)]}
 
+
+def test_summary_needs_the_full_recipe_and_compares_only_like_with_like():
+    lasts = [[99.0] * 3, [100.0] * 3]
     with pytest.raises(ValueError, match="no 'full recipe' arm.*--variant"):
-        ablation.summarise({"variants": [arm("no augmentation", "test")]})
-    rows = ablation.summarise({"variants": [arm("full recipe", "test"),
-                                            arm(ablation.VALIDATION, "validation")]})
+        ablation.summarise({"variants": [recorded_arm("no augmentation", lasts, 1)]})
+    rows = ablation.summarise({"variants": [
+        recorded_arm("full recipe", lasts, 1),
+        recorded_arm(ablation.VALIDATION, lasts, 1, judged_on="validation")]})
     assert math.isnan(rows[1]["delta"]) and math.isnan(rows[1]["delta_ci"])
 
 
@@ -143,17 +150,11 @@ def test_cli_refuses_bad_arguments(argv, message, capsys, tmp_path):
 
 
 def test_summary_pairs_each_arm_with_the_full_recipe_seed_by_seed():
-    def arm(name, lasts, passed):
-        return {"name": name, "removed": "x", "judged_on": "test", "passed": passed,
-                "n_seeds": len(lasts),
-                "seeds": [{"seed": i, "last": last, "seconds": 10.0 + i}
-                          for i, last in enumerate(lasts)]}
-
     full = [[99.5, 99.5, 99.5], [99.3, 99.4, 99.5], [99.6, 99.6, 99.6]]
     # Each seed exactly 0.1, 0.2, 0.3 below the full recipe's same seed.
     worse = [[a - d for a in last] for last, d in zip(full, (0.1, 0.2, 0.3))]
-    rows = ablation.summarise({"variants": [arm("full recipe", full, 3),
-                                            arm("no thing", worse, 1)]})
+    rows = ablation.summarise({"variants": [recorded_arm("full recipe", full, 3),
+                                            recorded_arm("no thing", worse, 1)]})
     base, other = rows
     assert base["last_mean"] == pytest.approx((99.5 + 99.4 + 99.6) / 3)
     assert base["std"] == pytest.approx(0.1)

@@ -19,26 +19,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("*.md"))
 
 
 # ------------------------------------------------------------ Colab twins
-def _twins():
-    """scripts/twins.py, the generator of the .ipynb twins, as a module."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("twins", ROOT / "scripts/twins.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_ipynb_twin_is_generated_from_the_chapter(md):
     twin = md.with_suffix(".ipynb")
     assert twin.exists(), f"{twin.name} missing: run `make sync`"
-    assert twin.read_text() == _twins().twin(md), \
+    assert twin.read_text() == load_script("twins").twin(md), \
         f"{twin.name} differs from what {md.name} gives: run `make sync`"
 
 
@@ -61,7 +53,7 @@ def test_twin_markdown_has_no_myst_left(md):
 
 
 def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
-    twins = _twins()
+    twins = load_script("twins")
     (tmp_path / "a.md").write_text(
         "---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
         "  name: python3\n---\n\n# A\n\n(lab)=\n## Where\n\n"
@@ -98,7 +90,7 @@ def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
 def test_twin_folds_the_cells_the_site_hides_and_keeps_the_install_cell(md):
     import nbformat
 
-    twins = _twins()
+    twins = load_script("twins")
     nb = nbformat.reads(md.with_suffix(".ipynb").read_text(), as_version=4)
     for cell in nb.cells:
         tags = cell.metadata.get("tags", [])
@@ -110,7 +102,7 @@ def test_twin_folds_the_cells_the_site_hides_and_keeps_the_install_cell(md):
 
 
 def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
-    twins = _twins()
+    twins = load_script("twins")
     head = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n" \
            "  name: python3\n---\n\n"
     import nbformat
@@ -132,7 +124,7 @@ def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
 
 
 def test_twins_fold_a_dropdown_and_give_each_exercise_its_own_cell(tmp_path):
-    twins = _twins()
+    twins = load_script("twins")
     (tmp_path / "a.md").write_text(
         "---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
         "  name: python3\n---\n\n## Exercises\n\n"

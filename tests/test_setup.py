@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -124,12 +126,7 @@ def test_a_green_full_build_is_recorded_with_its_cpu_and_load(tmp_path):
 def test_a_build_replaces_the_one_on_the_same_cpu_precision_and_load():
     # Whether a build counts as busy depends on what else ran meanwhile, which
     # a test cannot fix: the merge is checked on entries made here.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("record_build",
-                                                  ROOT / "scripts/record_build.py")
-    rb = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rb)
+    rb = load_script("record_build")
     old = {"cpu": "B", "precision": "fp32", "busy": False, "seconds": 9}
     other = [{"cpu": "A", "precision": "fp32", "busy": False, "seconds": 1},
              {"cpu": "B", "precision": "fp32", "busy": True, "seconds": 2},
