@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts import load_script
+from tests.support import load_script, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("*.md"))
@@ -52,11 +52,15 @@ def test_twin_markdown_has_no_myst_left(md):
             assert target.startswith("https://"), f"{md.name}: link to {target!r}"
 
 
+# The front matter of a chapter, for the twins' tests.
+FRONT = ("---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
+         "  name: python3\n---\n\n")
+
+
 def test_twins_convert_myst_and_refuse_what_they_do_not_know(tmp_path):
     twins = load_script("twins")
     (tmp_path / "a.md").write_text(
-        "---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
-        "  name: python3\n---\n\n# A\n\n(lab)=\n## Where\n\n"
+        FRONT + "# A\n\n(lab)=\n## Where\n\n"
         "```{admonition} Result\n:class: tip\n- n: {glue:text}`n`\n```\n\n"
         "See {ref}`lab` and [b](b.md), {glue:text}`b.md::x:s`.\n\n"
         "```{code-cell} ipython3\nfrom mnist_lib import book\n```\n")
@@ -103,8 +107,6 @@ def test_twin_folds_the_cells_the_site_hides_and_keeps_the_install_cell(md):
 
 def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
     twins = load_script("twins")
-    head = "---\nkernelspec:\n  display_name: Python 3\n  language: python\n" \
-           "  name: python3\n---\n\n"
     import nbformat
 
     # A four-backtick block holds a three-backtick one: cut at its own end.
@@ -114,7 +116,7 @@ def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
         twins.Converter(tmp_path / "a.md", {}).markdown("```python\nnever closed")
     # Headings behind a glued block that waits for `book` wait with it.
     (tmp_path / "b.md").write_text(
-        head + "# A\n\nValue {glue:text}`v`.\n\n## B\n\nMore {glue:text}`w`.\n\n"
+        FRONT + "# A\n\nValue {glue:text}`v`.\n\n## B\n\nMore {glue:text}`w`.\n\n"
         "```{code-cell} ipython3\nfrom mnist_lib import book\n```\n")
     nb = nbformat.reads(twins.twin(tmp_path / "b.md"), as_version=4)
     firsts = [c.source.splitlines()[0] for c in nb.cells]
@@ -126,8 +128,7 @@ def test_twins_find_each_fence_s_own_end_and_keep_the_order(tmp_path):
 def test_twins_fold_a_dropdown_and_give_each_exercise_its_own_cell(tmp_path):
     twins = load_script("twins")
     (tmp_path / "a.md").write_text(
-        "---\nkernelspec:\n  display_name: Python 3\n  language: python\n"
-        "  name: python3\n---\n\n## Exercises\n\n"
+        FRONT + "## Exercises\n\n"
         "````{admonition} Exercise 1: x\nRun:\n\n```python\nprint(1)\n```\n````\n\n"
         "```{admonition} Solution\n:class: dropdown\nIt prints 1.\n```\n\n"
         "```{code-cell} ipython3\nx = 1\n```\n")
@@ -410,18 +411,13 @@ def site():
 def browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        why = ("Chromium not found: `apt-get install chromium` (Debian; "
-               "scripts/ci_system_deps.sh tries it) enables the browser test")
-        if os.environ.get("CI"):  # CI must not go green without looking at the site
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable("Chromium not found: `apt-get install chromium` (Debian; "
+                    "scripts/ci_system_deps.sh tries it) enables the browser test")
     try:
         from playwright import sync_api
     except ImportError:
-        why = "playwright is missing: `pip install -r requirements.txt` installs it"
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
+        unavailable("playwright is missing: `pip install -r requirements.txt` "
+                    "installs it")
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -1,0 +1,31 @@
+"""What several test files share: loading a script as a module, and the rule
+for a service a machine may lack."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/`name`.py as a module (its main() is not run). The scripts are
+    programs, not a package: a test that calls their functions loads the file."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def unavailable(why: str) -> NoReturn:
+    """Skip a test that this machine lacks a service for (Chromium, PyPI), but
+    fail it under CI, which has them: a green CI run has run every test."""
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
