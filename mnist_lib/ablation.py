@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from .config import TrainConfig, config_differences, model_differences, recipe
 from .data import MNIST
-from .hardware import environment
-from .seeds import run_seeds, summary_line, t_critical
+from .hardware import environment, machine_differences
+from .seeds import last_means, paired_difference, run_seeds, summary_line
 from .target import TARGET
 from .utils import atomic_write_json, best_device
 
@@ -125,23 +125,19 @@ def summarise(record: dict[str, Any], confidence: float = 0.95
     its `confidence` interval (`delta_ci`: t_critical(n - 1) * delta_se). An
     arm judged on other images than the full recipe (the validation arm) has
     no delta: its accuracies are not comparable seed by seed."""
-    def last_mean(arm: dict) -> dict[int, float]:
-        return {s["seed"]: statistics.fmean(s["last"]) for s in arm["seeds"]}
-
     full_arm = next((a for a in record["variants"] if a["name"] == "full recipe"),
                     None)
     if full_arm is None:
         raise ValueError("the record has no 'full recipe' arm to compare the others "
                          "with. Fix: run ablate with --variant 'full recipe' too "
                          "(--resume keeps the arms already recorded)")
-    full = last_mean(full_arm)
+    full = last_means(full_arm["seeds"])
     rows = []
     for arm in record["variants"]:
-        mine = last_mean(arm)
-        diffs = ([mine[seed] - full[seed] for seed in mine if seed in full]
-                 if arm["judged_on"] == full_arm["judged_on"] else [])
-        n = len(diffs)
-        se = statistics.stdev(diffs) / math.sqrt(n) if n > 1 else math.nan
+        mine = last_means(arm["seeds"])
+        comparable = arm["judged_on"] == full_arm["judged_on"]
+        delta, se, ci, _ = (paired_difference(mine, full, confidence) if comparable
+                            else (math.nan,) * 3 + (0,))
         rows.append({
             "name": arm["name"], "removed": arm["removed"],
             "judged_on": arm["judged_on"],
@@ -150,9 +146,7 @@ def summarise(record: dict[str, Any], confidence: float = 0.95
             "spread": statistics.fmean(max(s["last"]) - min(s["last"])
                                        for s in arm["seeds"]),
             "passed": arm["passed"], "n_seeds": arm["n_seeds"],
-            "delta": statistics.fmean(diffs) if n else math.nan,
-            "delta_se": se,
-            "delta_ci": t_critical(n - 1, confidence) * se if n > 1 else math.nan,
+            "delta": delta, "delta_se": se, "delta_ci": ci,
             "seconds": statistics.fmean(s["seconds"] for s in arm["seeds"]),
         })
     return rows
@@ -182,14 +176,10 @@ def resumable(record: dict[str, Any], seeds: list[int], env: dict[str, Any]
     describes (`hardware.environment`) can go on from it: the same machine
     (the date aside), the same seeds, and every arm still trained as the study
     would train it today; else a ValueError that says what differs and the fix."""
-    then = record.get("env", env)
-    if differ := sorted(k for k in then.keys() | env.keys()
-                        if k != "date" and then.get(k) != env.get(k)):
+    if differ := machine_differences(record.get("env", env), env):
         raise ValueError("the record was made on another machine ("
-                         + ", ".join(f"{k}: {then.get(k)} there, {env.get(k)} here"
-                                     for k in differ)
-                         + "): one study, one machine. Fix: resume it there, or "
-                         "start a new file")
+                         + ", ".join(differ) + "): one study, one machine. Fix: "
+                         "resume it there, or start a new file")
     if record.get("seeds") != list(seeds):
         raise ValueError(f"the record holds seeds {record.get('seeds')}, not {seeds}. "
                          "Fix: resume with the same --seeds, or start a new file")

@@ -26,9 +26,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 import torch.nn as nn
 
-from . import ablation, bench, seeds
+from . import ablation, bench, ladder, seeds
 from .config import (OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe,
                      recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -229,6 +230,47 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- ladder
+def ladder_cmd(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(
+        prog=prog, description="The design ladder: from Model_1's recipe to the "
+        "final one, one change a rung, every rung with the same seeds.")
+    p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (default 10)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1, as the book build trains)")
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
+    p.add_argument("--out", help="write the record as JSON to this file, after "
+                                 "each run")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --out and train the others")
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error(f"--seeds must be >= 1, got {args.seeds}")
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if args.out and (why := unwritable(args.out)):
+        p.error(f"--out: {why}")
+    if args.resume and not (args.out and Path(args.out).exists()):
+        p.error("--resume needs an existing --out file to go on from")
+    if args.out and Path(args.out).exists() and not args.resume:
+        p.error(f"--out {args.out} exists: add --resume to keep its runs and train "
+                "the rest, or choose another file (nothing is overwritten)")
+    torch.set_num_threads(args.threads)  # before any work: the record names it
+    mnist = load_mnist(args.data)
+    command = f"python -m mnist_lib ladder --seeds {args.seeds} --threads " \
+              f"{args.threads} --out {args.out or '-'}"
+    try:
+        record = ladder.run_ladder(mnist, list(range(args.seeds)), args.out,
+                                   resume=args.resume, command=command)
+    except (DivergenceError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(ladder.table(ladder.summarise(record)))
+    if args.out:
+        print(f"saved {args.out}")
+    return 0
+
+
 # -------------------------------------------------------------------- bench
 def bench_cmd(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog,
@@ -385,6 +427,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "train": (train, "train one of the book's models"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
     "ablate": (ablate_cmd, "Step 3's ablation study over seeds"),
+    "ladder": (ladder_cmd, "the design ladder: one change a rung, over seeds"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),
 }

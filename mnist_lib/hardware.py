@@ -77,3 +77,32 @@ def describe_hardware(env: dict[str, Any]) -> str:
         return env["gpu"]
     n = env["cpu_threads"]
     return f"{env.get('cpu', env['processor'])}, {n} thread{'' if n == 1 else 's'}"
+
+
+def machine_differences(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two `environment`s, the date aside, each as
+    "key: X there, Y here"; empty when they describe the same machine and
+    software. A study that resumes must run where it started: on another CPU,
+    thread count or precision the same seed is a new draw."""
+    keys = sorted(k for k in then.keys() | now.keys()
+                  if k != "date" and then.get(k) != now.get(k))
+    return [f"{k}: {then.get(k)} there, {now.get(k)} here" for k in keys]
+
+
+def source_commit() -> str | None:
+    """The git commit of the library's checkout, with "+changes" when its
+    files differ from it; None outside a git checkout (a pip install)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):  # no git here
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.strip() else "")

@@ -74,6 +74,52 @@ class Model_1(nn.Module):
         return F.log_softmax(x.flatten(1), dim=-1)
 
 
+class Model_1_BN(nn.Module):
+    """A rung of Step 2's ladder (`mnist_lib.ladder`): Model_1 with BatchNorm
+    after each 3x3 convolution, and nothing else changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 16, stride=2, padding=1),     # 14x14x16, RF 3, j 2
+            conv_block(16, 16),                         # 12x12x16, RF 7
+            conv_block(16, 16),                         # 10x10x16, RF 11
+        )
+        self.block2 = nn.Sequential(
+            conv_block(16, 16),                         # 8x8x16, RF 15
+        )
+        self.output = nn.Conv2d(16, 10, kernel_size=8)  # 1x1x10, RF 29
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.block1(x)))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_1_GAP(nn.Module):
+    """A rung of Step 2's ladder (`mnist_lib.ladder`): Model_1_BN whose 8x8
+    output convolution gives way to global average pooling and a 1x1
+    convolution, and nothing else changed: under 8,000 parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 16, stride=2, padding=1),     # 14x14x16, RF 3, j 2
+            conv_block(16, 16),                         # 12x12x16, RF 7
+            conv_block(16, 16),                         # 10x10x16, RF 11
+        )
+        self.block2 = nn.Sequential(
+            conv_block(16, 16),                         # 8x8x16, RF 15
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.block1(x)))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
 class Model_2(nn.Module):
     """Step 2, lighter + BatchNorm + GAP: under 8,000 parameters.
 
@@ -213,13 +259,20 @@ MODELS: dict[str, type[nn.Module]] = {
     "Model_4": Model_4, "Model_5": Model_5,
 }
 FINAL_MODEL = "Model_4"
+# Nets that are only rungs of Step 2's ladder (`mnist_lib.ladder`), between
+# Model_1 and Model_2: trained by the ladder, not by a chapter.
+RUNG_MODELS: dict[str, type[nn.Module]] = {
+    "Model_1_BN": Model_1_BN, "Model_1_GAP": Model_1_GAP,
+}
 
 
 def get_model(name: str) -> nn.Module:
-    """Build a model by its book name, e.g. `get_model("Model_4")`."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name]()
+    """Build a model by its book name, e.g. `get_model("Model_4")` (or a
+    ladder rung's, `RUNG_MODELS`)."""
+    known = MODELS | RUNG_MODELS
+    if name not in known:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(known)}")
+    return known[name]()
 
 
 # What, besides its type and weights' shapes, makes one layer differ from another.

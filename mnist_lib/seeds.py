@@ -17,7 +17,25 @@ from typing import Any, Callable
 
 from .config import TrainConfig
 from .target import TARGET, Target
+from .history import History
 from .train import run
+
+
+def seed_result(model: str, data, seed: int, target: Target = TARGET,
+                config: TrainConfig | None = None, **overrides
+                ) -> tuple[dict[str, Any], History]:
+    """Train `model` once with `seed` (its recipe, or `config`, with any
+    `overrides`); return what a study records of the run, and its History."""
+    _, hist = run(model, data, config, seed=seed, progress=False, **overrides)
+    return {
+        "seed": seed,
+        "last": hist.last_test_acc(target.last),
+        "best": hist.best_test_acc,
+        "final": hist.epochs[-1].test_acc,
+        "passed": hist.meets_target(target),
+        "seconds": hist.total_seconds,
+        "test_acc": hist.column("test_acc"),
+    }, hist
 
 
 def run_seeds(model: str, data, seeds: list[int], target: Target = TARGET,
@@ -28,16 +46,8 @@ def run_seeds(model: str, data, seeds: list[int], target: Target = TARGET,
     meets `target` (`History.meets_target`)."""
     per_seed = []
     for seed in seeds:
-        _, hist = run(model, data, config, seed=seed, progress=False, **overrides)
-        per_seed.append({
-            "seed": seed,
-            "last": hist.last_test_acc(target.last),
-            "best": hist.best_test_acc,
-            "final": hist.epochs[-1].test_acc,
-            "passed": hist.meets_target(target),
-            "seconds": hist.total_seconds,
-            "test_acc": hist.column("test_acc"),
-        })
+        result, hist = seed_result(model, data, seed, target, config, **overrides)
+        per_seed.append(result)
         if progress:
             print(_row(per_seed[-1]), flush=True)
     finals = [s["final"] for s in per_seed]
@@ -56,6 +66,41 @@ def run_seeds(model: str, data, seeds: list[int], target: Target = TARGET,
         "config": hist.config | {"seed": seeds},
         "env": hist.env,
     }
+
+
+def last_means(runs: list[dict[str, Any]]) -> dict[int, float]:
+    """Each recorded run's mean test accuracy over the last epochs the target
+    judges (its `last`), by seed: the number the studies compare."""
+    return {r["seed"]: statistics.fmean(r["last"]) for r in runs}
+
+
+def paired_difference(after: dict[int, float], before: dict[int, float],
+                      confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """`after` minus `before`, paired by seed (the seeds both have): the mean
+    difference, its standard error (the differences' standard deviation over
+    the square root of their number), the half-width of its `confidence`
+    interval (t_critical(n - 1) x SE) and n. With fewer than two pairs there
+    is no interval: NaN."""
+    diffs = [after[seed] - before[seed] for seed in after if seed in before]
+    n = len(diffs)
+    if n < 2:
+        return (statistics.fmean(diffs) if n else math.nan), math.nan, math.nan, n
+    se = statistics.stdev(diffs) / math.sqrt(n)
+    return statistics.fmean(diffs), se, t_critical(n - 1, confidence) * se, n
+
+
+def pass_change_p(after: dict[int, bool], before: dict[int, bool]) -> float:
+    """How likely a split of passes at least this lopsided is by chance, if
+    the change made no difference to whether a seed passes: McNemar's exact
+    test, two-sided, on the seeds both have. Only the seeds whose verdict
+    changed count (b passed only after, c only before); with no effect each
+    is a coin toss, so min(b, c) or fewer of b + c is binomial(b + c, 1/2).
+    1.0 when no verdict changed."""
+    b = sum(after[s] and not before[s] for s in after if s in before)
+    c = sum(before[s] and not after[s] for s in after if s in before)
+    m = b + c
+    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
 
 
 HEADER = f"{'seed':>4}  {'last-3 test accuracy (%)':<26} {'best':>6} {'final':>6}  rule"

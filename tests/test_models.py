@@ -8,12 +8,16 @@ import re
 import pytest
 import torch
 
-from mnist_lib.models import FINAL_MODEL, MODELS, count_parameters, get_model
+from mnist_lib.models import (FINAL_MODEL, MODELS, RUNG_MODELS, count_parameters,
+                              get_model)
 from mnist_lib.rf import receptive_field
 from mnist_lib.summary import summary
 
+# The book's models and the nets that are only rungs of its ladder.
+EVERY = MODELS | RUNG_MODELS
 
-@pytest.mark.parametrize("name", list(MODELS))
+
+@pytest.mark.parametrize("name", list(EVERY))
 @pytest.mark.parametrize("batch", [1, 7])
 def test_output_is_log_probabilities(name, batch):
     model = get_model(name).eval()
@@ -22,7 +26,7 @@ def test_output_is_log_probabilities(name, batch):
     assert torch.allclose(out.exp().sum(1), torch.ones(batch), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_parameter_count_agrees_with_torchsummary(name):
     model = get_model(name)
     text = summary(model)
@@ -55,13 +59,13 @@ def test_unknown_model_names_choices():
 _SHAPE = re.compile(r"# (\d+)x(\d+)x(\d+)(?:, RF (\d+|global))?(?:, j (\d+))?$")
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(EVERY))
 def test_shape_comments_agree_with_the_rf_calculator(name):
     # The book shows each model's source, and readers learn from its comments:
     # every stated size, RF and jump must be what receptive_field computes.
-    said = [m.groups() for line in inspect.getsource(MODELS[name]).splitlines()
+    said = [m.groups() for line in inspect.getsource(EVERY[name]).splitlines()
             if (m := _SHAPE.search(line))]
-    table = receptive_field(MODELS[name](), (1, 28, 28))
+    table = receptive_field(EVERY[name](), (1, 28, 28))
     rows = [r for r in table.layers()
             if r.kind in ("Conv2d", "MaxPool2d", "AdaptiveAvgPool2d")]
     assert len(said) == len(rows) > 0, [r.name for r in rows]
