@@ -87,8 +87,12 @@ def rungs() -> list[Rung]:
 
 
 # ------------------------------------------------------------------ running
+def _say(line: str) -> None:
+    print(line, flush=True)  # a study runs for hours, often into a log file
+
+
 def run_ladder(data: MNIST, seeds: list[int], out: str | Path | None = None,
-               report: Callable[[str], None] = print, resume: bool = False,
+               report: Callable[[str], None] = _say, resume: bool = False,
                command: str = "", **overrides: Any) -> dict[str, Any]:
     """Train every rung with each seed, seed by seed (all rungs with the first
     seed, then all with the next), so that an interrupted study has the same

@@ -35,6 +35,11 @@ def seed_result(model: str, data, seed: int, target: Target = TARGET,
         "passed": hist.meets_target(target),
         "seconds": hist.total_seconds,
         "test_acc": hist.column("test_acc"),
+        # Per epoch too, for what a chapter says about the run's course: the
+        # running averages of the training epoch (in train mode) and the loss
+        # on the test set.
+        "train_acc": hist.column("train_acc"),
+        "test_loss": hist.column("test_loss"),
     }, hist
 
 
