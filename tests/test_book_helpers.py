@@ -45,16 +45,40 @@ def test_features_name_the_augmentation_and_its_clean_last_epochs():
 
 
 # ------------------------------------------------------------ claims and glue
-def test_claim_fails_the_full_build_and_only_reports_in_quick_mode(monkeypatch, capsys):
+def test_claim_fails_the_build_and_only_notes_a_learners_run(monkeypatch, capsys):
     from mnist_lib import book
 
     monkeypatch.setattr(book, "QUICK", False)
+    monkeypatch.setattr(book, "BUILD", True)
     assert book.claim(1 < 2, "holds") is None  # a cell ending in it shows nothing
-    with pytest.raises(AssertionError, match="claim no longer holds: overfits"):
-        book.claim(False, "overfits")
+    with pytest.raises(AssertionError, match=r"claim no longer holds: overfits "
+                                             r"\(gap -0.10\)"):
+        book.claim(False, "overfits", "gap -0.10")
+    # A learner's run (Colab, Jupyter): a note with the numbers, and it goes on.
+    monkeypatch.setattr(book, "BUILD", False)
+    assert book.claim(False, "overfits", "gap -0.10") is None
+    out = capsys.readouterr().out
+    assert out.startswith("Note: the text says “overfits”, but this run does not "
+                          "bear it out (gap -0.10).")
+    assert all(w in out for w in ("seed", "device", "precision", "threads",
+                                  "goes on"))
+    book.claim(False, "the record credits it", live=False)
+    assert "but the record does not bear it out. The recorded" in \
+        capsys.readouterr().out
+    book.claim(True, "holds")
+    assert capsys.readouterr().out == ""
+
+
+def test_quick_mode_reports_a_live_claim_and_checks_a_recorded_one(monkeypatch,
+                                                                   capsys):
+    from mnist_lib import book
+
     monkeypatch.setattr(book, "QUICK", True)
-    book.claim(False, "overfits")  # reported, not raised
+    monkeypatch.setattr(book, "BUILD", True)
+    book.claim(False, "overfits")  # about a one-epoch toy run: reported only
     assert "[quick mode: not checked] overfits: False" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="claim no longer holds: it helps"):
+        book.claim(False, "it helps", live=False)
 
 
 def test_glue_without_myst_nb_shows_only_what_it_is_asked_to(monkeypatch):
