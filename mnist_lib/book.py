@@ -16,6 +16,7 @@ learner's run it prints a note and the chapter goes on.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import urllib.request
@@ -278,6 +279,46 @@ def glue_result(key: str, hist: History, model: nn.Module | None = None,
         for name, text in features(model, hist).items():
             glue(f"{key}_{name}", text)
     return result
+
+
+def load_ladder() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The design ladder's record (`results/ladder.json`) and its summary rows
+    (`ladder.summarise`) by rung name. The record must be today's ladder:
+    every rung trained as `ladder.rungs()` trains it, every seed on every
+    rung, each pass the book's target's verdict (a claim on the record)."""
+    from dataclasses import asdict
+
+    from . import ladder
+
+    record = load_record("ladder")
+    stale = ladder.stale_rungs(record)
+    claim(not stale, "the ladder record holds today's rungs", str(stale), live=False)
+    complete = all(sorted(s["seed"] for s in r["seeds"]) == record["seeds"]
+                   for r in record["rungs"])
+    claim(complete and record["target"] == asdict(TARGET),
+          "every rung ran every seed and was judged by the book's target", live=False)
+    claim(all(s["passed"] == TARGET.met_by(s["test_acc"], r["params"])
+              for r in record["rungs"] for s in r["seeds"]),
+          "each recorded pass is the target's verdict", live=False)
+    return record, {row["name"]: row for row in ladder.summarise(record)}
+
+
+def glue_rung(key: str, row: dict[str, Any]) -> None:
+    """Glue one summarised rung (`load_ladder`) for its Result and Analysis:
+    `<key>_result` (mean, std, passes over the seeds), `<key>_verdict` (the
+    difference to the rung before, by the ladder's rule), `<key>_mean`,
+    `<key>_passed`, `<key>_delta`."""
+    from . import ladder
+
+    glue(f"{key}_mean", f"{row['last_mean']:.2f}%")
+    glue(f"{key}_passed", f"{row['passed']} of {row['n_seeds']}")
+    glue(f"{key}_result", (
+        f"mean of the last {TARGET.last} epochs {row['last_mean']:.2f}% "
+        f"(std {row['std']:.2f} across {row['n_seeds']} seeds); "
+        f"{row['passed']} of {row['n_seeds']} seeds meet the rule"))
+    if not math.isnan(row["delta"]):
+        glue(f"{key}_delta", f"{row['delta']:+.2f} points")
+        glue(f"{key}_verdict", ladder.verdict(row))
 
 
 def source(obj: Any):

@@ -101,6 +101,42 @@ class TrainConfig:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
 
 
+def describe(cfg: TrainConfig) -> str:
+    """What a recipe trains with, in words, one idea a line: the fields that
+    matter for learning (epochs, batch, optimizer, learning rate, weight
+    decay, augmentation, weight average), not where or how verbosely."""
+    opt = {"sgd": f"SGD with momentum {cfg.momentum:g}", "adam": "Adam",
+           "adamw": "AdamW"}[cfg.optimizer]
+    lines = [f"{cfg.epochs} epochs, {cfg.batch_size} images a step, {opt}"]
+    if cfg.scheduler == "onecycle":
+        lines.append(f"one-cycle learning rate, peak {cfg.lr:g} "
+                     f"(warm-up: {100 * cfg.pct_start:g}% of the steps)")
+    else:
+        lines.append(f"constant learning rate {cfg.lr:g}")
+    lines.append(f"weight decay {cfg.weight_decay:g}" if cfg.weight_decay
+                 else "no weight decay")
+    warps = []
+    if cfg.rotation:
+        warps.append(f"rotate up to ±{cfg.rotation:g}°")
+    if cfg.translate:
+        warps.append(f"shift up to ±{100 * cfg.translate:g}%")
+    if tuple(cfg.scale) != (1.0, 1.0):
+        warps.append(f"zoom {100 * cfg.scale[0]:g}–{100 * cfg.scale[1]:g}%")
+    clean = augmented_epochs(cfg.epochs, cfg.clean_epochs)
+    if warps and clean:
+        last = (f", none in the last {cfg.clean_epochs} epochs" if cfg.clean_epochs
+                else "")
+        lines.append("augmentation: " + ", ".join(warps) + last)
+    else:
+        lines.append("no augmentation")
+    if cfg.ema:
+        lines.append(f"tested: an average of the weights (EMA {cfg.ema:g})")
+    if cfg.bn_recompute:
+        lines.append(f"tested with BatchNorm statistics measured again on "
+                     f"{cfg.bn_recompute:,} images")
+    return "\n".join(lines)
+
+
 def augmented_epochs(epochs: int, clean_epochs: int) -> int:
     """How many epochs, from the first, train on warped digits: all but the last
     `clean_epochs` (none if clean_epochs >= epochs). Epoch k (from 1) is clean

@@ -254,6 +254,28 @@ def _points(x: float) -> str:
     return "0.000" if abs(x) < 0.0005 else f"{x:+.3f}"
 
 
+def to_frame(rows: list[dict[str, Any]]):
+    """The summary as a pandas DataFrame, one row a rung, for a chapter: the
+    change, mean and std of the last 3 epochs (%), passes, and the difference
+    to the rung before with its 95% interval, as text that reads as printed."""
+    import pandas as pd  # only a chapter's table needs it
+
+    def interval(r: dict[str, Any]) -> str:
+        if math.isnan(r["delta_ci"]):
+            return "—"
+        return f"{_points(r['delta'])} ({_points(r['delta'] - r['delta_ci'])} to " \
+               f"{_points(r['delta'] + r['delta_ci'])})"
+
+    return pd.DataFrame({
+        "rung": [r["name"] for r in rows],
+        "mean (%)": [f"{r['last_mean']:.2f}" for r in rows],
+        "std": ["—" if math.isnan(r["std"]) else f"{r['std']:.2f}" for r in rows],
+        "passed": [f"{r['passed']}/{r['n_seeds']}" for r in rows],
+        "Δ vs rung before (95% interval)": [interval(r) for r in rows],
+        "effect": [r["effect"] for r in rows],
+    }).set_index("rung")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The summary as text: one line a rung."""
     lines = [f"{'rung':<20} {'mean':>7} {'std':>6} {'passed':>7} "

@@ -90,3 +90,21 @@ def test_recorded_cpu_runs_used_the_current_model_and_recipe(name, model):
     diff = recipe_differences(record, model) + model_differences(record, model)
     assert diff == [], f"results/{name}.json differs from {model} now in {diff}: re-record it"
 
+
+
+def test_describe_says_what_a_recipe_trains_with_one_idea_a_line():
+    from mnist_lib.config import describe
+
+    plain = describe(recipe("Model_1")).splitlines()
+    assert plain == ["15 epochs, 128 images a step, SGD with momentum 0.9",
+                     "constant learning rate 0.01", "no weight decay",
+                     "no augmentation"]
+    final = describe(recipe("Model_4", clean_epochs=15))
+    assert "no augmentation" in final, "every epoch clean: nothing is warped"
+    cfg = recipe("Model_1", scheduler="onecycle", lr=0.2, rotation=7.0,
+                 clean_epochs=3, weight_decay=5e-4, optimizer="adamw")
+    lines = describe(cfg).splitlines()
+    assert lines[0].endswith("AdamW") and "peak 0.2" in lines[1]
+    assert lines[2] == "weight decay 0.0005"
+    assert lines[3] == "augmentation: rotate up to ±7°, none in the last 3 epochs"
+    assert all(len(line) <= 76 for line in describe(recipe("Model_4")).splitlines())
