@@ -124,9 +124,9 @@ def describe(cfg: TrainConfig) -> str:
         warps.append(f"zoom {100 * cfg.scale[0]:g}–{100 * cfg.scale[1]:g}%")
     clean = augmented_epochs(cfg.epochs, cfg.clean_epochs)
     if warps and clean:
-        last = (f", none in the last {cfg.clean_epochs} epochs" if cfg.clean_epochs
-                else "")
-        lines.append("augmentation: " + ", ".join(warps) + last)
+        lines.append("augmentation: " + ", ".join(warps))
+        if cfg.clean_epochs:
+            lines.append(f"no augmentation in the last {cfg.clean_epochs} epochs")
     else:
         lines.append("no augmentation")
     if cfg.ema:

@@ -106,5 +106,6 @@ def test_describe_says_what_a_recipe_trains_with_one_idea_a_line():
     lines = describe(cfg).splitlines()
     assert lines[0].endswith("AdamW") and "peak 0.2" in lines[1]
     assert lines[2] == "weight decay 0.0005"
-    assert lines[3] == "augmentation: rotate up to ±7°, none in the last 3 epochs"
+    assert lines[3:] == ["augmentation: rotate up to ±7°",
+                         "no augmentation in the last 3 epochs"]
     assert all(len(line) <= 76 for line in describe(recipe("Model_4")).splitlines())
