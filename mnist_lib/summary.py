@@ -24,3 +24,23 @@ def summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) ->
     with contextlib.redirect_stdout(buf):
         _torchsummary(clone, tuple(input_size), device="cpu")
     return buf.getvalue().rstrip("\n")
+
+
+def layers_text(model: nn.Module) -> str:
+    """A model's layers in one line, e.g. "3×3/2 10, 3×3 16, max-pool, 1×1 10,
+    GAP, 1×1 10": each convolution as kernel (/stride where it is not 1) and
+    its output channels, each pooling by its kind; BatchNorm, activations and
+    dropout left out. For a table that compares models."""
+    parts = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s = m.kernel_size, m.stride
+            size = f"{k[0]}×{k[1]}" + (f"/{s[0]}" if s != (1, 1) else "")
+            parts.append(f"{size} {m.out_channels}")
+        elif isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            parts.append("GAP" if m.output_size in (1, (1, 1)) else "adaptive pool")
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            parts.append("max-pool" if isinstance(m, nn.MaxPool2d) else "avg-pool")
+        elif isinstance(m, nn.Linear):
+            parts.append(f"linear {m.out_features}")
+    return ", ".join(parts)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -50,20 +51,21 @@ urllib.request.urlopen = from_github
 '''
 
 
-@pytest.mark.book
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
+def execute_as_in_colab(notebook: Path, tmp_path: Path, monkeypatch,
+                        results: Path = ROOT / "results"):
+    """Run `notebook` as Colab would (see the module's docstring), its records
+    fetched from `results`; return the executed notebook and what it glued."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from mnist_lib import book
 
     site = tmp_path / "site"
-    site.mkdir()
+    site.mkdir(parents=True)
     (site / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE.format(
         owner_repo=book.REPOSITORY.removeprefix("https://github.com/"),
-        branch=book.BRANCH, results=str(ROOT / "results"))))
+        branch=book.BRANCH, results=str(results))))
     work = tmp_path / "content"  # Colab's working folder: no checkout around it
-    work.mkdir()
+    work.mkdir(parents=True)
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.setenv("MNIST_BOOK_QUICK", "1")
     monkeypatch.setenv("MNIST_PROGRESS", "static")
@@ -86,16 +88,22 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
     nbclient.NotebookClient(nb, timeout=1200, startup_timeout=300, iopub_timeout=60,
                             raise_on_iopub_timeout=True, kernel_name="python3",
                             resources={"metadata": {"path": str(work)}}).execute()
+    assert not any((work / name).exists() for name in ("results", "mnist_lib"))
+    return nb, json.loads(glued_file.read_text())
 
+
+@pytest.mark.book
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
+    nb, glued = execute_as_in_colab(notebook, tmp_path, monkeypatch)
     stderr = "".join(out.get("text", "") for cell in nb.cells
                      if cell.cell_type == "code" for out in cell.get("outputs", [])
                      if out.get("name") == "stderr")
-    loads = "load_record(" in notebook.with_suffix(".md").read_text()
+    source = notebook.with_suffix(".md").read_text()
+    loads = "load_record(" in source or "load_ladder(" in source
     # The chapters that read recorded results fetched them, and only they did.
     assert ("[fake GitHub]" in stderr) == loads, stderr[-2000:]
-    assert not any((work / name).exists() for name in ("results", "mnist_lib"))
 
-    glued = json.loads(glued_file.read_text())
     shows = [cell for cell in nb.cells if cell.cell_type == "code"
              and "book.show(" in cell.source]
     if notebook.stem.startswith("step"):
@@ -110,3 +118,31 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
             value = glued[name]
             text = str(value) if spec in ("", "s") else format(value, spec)
             assert text in shown, f"{name} = {text!r} is not in {shown[:300]!r}"
+
+
+@pytest.mark.book
+def test_a_claim_the_record_no_longer_supports_notes_in_colab_and_fails_the_build(
+        tmp_path, monkeypatch):
+    """Step 1 says that over the ladder's seeds Model_1 stays below 99.4%. With a
+    record patched to say otherwise, a learner's run prints a note naming the
+    claim and finishes; the book build (MNIST_BOOK_BUILD=1) fails on it."""
+    nbclient = pytest.importorskip("nbclient")
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    record = json.loads((results / "ladder.json").read_text())
+    for run in record["rungs"][0]["seeds"]:  # the baseline's last 3 epochs
+        run["last"] = [99.9, 99.9, 99.9]
+    (results / "ladder.json").write_text(json.dumps(record))
+    step1 = ROOT / "book" / "step1.ipynb"
+
+    nb, _ = execute_as_in_colab(step1, tmp_path / "colab", monkeypatch, results)
+    printed = "".join(out.get("text", "") for cell in nb.cells
+                      if cell.cell_type == "code" for out in cell.get("outputs", []))
+    assert "Note: the text says “over the seeds the mean stays below 99.4% and " \
+           "no seed passes”, but the record does not bear it out (99.90%" in printed
+    assert "The chapter goes on." in printed
+
+    monkeypatch.setenv("MNIST_BOOK_BUILD", "1")
+    with pytest.raises(nbclient.exceptions.CellExecutionError,
+                       match="claim no longer holds: over the seeds the mean"):
+        execute_as_in_colab(step1, tmp_path / "build", monkeypatch, results)
