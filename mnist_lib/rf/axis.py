@@ -54,12 +54,19 @@ class Axis:
     # whole map, so its RF is "global". `r` then stays the RF of the
     # convolutional path, as if the global operations were not there.
     glob: bool = False
+    # Every unit a copy of one global unit (a gate expanded over the map with
+    # expand_as): the units have no jump or centre of their own, and a merge
+    # spreads them as it spreads a 1x1 gate.
+    copies: bool = False
 
     def window(self, k: int, s: int, p_lo: int, p_hi: int, d: int = 1,
                ceil_mode: bool = False, op: str = "a window") -> "Axis":
         """Apply a sliding window (conv or pool) with padding p_lo/p_hi; `op`
         names it in an error (e.g. "'pool' (MaxPool2d)")."""
         k_eff = d * (k - 1) + 1
+        if self.copies:  # copies of one unit stay copies of it
+            n_out = (self.n + p_lo + p_hi - k_eff) // s + 1
+            return Axis(n_out, self.j, self.r, self.start, glob=True, copies=True)
         if self.uneven is not None:
             # Its units would have different RFs and no single jump.
             if (k_eff, s, p_lo, p_hi) != (1, 1, 0, 0):
@@ -84,8 +91,10 @@ class Axis:
         global operation. Its RF is "global", and `r` keeps the RF of the
         convolutional path: the r + (n - 1) * j pixels the map spans would
         only grow with the input. Over a map of one unit nothing is pooled."""
-        if self.n == 1 and self.uneven is None:
+        if self.n == 1 and self.uneven is None and not self.copies:
             return self
+        if self.copies:  # one global unit, copied: pooling them gives it back
+            return Axis(1, self.j, self.r, self.start, glob=True)
         # After an uneven adaptive pooling, the units cover the map it pooled.
         span = self.uneven or self
         return Axis(1, span.j * span.n, self.r, span.start + (span.n - 1) / 2 * span.j,
@@ -125,7 +134,9 @@ class Window:
 
     kernel: int | tuple[int, int]
     stride: int | tuple[int, int] = 1
-    padding: int | tuple[int, int] = 0
+    # Or "same": TensorFlow's, which pads the map so that n_out = ceil(n / s),
+    # the extra pixel of an odd total on the far side (timm's Conv2dSame).
+    padding: int | tuple[int, int] | str = 0
     dilation: int | tuple[int, int] = 1
 
 
@@ -146,23 +157,23 @@ def agreed(a: Any, b: Any) -> Any:
     return a if a == b else (a, b)
 
 
-def declarations(name: str) -> str:
-    """The two ways to declare module class `name` to receptive_field(...),
-    as the lines of code that follow a "Fix:" line."""
-    return (f"    custom={{{name}: 'pointwise'}}  # if it moves no pixel, else\n"
-            f"    custom={{{name}: Window(kernel, stride, padding, dilation)}}")
+def declarations(name: str, window: str = "kernel, stride, padding, dilation",
+                 pointwise: bool = True) -> str:
+    """The ways to declare module class `name` to receptive_field(...), as the
+    lines of code that follow a "Fix:" line: 'pointwise' (unless `pointwise`
+    is False: an op known to move pixels) and the Window, with `window`'s
+    arguments."""
+    line = f"    custom={{{name}: Window({window})}}"
+    if not pointwise:
+        return line
+    return f"    custom={{{name}: 'pointwise'}}  # if it moves no pixel, else\n{line}"
 
 
-def declare_fix(module: str | None = None, instead: str = "") -> str:
+def declare_fix(module: str | None = None) -> str:
     """The "Fix:" line and the declarations, for module class `module`; an op
-    that is not a module is first wrapped in one (YourModule). `instead`: for
-    such an op, a fix to offer before that one (e.g. "slice by constants")."""
-    if module:
-        fix = "Fix: declare it to receptive_field(...):"
-    elif instead:
-        fix = f"Fix: {instead}, or declare it wrapped in a module:"
-    else:
-        fix = "Fix: wrap it in an nn.Module (YourModule) and declare that:"
+    that is not a module is first wrapped in one (YourModule)."""
+    fix = ("Fix: declare it to receptive_field(...):" if module
+           else "Fix: wrap it in an nn.Module (YourModule) and declare that:")
     return f"{fix}\n{declarations(module or 'YourModule')}"
 
 

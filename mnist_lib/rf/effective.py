@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import warnings
 
-
 import torch
 import torch.nn as nn
 
 from ..utils import eval_mode
 from .axis import RFError, as_pair
-from .graph import check_model, device_dtype
+from .graph import check_model, device_dtype, unwrap
 from .table import RFRow
 
 
@@ -23,15 +22,25 @@ def unit_box(row: RFRow, i: int, k: int) -> tuple[float, float, float, float]:
 
 
 def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
-                 unit: tuple[int, int] | None = None) -> torch.Tensor:
+                 unit: tuple[int, int] | None = None, call: int | None = None
+                 ) -> torch.Tensor:
     """|d(unit) / d(input)|: the effective receptive field (Luo et al., 2016).
 
     image: (C, H, W). `layer` names a submodule (e.g. "block2.1"); the unit is
     the sum over channels at spatial position `unit` (default: the centre).
-    Returns an (H, W) map, normalised to a maximum of 1. Raises RFError for
-    an unknown layer, an image that is not (C, H, W) or a unit off the map.
+    call: for a module that runs more than once in a forward pass (a shared
+    `self.relu`), which run to measure, 1 for the first (in the table, the
+    row named `layer`; the later ones are `layer_2`, ...). Returns an (H, W)
+    map, normalised to a maximum of 1. Raises RFError for an unknown layer,
+    an image that is not a (C, H, W) tensor, a unit off the map or a call
+    that is not made.
     """
     check_model(model, ())
+    model = unwrap(model)
+    if not isinstance(image, torch.Tensor):
+        raise RFError(f"effective_rf: image is a {type(image).__name__}, not a "
+                      "tensor.\nFix: pass an image (C, H, W), e.g. "
+                      "data.test_images[0] or torch.rand(1, 28, 28), not its size.")
     modules = dict(model.named_modules())
     if layer not in modules:
         names = list(modules)[1:]
@@ -46,15 +55,14 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
         raise RFError(f"effective_rf: image has shape {tuple(image.shape)}, not "
                       "(C, H, W).\nFix: for a (1, C, H, W) batch pass image[0]; "
                       "for an (H, W) digit, image[None].")
-    grabbed = {}
-    handle = modules[layer].register_forward_hook(
-        lambda m, i, o: grabbed.__setitem__("out", o))
+    calls: list[torch.Tensor] = []
+    handle = modules[layer].register_forward_hook(lambda m, i, o: calls.append(o))
     try:
         with eval_mode(model):
             device, dtype = device_dtype(model)
             x = image.to(device, dtype).unsqueeze(0).requires_grad_(True)
             model(x)
-            out = grabbed["out"]
+            out = _the_call(calls, layer, call)
             if out.dim() == 4:
                 size = tuple(out.shape[2:])
                 i, k = unit if unit is not None else (size[0] // 2, size[1] // 2)
@@ -71,3 +79,21 @@ def effective_rf(model: nn.Module, image: torch.Tensor, layer: str,
         handle.remove()
     g = grad[0].abs().sum(0)
     return (g / g.max().clamp_min(1e-12)).cpu()
+
+
+def _the_call(calls: list[torch.Tensor], layer: str, call: int | None) -> torch.Tensor:
+    """The output of run `call` (1, 2, ...) of module `layer`, among the
+    outputs of its runs, `calls`; an RFError if that is ambiguous or not run."""
+    if not calls:
+        raise RFError(f"effective_rf: {layer!r} does not run in the forward pass.\n"
+                      "Fix: name a module that the model calls.")
+    if call is None and len(calls) > 1:
+        # The hook sees every run; the table names the first `layer`.
+        raise RFError(
+            f"effective_rf: {layer!r} runs {len(calls)} times in a forward pass.\n"
+            f"Fix: say which run to measure: call=1 (the first) to call={len(calls)}.")
+    k = 1 if call is None else call
+    if not 1 <= k <= len(calls):
+        raise RFError(f"effective_rf: call={call}, but {layer!r} runs "
+                      f"{len(calls)} time(s).\nFix: pick call=1 to {len(calls)}.")
+    return calls[k - 1]

@@ -44,9 +44,19 @@ every pixel through them. A transposed conv of stride 1 is the conv it
 equals (padding d * (k - 1) - p). An adaptive pooling whose windows are not
 evenly spaced (10 -> 7) gives its largest RF and "uneven" for the jump, and
 no window but a 1x1 may follow it. Attention (nn.MultiheadAttention,
-F.scaled_dot_product_attention) is refused by name: it mixes every position.
-An op that returns its tensor inside a tuple or dict is refused, never
-dropped. An op without a rule is refused with how to
+F.scaled_dot_product_attention, any op named so, as swin's windowed one) and
+a product of two tensors made from the input are refused: they mix every
+position. So is a Linear or matmul over the height or width of a map (each
+unit would see its whole row); over merged positions it is global. A weight
+or bias computed from the input (a dynamic conv) is global when it comes from
+a global pooling, else refused; one unit that is no global pooling is never
+spread over a map. An in-place merge (out.add_(identity)) counts for every
+later use of `out`. The output is what the model returns (the first tensor
+of a tuple or dict); the trunk and the headline are taken among the ops it is
+computed from, never a side branch. forward()'s arguments after the image
+keep their defaults (targets=None); torch.compile and DataParallel wrappers
+are looked through. An op that returns its tensor inside a tuple or dict is
+refused, never dropped. An op without a rule is refused with how to
 declare it (`custom=`), unless it enlarges the map: no declaration describes
 an upsampling, so that error says why and where to stop instead.
 
@@ -61,18 +71,19 @@ that `receptive_field` returns; `effective` the gradient-based effective RF.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Sequence
 
 import torch.fx as fx
 import torch.nn as nn
 
 from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, agreed,
-                   node_shape, op_label)
-from .graph import check_model, check_size, record_shapes, trace_graph
-from .layers import declared_as, spreads
+                   node_shape, op_kind, op_label)
+from .graph import check_model, check_size, record_shapes, trace_graph, unwrap
+from .layers import declared_as, global_unit, spreads
 from .reshapes import several_tensors, split_state
-from .rules import (ATTENTION_FUNCTIONS, ATTENTION_MODULES, attention_error, is_merge,
-                    row_name, rule_for)
+from .rules import (ATTENTION_FUNCTIONS, ATTENTION_MODULES, attention_error, in_place,
+                    is_merge, is_view, row_name, rule_for, side_inputs)
 from .table import RFRow, RFTable
 
 
@@ -90,7 +101,9 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     misaligned: "refuse" (the default) refuses branches that meet with their
         units centred apart; "union" gives branches of the same map size and
         jump the box that spans each unit's boxes (a ResNet-D shortcut).
-    Raises RFError, naming the op and the fix, for anything it cannot handle.
+    A model that returns several tensors (a tuple, a dict) has the first as
+    its output. Raises RFError, naming the op and the fix, for anything it
+    cannot handle.
     """
     if misaligned not in ("refuse", "union"):
         raise ValueError(f"misaligned={misaligned!r}; choose 'refuse' or 'union'")
@@ -99,6 +112,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
     check_model(model, leaves)
+    model = unwrap(model)
     gm = trace_graph(model, leaves, tuple(input_size))
     record_shapes(gm, model, tuple(input_size))
     c, h, w = input_size
@@ -108,79 +122,148 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     output_row: RFRow | None = None
     row_of: dict[fx.Node, RFRow] = {}
     taken: set[str] = set()
+    # The rows each node's value comes from, nearest first: a table's sources.
+    made_by: dict[fx.Node, frozenset[str]] = {}
+    sources: dict[str, tuple[str, ...]] = {}
+    # What a tensor is now, after ops that wrote into it in place
+    # (out.add_(identity) leaves `out` the sum).
+    latest: dict[fx.Node, fx.Node] = {}
+    image = next((n for n in gm.graph.nodes if n.op == "placeholder"), None)
 
     for node in gm.graph.nodes:
         if node.op == "placeholder":
-            states[node] = Spatial(Axis(h, 1, 1, 0.5), Axis(w, 1, 1, 0.5))
+            if node is image:  # others are arguments fixed at their defaults
+                states[node] = Spatial(Axis(h, 1, 1, 0.5), Axis(w, 1, 1, 0.5))
+                made_by[node] = frozenset()
             continue
         if node.op == "get_attr":
             continue
         if node.op == "output":
-            src = node.args[0]
-            src = src[0] if isinstance(src, (tuple, list)) else src
-            if isinstance(src, fx.Node) and src not in states and node_shape(src):
+            src = _first_tensor(node.args[0], states)
+            if src is None and (lost := _first_tensor(node.args[0], None)) is not None \
+                    and node_shape(lost):
                 # A guard: a table that silently stopped early would be wrong.
                 raise RFError(f"the calculator lost track of the input before the "
-                              f"output ({src.name!r}).\nFix: please report this "
+                              f"output ({lost.name!r}).\nFix: please report this "
                               "model; meanwhile, give it the part before that op.")
-            output_row = row_of.get(src)
+            output_row = row_of.get(latest.get(src, src))
             continue
-        inputs = [a for a in node.all_input_nodes if a in states]
+        inputs = [latest.get(a, a) for a in node.all_input_nodes if a in states]
         if not inputs:  # e.g. x.size(0): no tensor flows through
             continue
+        if in_place(node) and len(inputs) > 1 and isinstance(node.args[0], fx.Node) \
+                and is_view(node.args[0]):
+            raise RFError(f"{op_label(node)} writes into a view of another tensor "
+                          f"({node.args[0].name!r}) in place.\nFix: write it out of "
+                          "place (y = y + z), and build the whole from the pieces.")
         out_shape = node_shape(node)
-        if out_shape is None:
-            if several_tensors(node):  # x.chunk(2, dim=1), torch.split, ...
-                states[node] = split_state(node, inputs[0], states)
-            elif _holds_tensor(node.meta.get("tensor_meta")):
+        several = out_shape is None and several_tensors(node)
+        if out_shape is None and not several:
+            if _holds_tensor(node.meta.get("tensor_meta")):
                 # A tensor the calculator would not follow: a later merge would
                 # hide it and the table would be wrong without a word.
                 raise _untracked(node, modules)
             continue  # else shape arithmetic (x.size(), getitem on sizes)
-        try:
-            rule, row = rule_for(node, modules, custom, states, inputs, union)
-        except UnsupportedOpError:
-            # An op without a rule that enlarges the map gets the reason, not
-            # a hint to declare it, which could not be right.
-            _refuse_upsampling(node, modules, states[inputs[0]], out_shape)
-            raise
-        moved = [a for a in inputs
-                 if not states[a].flat and states[a].axes != CHANNELS_FIRST]
-        if moved and row.spatial and not is_merge(node, inputs):
-            # Every other rule reads height and width as the last two axes.
-            raise RFError(f"{op_label(node)} gets height and width not as its last "
-                          "two axes.\nFix: permute the tensor back to (N, C, H, W) "
-                          "before this op.")
-        # The row's input: for gate * x, x (the gate is a 1x1 map spread over x).
-        src = next((a for a in inputs if not spreads(a, out_shape)), inputs[0])
-        state_in = states[src]
-        state_out = rule(state_in)
-        _check_map_size(node, modules, custom, state_out, out_shape)
+        if several:  # x.chunk(2, dim=1), torch.split, x.max(dim=1), ...
+            src, row = inputs[0], RFRow(node.name, op_kind(node), spatial=False)
+            state_out = split_state(node, src, states)
+            out_shape = tuple(node.meta["tensor_meta"][0].shape)  # the first piece
+        else:
+            try:
+                rule, row = rule_for(node, modules, custom, states, inputs, union)
+            except UnsupportedOpError:
+                # An op without a rule that enlarges the map gets the reason,
+                # not a hint to declare it, which could not be right.
+                _refuse_upsampling(node, modules, states[inputs[0]], out_shape)
+                raise
+            moved = [a for a in inputs
+                     if not states[a].flat and states[a].axes != CHANNELS_FIRST]
+            if moved and row.spatial and not is_merge(node, inputs):
+                # Every other rule reads height and width as the last two axes.
+                raise RFError(f"{op_label(node)} gets height and width not as its "
+                              "last two axes.\nFix: permute the tensor back to "
+                              "(N, C, H, W) before this op.")
+            # The row's input: for gate * x, x (the gate is spread over x).
+            src = (next((a for a in inputs if not spreads(a, out_shape)
+                         and not global_unit(states[a])), inputs[0])
+                   if is_merge(node, inputs) else inputs[0])
+            state_out = rule(states[src])
+            state_out = _with_side_inputs(node, row, state_out,
+                                          side_inputs(node, inputs), states)
+            _check_map_size(node, modules, custom, state_out, out_shape)
         states[node] = state_out
-        in_shape = node_shape(src)
-        row.n_in, row.n_out = agreed(state_in.h.n, state_in.w.n), agreed(state_out.h.n,
-                                                                        state_out.w.n)
-        row.j_in, row.j_out = _jump(state_in), _jump(state_out)
-        row.global_in, row.global_out = _global(state_in), _global(state_out)
-        row.r_in, row.r_out = agreed(state_in.h.r, state_in.w.r), agreed(state_out.h.r,
-                                                                       state_out.w.r)
-        row.start_in = agreed(state_in.h.start, state_in.w.start)
-        row.start_out = agreed(state_out.h.start, state_out.w.start)
-        row.ch_in = in_shape[1] if in_shape and len(in_shape) > 1 else None
-        row.ch_out = out_shape[1] if len(out_shape) > 1 else None
-        row.activation = math.prod(out_shape[1:])
-        row.exceeds_input = state_out.h.r > h or state_out.w.r > w
+        _fill(row, states[src], state_out, node_shape(src), out_shape, (h, w))
         row.name = _unique(row_name(node), taken)
         row_of[node] = row
         rows.append(row)
+        sources[row.name] = tuple(sorted(set().union(*(made_by[a] for a in inputs))))
+        made_by[node] = frozenset([row.name])
+        if in_place(node) and node.args[0] in states:
+            latest[node.args[0]] = node
 
     if not rows:
         raise RFError(f"{type(model).__name__} runs no operation on its input.\n"
                       "Fix: give a model whose forward() computes from its input.")
-    table = RFTable(rows, tuple(input_size))
+    table = RFTable(rows, tuple(input_size), sources)
     if output_row is not None:
         table.set_final(output_row)
     return table
+
+
+def _fill(row: RFRow, state_in: Spatial, state_out: Spatial,
+          in_shape: tuple[int, ...] | None, out_shape: tuple[int, ...],
+          size: tuple[int, int]) -> None:
+    """Fill in `row`'s numbers from the states before and after its op, and
+    the shapes; `size` is the input image's (H, W)."""
+    row.n_in = agreed(state_in.h.n, state_in.w.n)
+    row.n_out = agreed(state_out.h.n, state_out.w.n)
+    row.j_in, row.j_out = _jump(state_in), _jump(state_out)
+    row.uneven_in, row.uneven_out = _uneven(state_in), _uneven(state_out)
+    row.global_in, row.global_out = _global(state_in), _global(state_out)
+    row.r_in = agreed(state_in.h.r, state_in.w.r)
+    row.r_out = agreed(state_out.h.r, state_out.w.r)
+    row.start_in = agreed(state_in.h.start, state_in.w.start)
+    row.start_out = agreed(state_out.h.start, state_out.w.start)
+    row.ch_in = in_shape[1] if in_shape and len(in_shape) > 1 else None
+    row.ch_out = out_shape[1] if len(out_shape) > 1 else None
+    row.activation = math.prod(out_shape[1:])
+    row.exceeds_input = state_out.h.r > size[0] or state_out.w.r > size[1]
+
+
+def _first_tensor(value: Any, states: dict[fx.Node, Spatial] | None
+                  ) -> fx.Node | None:
+    """The first graph node in a model's output (a node, or a tuple, list or
+    dict of them, nested), among those in `states` (any node, for None)."""
+    if isinstance(value, fx.Node):
+        return value if states is None or value in states else None
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            if (found := _first_tensor(v, states)) is not None:
+                return found
+    return None
+
+
+def _with_side_inputs(node: fx.Node, row: RFRow, state: Spatial,
+                      side: list[fx.Node], states: dict[fx.Node, Spatial]) -> Spatial:
+    """`state`, the output of `node`'s rule, with what its `side` inputs bring:
+    a weight or bias computed from a global pooling of the map (a dynamic
+    convolution) makes every unit global, as a squeeze-and-excitation gate
+    does. Computed from anything else, it would give each unit another
+    region's pixels too: refused."""
+    for other in side:
+        if not global_unit(states[other]):
+            raise RFError(
+                f"{op_label(node)} also computes from {other.name!r}, made from the "
+                "input but no global pooling.\nFix: make it from a pooling of the "
+                "whole map, x.mean((2, 3)), as a dynamic conv's kernel; or stop "
+                "before this op.")
+        row.spatial = True
+        st = states[other]
+        state = replace(state, h=replace(state.h, r=max(state.h.r, st.h.r), glob=True),
+                        w=replace(state.w, r=max(state.w.r, st.w.r), glob=True))
+    return state
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -194,15 +277,20 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _jump(state: Spatial) -> Any:
-    """The table's jump: a number (or an (h, w) pair); "uneven" where the
-    units are not evenly spaced (after an uneven adaptive pooling); None for
-    a single unit that pooled a whole map, which has no neighbour to step to."""
+    """The table's jump: a number (or an (h, w) pair); None where the units
+    are not evenly spaced (after an uneven adaptive pooling: `_uneven`), for
+    a single unit that pooled a whole map, which has no neighbour to step to,
+    and for copies of one (`Axis.copies`)."""
     h, w = state.h, state.w
-    if h.uneven or w.uneven:
-        return "uneven"
-    if state.flat or (h.n == 1 == w.n and (h.glob or w.glob)):
+    if _uneven(state) or state.flat or h.copies or w.copies or (
+            h.n == 1 == w.n and (h.glob or w.glob)):
         return None
     return agreed(h.j, w.j)
+
+
+def _uneven(state: Spatial) -> bool:
+    """Whether the units of `state` are unevenly spaced (`Axis.uneven`)."""
+    return state.h.uneven is not None or state.w.uneven is not None
 
 
 def _global(state: Spatial) -> bool:

@@ -1,15 +1,18 @@
 """From a model to a graph with shapes, for the calculator in `field`.
 
-`trace_graph` turns the model into a torch.fx graph (declared modules stay
-opaque leaves); `record_shapes` runs it once on zeros and records every node's
-shape. Each turns what can go wrong (control flow fx cannot follow, an input
-size the model cannot take, an op that leaves nothing) into an `RFError`
-that names the op and the fix.
+`unwrap` takes the model out of a wrapper that adds no op (torch.compile,
+DataParallel); `trace_graph` turns it into a torch.fx graph (declared modules
+stay opaque leaves, arguments after the image keep their defaults);
+`record_shapes` runs it once on zeros and records every node's shape. Each
+turns what can go wrong (control flow fx cannot follow, an input size the
+model cannot take, an op that leaves nothing) into an `RFError` that names
+the op and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import operator
 import sys
@@ -21,7 +24,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .axis import RFError, declarations, node_shape, op_label
+from .axis import RFError, agreed, declarations, node_shape, op_label
 from ..utils import eval_mode
 
 
@@ -66,6 +69,39 @@ def check_model(model: Any, declared: Sequence[Any]) -> None:
                           "nn.Upsample, not an instance or a name.")
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside the wrappers that add no op of their own: torch.compile's
+    OptimizedModule, nn.DataParallel and DistributedDataParallel. torch.fx
+    cannot trace them, and the model they hold computes the same."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(
+                getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def fixed_arguments(model: nn.Module) -> dict[str, Any]:
+    """forward()'s arguments after the image, at their defaults (a model's
+    `targets=None`), for torch.fx to trace the code a prediction runs; an
+    RFError that says so if one has no default."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a forward without a signature to read
+        return {}
+    rest = [p for p in params[1:] if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    needed = [p.name for p in rest if p.default is p.empty]
+    if needed:
+        names = ", ".join(p.name for p in params)
+        raise RFError(
+            f"{type(model).__name__}.forward({names}) takes {len(needed) + 1} inputs; "
+            "the calculator gives it one image.\nFix: give the others defaults, or "
+            "give it a module whose forward(x) calls the model.")
+    return {p.name: p.default for p in rest}
+
+
 def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Where and in what precision the model computes: its parameters' (an
     input must match them), or the CPU in float32 for a model without any."""
@@ -100,19 +136,39 @@ def trace_graph(model: nn.Module, leaves: tuple[type, ...],
     """The model as a torch.fx graph, its `leaves` kept whole; an RFError that
     says why if torch.fx cannot trace it, or if the model's own forward fails."""
     tracer = _Tracer(leaves)
+    fixed = fixed_arguments(model)
     try:
         # In eval mode, as the shapes are taken: a model's training-only
         # branches (the auxiliary heads of GoogLeNet and Inception v3) are not
         # what it computes for a prediction.
         with eval_mode(model):
-            graph = tracer.trace(model)
+            graph = tracer.trace(model, concrete_args=fixed or None)
     except Exception as err:
         # A bug in the model fails its plain forward too: say that, not how
         # to write a forward that torch.fx can follow.
         if (failure := _forward_failure(model, input_size)) is not None:
             raise RFError(failure) from err
-        raise RFError(_untraceable(model, tracer.inside, err)) from err
+        raise RFError(_untraceable(model, tracer.inside, err,
+                                   _reads_size(tracer.graph))) from err
     return fx.GraphModule(model, graph)
+
+
+def _reads_size(graph: fx.Graph) -> bool:
+    """Whether the value torch.fx failed on (the last node it made) is computed
+    from a tensor's size (x.size(), x.shape), not from its values: a padding
+    computed from the map size, as TensorFlow's "same" needs."""
+    nodes = list(graph.nodes)
+    todo, seen = nodes[-1:], set()
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if (node.op == "call_method" and node.target in ("size", "dim")) or (
+                node.target is getattr and node.args[1:2] in (("shape",), ("ndim",))):
+            return True
+        todo.extend(node.all_input_nodes)
+    return False
 
 
 def _forward_failure(model: nn.Module, input_size: tuple[int, ...]) -> str | None:
@@ -133,23 +189,53 @@ def _forward_failure(model: nn.Module, input_size: tuple[int, ...]) -> str | Non
 
 
 def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
-                 err: Exception) -> str:
+                 err: Exception, size: bool = False) -> str:
     """Why torch.fx failed, naming the innermost module it was tracing, and
     the fix: Python free of data-dependent control flow, or a declaration
-    (a declared module is not traced inside)."""
+    (a declared module is not traced inside). `size`: what failed is computed
+    from the input's size (`_reads_size`), which no rewrite avoids: then the
+    fix is the declaration, for a conv or pooling the Window it slides."""
     why = "\n".join(textwrap.fill(line, 77, initial_indent="  ",
                                   subsequent_indent="  ")
                     for line in f"{err}".splitlines())
-    # A declared module is not traced inside.
+    cause = ": it computes from its input's size" if size else ""
     if not inside:  # the model's own forward()
-        return (f"torch.fx could not trace {type(model).__name__}.forward() (below).\n"
-                "Fix: drop its data-dependent control flow, or move it into a "
-                "declared module:\n"
-                f"{declarations('YourModule')}\n{why}")
+        fix = ("move that code into a module and declare it:" if size else
+               "drop its data-dependent control flow, or move it into a "
+               "declared module:")
+        return (f"torch.fx could not trace {type(model).__name__}.forward(){cause} "
+                f"(below).\nFix: {fix}\n{declarations('YourModule')}\n{why}")
     path, mod = inside[-1]
-    return (f"torch.fx could not trace module {path!r} ({type(mod).__name__}) "
-            "(below).\nFix: remove its data-dependent control flow, or declare it:\n"
-            f"{declarations(type(mod).__name__)}\n{why}")
+    name = type(mod).__name__
+    window = _window_of(mod, size)
+    if window is not None:
+        # A conv or pooling of a subclass: a Window, never 'pointwise'.
+        fix = ("declare the window it slides, with TensorFlow's padding='same':"
+               if size else "declare the window it slides:")
+        fix += "\n" + declarations(name, window, pointwise=False)
+    else:
+        fix = "declare it:" if size else ("remove its data-dependent control flow, "
+                                          "or declare it:")
+        fix += "\n" + declarations(name)
+    return (f"torch.fx could not trace module {path!r} ({name}){cause} (below).\n"
+            f"Fix: {fix}\n{why}")
+
+
+def _window_of(mod: nn.Module, size: bool) -> str | None:
+    """The Window arguments of a conv or pooling module `mod` (e.g. "3, 2,
+    'same'"), with TensorFlow's "same" padding if it pads by the map `size`;
+    None for any other module."""
+    if not isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return None
+
+    def one(v: Any) -> Any:
+        return agreed(*v) if isinstance(v, (tuple, list)) else v
+
+    k = one(mod.kernel_size)
+    s = one(mod.stride or mod.kernel_size)
+    p = "'same'" if size else one(mod.padding)
+    d = one(getattr(mod, "dilation", 1))
+    return f"{k}, {s}, {p}" + (f", {d}" if d != 1 else "")
 
 
 class _ShapeProp(ShapeProp):

@@ -1,6 +1,7 @@
 """How the layers that slide over a map change its receptive field: convs and
 poolings (module or functional, adaptive too), space-to-depth, pads, Linear
-layers, and branches that meet (add, cat, a squeeze-and-excitation gate).
+layers and matrix products, and branches that meet (add, cat, a
+squeeze-and-excitation gate).
 Each rule fills in its op's row and returns the function that maps the input's
 state to the output's. `mnist_lib.rf` picks the rule for each op of the graph."""
 
@@ -49,6 +50,8 @@ def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
     if spec == POINTWISE or (spec is None and isinstance(mod, POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s
+    if isinstance(spec, Window) and spec.padding == "same":
+        return _tf_same_rule(row, op, spec.kernel, spec.stride, spec.dilation)
     if isinstance(spec, Window):
         return window_rule(row, op, spec.kernel, spec.stride, spec.padding,
                            spec.dilation)
@@ -76,17 +79,24 @@ def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
                            0, 1, ceil_mode=mod.ceil_mode)
     if isinstance(mod, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return lambda s: adaptive_rule(s, mod.output_size, row, op)
-    if isinstance(mod, (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
-                        nn.ReplicationPad2d, nn.CircularPad2d)):
-        left, right, top, bottom = mod.padding
-        row.padding = agreed((top, bottom), (left, right))
-        row.kernel, row.stride = 1, 1
-        return lambda s: Spatial(s.h.window(1, 1, top, bottom, op=op),
-                                 s.w.window(1, 1, left, right, op=op), s.flat)
+    if isinstance(mod, _PADS):
+        # A 1-d pad pads the last axis (the width), a 3-d one the last three
+        # (the channels too): of a (N, C, H, W) map, left and right, then top
+        # and bottom.
+        left, right, top, bottom = (list(mod.padding) + [0, 0])[:4]
+        rule = window_rule(row, op, 1, 1, (top, left), 1, pad_hi=(bottom, right))
+        row.padding, row.dilation = agreed((top, bottom), (left, right)), None
+        return rule
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
-        return linear_rule(state, row)
+        return linear_rule(state, row, op)
     raise UnsupportedOpError(declare_hint(op, type(mod).__name__))
+
+
+_PADS = (nn.ZeroPad1d, nn.ConstantPad1d, nn.ReflectionPad1d, nn.ReplicationPad1d,
+         nn.CircularPad1d, nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d,
+         nn.ReplicationPad2d, nn.CircularPad2d, nn.ZeroPad3d, nn.ConstantPad3d,
+         nn.ReflectionPad3d, nn.ReplicationPad3d, nn.CircularPad3d)
 
 
 def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation,
@@ -118,6 +128,23 @@ def _conv_rule(row: RFRow, op: str, kernel, stride, padding, dilation
         return window_rule(row, op, kernel, stride, [t // 2 for t in total],
                            dilation, pad_hi=[t - t // 2 for t in total])
     return window_rule(row, op, kernel, stride, padding, dilation)
+
+
+def _tf_same_rule(row: RFRow, op: str, kernel, stride, dilation
+                  ) -> Callable[[Spatial], Spatial]:
+    """TensorFlow's "same" padding (a declared `Window(..., padding="same")`):
+    n_out = ceil(n / s), the map padded by max((n_out - 1) * s + k_eff - n, 0)
+    pixels, the extra one of an odd total on the far side."""
+    k, s, d = as_pair(kernel), as_pair(stride), as_pair(dilation)
+
+    def rule(st: Spatial) -> Spatial:
+        pads = []
+        for n, ki, si, di in zip((st.h.n, st.w.n), k, s, d):
+            total = max((-(-int(n) // si) - 1) * si + di * (ki - 1) + 1 - int(n), 0)
+            pads.append((total // 2, total - total // 2))
+        (lo_h, hi_h), (lo_w, hi_w) = pads
+        return window_rule(row, op, k, s, (lo_h, lo_w), d, pad_hi=(hi_h, hi_w))(st)
+    return rule
 
 
 def _transposed_rule(row: RFRow, op: str, kernel, padding, output_padding, dilation
@@ -203,13 +230,24 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow, op: str) -> Spatial:
     return Spatial(axes[0], axes[1])
 
 
-def linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
-    """A Linear mixes its input's last axis: the whole map when the positions
-    are there (after x.flatten(1)); channels otherwise, after a permute to
-    channels-last (a 1x1 convolution, in ConvNeXt) or x.flatten(2).transpose(1, 2)."""
-    if -1 not in state.axes:
+def linear_rule(state: Spatial, row: RFRow, op: str, axis: int = -1
+                ) -> Callable[[Spatial], Spatial]:
+    """A Linear mixes its input's last axis (a matrix product W @ x, `axis`
+    -2): the whole map when the positions are there, merged (after
+    x.flatten(1)); channels otherwise, after a permute to channels-last (a 1x1
+    convolution, in ConvNeXt) or x.flatten(2).transpose(1, 2). Over the width
+    (or height) of a map it is refused, naming `op`."""
+    if axis not in state.axes:
         row.spatial = False
         return lambda s: s
+    if not state.flat:
+        # Each unit would mix its whole row (or column) and keep its place:
+        # no jump and start describe that.
+        what = "width" if state.axes.index(axis) == 1 else "height"
+        raise RFError(
+            f"{op} mixes the {what} of a map, one of its axes.\nFix: for a Linear "
+            "over the whole map flatten it first, x.flatten(1); over channels, "
+            "move them last, x.permute(0, 2, 3, 1).")
     row.spatial = True
     return _linear_state
 
@@ -217,6 +255,26 @@ def linear_rule(state: Spatial, row: RFRow) -> Callable[[Spatial], Spatial]:
 def _linear_state(st: Spatial) -> Spatial:
     """A Linear after a spatial map sees all of it (its input was flattened)."""
     return Spatial(st.h.whole(), st.w.whole(), flat=True, axes=FLAT_LAST)
+
+
+def matmul_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial],
+                row: RFRow) -> Callable[[Spatial], Spatial]:
+    """x @ W contracts x's last axis, W @ x its second to last: a Linear over
+    that axis (`linear_rule`). Of two tensors computed from the input (as in
+    attention) every unit mixes positions: refused."""
+    op = op_label(node)
+    if len(inputs) > 1:
+        raise RFError(f"{op} multiplies two tensors computed from the input, as "
+                      "attention does: it mixes positions.\nFix: give the "
+                      "calculator the part before it.")
+    src = inputs[0]
+    shape_in, shape_out = node_shape(src), node_shape(node)
+    first = node_arg(node, "input", 0) is src
+    if shape_in is None or shape_out is None or len(shape_in) != len(shape_out) \
+            or len(shape_in) < 2:
+        raise RFError(f"{op} multiplies a tensor that is not a batch of matrices "
+                      "by a weight.\nFix: use nn.Linear, or a weight of 2 axes.")
+    return linear_rule(states[src], row, op, -1 if first else -2)
 
 
 def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spatial],
@@ -231,11 +289,22 @@ def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spati
         dim = node_arg(node, "dim", 1, 0)
         shape = node_shape(inputs[0])
         if shape is not None and on_positions(states[inputs[0]], dim, len(shape)):
-            raise RFError(declare_hint(f"{op_label(node)}, along height or width,"))
-    # A 1x1 map spread over a larger one (x * gate, the squeeze-and-excitation
-    # block) has no position to align: it gives every unit its RF.
+            # Units of different maps side by side: no single jump and start.
+            raise RFError(f"{op_label(node)} joins maps along their height or width."
+                          "\nFix: concatenate along the channels (dim=1), or stop "
+                          "before this op.")
+    # A global unit spread over a map (x * gate, the squeeze-and-excitation
+    # block; the gate expanded with expand_as) has no position to align: it
+    # gives every unit its RF. One unit that is no global pooling cannot be
+    # spread: each unit would see its own box and that unit's, far apart.
     out = node_shape(node)
-    local = [i for i in inputs if not spreads(i, out)] or inputs
+    for i in inputs:
+        if spreads(i, out) and not global_unit(states[i]):
+            raise RFError(
+                f"{op_label(node)} spreads one unit of {i.name!r}, which is no "
+                "global pooling, over every position.\nFix: pool the whole map "
+                "for a gate, x.mean((2, 3), keepdim=True), or stop before this op.")
+    local = [i for i in inputs if not global_unit(states[i])] or inputs
     first = states[local[0]]
     apart = False
     for other in local[1:]:
@@ -245,11 +314,15 @@ def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spati
                           f"{node.name!r} with height and width on different axes.\n"
                           "Fix: permute one of them back to (N, C, H, W) first.")
         for axis, a, b in (("height", first.h, st.h), ("width", first.w, st.w)):
-            if (a.n, a.j, a.start) == (b.n, b.j, b.start) or a.n == 1 == b.n:
+            # Single units have no jump to compare: their centres must agree.
+            single = a.n == 1 == b.n
+            if (a.n, a.j, a.start) == (b.n, b.j, b.start) or (
+                    single and (a.start == b.start or a.glob and b.glob)):
                 continue
             # Units added or concatenated must be centred on the same pixels,
             # or (with `union`) at least step alike, for one box per unit.
-            boxes = (a.n, a.j) == (b.n, b.j) and not (a.uneven or b.uneven)
+            boxes = a.n == b.n and (a.j == b.j or single) and not (
+                a.uneven or b.uneven)
             if union and boxes:
                 apart = True
                 continue
@@ -270,7 +343,7 @@ def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spati
         ax = _span(own) if apart else max(own, key=lambda a: a.r)
         axes.append(replace(ax, r=max([ax.r] + [a.r for a in every]),
                             glob=any(a.glob for a in every)))
-    return Spatial(axes[0], axes[1], any(states[i].flat for i in inputs), first.axes)
+    return Spatial(axes[0], axes[1], any(states[i].flat for i in local), first.axes)
 
 
 def _span(axes: list[Axis]) -> Axis:
@@ -292,6 +365,14 @@ def spreads(src: fx.Node, out: tuple[int, ...] | None) -> bool:
     shape = node_shape(src)
     return (out is not None and shape is not None and len(out) == len(shape) == 4
             and shape[2:] == (1, 1) and out[2:] != (1, 1))
+
+
+def global_unit(state: Spatial) -> bool:
+    """Whether every unit of `state` is one global unit: a whole map pooled
+    to one unit, or copies of it (`Axis.copies`). Spread over a map, it
+    brings every unit the same whole-map summary."""
+    return all(ax.copies or (ax.n == 1 and ax.glob and ax.uneven is None)
+               for ax in (state.h, state.w))
 
 
 def pad_rule(node: fx.Node, row: RFRow) -> Callable[[Spatial], Spatial]:

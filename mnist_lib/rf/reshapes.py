@@ -11,9 +11,9 @@ from typing import Callable, Sequence
 
 import torch.fx as fx
 
-from .axis import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial, declare_fix,
-                       declare_hint, node_arg, op_kind, op_label, on_positions, agreed,
-                       node_shape)
+from .axis import (CHANNELS_FIRST, FLAT_LAST, Axis, RFError, Spatial, declarations,
+                   agreed, declare_hint, node_arg, node_shape, op_kind, op_label,
+                   on_positions)
 from .table import RFRow
 
 
@@ -30,8 +30,11 @@ def softmax_over(dim: int | None, shape: tuple[int, ...] | None, row: RFRow,
     """A softmax over channels changes no RF; over the positions, merged into
     one axis, it mixes them all. Over the height or the width of a map, each
     unit would see its whole column or row and yet keep its place: no jump and
-    start describe that, so it is refused, naming `op`."""
-    if shape is None or dim is None or not on_positions(state, dim, len(shape)):
+    start describe that, so it is refused, naming `op`. Without a `dim`,
+    PyTorch's: axis 0 of a tensor of 0, 1 or 3 axes, else axis 1."""
+    if shape is not None and dim is None:
+        dim = 0 if len(shape) in (0, 1, 3) else 1  # torch's _get_softmax_dim
+    if shape is None or not on_positions(state, dim, len(shape)):
         return lambda s: s
     if state.flat:
         row.spatial = True
@@ -60,8 +63,10 @@ def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
         return lambda s: s
     nd_in, nd_out = len(shape_in), len(shape_out)
     if state.h.n == 1 and state.w.n == 1:  # one unit: no position to move
-        if not state.flat and shape_out[-2:] == (1, 1) and nd_out >= 4:
-            return lambda s: replace(s, axes=CHANNELS_FIRST)
+        if shape_out[-2:] == (1, 1) and nd_out >= 4:
+            # A 1x1 map again, as the classic squeeze-and-excitation block's
+            # y.view(b, c, 1, 1) makes its gate.
+            return lambda s: replace(s, flat=False, axes=CHANNELS_FIRST)
         return lambda s: replace(s, flat=True, axes=FLAT_LAST)
     groups = _axis_groups(shape_in, shape_out)
     h_at, w_at = (nd_in + a for a in state.axes)
@@ -79,8 +84,13 @@ def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
             == len(g_w[1]) == 1:                        # each kept as it is
         new = (False, (g_h[1][0] - nd_out, g_w[1][0] - nd_out))
     if new is None:
+        # Moving pixels between positions is no pointwise op; a space-to-depth
+        # is a window.
         raise RFError(f"{op_label(node)} reshapes {tuple(shape_in)} to "
-                      f"{tuple(shape_out)}, moving pixels.\n{declare_fix()}")
+                      f"{tuple(shape_out)}, moving pixels.\nFix: for a "
+                      "space-to-depth use F.pixel_unshuffle; else wrap the reshapes "
+                      "in a module and\n    declare the window they amount to:\n"
+                      + declarations("YourModule", pointwise=False))
     flat, axes = new
     return lambda s: replace(s, flat=flat, axes=axes)
 
@@ -139,8 +149,9 @@ def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
              for v in (i.start, i.step)) or any((i.step or 1) < 1 for i in cuts):
         problem = "a spatial slice whose start or step is not a positive constant"
     if problem:
-        raise RFError(f"{op_label(node)} indexes a map with {problem}.\n"
-                      + declare_fix(instead="slice by constants (x[:, :, 1:-1, ::2])"))
+        raise RFError(f"{op_label(node)} indexes a map with {problem}.\nFix: slice "
+                      "by constants, keeping every axis (x[:, :, 1:-1, ::2], "
+                      "x[:, :, :1]).")
     (h_cut, w_cut), (h_out, w_out) = cuts, shape_out[2:]
     row.stride = agreed(h_cut.step or 1, w_cut.step or 1)
     row.spatial = True
@@ -183,7 +194,10 @@ def split_state(node: fx.Node, src: fx.Node, states: dict[fx.Node, Spatial]
     dim = node_arg(node, "dim", where, 0)
     shape = node_shape(src)
     if shape is not None and on_positions(states[src], dim, len(shape)):
-        raise RFError(declare_hint(f"{op_label(node)}, along a spatial axis,"))
+        # Each piece is a crop: a slice says which one.
+        raise RFError(f"{op_label(node)} splits a map along its height or width.\n"
+                      "Fix: slice it instead, x[:, :, :h // 2] and x[:, :, h // 2:], "
+                      "which the calculator follows.")
     return states[src]
 
 
@@ -240,7 +254,8 @@ def reduce_rule(node: fx.Node, src: fx.Node, row: RFRow
             return Spatial(s.h.whole(), s.w.whole(), flat=True, axes=FLAT_LAST)
         if spatial & dims:
             raise RFError(f"{op_label(node)} reduces over one spatial axis only.\n"
-                          + declare_fix())
+                          "Fix: reduce over height and width together for a global "
+                          "pooling, x.mean((2, 3)).")
         # A removed axis before height and width moves them towards the end.
         shift = 0 if kept else sum(1 for d in dims if d > max(spatial))
         return replace(s, axes=tuple(a + shift for a in s.axes))
@@ -252,16 +267,29 @@ def repeat_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                  ) -> Callable[[Spatial], Spatial]:
     """expand / expand_as / repeat: copies along the channels (a grey digit made
     three-channel for an ImageNet model, x.repeat(1, 3, 1, 1)) leave every
-    unit where it is; copies along height or width put one unit in many
-    places, which no jump and start can describe."""
+    unit where it is. Copies of one global unit over a map (a gate,
+    gate.expand_as(x)) are copies (`Axis.copies`), which a merge spreads;
+    other copies along height or width put one unit in many places, which
+    no jump and start can describe."""
     before, after = node_shape(src), node_shape(node)
     if before is None or after is None or len(before) != len(after):
         raise RFError(declare_hint(f"{op_label(node)}, which adds axes,"))
     # A pooled (flat) map, (N, C) or (N, C, 1, 1): a copy along any axis after
     # the channels spreads it over positions.
     spatial = range(2, len(before)) if state.flat else state.axes
-    if any(before[a] != after[a] for a in spatial):
-        raise RFError(f"{op_label(node)} copies a map along its height or width.\n"
-                      "Fix: let broadcasting spread it: multiply or add the smaller "
-                      "map to the larger.")
-    return lambda s: s
+    if all(before[a] == after[a] for a in spatial):
+        return lambda s: s
+    single = state.h.n == 1 and state.w.n == 1
+    if single and (state.h.glob or state.w.glob) and not state.flat \
+            and len(after) == 4 and state.axes == CHANNELS_FIRST:
+        row.spatial = True
+        return lambda s: replace(s, h=replace(s.h, n=after[2], copies=True, glob=True),
+                                 w=replace(s.w, n=after[3], copies=True, glob=True))
+    if single and not state.flat:
+        raise RFError(f"{op_label(node)} copies one unit, which is no global pooling, "
+                      "over a map.\nFix: pool the whole map for a gate, "
+                      "x.mean((2, 3), keepdim=True), or stop before this op.")
+    raise RFError(f"{op_label(node)} copies a map along its height or width.\n"
+                  "Fix: for a gate, pool the map to one unit, x.mean((2, 3), "
+                  "keepdim=True), and let\n    broadcasting spread it; else stop "
+                  "before this op.")

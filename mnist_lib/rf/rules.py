@@ -1,7 +1,9 @@
 """Which rule each op of a model's graph gets: the tables of functions and
 methods by kind (pointwise, merges, reshapes, reductions, ...) and `rule_for`,
 which looks an op up and returns its rule, from `layers` (windows, merges)
-or `reshapes` (axes, slices, reductions)."""
+or `reshapes` (axes, slices, reductions). Also what `field` asks of an op
+before it applies the rule: whether it writes into its input in place, and
+which of its inputs it merges."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import torch.nn.functional as F
 
 from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_arg,
                    node_shape, op_kind, op_label)
-from .layers import (adaptive_rule, functional_conv, functional_pool, linear_rule,
-                     merge_rule, module_rule, pad_rule, window_rule)
+from .layers import (adaptive_rule, declared_as, functional_conv, functional_pool,
+                     linear_rule, matmul_rule, merge_rule, module_rule, pad_rule,
+                     window_rule)
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
                        several_tensors, softmax_over, softmax_rule)
 from .table import RFRow
@@ -34,11 +37,16 @@ _POINTWISE_FUNCTIONS = {
     torch.clamp, torch.sqrt, torch.rsqrt, torch.log, torch.square,
     operator.neg, operator.pos, operator.invert,
 }
-try:  # torchvision's drop-path: the identity outside training (EfficientNet)
-    from torchvision.ops import stochastic_depth
-    _POINTWISE_FUNCTIONS.add(stochastic_depth)
-except ImportError:
-    pass
+
+
+def _is_stochastic_depth(target: Any) -> bool:
+    """torchvision's drop-path, the identity outside training (EfficientNet),
+    told by its name: importing torchvision.ops to compare it costs every
+    `import mnist_lib` a second."""
+    return (getattr(target, "__name__", None) == "stochastic_depth"
+            and getattr(target, "__module__", "").startswith("torchvision.ops"))
+
+
 # Elementwise ops of one or more tensors: several tensors must be aligned.
 _MERGE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv,
                     operator.iadd, operator.imul, operator.pow, operator.gt,
@@ -50,7 +58,18 @@ _POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "float",
                       "double", "half", "bfloat16", "to", "clone", "detach", "exp",
                       "abs", "neg", "type_as", "mul", "add", "sub", "div", "mul_",
                       "add_", "sub_", "div_", "clamp", "clamp_", "clip", "pow",
-                      "sqrt", "rsqrt", "log", "square", "masked_fill"}
+                      "sqrt", "rsqrt", "log", "square", "masked_fill",
+                      "masked_fill_", "sigmoid_", "tanh_"}
+# Methods whose tensor argument gives only a shape or a dtype (x.expand_as(y)):
+# no value of it reaches the output.
+_TEMPLATE_METHODS = {"expand_as", "view_as", "reshape_as", "type_as", "to",
+                     "new_zeros", "new_ones", "new_empty", "new_full"}
+# Ops whose output is a view of their input: writing into it in place writes
+# into that input too.
+_VIEWS = {"getitem", "view", "reshape", "flatten", "unflatten", "squeeze", "unsqueeze",
+          "transpose", "permute", "movedim", "expand", "expand_as", "view_as",
+          "narrow", "select", "t", "chunk", "split", "unbind", "getattr"}
+_MATMUL_FUNCTIONS = {operator.matmul, torch.matmul, torch.mm, torch.bmm}
 _SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 _SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
 _AXES_FUNCTIONS = {torch.transpose, torch.permute}
@@ -75,8 +94,36 @@ def attention_error(what: str) -> RFError:
 
 
 def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
-    return len(inputs) > 1 and (node.target in _MERGE_FUNCTIONS or (
+    """Whether `node` merges its tensor `inputs` elementwise (add, cat, a gate,
+    torch.max of two maps): its rule reads all of them."""
+    two_maps = node.target in (torch.max, torch.min, "max", "min")
+    return len(inputs) > 1 and (node.target in _MERGE_FUNCTIONS or two_maps or (
         node.op == "call_method" and node.target in _POINTWISE_METHODS))
+
+
+def side_inputs(node: fx.Node, inputs: list[fx.Node]) -> list[fx.Node]:
+    """The tensor inputs of `node` besides the map its rule reads (`inputs[0]`):
+    a dynamic convolution's weight, a computed bias, statistics. None for a
+    merge, whose rule reads them all, nor for a template (x.expand_as(y))."""
+    if is_merge(node, inputs) or (node.op == "call_method"
+                                  and node.target in _TEMPLATE_METHODS):
+        return []
+    if node.op == "call_function" and node.target in _MATMUL_FUNCTIONS:
+        return []  # matmul_rule refuses two
+    return inputs[1:]
+
+
+def in_place(node: fx.Node) -> bool:
+    """Whether `node` writes its result into its first argument: a method
+    ending in "_" (out.add_(identity)). (torch.fx records `out += y` as
+    out = out + y, which is the same unless another name holds the old out.)"""
+    return (node.op == "call_method" and node.target.endswith("_")
+            and not node.target.startswith("_"))
+
+
+def is_view(node: fx.Node) -> bool:
+    """Whether `node`'s output shares its input's memory (a slice, a view)."""
+    return node.op in ("call_function", "call_method") and op_kind(node) in _VIEWS
 
 
 def row_name(node: fx.Node) -> str:
@@ -102,7 +149,9 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     op = op_label(node)  # how an error names this node
     if node.op == "call_module":
         mod = modules[node.target]
-        if isinstance(mod, ATTENTION_MODULES):
+        named = "attention" in type(mod).__name__.lower()  # swin's, a timm block
+        if isinstance(mod, ATTENTION_MODULES) or (
+                named and declared_as(mod, custom) is None):
             raise attention_error(op)
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
@@ -117,7 +166,10 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
     target = node.target
-    if target in ATTENTION_FUNCTIONS:
+    # By name too: torchvision's swin wraps its windowed attention in one
+    # function, shifted_window_attention.
+    if target in ATTENTION_FUNCTIONS or (node.op == "call_function"
+                                         and "attention" in kind.lower()):
         raise attention_error(op)
 
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
@@ -132,7 +184,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
             row.spatial = True
             return (lambda _: merge_rule(node, inputs, states, union)), row
         return (lambda s: s), row
-    if node.op == "call_function" and target in _POINTWISE_FUNCTIONS:
+    if node.op == "call_function" and (target in _POINTWISE_FUNCTIONS
+                                       or _is_stochastic_depth(target)):
         return (lambda s: s), row
     if target in (operator.getitem, getattr) and several_tensors(inputs[0]):
         return (lambda s: s), row  # a piece of a split, or .values of x.max(1)
@@ -175,5 +228,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
             or (node.op == "call_method" and target in _REDUCE_METHODS):
         return reduce_rule(node, inputs[0], row), row
     if node.op == "call_function" and target is F.linear:
-        return linear_rule(states[inputs[0]], row), row
+        return linear_rule(states[inputs[0]], row, op), row
+    if (node.op == "call_function" and target in _MATMUL_FUNCTIONS) or (
+            node.op == "call_method" and target in ("matmul", "mm", "bmm")):
+        return matmul_rule(node, inputs, states, row), row
     raise UnsupportedOpError(declare_hint(op))

@@ -1,15 +1,15 @@
 """The table `mnist_lib.rf.receptive_field` returns: one `RFRow` an op, in
-forward order, gathered in an `RFTable` that prints as text, Markdown, a
-pandas DataFrame or records, as HTML in a notebook, and plots the RF's growth.
-Its headline is the trunk's RF: the RF of the last map before the global
-pooling, the number papers quote."""
+forward order, gathered in an `RFTable` that prints as the table (`str`),
+Markdown, a pandas DataFrame or records, as HTML in a notebook, and plots the
+RF's growth. Its headline is the trunk's RF: the RF of the last map before the
+global pooling, the number papers quote."""
 
 from __future__ import annotations
 
 import html
 import textwrap
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Iterator, Sequence
 
 
 @dataclass
@@ -41,9 +41,15 @@ class RFRow:
     # convolutional path without those operations, and the table says "global".
     global_in: bool = False
     global_out: bool = False
+    # Uneven: the units are not evenly spaced (after an adaptive pooling whose
+    # windows differ), so they have no single jump; j_in / j_out are then None.
+    uneven_in: bool = False
+    uneven_out: bool = False
 
 
 # The columns students know from RF write-ups, in the order of the recurrence.
+# A table whose layers are dilated shows "dilation" after "kernel" too
+# (`RFTable.columns`): the recurrence needs it.
 COLUMNS = ["name", "kind", "n_in", "ch_in", "ch_out", "padding", "kernel", "stride",
            "n_out", "j_in", "j_out", "r_in", "r_out", "start_out"]
 # What a notebook shows of the table: the layer's window (kernel, stride,
@@ -56,12 +62,19 @@ SHOWN = ["name", "kind", "kernel", "stride", "padding", "n_out", "ch_out",
 LEGEND = ("n: map size; j: jump, input pixels between neighbouring units; "
           "r: receptive field, in input pixels; start: centre of the first unit "
           "(pixel i spans [i, i+1]); _in / _out: before / after the op. "
+          "Row by row, r_out = r_in + (k - 1) * j_in and j_out = j_in * stride, "
+          "with k = dilation * (kernel - 1) + 1 (the dilation column is shown "
+          "when a layer is dilated). "
           "global (r): each unit depends on every unit of a map (after a global "
           "pooling, a squeeze-and-excitation gate), so on all the input that map "
-          "sees; r is the RF of the convolutional path alone.")
-
+          "sees; r is the RF of the convolutional path alone. uneven: units not "
+          "evenly spaced (an adaptive pooling's unequal windows): no single jump.")
 
 _WORDS = ("name", "kind")  # the columns that hold words, not numbers
+# The flag that says how to read a column's number: an RF is global, a jump
+# uneven. Records and DataFrames carry it beside the column, as a bool.
+_FLAGS = {"j_in": "uneven_in", "j_out": "uneven_out",
+          "r_in": "global_in", "r_out": "global_out"}
 
 
 def check_columns(columns: Sequence[str]) -> list[str]:
@@ -74,30 +87,48 @@ def check_columns(columns: Sequence[str]) -> list[str]:
     return list(columns)
 
 
-def trunk_of(rows: Sequence[RFRow], final: RFRow) -> RFRow:
+def trunk_of(rows: Sequence[RFRow], final: RFRow,
+             sources: dict[str, tuple[str, ...]] | None = None) -> RFRow:
     """The row whose RF a paper quotes for a network: the output (`final`) when
     it is not global; else the last op before it that gives a map of more than
     one unit, the last map before the global pooling (resnet18: 435 px on a
-    7x7 map, not the 627 px that the pooling's window spans at 224x224)."""
-    end = rows.index(final)
+    7x7 map, not the 627 px that the pooling's window spans at 224x224).
+    `rows`: the ops the output is computed from, in forward order, so that a
+    side branch (an auxiliary head) is never the trunk; `sources`: the rows
+    each row computes from (`RFTable.sources`; without it, the row above)."""
     if not final.global_out:
         # The op that made the output's map: back over the ops after it that
-        # keep its size and RF (Model_1's flatten and log_softmax).
-        while end > 0 and (rows[end - 1].n_out, rows[end - 1].r_out) == (
-                final.n_out, final.r_out):
-            end -= 1
-        return rows[end]
+        # keep its size and RF (Model_1's flatten and log_softmax), each from
+        # one op (a merge made the map).
+        by_name = {r.name: r for r in rows}
+        row = final
+        while True:
+            before = ([by_name[n] for n in sources.get(row.name, ()) if n in by_name]
+                      if sources else rows[max(rows.index(row) - 1, 0):rows.index(row)])
+            if len(before) != 1 or (before[0].n_out, before[0].r_out) != (
+                    final.n_out, final.r_out):
+                return row
+            row = before[0]
+    end = rows.index(final)
     maps = [r for r in rows[:end + 1] if r.spatial and r.n_out not in (None, 1)]
     return maps[-1] if maps else final
 
 
 @dataclass
 class RFTable:
-    """The result of `receptive_field`: `rows` in forward order, `final` = the
-    output's row, `trunk` = the row of the RF to quote (`trunk_of`)."""
+    """The result of `receptive_field`: `rows` (every op, in forward order),
+    `final` = the output's row, `trunk` = the row of the RF to quote
+    (`trunk_of`). `sources` maps a row's name to the rows it computes from.
+
+    It acts as a table of the rows every rendering shows (`layers()`: the ops
+    that change n, j or r, and the output): `print(table)` prints them with the
+    headline and the legend, `len(table)` counts them, `for row in table` walks
+    them; `table["block1.0.0"]` finds any op by name (`rows` holds them all).
+    """
 
     rows: list[RFRow]
     input_size: tuple[int, int, int]
+    sources: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     final: RFRow = field(init=False)
     trunk: RFRow = field(init=False)
 
@@ -107,12 +138,28 @@ class RFTable:
     def set_final(self, row: RFRow) -> None:
         """Make `row` the output's row (and find the trunk before it)."""
         self.final = row
-        self.trunk = trunk_of(self.rows, row)
+        self.trunk = trunk_of(self._feeding(row), row, self.sources)
+
+    def _feeding(self, row: RFRow) -> list[RFRow]:
+        """`row` and the rows it is computed from, in forward order: without a
+        side branch (an auxiliary head, a debug op) that does not feed it.
+        Every row up to it, for a table built without `sources`."""
+        if not self.sources:
+            return self.rows[:self.rows.index(row) + 1]
+        seen, todo = {row.name}, [row.name]
+        while todo:
+            for name in self.sources.get(todo.pop(), ()):
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+        return [r for r in self.rows if r.name in seen]
 
     @property
     def first_global(self) -> RFRow | None:
-        """The first op from which every unit sees a whole map, if any."""
-        return next((r for r in self.rows if r.global_out and not r.global_in), None)
+        """The first op from which every unit of the output sees a whole map,
+        if any."""
+        return next((r for r in self._feeding(self.final)
+                     if r.global_out and not r.global_in), None)
 
     @property
     def headline(self) -> str:
@@ -122,7 +169,7 @@ class RFTable:
         t, g = self.trunk, self.first_global
         size = _size(self.input_size[1:])
         big = f" (more than the {size} input)" if t.exceeds_input else ""
-        jump = ("" if t.j_out is None else ", jump uneven" if t.j_out == "uneven"
+        jump = (", jump uneven" if t.uneven_out else "" if t.j_out is None
                 else f", jump {fmt_cell(t.j_out)} px")
         where = f"at {t.name!r}" + (f" (map {_size(t.n_out)})" if t.n_out != 1 else "")
         rf = f"RF {fmt_cell(t.r_out)} px{big}{jump}, {where}"
@@ -134,44 +181,67 @@ class RFTable:
         return f"{rf}; global from {g.name!r} ({g.kind}) on"
 
     def __getitem__(self, name: str) -> RFRow:
-        """The row of the op called `name` (e.g. `table["block1.0.0"]`)."""
+        """The row of the op called `name` (e.g. `table["block1.0.0"]`), any op."""
         for row in self.rows:
             if row.name == name:
                 return row
         raise KeyError(f"no op named {name!r}; names: {[r.name for r in self.rows]}")
 
+    def __len__(self) -> int:
+        return len(self.layers())
+
+    def __iter__(self) -> Iterator[RFRow]:
+        return iter(self.layers())
+
     def layers(self, all_ops: bool = False) -> list[RFRow]:
-        """Rows that change n, j or r (convs, pools, linears, merges), or all rows."""
+        """The rows every rendering shows by default: those that change n, j or r
+        (convs, pools, linears, merges) and the output's; all rows if `all_ops`."""
         return [r for r in self.rows if all_ops or r.spatial or r is self.final]
 
-    def to_frame(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS):
-        """A pandas DataFrame with the columns students know from RF write-ups."""
+    def columns(self, base: Sequence[str] = COLUMNS) -> list[str]:
+        """The default columns: `base`, with "dilation" after "kernel" where a
+        layer is dilated (the recurrence needs it)."""
+        columns = list(base)
+        dilated = any(r.dilation not in (None, 1) for r in self.rows)
+        if dilated and "dilation" not in columns and "kernel" in columns:
+            columns.insert(columns.index("kernel") + 1, "dilation")
+        return columns
+
+    def to_frame(self, all_ops: bool = False, columns: Sequence[str] | None = None):
+        """A pandas DataFrame of numbers: the default columns (or `columns`), with
+        a bool column beside each RF and jump column that says how to read it
+        (`global_out`: the RF is global; `uneven_out`: no single jump). Missing
+        values are <NA>; an (h, w) pair stays a tuple."""
         import pandas as pd
 
-        columns = check_columns(columns)
-        # A global RF reads "global (r)", never a bare number.
-        records = [{c: cell_value(r, c) for c in columns} for r in self.layers(all_ops)]
-        # dtype=object keeps 3 as 3: a numeric column with a gap would be float.
-        frame = pd.DataFrame(records, columns=list(columns), dtype=object)
-        return frame.where(frame.notna(), "")
+        records = self.to_records(all_ops, self.columns() if columns is None
+                                  else columns)
+        names = list(records[0]) if records else check_columns(columns or COLUMNS)
+        frame = pd.DataFrame(records, columns=names, dtype=object)
+        for name in names:
+            frame[name] = _typed(frame[name])
+        return frame
 
-    def _cells(self, all_ops: bool, columns: Sequence[str]
+    def _cells(self, all_ops: bool, columns: Sequence[str] | None
                ) -> tuple[list[str], list[list[str]]]:
-        """The checked column names, and each row's cells as text."""
-        columns = check_columns(columns)
+        """The checked column names (the default ones for None), and each row's
+        cells as text."""
+        columns = check_columns(self.columns() if columns is None else columns)
         return columns, [[cell_text(r, c) for c in columns]
                          for r in self.layers(all_ops)]
 
-    def to_markdown(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS
-                    ) -> str:
+    def to_markdown(self, all_ops: bool = False,
+                    columns: Sequence[str] | None = None) -> str:
         """A GitHub-flavoured Markdown table."""
         columns, rows = self._cells(all_ops, columns)
         head = "| " + " | ".join(columns) + " |"
         rule = "|" + "|".join("---" for _ in columns) + "|"
         return "\n".join([head, rule] + ["| " + " | ".join(r) + " |" for r in rows])
 
-    def to_text(self, all_ops: bool = False, columns: Sequence[str] = COLUMNS) -> str:
-        """An aligned plain-text table."""
+    def to_text(self, all_ops: bool = False, columns: Sequence[str] | None = None,
+                notes: bool = False) -> str:
+        """An aligned plain-text table; with `notes`, the headline and the legend
+        under it, wrapped to 76 columns (what `print(table)` and the CLI print)."""
         columns, rows = self._cells(all_ops, columns)
         widths = [max(len(c), *(len(r[i]) for r in rows))
                   for i, c in enumerate(columns)]
@@ -181,26 +251,31 @@ class RFTable:
             return "  ".join(c.ljust(w) if lt else c.rjust(w)
                              for c, w, lt in zip(cells, widths, left)).rstrip()
 
-        return "\n".join([line(columns)] + [line(r) for r in rows])
+        text = "\n".join([line(columns)] + [line(r) for r in rows])
+        if notes:
+            text += "".join("\n\n" + textwrap.fill(t, 76, break_on_hyphens=False)
+                            for t in (self.headline, LEGEND))
+        return text
 
-    def to_records(self, all_ops: bool = True, columns: Sequence[str] | None = None
+    def to_records(self, all_ops: bool = False, columns: Sequence[str] | None = None
                    ) -> list[dict[str, Any]]:
-        """One dict a row: every field of `RFTable`'s rows, or only `columns`
-        (with `global_in` / `global_out` beside any RF column, so that a global
-        RF never reads as a plain number)."""
-        keep = check_columns(columns) if columns is not None else None
-        if keep is not None:
-            keep += [f"global_{side}" for side in ("in", "out") if f"r_{side}" in keep
-                     and f"global_{side}" not in keep]
-        return [{k: v for k, v in asdict(r).items() if keep is None or k in keep}
-                for r in self.layers(all_ops)]
+        """One dict a row: every field of `RFRow`, or only `columns`, each RF and
+        jump column with its flag after them (`global_in` / `global_out`,
+        `uneven_in` / `uneven_out`), so that neither reads as a plain number."""
+        if columns is None:
+            keep = [f.name for f in fields(RFRow)]
+        else:
+            keep = check_columns(columns)
+            keep += [f for f in dict.fromkeys(_FLAGS.get(c) for c in keep)
+                     if f is not None and f not in keep]
+        return [{k: getattr(r, k) for k in keep} for r in self.layers(all_ops)]
 
     def _repr_html_(self) -> str:
         # Names left, numbers right, each header over its column. Inline styles,
         # so it looks the same in Jupyter, Colab and the book; the class gives it
         # the look those give a pandas table (rules between cells, striped rows).
         # A smaller font too: at full size the last columns (RF) scroll out of view.
-        columns, rows = self._cells(False, SHOWN)
+        columns, rows = self._cells(False, self.columns(SHOWN))
 
         def cell(tag: str, column: str, text: str) -> str:
             align = "left" if column in _WORDS else "right"
@@ -214,6 +289,9 @@ class RFTable:
                         for t in (self.headline, "Legend: " + LEGEND))
         return (f'<div style="font-size: 75%"><table class="dataframe"><thead><tr>'
                 f"{head}</tr></thead><tbody>{body}</tbody></table>{notes}</div>")
+
+    def __str__(self) -> str:
+        return self.to_text(notes=True)
 
     def __repr__(self) -> str:
         return (f"RFTable({len(self.rows)} ops, input {self.input_size}: "
@@ -265,12 +343,29 @@ def _size(n: Any) -> str:
 
 
 def cell_value(row: RFRow, column: str) -> Any:
-    """A row's value in `column`; an RF that is global reads "global (r)"."""
+    """A row's value in `column` as the text formats show it: an RF that is
+    global reads "global (r)", a jump that is uneven "uneven"."""
     v = getattr(row, column)
-    side = {"r_in": "in", "r_out": "out"}.get(column)
-    if side and getattr(row, f"global_{side}") and v is not None:
-        return f"global ({fmt_cell(v)})"
-    return v
+    flag = _FLAGS.get(column)
+    if flag is None or not getattr(row, flag):
+        return v
+    if column.startswith("j_"):
+        return "uneven"
+    return v if v is None else f"global ({fmt_cell(v)})"
+
+
+def _typed(column: Any) -> Any:
+    """A DataFrame column with the dtype of its numbers: nullable Int64 or
+    Float64 (missing values <NA>), bool, or object for words and pairs."""
+    values = [v for v in column if v is not None]
+    if values and all(isinstance(v, bool) for v in values):
+        return column.astype("boolean" if len(values) < len(column) else bool)
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return column.astype("Int64")
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      for v in values):
+        return column.astype("Float64")
+    return column.astype(object).where(column.notna(), None)
 
 
 def cell_text(row: RFRow, column: str) -> str:

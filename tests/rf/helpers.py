@@ -124,6 +124,28 @@ def support(model: nn.Module, size: tuple[int, int], channels: int = 1,
     return int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1
 
 
+class Picked(nn.Module):
+    """`model`, its output narrowed to one tensor by `pick` (a dict's entry, a
+    tuple's first), for the gradient probe (`support`)."""
+
+    def __init__(self, model: nn.Module, pick) -> None:
+        super().__init__()
+        self.model, self.pick = model, pick
+
+    def forward(self, x):
+        return self.pick(self.model(x))
+
+
+def rows_reached(model: nn.Module, size: int) -> list[int]:
+    """The input rows that reach the output's central unit, after
+    `averaging(model)`: a set with gaps where a unit sees two regions."""
+    x = torch.ones(1, 1, size, size, dtype=torch.float64, requires_grad=True)
+    out = averaging(model)(x)
+    (grad,) = torch.autograd.grad(out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum(),
+                                  x)
+    return sorted(set((grad[0, 0] != 0).nonzero()[:, 0].tolist()))
+
+
 layer = st.one_of(
     st.tuples(st.just("conv"), st.integers(1, 5), st.integers(1, 5),
               st.integers(1, 2), st.integers(0, 2), st.integers(1, 2)),
@@ -483,4 +505,4 @@ class UpsampleNet(nn.Sequential):
 
 # What `from tests.rf.helpers import *` gives each test file (the private
 # helpers and the modules too).
-__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'support', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'UpsampleNet']
+__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'UpsampleNet']

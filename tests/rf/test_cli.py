@@ -52,9 +52,11 @@ def test_cli_columns(capsys):
     assert len(out[0]) == len(out[1]) == len(out[10])
     # After the table: a blank line, the headline, a blank line, the legend.
     assert paragraphs("\n".join(out))[-2:] == [MODEL_4, " ".join(LEGEND.split())]
+    # A CSV holds numbers: the RF, then its flag in a column of its own.
     assert main(["mnist_lib.models:Model_4", "--format", "csv",
                  "--columns", "r_out"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "global (29)"
+    lines = capsys.readouterr().out.splitlines()
+    assert (lines[0], lines[-1]) == ("r_out,global_out", "29,True")
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -3,6 +3,7 @@ declarations, wrong input sizes; its table's renderings; the effective RF."""
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -16,7 +17,15 @@ from mnist_lib.rf import (POINTWISE, SHOWN, RFError, RFRow, RFTable, Window, eff
                           receptive_field)
 from tests.rf.helpers import *  # noqa: F401,F403
 from tests.rf.helpers import ROOT, main  # noqa: F401
-from tests.rf.test_never_silent import AddsItsInput, PatchAttention, Uneven, WithNone
+from tests.rf.test_never_silent import (AddsItsInput, AlongWidth, Corners, DynamicConv,
+                                        PatchAttention, SharedReLU, Uneven, WithNone)
+
+
+def _refuse_text(model, size) -> str:
+    """The message of the RFError that `receptive_field(model, size)` raises."""
+    with pytest.raises(RFError) as err:
+        receptive_field(model, size)
+    return str(err.value)
 
 
 def test_misaligned_branches_raise():
@@ -266,10 +275,11 @@ def test_columns_are_chosen_and_checked():
     assert t.to_text(columns=cols).splitlines()[0].split() == cols
     head = t.to_markdown(columns=cols).splitlines()[0]
     assert head == "| name | kernel | j_out | r_out |"
-    assert list(t.to_frame(columns=cols).columns) == cols
-    # An RF column comes with its flag, so a global RF never reads as a number.
-    assert list(t.to_records(columns=cols)[0]) == ["name", "kernel", "j_out", "r_out",
-                                                   "global_out"]
+    # An RF (jump) column comes with its flag, so that a global RF (an uneven
+    # jump) never reads as a plain number.
+    flagged = cols + ["uneven_out", "global_out"]
+    assert list(t.to_frame(columns=cols).columns) == flagged
+    assert list(t.to_records(columns=cols)[0]) == flagged
     records = t.to_records(columns=["name", "r_in", "r_out"])
     assert list(records[0]) == ["name", "r_in", "r_out", "global_in", "global_out"]
     names = [r["name"] for r in records]  # global from the pooling, output.0, on
@@ -286,8 +296,9 @@ def test_renderings():
     assert "Conv2d" in t.to_markdown() and "<table" in t._repr_html_()
     # Integers stay integers: a column with blanks (the pool has no padding)
     # must not turn a 3x3 kernel into "3.0".
-    assert [type(v) for v in frame["kernel"][:3]] == [int] * 3
-    assert frame.loc[frame["kind"] == "AdaptiveAvgPool2d", "padding"].item() == ""
+    assert str(frame["kernel"].dtype) == "Int64"
+    assert list(frame["kernel"][:3]) == [3] * 3
+    assert frame.loc[frame["kind"] == "AdaptiveAvgPool2d", "padding"].isna().item()
     # A notebook shows the RF recurrence, not every column (it must fit a page):
     # words left, numbers right, each header aligned as its column.
     cells = re.findall(r'<(th|td) style="text-align: (\w+);[^"]*">([^<]*)</\1>',
@@ -472,6 +483,170 @@ def test_effective_rf_of_a_blank_image_warns():
         effective_rf(model, torch.rand(1, 12, 12), "2")
 
 
+# ------------------------- issue #40: refusals that named the wrong cause
+class ClassicSE(nn.Module):
+    """A 3x3 conv, the classic squeeze-and-excitation gate (pool, view(b, c),
+    two Linears, view(b, c, 1, 1), with or without expand_as), a 3x3 conv."""
+
+    def __init__(self, expand: bool):
+        super().__init__()
+        self.expand = expand
+        self.conv, self.pool = nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 4),
+                                nn.Sigmoid())
+        self.conv2 = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c, _, _ = x.size()
+        y = self.fc(self.pool(x).view(b, c)).view(b, c, 1, 1)
+        return self.conv2(x * y.expand_as(x) if self.expand else x * y)
+
+
+@pytest.mark.parametrize("expand", [False, True])
+def test_the_classic_squeeze_and_excitation_gate_is_global(expand):
+    # Before: refused ("copies a map along its height or width"), and without
+    # expand_as, refused again ("slides a window over a flattened tensor").
+    t = receptive_field(ClassicSE(expand), (1, 16, 16))
+    assert t.headline == ("RF global from 'pool' (AdaptiveAvgPool2d) on; without "
+                          "the global ops, RF 5 px, jump 1 px, at 'conv2' (map 12x12)")
+    # The gradient: every unit reaches every pixel, through the gate.
+    assert support(averaging(ClassicSE(expand)), (16, 16)) == (0, 0, 16, 16)
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x, y):
+        return self.conv(x) + self.conv(y)
+
+
+class WithTargets(nn.Module):
+    """A model that returns its loss when given targets, as many do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+
+    def forward(self, x, targets=None):
+        out = self.conv(x)
+        if targets is not None:
+            return F.mse_loss(out, targets)
+        return out
+
+
+def test_a_forward_of_two_inputs_is_named_and_defaults_are_kept():
+    # Before: "operation 'y' raised ... give the size the model expects".
+    with pytest.raises(RFError, match=r"^TwoInputs\.forward\(x, y\) takes 2 inputs; "
+                                      r"the calculator gives it one image\.\nFix: "):
+        receptive_field(TwoInputs(), (1, 16, 16))
+    # Before: "operation 'mse_loss' raised"; targets=None is what predicts.
+    t = receptive_field(WithTargets(), (1, 16, 16))
+    assert (t.final.name, t.final.r_out) == ("conv", 3)
+
+
+@pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel],
+                         ids=["compile", "DataParallel"])
+def test_wrapped_models_are_the_models_they_wrap(wrap):
+    # Before: "torch.fx could not trace OptimizedModule.forward() ... drop its
+    # data-dependent control flow".
+    model = MODELS["Model_4"]()
+    assert (receptive_field(wrap(model), (1, 28, 28)).to_records()
+            == receptive_field(model, (1, 28, 28)).to_records())
+    img = torch.rand(1, 28, 28)
+    assert torch.equal(effective_rf(wrap(model), img, "block1.2"),
+                       effective_rf(model, img, "block1.2"))
+
+
+def test_windowed_attention_is_refused_as_attention():
+    tv = pytest.importorskip("torchvision")
+    # Before: "operation 'shifted_window_attention' is not supported", with a
+    # suggestion to declare it 'pointwise'.
+    with pytest.raises(RFError, match=r"^operation 'shifted_window_attention' is "
+                                      r"attention: it mixes every position\.") as err:
+        receptive_field(tv.models.swin_t(), (3, 224, 224))
+    assert "'pointwise'" not in str(err.value)
+
+
+class Conv2dSame(nn.Conv2d):
+    """timm's Conv2dSame: TensorFlow's "same" padding, computed from the map's
+    size at run time, the extra pixel on the far side."""
+
+    def forward(self, x):
+        ih, iw = x.size()[-2:]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+        if ph > 0 or pw > 0:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
+
+
+@pytest.mark.parametrize("kernel, stride, size", [(3, 2, 20), (3, 2, 21), (4, 1, 20),
+                                                  (5, 3, 23)])
+def test_tf_same_padding_is_named_and_its_window_declared(kernel, stride, size):
+    model = nn.Sequential(Conv2dSame(1, 1, kernel, stride, bias=False),
+                          nn.Conv2d(1, 1, 3, bias=False))
+    # Before: "remove its data-dependent control flow, or declare it:
+    # custom={Conv2dSame: 'pointwise'} ...".
+    with pytest.raises(RFError) as err:
+        receptive_field(model, (1, size, size))
+    first, fix, code, *_ = str(err.value).splitlines()
+    assert first == ("torch.fx could not trace module '0' (Conv2dSame): it computes "
+                     "from its input's size (below).")
+    assert fix == "Fix: declare the window it slides, with TensorFlow's padding='same':"
+    window = f"{kernel}, {stride}, 'same'"
+    assert code == f"    custom={{Conv2dSame: Window({window})}}"
+    # What it says to do gives the map size torch gives, and the gradient's box.
+    t = receptive_field(model, (1, size, size),
+                        custom={Conv2dSame: Window(kernel, stride, "same")})
+    assert (t.final.n_out,) * 2 == tuple(model(torch.zeros(1, 1, size, size)).shape[2:])
+    box, (i, k) = empirical_rf(model, size)
+    f = t.final
+    assert box == (f.start_out + i * f.j_out - f.r_out / 2,
+                   f.start_out + k * f.j_out - f.r_out / 2, f.r_out, f.r_out)
+
+
+@pytest.mark.parametrize("pad", [nn.ZeroPad1d((2, 1)), nn.ConstantPad1d(2, 0.5),
+                                 nn.ZeroPad3d((1, 2, 0, 1, 0, 0))])
+def test_1d_and_3d_pads_pad_the_map_they_are_no_upsampling(pad):
+    # Before: "module '1' (ZeroPad1d) enlarges the map ... stop before this
+    # upsampling".
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, bias=False), pad,
+                          nn.Conv2d(1, 1, 3, bias=False))
+    t = receptive_field(model, (1, 19, 19))
+    n = tuple(model(torch.zeros(1, 1, 19, 19)).shape[2:])
+    assert t.final.n_out == (n[0] if n[0] == n[1] else n)
+    box, (i, k) = empirical_rf(model, 19)
+    f = t.final
+    sh, sw = f.start_out if isinstance(f.start_out, tuple) else (f.start_out,) * 2
+    assert box == (sh + i - 2.5, sw + k - 2.5, 5, 5)
+
+
+# Refusals of ops that move or mix positions: declaring one 'pointwise'
+# would give a wrong number, so no fix suggests it.
+MIXING = {
+    "moving reshape": _refuse_text(Pooled(lambda x: x.view(x.size(0), 4, 32, 2)),
+                                   (1, 10, 10)),
+    "dropped axis": _refuse_text(Row(lambda x: x[:, :, 0]), (1, 8, 8)),
+    "spatial chunk": _refuse_text(SplitRows(), (1, 16, 16)),
+    "cat along height": _refuse_text(Pooled(lambda x: torch.cat([x, x], 2)),
+                                     (1, 10, 10)),
+    "mean over height": _refuse_text(Pooled(lambda x: x.mean(2)), (1, 10, 10)),
+    "Linear over width": _refuse_text(AlongWidth("Linear"), (1, 20, 20)),
+    "tf same": _refuse_text(nn.Sequential(Conv2dSame(1, 1, 3, 2)), (1, 20, 20)),
+    "spread unit": _refuse_text(Corners(both=False), (1, 20, 20)),
+}
+
+
+@pytest.mark.parametrize("text", MIXING.values(), ids=MIXING.keys())
+def test_no_fix_declares_an_op_that_moves_pixels_pointwise(text):
+    assert "Fix: " in text and "'pointwise'" not in text, text
+
+
 def _refuse(model, size=(1, 16, 16), **kwargs):
     return lambda: receptive_field(model() if isinstance(model, type) else model,
                                    size, **kwargs)
@@ -520,6 +695,18 @@ REFUSALS = {
                                    (1, 10, 10)), "operation 'avg_pool2d'"),
     "stride at run time": (_refuse(ComputedStride, (1, 28, 28)), "operation 'conv2d'"),
     "empty map": (_refuse(Row(lambda x: x[:, :, 1:, 1:]), (1, 1, 1)), "'getitem'"),
+    "two inputs": (_refuse(TwoInputs), "TwoInputs.forward(x, y)"),
+    "Linear over width": (_refuse(AlongWidth("Linear"), (1, 20, 20)),
+                          "module 'fc' (Linear)"),
+    "matmul of two maps": (_refuse(Pooled(lambda x: x @ x.transpose(2, 3)),
+                                   (1, 10, 10)), "operation 'matmul'"),
+    "one unit spread": (_refuse(Corners(both=False), (1, 20, 20)), "operation 'mul'"),
+    "kernel from the map": (_refuse(DynamicConv("crop"), (1, 20, 20)),
+                            "operation 'conv2d'"),
+    "shared effective_rf": (lambda: effective_rf(SharedReLU(), torch.rand(1, 9, 9),
+                                                 "relu"), "'relu' runs 2 times"),
+    "cat along height": (_refuse(Pooled(lambda x: torch.cat([x, x], 2)), (1, 10, 10)),
+                         "operation 'cat'"),
 }
 
 

@@ -1,6 +1,7 @@
-"""Where the calculator used to be wrong without a word (issue #34): each case
-now gives the right number, checked against an independent truth (the
-gradient's support, or arithmetic done here), or a refusal that says why."""
+"""Where the calculator used to be wrong without a word (issues #34 and #40):
+each case now gives the right number, checked against an independent truth
+(the gradient's support, or arithmetic done here), or a refusal that says
+why."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mnist_lib.rf import RFError, receptive_field
-from tests.rf.helpers import SEBlock, averaging, support, swap
+from mnist_lib.rf import RFError, effective_rf, receptive_field
+from tests.rf.helpers import (Picked, SEBlock, averaging, rows_reached, support,
+                              swap)
 
 
 def _support(model: nn.Module, size: int, channels: int = 1) -> list[int]:
@@ -119,7 +121,8 @@ def test_uneven_adaptive_pooling_reports_its_largest_rf_and_no_jump():
     table = receptive_field(Uneven(), (1, 14, 14))
     row = table["pool"]
     assert max(_support(Uneven(), 14)) == row.r_out == 3 + (3 - 1) * 1
-    assert row.j_out == "uneven" and row.kernel == (2, 3)
+    assert row.j_out is None and row.uneven_out and row.kernel == (2, 3)
+    assert "jump uneven" in table.headline and "uneven" in table.to_text()
     assert all(float(row.r_out).is_integer() for row in table.rows)
     with pytest.raises(RFError, match=r"^module 'then' \(Conv2d\) slides a 3-px "
                                       "window over unevenly spaced units"):
@@ -235,3 +238,291 @@ def test_functional_rows_are_named_with_their_block():
     assert adds == [f"layer{i}.{k}.add" for i in (1, 2, 3, 4) for k in (0, 1)]
     assert len({r.name for r in table.rows}) == len(table.rows)  # unique
     assert table["layer4.1.add"].r_out == 435  # the trunk: the published 435 px
+
+
+# ============================ issue #40 ====================================
+def _height(model: nn.Module, size: int = 20) -> int:
+    """How many input rows reach the output's central unit (the gradient)."""
+    top, _, bottom, _ = support(averaging(model), (size, size))
+    return bottom - top
+
+
+# --------------------------- 7. the output, whatever the model returns
+class Outputs(nn.Module):
+    """A 3x3 conv, then the output as `how` returns it; a 9x9 conv (RF 9)
+    on the image runs after it, as a debug op or a second output would."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(1, 4, 3)
+        self.side = nn.Conv2d(1, 4, 9, padding=3)
+
+    def forward(self, x):
+        y = self.a(x)
+        out = {"dict": lambda: {"logits": y}, "max": lambda: y.max(dim=1),
+               "chunk": lambda: y.chunk(2, dim=1)}[self.how]()
+        side = self.side(x)
+        if self.how == "dict":
+            out["side"] = side
+        return out
+
+
+@pytest.mark.parametrize("how, pick", [
+    ("dict", lambda o: o["logits"]), ("max", lambda o: o[0][:, None]),
+    ("chunk", lambda o: o[0])])
+def test_the_output_is_what_the_model_returns_not_the_last_op(how, pick):
+    # Before, the final row and the headline were the 9x9 conv's (RF 9).
+    t = receptive_field(Outputs(how), (1, 20, 20))
+    assert t.final.r_out == _height(Picked(Outputs(how), pick)) == 3
+    assert t.trunk.r_out == 3 and t.headline.startswith("RF 3 px, jump 1 px")
+    assert t.final in list(t)  # the output is a row of the table
+
+
+class AuxHead(nn.Module):
+    """Two 3x3 convs, then a deep-supervision head (a 7x7 conv, its own
+    global pooling) computed before the main head pools the trunk."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3))
+        self.aux = nn.Sequential(nn.Conv2d(4, 4, 7), nn.AdaptiveAvgPool2d(1))
+        self.pool, self.head = nn.AdaptiveAvgPool2d(1), nn.Linear(4, 10)
+
+    def forward(self, x):
+        f = self.body(x)
+        self.aux(f)  # a side branch: its result is not returned
+        return self.head(self.pool(f).flatten(1))
+
+
+def test_a_side_branch_is_not_the_trunk():
+    # Before: "RF 11 px ... at 'aux.0'; global from 'aux.1'".
+    t = receptive_field(AuxHead(), (1, 24, 24))
+    assert t.headline == ("RF 5 px, jump 1 px, at 'body.1' (map 20x20); global from "
+                          "'pool' (AdaptiveAvgPool2d) on")
+    assert _height(AuxHead().body, 24) == t.trunk.r_out == 5  # two 3x3 convs
+    assert t["aux.0"].r_out == 11  # still in the table, as a side branch
+
+
+# --------------------------------------- 8. in-place merges are merges
+class InPlace(nn.Module):
+    """A 3x3 conv (padded) and a 7x7 one (padded 3), merged by `how` in place,
+    the result not reassigned."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 7, padding=3)
+
+    def forward(self, x):
+        y = self.a(x)
+        z = y  # another name for the same tensor
+        if self.how == "add_":
+            y.add_(self.b(x))
+        else:
+            y.mul_(self.b(x))
+        return torch.relu(z)
+
+
+@pytest.mark.parametrize("how", ["add_", "mul_"])
+def test_in_place_merges_count(how):
+    # Before, out.add_(identity) was dropped: RF 3, not 7.
+    t = receptive_field(InPlace(how), (1, 20, 20))
+    assert t.final.r_out == _height(InPlace(how)) == 7
+    assert t.trunk.kind == how
+
+
+def test_an_in_place_merge_into_a_view_is_refused():
+    class IntoSlice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3, padding=1)
+            self.b = nn.Conv2d(1, 1, 5, padding=2)
+
+        def forward(self, x):
+            y = self.a(x)
+            y[:, :1].add_(self.b(x))  # changes y's first channel only
+            return y
+
+    with pytest.raises(RFError, match=r"^operation 'add_' writes into a view of "
+                                      r"another tensor \('getitem'\) in place\."):
+        receptive_field(IntoSlice(), (1, 20, 20))
+
+
+# ---------------------------- 9. a softmax whose dim PyTorch infers
+class SoftmaxNoDim(nn.Module):
+    """A 3x3 conv, then a softmax without a dim: over the flattened map
+    (module or function), or over the map's channels (`flat=False`)."""
+
+    def __init__(self, module: bool, flat: bool = True):
+        super().__init__()
+        self.a, self.flat = nn.Conv2d(1, 2, 3), flat
+        self.softmax = nn.Softmax() if module else None
+
+    def forward(self, x):
+        y = self.a(x).flatten(1) if self.flat else self.a(x)
+        return self.softmax(y) if self.softmax is not None else F.softmax(y)
+
+
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice")
+@pytest.mark.parametrize("module", [False, True])
+def test_a_softmax_without_dim_takes_torch_s_dim(module):
+    # (N, C * H * W): PyTorch takes dim 1, the flattened map: every output
+    # reaches every pixel. Before, it was pointwise (RF 3, not global).
+    model = averaging(SoftmaxNoDim(module))
+    x = torch.ones(1, 1, 20, 20, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x)[0, 0], x)
+    assert bool((grad != 0).all())
+    f = receptive_field(SoftmaxNoDim(module), (1, 20, 20)).final
+    assert (f.global_out, f.r_out) == (True, 3)
+    # (N, C, H, W): dim 1 is the channels, and nothing moves. (The channels'
+    # weights differ, or each softmax would be 1/2 whatever the input.)
+    model = averaging(SoftmaxNoDim(module, flat=False))
+    with torch.no_grad():
+        model.a.weight[1] *= 2
+    t = receptive_field(model, (1, 20, 20))
+    assert not t.final.global_out
+    top, _, bottom, _ = support(Picked(model, lambda o: o[:, :1]), (20, 20))
+    assert t.final.r_out == bottom - top == 3
+
+
+# ------------------------ 10. weights and biases computed from the input
+class DynamicConv(nn.Module):
+    """A 3x3 conv, then a 3x3 conv whose `what` (kernel or bias) a Linear
+    makes from the map's global mean, or (`what="crop"`) a kernel that is a
+    3x3 crop of the map itself."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+        self.a = nn.Conv2d(1, 1, 3)
+        self.weight = nn.Parameter(torch.ones(1, 1, 3, 3))
+        self.make = nn.Linear(1, 9 if what == "kernel" else 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.what == "crop":
+            return F.conv2d(y, y[:, :, :3, :3], padding=1)
+        g = self.make(y.mean((2, 3)))
+        if self.what == "kernel":
+            return F.conv2d(y, g.view(1, 1, 3, 3), padding=1)
+        return F.conv2d(y, self.weight, g.view(1), padding=1)
+
+
+@pytest.mark.parametrize("what", ["kernel", "bias"])
+def test_a_dynamic_conv_is_global(what):
+    # Every output unit reaches every pixel, through the global mean. Before,
+    # the conv counted as a local 3x3 one: RF 5.
+    assert _height(DynamicConv(what)) == 20
+    t = receptive_field(DynamicConv(what), (1, 20, 20))
+    assert t.final.global_out and t.final.r_out == 5  # global over the conv path
+    assert t.first_global is t["mean"]
+
+
+def test_a_kernel_cut_from_the_map_is_refused():
+    with pytest.raises(RFError, match=r"^operation 'conv2d' also computes from "
+                                      r"'getitem', made from the input but no "
+                                      r"global pooling\.\nFix: "):
+        receptive_field(DynamicConv("crop"), (1, 20, 20))
+
+
+# ------------------- 11. a Linear or a matmul over one axis of a map
+class AlongWidth(nn.Module):
+    """A 3x3 conv, then a Linear over the map's width (its last axis), as a
+    module, as x @ W, or over its height, as W @ x."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.a, self.fc = how, nn.Conv2d(1, 1, 3), nn.Linear(18, 18)
+
+    def forward(self, x):
+        y = self.a(x)
+        return {"Linear": lambda: self.fc(y), "x @ W": lambda: y @ self.fc.weight,
+                "W @ x": lambda: self.fc.weight @ y}[self.how]()
+
+
+@pytest.mark.parametrize("how, axis", [("Linear", "width"), ("x @ W", "width"),
+                                       ("W @ x", "height")])
+def test_a_linear_over_one_axis_of_a_map_is_refused(how, axis):
+    # The gradient: each unit sees its whole row (column) of the map, 3 px
+    # across: neither a box around it nor the whole image. Before: "global".
+    top, left, bottom, right = support(averaging(AlongWidth(how)), (20, 20))
+    assert sorted([bottom - top, right - left]) == [3, 20]
+    with pytest.raises(RFError, match=f"mixes the {axis} of a map") as err:
+        receptive_field(AlongWidth(how), (1, 20, 20))
+    assert "'pointwise'" not in str(err.value) and "x.flatten(1)" in str(err.value)
+
+
+# ----------------------------------- 12. 1x1 maps that are no pooling
+class Corners(nn.Module):
+    """A 3x3 conv; then its top-left unit plus its bottom-right one (`both`),
+    or the top-left unit spread over the whole map."""
+
+    def __init__(self, both: bool):
+        super().__init__()
+        self.a, self.both = nn.Conv2d(1, 1, 3), both
+
+    def forward(self, x):
+        y = self.a(x)
+        if self.both:
+            return y[:, :, :1, :1] + y[:, :, -1:, -1:]
+        return y * y[:, :, :1, :1]
+
+
+def test_crops_of_two_regions_merged_are_misaligned_or_their_union():
+    # Before: RF 3 (one corner's). The unit sees both corners: rows 0-2 and
+    # 17-19 of the 20x20 image.
+    assert rows_reached(Corners(both=True), 20) == [0, 1, 2, 17, 18, 19]
+    with pytest.raises(RFError, match="misaligned in height: start 1.5 vs 18.5"):
+        receptive_field(Corners(both=True), (1, 20, 20))
+    f = receptive_field(Corners(both=True), (1, 20, 20), misaligned="union").final
+    assert (f.r_out, f.start_out) == (20, 10)  # the box spanning both
+
+
+def test_one_unit_spread_over_the_map_is_refused():
+    # Before: RF 3. The central unit sees its own 3x3 box and the corner's.
+    assert rows_reached(Corners(both=False), 20) == [0, 1, 2, 9, 10, 11]
+    with pytest.raises(RFError, match=r"^operation 'mul' spreads one unit of "
+                                      r"'getitem', which is no global pooling, over "
+                                      r"every position\.\nFix: pool the whole map"):
+        receptive_field(Corners(both=False), (1, 20, 20))
+
+
+# ------------------------- 13. effective_rf of a module that runs twice
+class SharedReLU(nn.Module):
+    """Two 3x3 convs and one ReLU module, run after each (torchvision's
+    BasicBlock shares its self.relu so)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.relu = nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.c2(self.relu(self.c1(x))))
+
+
+def test_effective_rf_of_a_shared_module_names_its_run():
+    model = SharedReLU()
+    for m in (model.c1, model.c2):
+        nn.init.constant_(m.weight, 1.0)
+        nn.init.constant_(m.bias, 1.0)  # positive: no ReLU cuts a gradient
+    t = receptive_field(model, (1, 20, 20))
+    image = torch.rand(1, 20, 20)
+    # Before, "relu" measured the last run (5 px) while the table's "relu"
+    # row is the first (3 px).
+    with pytest.raises(RFError, match=r"'relu' runs 2 times in a forward pass\.\n"
+                                      r"Fix: say which run to measure: call=1"):
+        effective_rf(model, image, "relu")
+    for call, row in [(1, "relu"), (2, "relu_2")]:
+        erf = effective_rf(model, image, "relu", call=call)
+        rows = (erf > 0).nonzero()[:, 0]
+        assert int(rows.max() - rows.min() + 1) == t[row].r_out == 2 * call + 1
+    with pytest.raises(RFError, match=r"call=3, but 'relu' runs 2 time"):
+        effective_rf(model, image, "relu", call=3)
+
+
+def test_effective_rf_of_a_size_says_to_pass_an_image():
+    # Before: AttributeError: 'tuple' object has no attribute 'any'.
+    with pytest.raises(RFError, match=r"image is a tuple, not a tensor\.\nFix: "
+                                      r"pass an image \(C, H, W\)"):
+        effective_rf(SharedReLU(), (1, 20, 20), "c1")

@@ -3,6 +3,8 @@ slices, reshapes, reductions, channel-only ops, functional forms."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -135,7 +137,9 @@ def test_channel_split_and_shuffle_are_followed():
     t = receptive_field(Shuffle(), (1, 16, 16))
     (top, left, h, w), _ = empirical_rf(Shuffle(), 16)
     assert t.final.r_out == h == w == 5 and t.final.n_out == 14
-    with pytest.raises(RFError, match="'chunk', along a spatial axis, is not supported"):
+    # Each piece of a split along the height is a crop: a slice says which.
+    with pytest.raises(RFError, match=r"^operation 'chunk' splits a map along its "
+                                      r"height or width\.\nFix: slice it instead"):
         receptive_field(SplitRows(), (1, 16, 16))
 
 
@@ -178,11 +182,18 @@ def test_copies_along_the_channels_leave_the_rf_alone(how):
     assert t.rows[0].kind == how and t.rows[0].ch_out == 3
 
 
-@pytest.mark.parametrize("how", ["rows", "spread"])
-def test_copies_along_height_or_width_are_refused(how):
+def test_copies_along_height_or_width_are_refused():
     with pytest.raises(RFError, match="copies a map along its height or width.\n"
-                                      "Fix: let broadcasting spread it"):
-        receptive_field(ThreeChannels(how), (1, 28, 28))
+                                      "Fix: for a gate, pool the map to one unit"):
+        receptive_field(ThreeChannels("rows"), (1, 28, 28))
+
+
+def test_a_global_unit_expanded_over_the_map_is_a_gate():
+    # x.mean((2, 3), keepdim=True).expand(...) * x: every unit scaled by the
+    # whole image's mean: global, over the 1x1 RF of the input itself.
+    t = receptive_field(ThreeChannels("spread"), (1, 28, 28))
+    assert t["expand"].global_out and t["expand"].j_out is None
+    assert (t.final.n_out, t.final.r_out, t.final.global_out) == (28, 1, True)
 
 
 @pytest.mark.parametrize("values", [False, True], ids=["[0]", ".values"])
@@ -324,7 +335,7 @@ def test_ops_on_moved_or_merged_positions_find_them():
                lambda x: torch.cat([to_nhwc(x)] * 2, -1)):
         assert (final(lambda x: to_nchw(op(x))).r_out,
                 final(lambda x: to_nchw(op(x))).n_out) == (3, 8)
-    for op, match in [(lambda x: x.flatten(2).chunk(2, dim=-1)[0], "spatial axis"),
+    for op, match in [(lambda x: x.flatten(2).chunk(2, dim=-1)[0], "splits a map"),
                       (lambda x: x.flatten(2)[:, :, 2:], "slice of positions"),
                       (lambda x: to_nchw(to_nhwc(x)[:, 1:]), "slice of positions")]:
         with pytest.raises(RFError, match=match):
@@ -343,3 +354,21 @@ def test_convnext_tiny_by_hand():
     assert t.first_global.name == "avgpool"
     assert t.final.global_out and t.final.r_out == rf
 
+
+
+def test_drop_path_is_pointwise_and_torchvision_ops_is_not_imported():
+    tv = pytest.importorskip("torchvision")
+
+    # torchvision's module calls its function, which torch.fx keeps as one op
+    # (EfficientNet's drop-path).
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), tv.ops.StochasticDepth(0.2, "row"))
+    t = receptive_field(model, (1, 10, 10))
+    assert (t.final.kind, t.final.r_out, t.final.spatial) == ("stochastic_depth", 3,
+                                                              False)
+    # It is told by its name: importing the library (or the calculator) does
+    # not pay the second that importing torchvision.ops costs.
+    code = ("import sys, mnist_lib, mnist_lib.rf; "
+            "print('torchvision.ops' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,12 +1,15 @@
 """What the table says of a whole network: the trunk (the RF to quote), the
-headline, the legend, the default columns, and the plot of the RF's growth."""
+headline, the legend, the default columns, the plot of the RF's growth; and
+that it acts as a table (print, len, iteration, a numeric DataFrame)."""
 
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mnist_lib.models import MODELS
 from mnist_lib.rf import COLUMNS, LEGEND, SHOWN, receptive_field
@@ -92,3 +95,82 @@ def test_plot_marks_the_rf_of_each_layer_the_input_and_the_marks():
             r.name for r in t.layers()]
     finally:
         plt.close(ax.figure)
+
+
+def test_a_table_prints_counts_and_iterates_as_the_table_it_shows(capsys):
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    # print(table) is what the CLI prints: the table, the headline, the legend.
+    assert main(["mnist_lib.models:Model_4"]) == 0
+    assert str(t) == capsys.readouterr().out.rstrip("\n")
+    assert str(t).startswith(t.to_text() + "\n\n")
+    assert " ".join(str(t).split()).endswith(" ".join((t.headline + " " + LEGEND)
+                                                      .split()))
+    assert repr(t).startswith("RFTable(") and "\n" not in repr(t)
+    # One set of rows, the same in every rendering; len and iteration too.
+    names = [r.name for r in t.layers()]
+    assert [r.name for r in t] == names and len(t) == len(names) == 10
+    assert [r["name"] for r in t.to_records()] == names
+    assert list(t.to_frame()["name"]) == names
+    assert [line.split()[0] for line in t.to_text().splitlines()[1:]] == names
+    assert len(t.to_markdown().splitlines()) == 2 + len(names)
+    assert t._repr_html_().count("<tr>") == 1 + len(names)
+    # Any op by name, those the table leaves out too (a BatchNorm).
+    assert t["block1.0.0"].kind == "Conv2d" and t["block1.0.1"].kind == "BatchNorm2d"
+
+
+def test_to_frame_holds_numbers_and_flags():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    frame = t.to_frame()
+    # Before, r_out mixed 29 and "global (29)".
+    for column in ("n_out", "kernel", "stride", "j_out", "r_in", "r_out", "ch_out"):
+        assert str(frame[column].dtype) == "Int64", column
+    assert str(frame["start_out"].dtype) == "Float64"
+    assert list(frame["r_out"])[-3:] == [29, 29, 29]
+    assert frame["global_out"].dtype == bool
+    assert list(frame["global_out"]) == [r.global_out for r in t]
+    assert frame["j_out"].isna().tolist() == [r.j_out is None for r in t]
+    # An uneven jump: a missing number, flagged; the text still says "uneven".
+    uneven = receptive_field(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(7)),
+                             (1, 14, 14))
+    row = uneven.to_frame(columns=["name", "j_out"]).iloc[-1]
+    assert row["j_out"] is pd_na() and bool(row["uneven_out"])
+    assert " uneven " in uneven.to_text().splitlines()[-1]
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+class Dilated(nn.Module):
+    """Two 3x3 convs, the second of dilation 2, after a 2x2 pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, dilation=2)
+
+    def forward(self, x):
+        return self.conv2(F.avg_pool2d(self.conv1(x), 2))
+
+
+def test_a_dilated_row_can_be_reproduced_from_the_columns_shown():
+    t = receptive_field(Dilated(), (1, 28, 28))
+    shown = t.to_text().splitlines()[0].split()
+    assert shown[shown.index("kernel") + 1] == "dilation"
+    html_head = re.findall(r"<th[^>]*>([^<]*)</th>", t._repr_html_())
+    assert html_head == t.columns(SHOWN) and "dilation" in html_head
+    # The recurrence the legend states, from the frame's own columns.
+    for r in t.to_frame().itertuples():
+        if r.kind in ("Conv2d", "avg_pool2d"):
+            k = (r.dilation if r.dilation is not pd_na() else 1) * (r.kernel - 1) + 1
+            assert r.r_out == r.r_in + (k - 1) * r.j_in and r.j_out == r.j_in * r.stride
+    assert "dilation * (kernel - 1) + 1" in LEGEND
+    # The gradient agrees: 3, then 4 after the pool, then + (5 - 1) * 2 = 12.
+    assert t.final.r_out == 12
+    top, _, bottom, _ = support(averaging(Dilated()), (28, 28))
+    assert bottom - top == 12
+    # Without a dilated layer, the columns are COLUMNS.
+    plain = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    assert plain.columns() == COLUMNS and plain.to_text().split()[:len(COLUMNS)] \
+        == COLUMNS
