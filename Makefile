@@ -9,13 +9,13 @@ JB     := $(BIN)/jupyter-book
 # Sphinx warnings are errors; --keep-going reports all of them before failing.
 JBFLAGS := -W --keep-going
 
-.PHONY: venv data test test-lib book book-quick sync clean help
+.PHONY: venv data test test-lib book book-quick record-build sync clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book        .venv + packages + data, then the full book (_build/html)"
 	@echo "make test        .venv + packages + data, then all tests (quick book build incl.)"
-	@echo "make venv | data | book-quick | sync | clean"
+	@echo "make venv | data | book-quick | record-build | sync | clean"
 
 # Re-installs only when requirements.txt or pyproject.toml change.
 venv: $(STAMP)
@@ -43,6 +43,11 @@ book: venv data
 # Quick mode: small subset, 1-2 epochs, claim checks off (what CI builds).
 book-quick: venv data
 	bash scripts/build_book.sh quick
+
+# Add the last full build that executed every chapter (_build/book_build.json)
+# to results/book_builds.json, the list of machines it passed on; commit that.
+record-build: venv
+	$(BIN)/python scripts/record_build.py --add
 
 # Regenerate the .ipynb twins (Colab) from the .md chapters, the one source.
 sync: venv

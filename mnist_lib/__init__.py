@@ -7,10 +7,11 @@ Public API (see each module for details):
 - data:    `load_mnist`, `MNIST`, `pixel_stats`
 - augmentation: `augment` (rotate, shift and zoom a batch on the device)
 - models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`,
-           `save_checkpoint`, `load_checkpoint` (a `Classifier` for raw images)
+           `save_checkpoint`, `load_checkpoint` (any model; a `Classifier` for
+           raw images)
 - config:  `TrainConfig`, `recipe` (each model's training config)
-- train:   `run` (seed, build, train a book model), `fit` (the loop); both
-           return a `History` (from history)
+- train:   `run` (seed, build, train a book model), `fit` (the loop, for any
+           model: a net of your own trains here); both return a `History`
 - evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
 - rf:      `receptive_field`, `RFTable`, `effective_rf` (a package)
 - plain:   the classic train()/test() loop with DataLoaders (Step 1)

@@ -2,6 +2,7 @@
 
     python -m mnist_lib data  [--root data]                 fetch and verify MNIST
     python -m mnist_lib train --model Model_4 --out run.json   (also: mnist-train)
+    python -m mnist_lib train --model my_net.py:Net --checkpoint net.pt  (your own)
     python -m mnist_lib seeds --model Model_4 --seeds 15 --out results/seeds.json
     python -m mnist_lib bench --epochs 15 --json results/bench_cpu.json
     python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28  (also: mnist-rf)
@@ -16,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib
-import importlib.util
 import json
 import sys
 import textwrap
@@ -29,40 +28,48 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import ablation, bench, ladder, seeds
-from .config import (OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe,
-                     recipe_differences)
+from . import __version__, ablation, bench, ladder, model_spec, seeds
+from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, TrainConfig,
+                     recipe, recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
+from .evaluation import ModelOutputError
 from .models import FINAL_MODEL, MODELS, save_checkpoint
 from .rf import COLUMNS, LEGEND, RFError, check_columns, receptive_field
 from .target import TARGET
-from .train import DivergenceError, check_run, run
-from .utils import atomic_write_json, best_device, quiet_on_closed_pipe, unwritable
+from .train import DivergenceError, check_run, fit, run
+from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe, set_seed,
+                    unwritable)
+
+VERSION = f"mnist_lib {__version__} (torch {torch.__version__})"
 
 
 # ------------------------------------------------------------- config flags
 def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """One flag per TrainConfig field (--batch-size for batch_size, ...), each
     defaulting to None, i.e. to the model's recipe; `config_overrides` reads
-    them back. `progress` is left to each command (--quiet), and so is `exclude`."""
+    them back. `progress` is left to each command (--quiet), and so is `exclude`.
+    A field the recipes set is in `recipe_table`; the help of the others gives
+    the value every recipe has."""
+    varying = _recipe_fields()
     for f in fields(TrainConfig):
         if f.name == "progress" or f.name in exclude:
             continue
         flag = "--" + f.name.replace("_", "-")
+        default = ("(default: the model's recipe, below)" if f.name in varying else
+                   f"(default: {_show(f.default)}, in every recipe)")
         if f.name == "scale":  # a pair: --scale 0.95 1.05
             p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
-                           default=None, help="zoom range (default: the model's "
-                           "recipe; 1 1 = no zoom)")
+                           default=None, help=f"zoom range {default}; 1 1 = no zoom")
         elif f.name in ("n_train", "n_test"):
             p.add_argument(flag, type=int, default=None, help="subset (quick runs)")
         elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help="(default: the model's recipe)")
+                           help=default)
         else:
             choices = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
                        "precision": PRECISIONS}.get(f.name)
             p.add_argument(flag, type=type(f.default), default=None, choices=choices,
-                           help="(default: the model's recipe)")
+                           help=default)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,21 +78,54 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
             if getattr(args, f.name, None) is not None}
 
 
-def _checked_config(p: argparse.ArgumentParser, model: str, overrides: dict):
-    """The recipe with the overrides, on a device that is there, or exit 2."""
+def _show(value: Any) -> str:
+    """A config value as its flag takes it: a pair as "0.95 1.05"."""
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _recipe_fields() -> list[str]:
+    """The TrainConfig fields that some recipe sets apart from the default."""
+    default = TrainConfig()
+    return [f.name for f in fields(TrainConfig)
+            if any(getattr(c, f.name) != getattr(default, f.name)
+                   for c in RECIPES.values())]
+
+
+def recipe_table() -> str:
+    """The recipes' values, for `-h`: each field that some recipe sets apart
+    from TrainConfig's default, one row a field, one column a recipe."""
+    columns = {"default": TrainConfig()} | RECIPES
+    rows = [["field", *columns]] + [[name, *(_show(getattr(c, name))
+                                            for c in columns.values())]
+                                    for name in _recipe_fields()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    table = "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
+                      .rstrip() for row in rows)
+    return ("A book model trains with its recipe; a flag changes one field. Where\n"
+            f"the recipes differ from TrainConfig's defaults:\n\n{table}")
+
+
+def _checked_config(p: argparse.ArgumentParser, model: str | None, overrides: dict):
+    """The recipe of `model` (a book model's name; None: TrainConfig's
+    defaults, for a net of the student's own) with the overrides, on a device
+    that is there, or exit 2."""
     try:
-        cfg = recipe(model, **overrides)
+        cfg = recipe(model, **overrides) if model else TrainConfig(**overrides)
         best_device(cfg.device)  # fail before loading data if it is not there
     except ValueError as err:
         p.error(str(err))
     return cfg
 
 
-def _data_for(p: argparse.ArgumentParser, model: str, cfg: TrainConfig,
+def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConfig,
               root: str) -> MNIST:
     """MNIST, once the run is known to fit it (or exit 2); prints the note
-    that a run over the target's budget cannot meet it."""
-    mnist = load_mnist(root)
+    that a run over the target's budget cannot meet it. MNIST that cannot be
+    read or fetched is an error line (exit 1), not a traceback."""
+    try:
+        mnist = load_mnist(root)
+    except DataError as err:
+        raise SystemExit(f"error: {err}")
     try:
         note = check_run(model, cfg, mnist)
     except ValueError as err:
@@ -112,10 +152,15 @@ def data(argv: list[str], prog: str) -> int:
 
 # -------------------------------------------------------------------- train
 def train_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Train one of the book's models on MNIST.")
-    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS),
-                   help=f"model to train (default {FINAL_MODEL})")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Train one of the book's models, or a net of your "
+        "own, on MNIST.", epilog=recipe_table() + "\n\nA net of your own "
+        "trains with the defaults (the first column)\nand the flags given.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=FINAL_MODEL, metavar="MODEL",
+                   help=f"a book model ({', '.join(MODELS)}; default {FINAL_MODEL}), "
+                   "or a net of your own, FILE.py:NAME or MODULE:NAME (e.g. "
+                   "my_net.py:Net), built by calling NAME() as mnist-rf does")
     p.add_argument("--data", default="data", help="MNIST root folder (default: data)")
     p.add_argument("--out", help="write the history as JSON to this file")
     p.add_argument("--checkpoint", help="write the tested weights, with what "
@@ -123,24 +168,36 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
                    "mnist_lib.load_checkpoint)")
     add_config_flags(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--version", action="version", version=VERSION)
     return p
 
 
 def train(argv: list[str], prog: str) -> int:
     p = train_parser(prog)
     args = p.parse_args(argv)
-    cfg = _checked_config(p, args.model,
+    book = args.model in MODELS  # else a net of the student's own
+    if not book and ":" not in args.model:
+        p.error(f"argument --model: invalid choice: {args.model!r} (choose from "
+                f"{', '.join(MODELS)}, or name a net of your own: FILE.py:NAME or "
+                "MODULE:NAME)")
+    cfg = _checked_config(p, args.model if book else None,
                           config_overrides(args) | {"progress": not args.quiet})
     for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
         if path and (why := unwritable(path)):
             p.error(f"{flag}: {why}")
-    mnist = _data_for(p, args.model, cfg, args.data)
+    if not book:
+        set_seed(cfg.seed)  # before building: the initial weights, as run() does
+        net = load_model(args.model)
+    mnist = _data_for(p, args.model if book else net, cfg, args.data)
     try:
-        model, hist = run(args.model, mnist, cfg)
-    except DivergenceError as err:
+        if book:
+            model, hist = run(args.model, mnist, cfg)
+        else:
+            model, hist = net, fit(net, mnist, cfg)
+    except (DivergenceError, ModelOutputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{args.model}: last-3 test accuracy "
+    print(f"{hist.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
           + f"; target ({TARGET.text()}) "
           + ("MET" if hist.meets_target() else "NOT met")
@@ -148,14 +205,17 @@ def train(argv: list[str], prog: str) -> int:
     if args.out:
         hist.save(args.out)
     if args.checkpoint:
-        save_checkpoint(args.checkpoint, model, hist)
+        save_checkpoint(args.checkpoint, model, hist,
+                        spec=None if book else args.model)
     return 0
 
 
 # -------------------------------------------------------------------- seeds
 def seeds_cmd(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog,
-                                description="Train a model with several seeds.")
+                                description="Train a model with several seeds.",
+                                epilog=recipe_table(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
     p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
     p.add_argument("--first-seed", type=int, default=0)
@@ -300,80 +360,14 @@ def bench_cmd(argv: list[str], prog: str) -> int:
 
 
 # ----------------------------------------------------------------------- rf
-def _import_file(path: Path) -> Any:
-    """The module in a .py file, imported as a script would be: its folder
-    first on sys.path, so that it can import the files beside it."""
-    if not path.is_file():
-        raise SystemExit(f"error: no file {str(path)!r}")
-    sys.path.insert(0, str(path.resolve().parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        raise SystemExit(f"error: running {str(path)!r} failed: "
-                         f"{type(err).__name__}: {err}")
-    return module
-
-
-def _models_hint(module: Any, where: str, attr: str) -> str:
-    """What `module` (named `where`) offers instead of `attr`, a student's typo:
-    the closest public name, then the models (nn.Module classes) it defines."""
-    public = {name: obj for name, obj in vars(module).items()
-              if not name.startswith("_")}
-    # Its own classes and its submodules' (torch.nn's Conv2d lives in
-    # torch.nn.modules.conv), not those it imports (a file's `nn.Conv2d`).
-    models = sorted(name for name, obj in public.items()
-                    if isinstance(obj, type) and issubclass(obj, nn.Module)
-                    and (obj.__module__ + ".").startswith(module.__name__ + "."))
-    close = difflib.get_close_matches(attr, public, n=1)
-    hint = f"Did you mean {close[0]!r}? " if close else ""
-    if not models:
-        hint += (f"{where} defines no nn.Module class: name the class or the "
-                 "function that builds your model.")
-    else:
-        more = f" and {len(models) - 12} more" if len(models) > 12 else ""
-        hint += f"The models {where} defines: {', '.join(models[:12])}{more}."
-    # Never break inside a name or a path: it must read as one, to be copied.
-    return textwrap.fill(hint, 77, break_long_words=False, break_on_hyphens=False)
-
-
 def load_model(spec: str) -> nn.Module:
     """The model `spec` names, PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE,
-    built by calling CALLABLE(); a SystemExit with the fix if it cannot be."""
-    if ":" not in spec:
-        raise SystemExit(f"error: {spec!r} is not PACKAGE.MODULE:CALLABLE or "
-                         "FILE.py:CALLABLE (e.g. mnist_lib.models:Model_4, "
-                         "my_net.py:Net)")
-    mod_name, attr = spec.rsplit(":", 1)
+    built by calling CALLABLE() (`mnist_lib.model_spec.build`, which
+    `load_checkpoint` uses too); a SystemExit with the fix if it cannot be."""
     try:
-        module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
-                  else importlib.import_module(mod_name))
-    except (ImportError, AttributeError) as err:  # also raised by a module's code
-        raise SystemExit(f"error: cannot load {spec!r}: {err}")
-    try:
-        obj = getattr(module, attr)
-    except AttributeError as err:
-        raise SystemExit(f"error: cannot load {spec!r}: {err}\n"
-                         + _models_hint(module, mod_name, attr))
-    if isinstance(obj, nn.Module):
-        return obj
-    if not callable(obj):
-        raise SystemExit(f"error: {spec!r} is a {type(obj).__name__}, not a model "
-                         "or a class or function that builds one")
-    try:
-        model = obj()
-    except TypeError as err:
-        # The usual cause: a constructor that needs arguments (nn.LSTM, say).
-        raise SystemExit(
-            f"error: {attr}() failed: {err}\n"
-            f"The CLI builds the model by calling {attr} with no arguments. Name a\n"
-            "function that needs none (e.g. `def make(): return MyNet(10)` in your\n"
-            "module), or call receptive_field(model, (C, H, W)) from Python.")
-    if not isinstance(model, nn.Module):
-        raise SystemExit(f"error: {attr}() returned a {type(model).__name__}, "
-                         "not a torch.nn.Module")
-    return model
+        return model_spec.build(spec)
+    except model_spec.SpecError as err:
+        raise SystemExit(f"error: {err}")
 
 
 def rf(argv: list[str], prog: str) -> int:
@@ -387,13 +381,16 @@ def rf(argv: list[str], prog: str) -> int:
                    choices=["table", "markdown", "csv", "json"])
     p.add_argument("--all", action="store_true",
                    help="list every op, not only those that change the RF")
-    p.add_argument("--columns", default=",".join(COLUMNS),
+    p.add_argument("--columns",
                    help="comma-separated columns, e.g. name,kernel,stride,j_out,r_out "
-                        "(default: %(default)s)")
+                        f"(default: {','.join(COLUMNS)}, and dilation after kernel "
+                        "where a layer is dilated)")
     args = p.parse_args(argv)
+    columns = None  # the table's default columns
     try:
-        columns = check_columns([c.strip() for c in args.columns.split(",")
-                                 if c.strip()])
+        if args.columns is not None:
+            columns = check_columns([c.strip() for c in args.columns.split(",")
+                                     if c.strip()])
     except ValueError as err:
         p.error(f"--columns: {err}")
     try:
@@ -408,23 +405,22 @@ def rf(argv: list[str], prog: str) -> int:
     except RFError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.format == "table":
-        print(table.to_text(args.all, columns))
-        print(f"\n{textwrap.fill(table.headline, 76)}\n\n"
-              f"{textwrap.fill(LEGEND, 76)}")
+    if args.format == "table":  # the table, its headline and legend: str(table)
+        print(table.to_text(args.all, columns, notes=True))
     elif args.format == "markdown":
         print(table.to_markdown(args.all, columns))
     elif args.format == "csv":
         print(table.to_frame(args.all, columns).to_csv(index=False), end="")
-    else:
-        print(json.dumps(table.to_records(args.all, columns), indent=2, default=str))
+    else:  # the same columns as the other formats, each RF with its flag
+        records = table.to_records(args.all, columns or table.columns())
+        print(json.dumps(records, indent=2, default=str))
     return 0
 
 
 # ----------------------------------------------------------------- dispatch
 COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
-    "train": (train, "train one of the book's models"),
+    "train": (train, "train one of the book's models, or your own"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
     "ablate": (ablate_cmd, "Step 3's ablation study over seeds"),
     "ladder": (ladder_cmd, "the design ladder: one change a rung, over seeds"),
@@ -432,8 +428,8 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "rf": (rf, "receptive-field table of a PyTorch model"),
 }
 USAGE = ("usage: python -m mnist_lib COMMAND [options]   (COMMAND -h for its "
-         "options)\n\ncommands:\n" + "\n".join(f"  {name:<7}{what}" for name, (_, what)
-                                                in COMMANDS.items()))
+         "options)\n       python -m mnist_lib --version\n\ncommands:\n"
+         + "\n".join(f"  {name:<7}{what}" for name, (_, what) in COMMANDS.items()))
 
 
 @quiet_on_closed_pipe
@@ -443,6 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(VERSION)
+        return 0
     if argv[0] not in COMMANDS:
         close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -461,4 +460,7 @@ def train_main() -> int:
 @quiet_on_closed_pipe
 def rf_main() -> int:
     """The `mnist-rf` console script."""
+    if sys.argv[1:] == ["--version"]:
+        print(VERSION)
+        return 0
     return rf(sys.argv[1:], "mnist-rf")

@@ -264,12 +264,13 @@ def ensure_mnist(root: str | os.PathLike = "data", download: bool = True,
     if not download:
         listed = "; ".join(f"{k}: {v}" for k, v in problems.items())
         raise DataError(f"MNIST under {raw_folder(root)} is not usable ({listed}). "
-                        "Call load_mnist(download=True) or run `make data`.")
+                        f"Call load_mnist({str(root)!r}) (it downloads by default) "
+                        f"or run `python -m mnist_lib data --root {root}`.")
     # Before any download: a folder that cannot take the files would only be
     # found out after fetching them, with every source blamed for it.
     if why := unwritable(raw_folder(root) / "train-images-idx3-ubyte"):
         raise DataError(f"MNIST cannot be saved under {root}: {why} "
-                        "(load_mnist's root, the CLI's --root).")
+                        "(load_mnist's root, the CLI's --data or --root).")
     say = print if verbose else (lambda *a, **k: None)
     for name, problem in problems.items():
         path = raw_folder(root) / name

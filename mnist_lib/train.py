@@ -1,6 +1,6 @@
 """Training: `run(name, data)` trains a book model with its recipe, and
 `fit(model, data, config)` is the loop that does it, for any model that
-returns log-probabilities.
+returns log-probabilities: the way to train a net of your own.
 
 Read it top-down. `fit` sets a run up (seed, device, data on the device,
 optimizer, learning-rate schedule, weight average), then runs each epoch:
@@ -31,7 +31,7 @@ from .data import MNIST, batch_indices, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
 from .history import EpochRecord, History
-from .models import count_parameters, get_model, layer_list
+from .models import MODELS, RUNG_MODELS, count_parameters, get_model, layer_list
 from .progress import EpochProgress
 from .step import GraphedStep, train_step
 from .target import TARGET
@@ -131,7 +131,14 @@ def train_epoch(step: Callable, sched, n: int, cfg: TrainConfig, epoch: int,
 
 def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
         name: str | None = None) -> History:
-    """Train `model` on `data` as `config` says; return the per-epoch `History`.
+    """Train `model` on `data` as `config` says (default: `TrainConfig()`);
+    return the per-epoch `History`. `name` names the run (default: the
+    model's class). Any `nn.Module` that maps (B, 1, 28, 28) images to (B, 10)
+    log-probabilities trains here, e.g. a net of your own:
+
+        set_seed(0); net = Net()            # the initial weights, seeded
+        history = fit(net, data, TrainConfig(epochs=5))
+        save_checkpoint("net.pt", net, history)
 
     The data are moved to the device once. Normalisation uses the training
     set's own mean and std, which the history keeps (a checkpoint needs them).
@@ -204,17 +211,26 @@ def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides
     (`mnist_lib.config.recipe`), or with `config`; return both.
 
     Seeding *before* building makes the initial weights part of the seed too:
-    `run("Model_4", data, seed=1)` is reproducible end to end.
+    `run("Model_4", data, seed=1)` is reproducible end to end. A net of your
+    own trains with `fit`.
     """
+    known = MODELS | RUNG_MODELS
+    if not isinstance(model, str) or model not in known:
+        got = repr(model) if isinstance(model, str) else f"a {type(model).__name__}"
+        raise ValueError(f"run trains the book's models, by name ({', '.join(known)}); "
+                         f"got {got}. To train a net of your own, call fit: "
+                         "history = fit(net, data, TrainConfig(...))")
     cfg = replace(config, **overrides) if config else recipe(model, **overrides)
     set_seed(cfg.seed)
     net = get_model(model)
     return net, fit(net, data, cfg, name=model)
 
 
-def check_run(model: str, cfg: TrainConfig, data: MNIST) -> str:
-    """What the CLIs check before training `model` with `cfg` on `data`: a
-    ValueError when the subset sizes or the LR schedule cannot run; else the
-    note `Target.over_budget` gives ("" for a run within the target's budget)."""
+def check_run(model: str | nn.Module, cfg: TrainConfig, data: MNIST) -> str:
+    """What the CLIs check before training `model` (a book model's name, or
+    a model) with `cfg` on `data`: a ValueError when the subset sizes or the LR
+    schedule cannot run; else the note `Target.over_budget` gives ("" for a
+    run within the target's budget)."""
     check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
-    return TARGET.over_budget(cfg.epochs, count_parameters(get_model(model)))
+    net = get_model(model) if isinstance(model, str) else model
+    return TARGET.over_budget(cfg.epochs, count_parameters(net))

@@ -1,15 +1,21 @@
-"""Run the full book build and, if it passes, record where: results/book_builds.json.
+"""Run the full book build and, if it passes, record where; add that record to
+results/book_builds.json on purpose.
 
-`scripts/build_book.sh full` runs the build through this. Each entry names
-the CPU and precision, the build's time, how busy the machine was with other
-work while it ran (`other_cores`: the CPU time of everything but the build,
-from /proc/stat, in cores), the commit and the date. A new build replaces an
-older one on the same CPU, precision and idle-or-busy. The Reproducibility
-chapter and the README show where the full build has passed from this file,
-so that nobody types it.
+`scripts/build_book.sh full` runs a build that executes every chapter through
+this. The entry names the CPU and precision, the build's time, how busy the
+machine was with other work while it ran (`other_cores`: the CPU time of
+everything but the build, from /proc/stat, in cores), the commit and the
+date. It goes to _build/book_build.json, which git ignores: a build leaves
+the work tree as it found it. To publish it, add it to the tracked list,
+where it replaces an older build on the same CPU, precision and idle-or-busy,
+and commit that: the Engineering notes chapter and the README show where the
+full build has passed from this list, so that nobody types it.
 
-Usage: python scripts/record_build.py [--file F] -- COMMAND ...
-(exits with COMMAND's status; records only when it is 0)
+Usage:
+  python scripts/record_build.py [--entry E] -- COMMAND ...
+      run COMMAND; exit with its status; when it is 0, write the entry to E
+  python scripts/record_build.py --add [--entry E] [--file F]   (make record-build)
+      add the entry E to the list F (default results/book_builds.json)
 """
 
 from __future__ import annotations
@@ -27,18 +33,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mnist_lib.hardware import environment  # noqa: E402
+from mnist_lib.hardware import environment, source_commit  # noqa: E402
 from mnist_lib.utils import atomic_write_json  # noqa: E402
 
-
-def commit() -> str:
-    """The checkout's commit, with "+changes" when the tree differs from it."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no")
-                   else "")
+# Where a green build's entry goes: under _build/, which git ignores.
+ENTRY = ROOT / "_build" / "book_build.json"
+BUILDS = ROOT / "results" / "book_builds.json"
 
 
 def busy_seconds() -> float | None:
@@ -59,7 +59,7 @@ def entry(seconds: float, other_cores: float | None) -> dict:
         "precision": env["precision"], "torch": env["torch"],
         "other_cores": None if other_cores is None else round(other_cores, 2),
         "busy": other_cores is not None and other_cores >= 0.5,
-        "seconds": round(seconds), "commit": commit(), "date": env["date"],
+        "seconds": round(seconds), "commit": source_commit(), "date": env["date"],
     }
 
 
@@ -70,14 +70,37 @@ def merge(builds: list[dict], new: dict) -> list[dict]:
     return sorted([b for b in builds if key(b) != key(new)] + [new], key=key)
 
 
+def add(entry: Path, builds: Path) -> dict:
+    """Merge the build recorded in `entry` into the list in `builds`."""
+    new = json.loads(entry.read_text())
+    old = json.loads(builds.read_text()) if builds.exists() else []
+    atomic_write_json(builds, merge(old, new))
+    return new
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python scripts/record_build.py")
-    p.add_argument("--file", type=Path, default=ROOT / "results/book_builds.json")
+    p.add_argument("--entry", type=Path, default=ENTRY,
+                   help="this build's record (default: %(default)s)")
+    p.add_argument("--add", action="store_true",
+                   help="add the record in --entry to --file, and run nothing")
+    p.add_argument("--file", type=Path, default=BUILDS,
+                   help="the list of builds --add adds to (default: %(default)s)")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ...")
     args = p.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.add:
+        if command:
+            p.error("--add runs nothing: give it no command")
+        if not args.entry.exists():
+            p.error(f"no build recorded in {args.entry}: `make book` records one "
+                    "when it executes every chapter")
+        new = add(args.entry, args.file)
+        print(f"added to {args.file}: {new['cpu']}, {new['precision']}, "
+              f"{new['seconds']} s, commit {new['commit']}; commit the file")
+        return 0
     if not command:
-        p.error("give the build command after --")
+        p.error("give the build command after --, or --add")
     busy0, start = busy_seconds(), time.monotonic()
     status = subprocess.call(command)
     seconds = time.monotonic() - start
@@ -88,10 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     other = (None if busy0 is None or busy1 is None else
              max(0.0, (busy1 - busy0 - own.ru_utime - own.ru_stime) / seconds))
     new = entry(seconds, other)
-    builds = json.loads(args.file.read_text()) if args.file.exists() else []
-    atomic_write_json(args.file, merge(builds, new))
-    print(f"recorded in {args.file.name}: {new['cpu']}, {new['precision']}, "
-          f"{new['seconds']} s, other work {new['other_cores']} cores")
+    atomic_write_json(args.entry, new)
+    how = ("make record-build" if args.entry == ENTRY else
+           f"python scripts/record_build.py --add --entry {args.entry}")
+    print(f"recorded in {args.entry}: {new['cpu']}, {new['precision']}, "
+          f"{new['seconds']} s, other work {new['other_cores']} cores\n"
+          f"to add it to {BUILDS.name} (then commit that): {how}")
     return 0
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -129,3 +133,104 @@ def test_the_import_reader_and_the_cycle_finder_see_what_they_must():
     cycle = _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})[0]
     assert cycle == ["a", "b", "c", "a"], cycle  # from "a", along the imports
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def _seconds(code: str) -> float:
+    """Wall time of `python -c code` in a fresh process."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def test_import_costs_little_more_than_torch():
+    """Every `import mnist_lib`, and every `mnist-rf`, pays for torch and for
+    what the package imports besides: pandas, matplotlib and torchvision
+    (1.1 s of torchvision.ops alone) load in the functions that need them."""
+    out = subprocess.run([sys.executable, "-c", "import sys, mnist_lib.cli\n"
+                          "print(*sorted({m.split('.')[0] for m in sys.modules}))"],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert not loaded & {"pandas", "matplotlib", "torchvision", "torchsummary"}, loaded
+    # Interleaved, best of three each: other work on the machine slows both.
+    torch_s, lib_s = [], []
+    for _ in range(3):
+        torch_s.append(_seconds("import torch"))
+        lib_s.append(_seconds("import mnist_lib"))
+    assert min(lib_s) - min(torch_s) <= 0.5, (torch_s, lib_s)
+
+
+def test_the_package_ships_its_types_licence_addresses_and_one_version(tmp_path):
+    """What `pip install .` gives: py.typed (PEP 561: the type hints are part of
+    the API), the MIT licence, the project's addresses, and mnist_lib.__version__
+    as the version, defined once. Built as pip builds it, from a copy."""
+    import tomllib
+
+    import mnist_lib
+    from mnist_lib.book import REPOSITORY
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    owner, name = REPOSITORY.removeprefix("https://github.com/").split("/")
+    assert project["urls"]["Source"] == REPOSITORY
+    assert project["urls"]["Homepage"] == f"https://{owner}.github.io/{name}/"
+    assert project["license"] == "MIT" and "version" not in project
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "mnist_lib", src / "mnist_lib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "--no-index", "--quiet",
+                           "--disable-pip-version-check", "-w", str(tmp_path),
+                           str(src)],
+                          capture_output=True, text=True)
+    if done.returncode and "No module named" in done.stderr:  # no setuptools here
+        pytest.skip(done.stderr[-500:])
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("mnist_lib-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        meta = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    info = f"mnist_lib-{mnist_lib.__version__}.dist-info"
+    assert wheel.name.startswith(f"mnist_lib-{mnist_lib.__version__}-")
+    assert {"mnist_lib/py.typed", f"{info}/licenses/LICENSE"} <= names
+    assert {f"mnist_lib/{p.relative_to(ROOT / 'mnist_lib')}"
+            for p in (ROOT / "mnist_lib").rglob("*.py")} <= names, "a module left out"
+    assert f"Project-URL: Source, {REPOSITORY}" in meta
+    assert "License-Expression: MIT" in meta
+
+
+def test_readme_own_net_example_runs_as_written(tmp_path, monkeypatch, small):
+    """The README's "A net of your own": fit, save_checkpoint and both ways of
+    load_checkpoint, with a my_net.py in the current folder. Only the
+    training is cut short."""
+    import mnist_lib
+
+    readme = (ROOT / "README.md").read_text().split("### A net of your own", 1)[1]
+    block = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "my_net.py").write_text(
+        "import torch.nn as nn\n\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(),\n"
+        "                         nn.AdaptiveAvgPool2d(1), nn.Flatten(),\n"
+        "                         nn.Linear(8, 10), nn.LogSoftmax(1))\n")
+    full_fit = mnist_lib.fit
+
+    def short_fit(model, data, config=None, name=None):
+        from dataclasses import replace
+        return full_fit(model, data, replace(config, epochs=1, progress=False), name)
+
+    monkeypatch.setattr(mnist_lib, "fit", short_fit)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    scope: dict = {"data": small}
+    try:
+        exec(block, scope)
+    finally:
+        sys.modules.pop("my_net", None)
+    assert scope["history"].model == "Net" and len(scope["history"].epochs) == 1
+    assert torch.load("net.pt", weights_only=True)["spec"] == "my_net:Net"
+    pixels = small.test_images[:50]
+    assert torch.equal(scope["model"].predict(pixels),
+                       mnist_lib.load_checkpoint("net.pt").predict(pixels))

@@ -6,6 +6,7 @@ tests/rf/."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from dataclasses import fields
@@ -122,17 +123,19 @@ def test_cli_trains_and_writes_json(tmp_path, capsys, mnist):
 def test_load_checkpoint_names_what_is_wrong_with_a_file(tmp_path):
     bad = tmp_path / "notes.pt"
     bad.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"notes.pt is not a checkpoint of a book "
-                                         r"model .*\n.*--checkpoint FILE"):
+    with pytest.raises(ValueError, match=r"notes.pt is not a checkpoint "
+                                         r"\(.*\n.*save_checkpoint.*--checkpoint FILE"):
         load_checkpoint(bad)
-    # Saved from a model whose layers have changed since (here: another model).
+    # Saved from a model whose layers have changed since (here: another model's
+    # weights, under Model_4's name and class).
     old = tmp_path / "old.pt"
-    save_checkpoint(old, get_model("Model_2"), _history("Model_4"))
+    save_checkpoint(old, get_model("Model_2"), _history("Model_4"),
+                    spec="mnist_lib.models:Model_4")
     with pytest.raises(ValueError, match=r"weights of an earlier Model_4, whose layers "
                                          r"differ(?s:.*)--model Model_4 --checkpoint"):
         load_checkpoint(old)
-    with pytest.raises(ValueError, match="the History of a book model's run"):
-        save_checkpoint(old, get_model("Model_2"), _history("Model_9"))
+    with pytest.raises(ValueError, match="the History that fit \\(or run\\) returned"):
+        save_checkpoint(old, get_model("Model_2"), History("Model_2", 0, {}, {}))
 
 
 def test_cli_divergence_is_an_error_line_not_a_traceback():
@@ -177,3 +180,132 @@ def test_cli_boolean_flags_parse_both_ways():
     assert parser.parse_args(["--no-cuda-graphs"]).cuda_graphs is False
     assert parser.parse_args(["--cuda-graphs"]).cuda_graphs is True
     assert parser.parse_args([]).cuda_graphs is None  # the recipe decides
+
+
+# A net of a student's own, for the train command: 2 convolutions, GAP, linear.
+MY_NET = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.log_softmax(self.fc(x.mean((2, 3))), dim=1)
+"""
+
+
+@pytest.mark.parametrize("spec", ["my_net.py:Net", "train_cli_net:Net"])
+def test_cli_trains_a_students_net_and_checkpoints_it(spec, tmp_path, monkeypatch,
+                                                       mnist):
+    """`mnist-train --model my_net.py:Net` (or MODULE:NAME) trains the
+    student's net with TrainConfig's defaults, and its checkpoint loads
+    without naming the class again: it scores the run's last test accuracy."""
+    (tmp_path / f"{spec.split(':')[0].removesuffix('.py')}.py").write_text(MY_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path
+                                      if p not in ("", str(tmp_path))])
+    try:
+        assert cli.main(["train", "--model", spec, "--epochs", "1", "--n-train", "1024",
+                         "--n-test", "500", "--quiet", "--data", str(ROOT / "data"),
+                         "--out", "run.json", "--checkpoint", "net.pt"]) == 0
+        hist = History.load("run.json")
+        assert hist.model == "Net" and hist.config["lr"] == TrainConfig().lr
+        model = load_checkpoint("net.pt")
+    finally:
+        sys.modules.pop("train_cli_net", None)
+    assert type(model.net).__name__ == "Net" and not model.training
+    pred = model.predict(mnist.test_images[:500])
+    correct = int((pred == mnist.test_labels[:500]).sum())
+    assert 100.0 * correct / 500 == pytest.approx(hist.epochs[-1].test_acc)
+
+
+def test_train_and_rf_load_a_students_net_with_the_same_messages(tmp_path, monkeypatch):
+    (tmp_path / "my_net.py").write_text(MY_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    for spec, msg in [("my_net.py:Nett", "Did you mean 'Net'? The models my_net.py "
+                                         "defines: Net."),
+                      ("nope.py:Net", "error: no file 'nope.py'"),
+                      ("no_such_module:Net", "No module named 'no_such_module'")]:
+        said = []
+        for argv in (["rf", spec], ["train", "--model", spec, "--epochs", "1"]):
+            with pytest.raises(SystemExit) as exc:
+                cli.main(argv)
+            said.append(str(exc.value.code))
+        assert said[0] == said[1] and said[0].startswith("error: "), said
+        assert msg in " ".join(said[0].split()), said[0]
+
+
+def test_a_console_script_finds_a_module_in_the_current_folder(tmp_path):
+    """`mnist-rf mynet:Net` as `python -m mnist_lib rf mynet:Net` does: a
+    console script has no current folder on sys.path (-P makes that so
+    here), yet the student's module beside them must be found."""
+    (tmp_path / "mynet.py").write_text(MY_NET)
+    code = ("import os, sys\n"
+            "assert not {'', os.getcwd()} & set(sys.path), sys.path\n"
+            "from mnist_lib.cli import rf_main\n"
+            "sys.argv = ['mnist-rf', 'mynet:Net', '--columns', 'name,r_out']\n"
+            "sys.exit(rf_main())")
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path,
+                          text=True, capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:6] == ["name", "r_out", "conv1", "3", "conv2", "7"]
+
+
+def test_cli_with_data_it_cannot_use_prints_an_error_line(tmp_path, capsys):
+    a_file = tmp_path / "data"
+    a_file.write_text("")  # a file where the data folder should be
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--data", str(a_file), "--epochs", "1"])
+    assert str(exc.value.code).startswith(
+        f"error: MNIST cannot be saved under {a_file}")
+
+
+def test_version_is_the_packages(capsys):
+    import mnist_lib
+
+    expected = f"mnist_lib {mnist_lib.__version__} (torch {torch.__version__})"
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == expected + "\n"
+    with pytest.raises(SystemExit) as exc:
+        cli.train(["--version"], "mnist-train")
+    assert exc.value.code == 0 and capsys.readouterr().out == expected + "\n"
+    proc = subprocess.run([sys.executable, "-c", "import sys; from mnist_lib.cli "
+                           "import rf_main; sys.argv = ['mnist-rf', '--version']; "
+                           "sys.exit(rf_main())"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout == expected + "\n", proc.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "seeds"])
+def test_help_shows_each_recipes_values(command, capsys):
+    """`train -h` prints, for every field a recipe sets, its value in each
+    recipe and in the defaults; every other flag's help gives its value."""
+    from mnist_lib.config import RECIPES
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "-h"])
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.startswith("  ") and not line.startswith("   ")
+            and not line.lstrip().startswith("-")}
+    assert rows["field"] == ["default", *RECIPES]
+    shown = 0
+    for f in fields(TrainConfig):
+        values = [getattr(c, f.name) for c in (TrainConfig(), *RECIPES.values())]
+        if len({str(v) for v in values}) > 1:
+            flat = [str(x) for v in values
+                    for x in (v if isinstance(v, tuple) else [v])]
+            assert rows[f.name] == flat, f.name
+            shown += 1
+        else:
+            assert f.name not in rows, f.name
+    assert shown >= 5
+    assert "--momentum MOMENTUM   (default: 0.9, in every recipe)" in out

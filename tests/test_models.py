@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from mnist_lib.summary import summary
 
 # The book's models and the nets that are only rungs of its ladder.
 EVERY = MODELS | RUNG_MODELS
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", list(EVERY))
@@ -104,3 +109,179 @@ def test_a_loaded_checkpoint_takes_raw_images_as_they_come(tmp_path):
         model(torch.zeros(2, 3, 28, 28))
     with pytest.raises(TypeError, match="uint8 pixels or floats"):
         model(pixels.long())
+
+
+def test_a_loaded_checkpoint_refuses_float_pixels_outside_0_1(tmp_path):
+    """Pixels in 0-255 as floats would be taken for [0, 1] ones, 255 times too
+    bright, and the model would still answer, mostly wrong: refused, with the
+    fix, in one line."""
+    from mnist_lib.models import Classifier
+
+    model = Classifier(get_model("Model_2"), 0.1307, 0.3081).eval()
+    pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    model.predict(pixels.float() / 255)  # the range it was trained on
+    for bad, shown in [(pixels.float(), "to 255"),
+                       (pixels.float() / 255 - 0.5, "from -0.5"),
+                       (torch.full((1, 28, 28), float("nan")), "nan")]:
+        with pytest.raises(ValueError) as err:
+            model.predict(bad)
+        msg = str(err.value)
+        assert msg.startswith("expected float pixels in [0, 1]") and shown in msg
+        assert "divide 0-255 pixels by 255, or pass uint8" in msg and "\n" not in msg
+
+
+# A net of a student's own, in a file: Conv -> GAP -> Linear, log-probabilities.
+STUDENT_NET = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3, stride=2)
+        self.fc = nn.Linear(6, 10)
+
+    def forward(self, x):
+        return F.log_softmax(self.fc(F.relu(self.conv(x)).mean((2, 3))), dim=1)
+
+
+def make():
+    return Net()
+"""
+
+
+def _student_history(name: str = "Net"):
+    from mnist_lib.history import History
+
+    return History(name, 0, {}, {}, normalization={"mean": 0.13, "std": 0.31})
+
+
+def _outputs(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()((pixels[:, None].float() / 255 - 0.13) / 0.31)
+
+
+def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
+    """save_checkpoint stores the class's import path ("students_net:Net");
+    load_checkpoint, in a fresh process, imports it from the current folder
+    as Python would and gives the same outputs."""
+    from mnist_lib.models import save_checkpoint
+
+    (tmp_path / "students_net.py").write_text(STUDENT_NET)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import students_net
+
+        torch.manual_seed(0)
+        net = students_net.Net()
+        save_checkpoint(tmp_path / "net.pt", net, _student_history())
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("students_net", None)
+    saved = torch.load(tmp_path / "net.pt", weights_only=True)
+    assert saved["spec"] == "students_net:Net"
+    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    torch.save({"pixels": pixels, "expected": _outputs(net, pixels)},
+               tmp_path / "io.pt")
+    code = ("import torch\nfrom mnist_lib import load_checkpoint\n"
+            "io = torch.load('io.pt')\nm = load_checkpoint('net.pt')\n"
+            "assert type(m.net).__module__ == 'students_net', type(m.net)\n"
+            "assert torch.allclose(m(io['pixels']), io['expected'], atol=1e-6)\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, text=True,
+                          capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.stdout == "ok\n", done.stderr
+
+
+def test_a_students_net_from_a_file_is_found_beside_the_checkpoint(tmp_path,
+                                                                   monkeypatch):
+    """A FILE.py:NAME spec (what `mnist-train --model my_net.py:Net` stores) is
+    kept relative to the checkpoint's folder: the two can move together, and
+    load from any current folder."""
+    from mnist_lib.model_spec import build
+    from mnist_lib.models import load_checkpoint, save_checkpoint
+
+    (tmp_path / "my_net.py").write_text(STUDENT_NET)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the loader prepends the folder
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    net = build("my_net.py:make")
+    save_checkpoint("runs/net.pt", net, _student_history(), spec="my_net.py:make")
+    assert torch.load("runs/net.pt", weights_only=True)["spec"] == "../my_net.py:make"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("runs", "my_net.py"):
+        (tmp_path / name).rename(moved / name)
+    monkeypatch.chdir(ROOT)
+    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    model = load_checkpoint(moved / "runs" / "net.pt")
+    assert torch.allclose(model(pixels), _outputs(net, pixels), atol=1e-6)
+    # Gone: the message names what failed, and the way that imports nothing.
+    (moved / "my_net.py").unlink()
+    with pytest.raises(ValueError, match=r"holds a Net, which cannot be built from "
+                       r"'../my_net.py:make': no file .*\nOr pass the model to load "
+                       r"the weights into: load_checkpoint\(.*, model=Net\(\)\)"):
+        load_checkpoint(moved / "runs" / "net.pt")
+
+
+def test_a_net_defined_in_a_notebook_loads_into_the_model_given(tmp_path):
+    """A class no import can find (defined in a notebook, a script, here a
+    function) is saved without a spec; loading asks for the model, and puts
+    the weights into the one given, which must fit them."""
+    from mnist_lib.model_spec import class_spec
+    from mnist_lib.models import load_checkpoint, save_checkpoint
+
+    class Net(torch.nn.Sequential):
+        def __init__(self, width: int = 4):
+            super().__init__(torch.nn.Conv2d(1, width, 5, stride=4), torch.nn.Flatten(),
+                             torch.nn.LazyLinear(10), torch.nn.LogSoftmax(1))
+
+    torch.manual_seed(0)
+    net = Net()
+    net(torch.zeros(1, 1, 28, 28))  # the lazy layer takes its shape
+    assert class_spec(net) is None and class_spec(get_model("Model_4")) == (
+        "mnist_lib.models:Model_4")
+    save_checkpoint(tmp_path / "net.pt", net, _student_history())
+    with pytest.raises(ValueError, match=r"holds a Net whose class no import finds "
+                       r"\(it was defined in a notebook or a script\): pass the model"
+                       r" .*model=Net\(\)\)"):
+        load_checkpoint(tmp_path / "net.pt")
+    pixels = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    fresh = Net()
+    fresh(torch.zeros(1, 1, 28, 28))
+    model = load_checkpoint(tmp_path / "net.pt", model=fresh)
+    assert model.net is fresh and not model.training
+    assert torch.allclose(model(pixels), _outputs(net, pixels), atol=1e-6)
+    other = Net(width=3)
+    other(torch.zeros(1, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"the weights in .*net.pt, a Net's, do not "
+                                         r"fit the model given:\n"):
+        load_checkpoint(tmp_path / "net.pt", model=other)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_load_checkpoint_on_a_device_that_is_not_there_says_so(tmp_path):
+    from mnist_lib.models import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "m.pt", get_model("Model_2"),
+                    _student_history("Model_2"))
+    with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not "
+                                         "available") as err:
+        load_checkpoint(tmp_path / "m.pt", device="cuda")
+    assert "not a checkpoint" not in str(err.value)
+    assert type(load_checkpoint(tmp_path / "m.pt").net).__name__ == "Model_2"
+
+
+def test_layers_text_lists_each_convolution_and_pooling_in_order():
+    from mnist_lib.summary import layers_text
+
+    assert layers_text(get_model("Model_4")) == (
+        "3×3/2 10, 3×3 16, 3×3 16, max-pool, 1×1 10, 3×3 16, 3×3 14, GAP, 1×1 10")
+    assert layers_text(get_model("Model_1")).endswith("3×3 16, 8×8 10")
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, (3, 5), stride=2),
+                              torch.nn.AvgPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    assert layers_text(net) == "3×5/2 4, avg-pool, linear 10"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,22 +106,40 @@ def test_publishing_workflow_builds_as_the_readme_and_binder_do():
 
 
 def record_build(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:
+    """scripts/record_build.py run on `command`, its entry and list in tmp_path."""
     return subprocess.run([sys.executable, str(ROOT / "scripts/record_build.py"),
-                           "--file", str(tmp_path / "builds.json"), "--", *command],
+                           "--entry", str(tmp_path / "entry.json"),
+                           "--file", str(tmp_path / "builds.json"), *command],
                           capture_output=True, text=True)
 
 
-def test_a_green_full_build_is_recorded_with_its_cpu_and_load(tmp_path):
-    done = record_build(tmp_path, sys.executable, "-c", "sum(range(10**6))")
+def test_a_green_full_build_is_recorded_outside_the_tracked_files(tmp_path):
+    done = record_build(tmp_path, "--", sys.executable, "-c", "sum(range(10**6))")
     assert done.returncode == 0, done.stderr
-    (build,) = json.loads((tmp_path / "builds.json").read_text())
-    from mnist_lib.hardware import cpu_name
+    build = json.loads((tmp_path / "entry.json").read_text())
+    from mnist_lib.hardware import cpu_name, source_commit
 
-    assert build["cpu"] == cpu_name() and build["precision"] in ("fp32", "bf16 autocast")
-    assert build["commit"] and build["seconds"] >= 0
-    # A second green build is merged into the file, not written over it.
-    record_build(tmp_path, sys.executable, "-c", "pass")
-    assert 1 <= len(json.loads((tmp_path / "builds.json").read_text())) <= 2
+    assert build["cpu"] == cpu_name()
+    assert build["precision"] in ("fp32", "bf16 autocast")
+    assert build["commit"] == source_commit() and build["seconds"] >= 0
+    # The tracked list changes only when asked to ...
+    assert not (tmp_path / "builds.json").exists()
+    assert "--add" in done.stdout
+    rb = load_script("record_build")
+    assert subprocess.run(["git", "check-ignore", "-q", str(rb.ENTRY)],
+                          cwd=ROOT).returncode == 0, "the default entry is ignored"
+    assert rb.BUILDS == ROOT / "results" / "book_builds.json"
+    # ... and then takes the entry in: the same build twice is one entry.
+    for _ in range(2):
+        added = record_build(tmp_path, "--add")
+        assert added.returncode == 0, added.stderr
+        assert json.loads((tmp_path / "builds.json").read_text()) == [build]
+
+
+def test_adding_without_a_recorded_build_says_how_to_get_one(tmp_path):
+    done = record_build(tmp_path, "--add")
+    assert done.returncode == 2 and "no build recorded in" in done.stderr
+    assert "make book" in done.stderr and not (tmp_path / "builds.json").exists()
 
 
 def test_a_build_replaces_the_one_on_the_same_cpu_precision_and_load():
@@ -150,15 +169,14 @@ def test_a_build_beside_other_work_is_recorded_as_busy(tmp_path):
             [sys.executable, "-c", "import time\nt = time.time()\n"
              "while time.time() - t < 60: pass"])
         try:
-            done = record_build(folder, sys.executable, "-c",
+            done = record_build(folder, "--", sys.executable, "-c",
                                 "import time; time.sleep(3)")
         finally:
             if busy:
                 busy.kill()
                 busy.wait()
         assert done.returncode == 0, done.stderr
-        (build,) = json.loads((folder / "builds.json").read_text())
-        return build
+        return json.loads((folder / "entry.json").read_text())
 
     alone = other_work("alone", False)
     if alone["other_cores"] > os.cpu_count() - 1:
@@ -170,6 +188,48 @@ def test_a_build_beside_other_work_is_recorded_as_busy(tmp_path):
 
 
 def test_a_failed_build_is_not_recorded_and_keeps_its_status(tmp_path):
-    done = record_build(tmp_path, sys.executable, "-c", "raise SystemExit(3)")
+    done = record_build(tmp_path, "--", sys.executable, "-c", "raise SystemExit(3)")
     assert done.returncode == 3
-    assert not (tmp_path / "builds.json").exists()
+    assert not (tmp_path / "entry.json").exists()
+
+
+def test_the_full_build_records_only_a_build_that_executes_every_chapter(tmp_path):
+    """scripts/build_book.sh in a copy of the repository's layout, with a
+    jupyter-book that only leaves an execution cache behind, as the real one
+    does: the first build executes every chapter and is recorded; a rebuild
+    from the cache is not; neither touches the tracked list of builds."""
+    (tmp_path / "scripts").mkdir()
+    for name in ("build_book.sh", "record_build.py"):
+        shutil.copy(ROOT / "scripts" / name, tmp_path / "scripts" / name)
+    (tmp_path / "results").mkdir()
+    builds = tmp_path / "results" / "book_builds.json"
+    builds.write_text("[]\n")
+    (tmp_path / "results" / "seeds.json").write_text("{}\n")
+    bin_ = tmp_path / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_ / "jupyter-book").write_text(
+        "#!/bin/sh\n"
+        'echo "$MNIST_BOOK_BUILD $MNIST_BOOK_QUICK" >> built.txt\n'
+        "mkdir -p _build/.jupyter_cache _build/html\n")
+    for tool in bin_.iterdir():
+        tool.chmod(0o755)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def build() -> subprocess.CompletedProcess:
+        done = subprocess.run(["bash", "scripts/build_book.sh", "full"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    first = build()
+    assert "executing every chapter" in first.stdout
+    entry = json.loads((tmp_path / "_build" / "book_build.json").read_text())
+    assert entry["seconds"] >= 0
+    (tmp_path / "_build" / "book_build.json").unlink()
+    again = build()
+    assert "execution cache: this build is not recorded" in again.stdout
+    assert not (tmp_path / "_build" / "book_build.json").exists()
+    assert builds.read_text() == "[]\n"
+    # Both were book builds in full mode (the chapters' claims are checked).
+    assert (tmp_path / "built.txt").read_text() == "1 0\n1 0\n"

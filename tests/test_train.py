@@ -189,6 +189,22 @@ def test_fit_refuses_a_model_with_nothing_to_train(small, model):
 
 
 
+@pytest.mark.parametrize("model, got", [("Net", "got 'Net'"),
+                                        (nn.Linear(784, 10), "got a Linear")])
+def test_run_points_a_net_of_ones_own_to_fit(small, model, got):
+    # run knows the book's models by name only; the door for any other is fit.
+    with pytest.raises(ValueError, match=f"run trains the book's models, by name "
+                       f"\\(Model_1, .*\\); {got}. To train a net of your own, call "
+                       f"fit: history = fit\\(net, data, TrainConfig"):
+        run(model, small, quick(epochs=1))
+
+
+def test_fit_trains_a_net_of_ones_own_by_its_class_name(small):
+    hist = T.fit(_Head(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+                       lambda x: torch.log_softmax(x, 1)), small, quick(epochs=1))
+    assert hist.model == "_Head" and hist.normalization and len(hist.epochs) == 1
+
+
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
     """The first epochs train exactly as with augmentation throughout; the last
     `clean_epochs` warp no image; more clean epochs than epochs means all."""
