@@ -6,9 +6,9 @@ Public API (see each module for details):
            most 15 epochs, < 8,000 parameters), and `Target` for variants
 - data:    `load_mnist`, `MNIST`, `pixel_stats`
 - augmentation: `augment` (rotate, shift and zoom a batch on the device)
-- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`,
-           `save_checkpoint`, `load_checkpoint` (any model; a `Classifier` for
-           raw images)
+- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
+- checkpoint: `save_checkpoint`, `load_checkpoint` (any model; a `Classifier`
+           for raw images)
 - config:  `TrainConfig`, `recipe` (each model's training config)
 - train:   `run` (seed, build, train a book model), `fit` (the loop, for any
            model: a net of your own trains here); both return a `History`
@@ -29,9 +29,9 @@ from .data import MNIST, DataError, load_mnist, normalize, pixel_stats
 from .evaluation import (confusion_matrix, evaluate, misclassified, per_class_accuracy,
                          predict)
 from .history import EpochRecord, History
-from .models import (FINAL_MODEL, MODELS, Classifier, Model_1, Model_2, Model_3,
-                     Model_4, Model_5, count_parameters, get_model, load_checkpoint,
-                     save_checkpoint)
+from .checkpoint import Classifier, load_checkpoint, save_checkpoint
+from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
+                     count_parameters, get_model)
 from .rf import RFError, RFTable, Window, effective_rf, receptive_field
 from .summary import summary
 from .target import TARGET, Target

@@ -33,8 +33,9 @@ from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, TrainConfig,
                      recipe, recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .evaluation import ModelOutputError
-from .models import FINAL_MODEL, MODELS, save_checkpoint
-from .rf import COLUMNS, LEGEND, RFError, check_columns, receptive_field
+from .checkpoint import save_checkpoint
+from .models import FINAL_MODEL, MODELS
+from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, check_run, fit, run
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe, set_seed,

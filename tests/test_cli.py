@@ -18,7 +18,8 @@ import torch
 from mnist_lib import cli
 from mnist_lib.config import TrainConfig
 from mnist_lib.history import History
-from mnist_lib.models import get_model, load_checkpoint, save_checkpoint
+from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+from mnist_lib.models import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -90,7 +90,7 @@ def test_a_loaded_checkpoint_takes_raw_images_as_they_come(tmp_path):
     uint8 pixels, floats in [0, 1], with or without the channel axis, all give
     the predictions of the model on normalised input."""
     from mnist_lib.history import History
-    from mnist_lib.models import Classifier, load_checkpoint, save_checkpoint
+    from mnist_lib.checkpoint import Classifier, load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = get_model("Model_4").eval()
@@ -115,7 +115,7 @@ def test_a_loaded_checkpoint_refuses_float_pixels_outside_0_1(tmp_path):
     """Pixels in 0-255 as floats would be taken for [0, 1] ones, 255 times too
     bright, and the model would still answer, mostly wrong: refused, with the
     fix, in one line."""
-    from mnist_lib.models import Classifier
+    from mnist_lib.checkpoint import Classifier
 
     model = Classifier(get_model("Model_2"), 0.1307, 0.3081).eval()
     pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
@@ -166,7 +166,7 @@ def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
     """save_checkpoint stores the class's import path ("students_net:Net");
     load_checkpoint, in a fresh process, imports it from the current folder
     as Python would and gives the same outputs."""
-    from mnist_lib.models import save_checkpoint
+    from mnist_lib.checkpoint import save_checkpoint
 
     (tmp_path / "students_net.py").write_text(STUDENT_NET)
     sys.path.insert(0, str(tmp_path))
@@ -201,7 +201,7 @@ def test_a_students_net_from_a_file_is_found_beside_the_checkpoint(tmp_path,
     kept relative to the checkpoint's folder: the two can move together, and
     load from any current folder."""
     from mnist_lib.model_spec import build
-    from mnist_lib.models import load_checkpoint, save_checkpoint
+    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
 
     (tmp_path / "my_net.py").write_text(STUDENT_NET)
     (tmp_path / "runs").mkdir()
@@ -232,7 +232,7 @@ def test_a_net_defined_in_a_notebook_loads_into_the_model_given(tmp_path):
     function) is saved without a spec; loading asks for the model, and puts
     the weights into the one given, which must fit them."""
     from mnist_lib.model_spec import class_spec
-    from mnist_lib.models import load_checkpoint, save_checkpoint
+    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
 
     class Net(torch.nn.Sequential):
         def __init__(self, width: int = 4):
@@ -264,7 +264,7 @@ def test_a_net_defined_in_a_notebook_loads_into_the_model_given(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_load_checkpoint_on_a_device_that_is_not_there_says_so(tmp_path):
-    from mnist_lib.models import load_checkpoint, save_checkpoint
+    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", get_model("Model_2"),
                     _student_history("Model_2"))
