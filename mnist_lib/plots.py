@@ -1,13 +1,15 @@
 """Figures for the book. Each function returns a matplotlib Figure (no global state).
 
-They read a `History` or tensors; none of them trains or animates anything.
+They read a `History`, tensors or an RF table; none of them trains or animates
+anything.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+import textwrap
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -16,6 +18,9 @@ from matplotlib.patches import Rectangle
 from .evaluation import misclassified
 from .history import History
 from .target import TARGET
+
+if TYPE_CHECKING:
+    from .rf import RFRow, RFTable
 
 
 class BookFigure(Figure):
@@ -192,6 +197,168 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
                        extent=(-0.5, size - 0.5, size - 0.5, -0.5))
         axes[1].set_title("effective RF: |d unit / d input|", fontsize=9)
     return fig
+
+
+# Layer kinds as the architecture picture names and colours them.
+_KINDS = {"Conv2d": ("conv", "#9ecae1"), "MaxPool2d": ("max-pool", "#fdae6b"),
+          "AvgPool2d": ("avg-pool", "#fdae6b"), "Linear": ("linear", "#d9d9d9")}
+_GLOBAL_POOLS = {"AdaptiveAvgPool2d": "avg-pool", "AdaptiveMaxPool2d": "max-pool"}
+
+
+def _pair(v: Any) -> tuple[Any, Any]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _num(v: Any) -> str:
+    """A table value as text: 29, 0.5, or (3, 5) for an (h, w) pair."""
+    if isinstance(v, (tuple, list)):
+        return "(" + ", ".join(map(_num, v)) + ")"
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def _dims(n: Any, sep: str = "×") -> str:
+    """A map's size, "14×14", or "7×5" for a map that is not square."""
+    h, w = _pair(n)
+    return f"{_num(h)}{sep}{_num(w)}"
+
+
+def _starts_global(row: RFRow) -> bool:
+    return row.global_out and not row.global_in
+
+
+def _kind(row: RFRow) -> tuple[str, str, str]:
+    """A layer as the picture names it, in two short lines ("conv 3×3",
+    "stride 2"), and its colour."""
+    if _starts_global(row):
+        return "global", _GLOBAL_POOLS.get(row.kind, row.kind), "#bcbddc"
+    word, colour = _KINDS.get(row.kind, (row.kind.lower(), "#f0f0f0"))
+    if row.kernel is None:
+        return word, "", colour
+    k = _dims(row.kernel) if word == "conv" else _num(row.kernel)
+    extra = [f"{name} {_num(v)}" for name, v in
+             (("stride", row.stride), ("dil.", row.dilation))
+             if v is not None and max(_pair(v)) > 1]
+    return f"{word} {k}", ", ".join(extra), colour
+
+
+def _map(row: RFRow, sep: str = "×") -> tuple[str, str]:
+    """A layer's output in two short lines: its map and its channels
+    ("12×12", "16 ch"), or a Linear's outputs ("10", "outputs")."""
+    if row.kind == "Linear" and row.ch_out:
+        return f"{row.ch_out}", "outputs"
+    return _dims(row.n_out, sep), f"{row.ch_out} ch" if row.ch_out else ""
+
+
+def _changes(row: RFRow) -> bool:
+    return (row.n_in, row.j_in, row.r_in, row.global_in) != (
+        row.n_out, row.j_out, row.r_out, row.global_out)
+
+
+def _architecture_rows(table: RFTable, max_layers: int
+                       ) -> tuple[list[RFRow | None], str]:
+    """The rows the picture draws (None: a gap for the rows left out), and a
+    note that says which were left out, if any."""
+    # Layers, and any other op that changes the map (a merge of misaligned
+    # branches): not an op that leaves it as it is (log_softmax, an add).
+    rows = [r for r in table.layers() if r.spatial and (
+        r.kernel is not None or r.kind == "Linear" or _changes(r)
+        or r is table.trunk)]
+    if not rows:
+        ops = ", ".join(sorted({r.kind for r in table.rows}))
+        raise ValueError("architecture: the table has no layer to draw, only ops "
+                         f"that leave the map as it is ({ops})")
+    total, note = len(rows), ""
+    if total > max_layers:
+        rows = [r for r in rows if _changes(r) or r in (rows[-1], table.trunk)]
+        note = (f"{len(rows)} of {total} layers drawn: those that change the map, "
+                "the jump or the RF")
+    if len(rows) > max_layers:
+        head, tail = rows[:max_layers - 3], rows[-3:]
+        note = (f"{max_layers} of {total} layers drawn: of those that change the "
+                f"map, the jump or the RF, the first {len(head)} and the last 3")
+        rows = [*head, None, *tail]
+    return rows, note
+
+
+def architecture(table: RFTable, title: str | None = None,
+                 max_layers: int = 15) -> Figure:
+    """A model, drawn from its RF table (`mnist_lib.rf.receptive_field`): a
+    box for the input and one for each layer that acts on the map (conv,
+    pool, global pooling, linear), in forward order, its height the map's
+    size; under it the layer, its map (size×channels), RF and jump, in bold
+    red where they grow. Pools are orange, the global pooling hatched, the
+    trunk (whose RF the headline quotes) edged thick. With more than
+    `max_layers` such layers, only those that change the map, the jump or the
+    RF are drawn, then only the first and last of them; a note says so.
+    A branch (a residual's shortcut) is drawn in line, in forward order."""
+    rows, note = _architecture_rows(table, max_layers)
+    channels, *size = table.input_size
+    fig = _figure(10, 3.5)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    for x, row in enumerate([None, *rows]):
+        if x and row is None:  # the rows left out
+            ax.text(x, 0, "⋯", ha="center", va="center", fontsize=14)
+            continue
+        if row is None:  # the input
+            n, colour, hatch, edge = max(size), "white", None, 0.8
+            lines = [("input", False), ("", False), (_dims(size), False),
+                     (f"{channels} ch", False), ("RF 1", False), ("j 1", False)]
+        else:
+            n = max(_pair(row.n_out))
+            first, second, colour = _kind(row)
+            hatch = "///" if _starts_global(row) else None
+            edge = 2.4 if row is table.trunk else 0.8
+            # A global RF as the table writes it, "global (29)", on two lines.
+            rf, jump = (("global", f"({_num(row.r_out)})") if row.global_out
+                        else (f"RF {_num(row.r_out)}", f"j {_num(row.j_out)}"))
+            lines = [(first, False), (second, False),
+                     *((text, False) for text in _map(row)),
+                     (rf, row.r_out != row.r_in and not row.global_out),
+                     (jump, row.j_out not in (None, row.j_in)
+                      and not row.global_out)]
+        height = max(0.03, n / max(size))
+        ax.add_patch(Rectangle((x - 0.3, -height / 2), 0.6, height, fc=colour,
+                               ec="black", lw=edge, hatch=hatch,
+                               gid="input" if row is None else row.name))
+        for i, (text, grew) in enumerate(lines):
+            ax.annotate(text, (x, -0.5), xytext=(0, -2 - 9 * i),
+                        textcoords="offset points", ha="center", va="top",
+                        fontsize=7.5, color="C3" if grew else "black",
+                        fontweight="bold" if grew else "normal")
+    ax.set(xlim=(-0.55, len(rows) + 0.55), ylim=(-0.5, 0.52))
+    head = textwrap.fill(table.headline, 130)
+    fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
+    key = ("box height: map size; red: the RF or the jump grows there; orange: "
+           "pooling; hatched: global pooling; thick edge: the trunk")
+    fig.supxlabel(f"{key}\n{note}" if note else key, fontsize=7.5)
+    return fig
+
+
+def architecture_alt(table: RFTable, title: str | None = None,
+                     max_layers: int = 15) -> str:
+    """Alt text for `architecture(table, title, max_layers)`: what it draws,
+    box by box, and the RF it reaches."""
+    rows, note = _architecture_rows(table, max_layers)
+    channels, *size = table.input_size
+    steps = "; ".join("..." if row is None else _words(row) for row in rows)
+    drawn = sum(row is not None for row in rows)
+    trunk = table.trunk
+    where = "at the output" if table.first_global is None else \
+        "before the global pooling"
+    jump = "" if trunk.j_out is None else f", jump {_num(trunk.j_out)} px"
+    text = (f"{title or 'The model'}: {drawn} layers drawn as boxes, from a "
+            f"{_dims(size, 'x')}x{channels} input: {steps}. "
+            f"RF {_num(trunk.r_out)} px {where}{jump}.")
+    return (text + (f" {note}." if note else "")).replace("×", "x")
+
+
+def _words(row: RFRow) -> str:
+    """A drawn layer as the alt text says it: "conv 3x3 stride 2 to 14x14,
+    10 ch"."""
+    out = _map(row, "x")
+    out = " ".join(out) if row.kind == "Linear" else ", ".join(filter(None, out))
+    return " ".join(filter(None, _kind(row)[:2])) + f" to {out}"
 
 
 def seed_strip(values: dict[str, Sequence[float]],

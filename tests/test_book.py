@@ -601,3 +601,174 @@ def test_every_figure_says_what_it_shows(site):
                 missing.append(f"{rel}: {tag[:100]}")
     assert figures >= 15, f"only {figures} figures found: is this the whole book?"
     assert not missing, "figures without alt text:\n" + "\n".join(missing)
+
+
+# ------------------------------------------------------- the RF explorer
+def _explorer(site, browser, **page_options):
+    """A page open at the Receptive fields chapter, its explorer started."""
+    base, _ = site
+    page = browser.new_page(**page_options)
+    page.goto(f"{base}/book/receptive_fields.html", wait_until="load")
+    page.wait_for_function("window.rfExplorer && document.querySelector("
+                           "'#rf-explorer .rf-table tbody tr')", timeout=10_000)
+    return page
+
+
+def _js_rows(page, layers, size):
+    """rfExplorer.compute in the page: its rows, or {"error": message}."""
+    return page.evaluate("""([layers, size]) => {
+        try { return window.rfExplorer.compute(layers, size); }
+        catch (err) { return {error: err.message}; }
+    }""", [layers, size])
+
+
+def _same_rows(js, rows, what):
+    """The explorer's rows against the calculator's, n, j, r and start."""
+    assert len(js) == len(rows), what
+    for i, (mine, row) in enumerate(zip(js, rows)):
+        assert (mine["n"], mine["j"], mine["r"], mine["global"]) == (
+            row.n_out, row.j_out, row.r_out, row.global_out), f"{what}, layer {i + 1}"
+        assert mine["start"] == pytest.approx(row.start_out), f"{what}, layer {i + 1}"
+
+
+@pytest.mark.book
+def test_rf_explorer_computes_what_the_calculator_does(site, browser):
+    """The explorer's arithmetic (JavaScript) against mnist_lib.rf: on every
+    preset, each layer's row as the calculator gives it for the model, and on
+    random stacks of convolutions and pools."""
+    import random
+
+    import torch.nn as nn
+
+    from mnist_lib.bench import ReferenceNet
+    from mnist_lib.models import MODELS
+    from mnist_lib.rf import receptive_field
+
+    page = _explorer(site, browser)
+    data = page.evaluate(
+        "JSON.parse(document.getElementById('rf-presets').textContent)")
+    nets = {name: cls() for name, cls in MODELS.items()}
+    nets["ReferenceNet"] = ReferenceNet()
+    assert [p["name"] for p in data["presets"]] == list(nets) and not data["skipped"]
+    assert data["size"] == 28 and len(data["digit"]["pixels"]) == 28
+    for preset in data["presets"]:
+        table = receptive_field(nets[preset["name"]], (1, 28, 28))
+        rows = [table[layer["name"]] for layer in preset["layers"]]
+        _same_rows(_js_rows(page, preset["layers"], 28), rows, preset["name"])
+
+    rng, compared, vanished = random.Random(41), 0, 0
+    for stack in range(50):
+        layers, modules = [], []
+        for _ in range(rng.randint(1, 6)):
+            if rng.random() < 0.75:
+                k, s, p, d = (rng.randint(1, 5), rng.randint(1, 2), rng.randint(0, 2),
+                              rng.randint(1, 2))
+                layers.append({"kind": "conv", "k": k, "s": s, "p": p, "d": d})
+                modules.append(nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d))
+            else:
+                kind = rng.choice(["maxpool", "avgpool"])
+                layers.append({"kind": kind, "k": 2, "s": 2, "p": 0})
+                modules.append((nn.MaxPool2d if kind == "maxpool" else nn.AvgPool2d)(2))
+        size = rng.choice([28, 28, 12, 7])
+        js = _js_rows(page, layers, size)
+        try:
+            rows = receptive_field(nn.Sequential(*modules), (1, size, size)).rows
+        except Exception as err:  # the map vanished: the explorer must say so too
+            assert "error" in js, f"stack {stack}: {layers} at {size}: {err}"
+            assert "does not fit" in js["error"], js
+            vanished += 1
+            continue
+        assert "error" not in js, f"stack {stack}: {layers} at {size}: {js}"
+        _same_rows(js, rows, f"stack {stack}: {layers} at {size}")
+        compared += 1
+    assert compared >= 30 and vanished >= 5, (compared, vanished)  # both paths
+    page.close()
+
+
+@pytest.mark.book
+def test_rf_explorer_shows_each_preset_and_the_unit_picked(site, browser):
+    page = _explorer(site, browser)
+    root = page.locator("#rf-explorer")
+    presets = page.evaluate(
+        "JSON.parse(document.getElementById('rf-presets').textContent).presets")
+    red = """() => {  // pixels of the RF box's red (#d62728)
+        const c = document.querySelector('#rf-explorer canvas');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < px.length; i += 4)
+            if (px[i] > 200 && px[i + 1] < 60 && px[i + 2] < 60) n += 1;
+        return n;
+    }"""
+    for preset in presets:
+        root.get_by_label("Network").select_option(preset["name"])
+        n = len(preset["layers"])
+        assert root.locator(".rf-table tbody tr").count() == n + 1  # and the input
+        assert root.locator(".rf-table tr.rf-selected").count() == 1
+        assert root.locator("svg.rf-plot circle").count() == n + 1
+        assert page.evaluate(red) > 50, f"{preset['name']}: no RF box drawn"
+        label = root.locator("canvas").get_attribute("aria-label")
+        assert label.startswith("The RF of ") and label in root.inner_text()
+    # Model_4, layer 1 (3x3, stride 2, padding 1), unit (0, 0): a 3-pixel RF
+    # centred on pixel 0, so one pixel of it is padding on each side.
+    root.get_by_label("Network").select_option("Model_4")
+    root.locator("#rf-layer").select_option("0")
+    root.locator("#rf-row").fill("0")
+    root.locator("#rf-row").dispatch_event("change")
+    root.locator("#rf-col").fill("0")
+    root.locator("#rf-col").dispatch_event("change")
+    caption = root.locator("#rf-caption").inner_text()
+    assert "unit (row 0, column 0) after layer 1" in caption
+    assert "3×3 pixels, rows -1 to 1 and columns -1 to 1" in caption
+    # Edit the layers: without the max-pool (layer 4) the jump stays 2, and
+    # the RF before the global pooling is 19 (3, 7, 11, 11, 15, 19), not 29;
+    # a window too large for its map is refused, naming the layer.
+    root.locator("summary").click()
+    root.get_by_label("remove layer 4").click()
+    assert root.get_by_label("Network").input_value() == ""  # your own layers
+    assert root.locator(".rf-table tbody tr").count() == 9
+    assert "The RF to quote for this network: 19 px" in root.inner_text()
+    kernel = root.get_by_label("layer 1: kernel size")
+    kernel.fill("40")
+    kernel.dispatch_event("change")
+    alert = root.get_by_role("alert")
+    assert alert.is_visible() and alert.inner_text().startswith("layer 1 (conv 40×40")
+    page.close()
+
+
+@pytest.mark.book
+def test_rf_explorer_says_what_it_needs_without_javascript(site, browser):
+    base, _ = site
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(f"{base}/book/receptive_fields.html", wait_until="load")
+    note = page.locator("#rf-explorer .rf-fallback")
+    assert note.is_visible() and "JavaScript" in note.inner_text()
+    context.close()
+
+
+@pytest.mark.book
+def test_no_page_is_wider_than_a_phone(site, browser):
+    """At 390 px (a phone) no page scrolls sideways, and nothing sticks out
+    of it cut off: what is wide (a table, code) scrolls inside its own box."""
+    base, html = site
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    wide = []
+    for rel in _pages(html):
+        page.goto(f"{base}/{rel}", wait_until="load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        if width > 390:
+            wide.append(f"{rel}: {width} px wide")
+        wide += [f"{rel}: cut off: {what}" for what in page.evaluate("""() =>
+            [...document.querySelectorAll('.bd-main *')].filter(e => {
+              const box = e.getBoundingClientRect();
+              if (!box.width || box.right <= 391) return false;
+              // A hidden drawer (the theme's table of contents) is not shown.
+              if (!e.checkVisibility({visibilityProperty: true})) return false;
+              for (let a = e.parentElement; a; a = a.parentElement)
+                if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX))
+                  return false;  // it scrolls inside its own box
+              return true;
+            }).map(e => `${e.tagName}.${e.getAttribute('class')} ` +
+                        `${(e.textContent || '').trim().slice(0, 40)}`)""")]
+    page.close()
+    assert not wide, "\n".join(wide)

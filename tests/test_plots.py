@@ -154,3 +154,98 @@ def test_rf_box_outlines_exactly_the_pixels_of_the_rf():
         assert top < -2.5 and bottom >= 27.5
         assert ax.get_xlim()[0] <= -0.5 and ax.get_xlim()[1] >= 27.5
     assert len(plots.rf_box(image, (10, 10, 5, 5)).axes) == 1
+
+
+def _boxes(fig):
+    """The architecture's boxes (input and layers), by the name each carries."""
+    from matplotlib.patches import Rectangle
+
+    return [p for p in fig.axes[0].patches
+            if isinstance(p, Rectangle) and p.get_gid()]
+
+
+def test_architecture_draws_a_box_per_layer_with_the_table_s_numbers():
+    import pytest
+
+    from mnist_lib import plots
+    from mnist_lib.models import Model_4
+    from mnist_lib.rf import receptive_field
+
+    table = receptive_field(Model_4(), (1, 28, 28))
+    fig = plots.architecture(table, title="Model_4")
+    layers = [r for r in table.layers()
+              if r.kind in ("Conv2d", "MaxPool2d", "AdaptiveAvgPool2d")]
+    boxes = _boxes(fig)
+    # The input and every conv and pool, in forward order; no log_softmax.
+    assert [b.get_gid() for b in boxes] == ["input"] + [r.name for r in layers]
+    # Each box's height is its map's size, relative to the input's.
+    for box, n in zip(boxes, [28] + [r.n_out for r in layers]):
+        assert box.get_height() == pytest.approx(max(n / 28, 0.03))
+    texts = fig.axes[0].texts
+    shown = [t.get_text() for t in texts]
+    for row in layers:
+        assert f"{row.n_out}×{row.n_out}" in shown and f"{row.ch_out} ch" in shown
+    # Red: where the RF or the jump grows, and only there.
+    red = [t.get_text() for t in texts if t.get_color() == "C3"]
+    assert red == ["RF 3", "j 2", "RF 7", "RF 11", "RF 13", "j 4", "RF 21", "RF 29"]
+    assert shown.count("global") == 3 and shown.count("(29)") == 2  # gap, 1x1
+    assert [b.get_gid() for b in boxes if b.get_hatch()] == ["output.0"]
+    thick = max(boxes, key=lambda b: b.get_linewidth())
+    assert thick.get_gid() == table.trunk.name == "block2.1.0"
+    assert fig.get_suptitle().startswith("Model_4\nRF 29 px")
+
+
+def test_architecture_of_a_deep_net_draws_what_grows_the_rf_and_says_so():
+    import torch.nn as nn
+
+    from mnist_lib import plots
+    from mnist_lib.rf import receptive_field
+
+    note = lambda fig: fig.get_supxlabel()  # the line under the boxes
+
+    # 24 layers: the 1x1 convolutions change nothing, and are left out.
+    mixed = nn.Sequential(*[m for _ in range(12) for m in
+                            (nn.Conv2d(1, 1, 3, padding=1), nn.Conv2d(1, 1, 1))])
+    table = receptive_field(mixed, (1, 28, 28))
+    drawn = [b.get_gid() for b in _boxes(plots.architecture(table))]
+    grow = [r.name for r in table.layers() if r.kernel == 3]
+    assert drawn == ["input", *grow, "23"]  # and the output's layer
+    assert "13 of 24 layers drawn" in note(plots.architecture(table))
+    # 40 layers that all grow the RF: the first 12, a gap, the last 3.
+    deep = nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1) for _ in range(40)])
+    fig = plots.architecture(receptive_field(deep, (1, 28, 28)))
+    drawn = [b.get_gid() for b in _boxes(fig)]
+    assert drawn == ["input", *map(str, range(12)), "37", "38", "39"]
+    assert "⋯" in [t.get_text() for t in fig.axes[0].texts]
+    assert "15 of 40 layers drawn" in note(fig)
+    assert "15 of 40 layers drawn" in plots.architecture_alt(
+        receptive_field(deep, (1, 28, 28)))
+
+
+def test_architecture_refuses_a_table_with_no_layer_to_draw():
+    import pytest
+    import torch.nn as nn
+
+    from mnist_lib import plots
+    from mnist_lib.rf import receptive_field
+
+    table = receptive_field(nn.Sequential(nn.ReLU()), (1, 28, 28))
+    for draw in (plots.architecture, plots.architecture_alt):
+        with pytest.raises(ValueError, match=r"no layer to draw.*\(ReLU\)"):
+            draw(table)
+
+
+def test_architecture_alt_says_what_the_picture_shows():
+    from mnist_lib import plots
+    from mnist_lib.models import Model_1, Model_4
+    from mnist_lib.rf import receptive_field
+
+    alt = plots.architecture_alt(receptive_field(Model_4(), (1, 28, 28)), "Model_4")
+    assert alt.startswith("Model_4: 9 layers drawn as boxes, from a 28x28x1 input: "
+                          "conv 3x3 stride 2 to 14x14, 10 ch; conv 3x3 to 12x12")
+    for part in ("max-pool 2 stride 2 to 5x5, 16 ch", "global avg-pool to 1x1",
+                 "RF 29 px before the global pooling, jump 4 px."):
+        assert part in alt
+    assert "×" not in alt  # a screen reader reads "x" as the book writes it
+    alt = plots.architecture_alt(receptive_field(Model_1(), (1, 28, 28)))
+    assert alt.startswith("The model: 5 layers") and "RF 29 px at the output" in alt

@@ -1,0 +1,120 @@
+"""The receptive-field explorer of the chapter "Receptive fields": what it is
+given at build time.
+
+The explorer itself is JavaScript shipped with the book (`_static/rf_explorer.js`):
+it redoes the arithmetic of `mnist_lib.rf` in the reader's browser, for the
+layers the reader picks. Its presets come from here: each model's layers as
+the calculator finds them in the model's graph, and a real digit to draw the
+receptive field on, written into the page as JSON (`explorer_html`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from .rf import receptive_field
+
+# What the explorer offers: convolutions, max and average pooling (a sliding
+# window each) and global average pooling. Ops that leave the map as it is
+# (ReLU, BatchNorm, dropout, flatten, log_softmax) are left out of its list.
+KINDS = {nn.Conv2d: "conv", nn.MaxPool2d: "maxpool", nn.AvgPool2d: "avgpool"}
+
+
+def _square(v: Any) -> int | None:
+    """An int setting (3, or (3, 3)), else None (a pair that differs, "same")."""
+    if isinstance(v, int):
+        return v
+    if isinstance(v, (tuple, list)) and len(v) == 2 and v[0] == v[1]:
+        return int(v[0])
+    return None
+
+
+def _layer(module: nn.Module, n_in: int) -> dict[str, Any] | None:
+    """One layer as the explorer takes it, or None if it cannot express it."""
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        if _square(module.output_size) != 1:
+            return None
+        # Global average pooling: a window over the whole map, which the
+        # explorer, as the calculator, reads as "global".
+        return {"kind": "avgpool", "k": n_in, "s": n_in, "p": 0, "global": True}
+    kind = next((k for cls, k in KINDS.items() if type(module) is cls), None)
+    if kind is None or getattr(module, "ceil_mode", False):
+        return None  # an op it does not know, or ceil_mode (not offered)
+    k, s, p = (_square(getattr(module, attr))
+               for attr in ("kernel_size", "stride", "padding"))
+    d = _square(getattr(module, "dilation", 1))
+    if None in (k, s, p, d) or (kind != "conv" and d != 1):
+        return None  # a non-square window, "same" padding, a dilated pool
+    layer = {"kind": kind, "k": k, "s": s, "p": p}
+    return layer | {"d": d} if kind == "conv" else layer
+
+
+def explorer_layers(model: nn.Module, size: int = 28) -> list[dict[str, Any]] | None:
+    """`model`'s layers for a `size`x`size` one-channel input, in forward
+    order, as the explorer takes them: {"name", "kind": "conv" | "maxpool" |
+    "avgpool", "k", "s", "p"} and "d" for a convolution; global average
+    pooling is {"kind": "avgpool", "k": map size, "global": True}. None when
+    the model is not a chain of such layers (a branch, a Linear, ceil_mode):
+    the explorer cannot show it."""
+    table = receptive_field(model, (1, size, size))
+    modules = dict(model.named_modules())
+    layers, n = [], size
+    for row in table.rows:
+        if len(table.sources.get(row.name, ())) > 1:
+            return None  # a merge of branches
+        unchanged = (row.n_in, row.j_in, row.r_in, row.start_in) == (
+            row.n_out, row.j_out, row.r_out, row.start_out)
+        module = modules.get(row.name)
+        if module is None or not row.spatial:
+            if row.spatial and not unchanged:
+                return None  # a function that moves pixels (F.max_pool2d, ...)
+            continue
+        layer = _layer(module, n)
+        if layer is None or row.n_in != n:
+            return None
+        layers.append({"name": row.name, **layer})
+        n = row.n_out
+    return layers
+
+
+def explorer_html(models: dict[str, nn.Module], digit: torch.Tensor,
+                  label: int | None = None, selected: str | None = None) -> str:
+    """The explorer's place in the page, and its presets as JSON: the layers
+    of each of `models` the explorer can show (`explorer_layers`), and the
+    digit, a (28, 28) or (1, 28, 28) image (uint8, or floats in [0, 1]), to
+    draw the RF on. `selected`: the preset shown first (default: the first).
+    Where the explorer's script does not run (JavaScript off, a notebook),
+    the page shows a note instead."""
+    image = digit.detach().cpu().reshape(digit.shape[-2], digit.shape[-1])
+    if image.shape[0] != image.shape[1]:
+        raise ValueError(f"explorer_html: the digit must be square, got "
+                         f"{tuple(image.shape)}")
+    if image.is_floating_point():
+        image = (image.clamp(0, 1) * 255).round()
+    size = image.shape[0]
+    presets, skipped = [], []
+    for name, model in models.items():
+        layers = explorer_layers(model, size)
+        if layers is None:
+            skipped.append(name)
+        else:
+            presets.append({"name": name, "layers": layers})
+    if not presets:
+        raise ValueError(f"explorer_html: the explorer can show none of {skipped}")
+    names = [p["name"] for p in presets]
+    if selected is not None and selected not in names:
+        raise ValueError(f"explorer_html: no preset {selected!r}; presets: {names}")
+    data = {"size": size, "digit": {"label": label, "pixels": image.int().tolist()},
+            "presets": presets, "selected": selected or names[0], "skipped": skipped}
+    # JSON inside <script>: "</" would end the element early.
+    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    note = ("The receptive-field explorer runs in the browser, on the book's "
+            "website, with JavaScript on. Its presets: " + ", ".join(names) + ".")
+    return (f'<div id="rf-explorer" class="rf-explorer">'
+            f'<p class="rf-fallback">{html.escape(note)}</p></div>\n'
+            f'<script type="application/json" id="rf-presets">{payload}</script>')
