@@ -259,16 +259,21 @@ class RFTable:
 
     def to_records(self, all_ops: bool = False, columns: Sequence[str] | None = None
                    ) -> list[dict[str, Any]]:
-        """One dict a row: every field of `RFRow`, or only `columns`, each RF and
-        jump column with its flag after them (`global_in` / `global_out`,
-        `uneven_in` / `uneven_out`), so that neither reads as a plain number."""
+        """One dict a row: every field of `RFRow`, or only `columns`, each RF
+        column with its flag after them (`global_in` / `global_out`), and each
+        jump column with its flag (`uneven_in` / `uneven_out`) where some row's
+        units are unevenly spaced, so that no cell reads as a plain number when
+        it is not one."""
+        rows = self.layers(all_ops)
         if columns is None:
             keep = [f.name for f in fields(RFRow)]
         else:
             keep = check_columns(columns)
+            uneven = any(r.uneven_in or r.uneven_out for r in rows)
             keep += [f for f in dict.fromkeys(_FLAGS.get(c) for c in keep)
-                     if f is not None and f not in keep]
-        return [{k: getattr(r, k) for k in keep} for r in self.layers(all_ops)]
+                     if f is not None and f not in keep
+                     and (uneven or not f.startswith("uneven"))]
+        return [{k: getattr(r, k) for k in keep} for r in rows]
 
     def _repr_html_(self) -> str:
         # Names left, numbers right, each header over its column. Inline styles,

@@ -66,7 +66,7 @@ def test_cli_columns(capsys):
     (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
     (["mnist_lib.models:Nope"], "cannot load"),
     (["mnist_lib.models:model_4"], "Did you mean 'Model_4'? The models"
-                                   " mnist_lib.models defines: Classifier, Model_1,"),
+                                   " mnist_lib.models defines: Model_1, Model_1_BN,"),
     (["torchvision.models:Resnet18"], "Did you mean 'resnet18'?"),
     (["mnist_lib.utils:Net"], "mnist_lib.utils defines no nn.Module class"),
     (["mnist_lib.models:FINAL_MODEL"], "is a str, not a model"),

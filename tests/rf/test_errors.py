@@ -275,11 +275,16 @@ def test_columns_are_chosen_and_checked():
     assert t.to_text(columns=cols).splitlines()[0].split() == cols
     head = t.to_markdown(columns=cols).splitlines()[0]
     assert head == "| name | kernel | j_out | r_out |"
-    # An RF (jump) column comes with its flag, so that a global RF (an uneven
-    # jump) never reads as a plain number.
-    flagged = cols + ["uneven_out", "global_out"]
+    # An RF column comes with its flag, so that a global RF never reads as a
+    # plain number; a jump column with its own where some jump is uneven (not
+    # in Model_4: a column of False would say nothing).
+    flagged = cols + ["global_out"]
     assert list(t.to_frame(columns=cols).columns) == flagged
     assert list(t.to_records(columns=cols)[0]) == flagged
+    vgg = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(7))  # 10 -> 7
+    uneven = receptive_field(vgg, (1, 12, 12)).to_records(columns=cols)
+    assert list(uneven[0]) == cols + ["uneven_out", "global_out"]
+    assert uneven[-1]["uneven_out"] and uneven[-1]["j_out"] is None
     records = t.to_records(columns=["name", "r_in", "r_out"])
     assert list(records[0]) == ["name", "r_in", "r_out", "global_in", "global_out"]
     names = [r["name"] for r in records]  # global from the pooling, output.0, on
