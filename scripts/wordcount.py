@@ -37,10 +37,10 @@ def prose_words(text: str) -> int:
             continue  # inside code
         if m:
             info = m["info"]
-            stack.append((m["fence"], not info.startswith("{")
-                          or info.startswith(CODE_DIRECTIVES)))
-            # An admonition's title is prose: "{admonition} Exercise 1: ..."
-            kept.append(info.split("}", 1)[1] if info.startswith("{") else "")
+            code = not info.startswith("{") or info.startswith(CODE_DIRECTIVES)
+            stack.append((m["fence"], code))
+            if not code:  # an admonition's title is prose: "Exercise 1: ..."
+                kept.append(info.split("}", 1)[1])
             continue
         if re.match(r"^\s*:[\w-]+:", line) or re.match(r"^\(\S+\)=\s*$", line):
             continue  # a directive's option, a label

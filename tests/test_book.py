@@ -322,6 +322,76 @@ def test_chapters_install_cell_is_skipped_and_hidden():
         assert "pip" in first and "mnist_lib" in first, md.name
 
 
+# Calls that only feed the text (values glued into it, a class's source shown
+# as code, the ladder record read and checked) are machinery: hidden on the
+# site, so that the code a reader sees is the code to learn from. The
+# Reproducibility chapter shows how to read a record: there load_record is
+# the lesson.
+HELPER_CALL = re.compile(r"book\.(glue|glue_result|glue_rung|source|load_ladder"
+                         r"|load_record)\(")
+SHOWS_RECORDS = {"reproducibility"}
+
+
+def _visible_cells(text: str) -> list[tuple[int, str]]:
+    """(line, code) of each code cell whose code the page shows."""
+    cells = []
+    for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)\n```", text, re.S):
+        body = m.group(1)
+        head = body.split("\n---\n", 1)[0] if body.startswith("---") else \
+            "\n".join(l for l in body.splitlines() if l.startswith(":tags:"))
+        if not re.search(r"remove-cell|remove-input|hide-input", head):
+            cells.append((text[:m.start()].count("\n") + 1, body))
+    return cells
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_helper_calls_that_feed_the_text_are_hidden(md):
+    found = [(line, call.group(0)) for line, body in _visible_cells(md.read_text())
+             for call in HELPER_CALL.finditer(body)
+             if not (md.stem in SHOWS_RECORDS and call.group(1) == "load_record")]
+    assert not found, f"{md.name}: visible cells call {found}: hide them " \
+                      "(remove-input, or a separate remove-cell cell)"
+
+
+def test_visible_cells_are_told_from_hidden_ones():
+    text = ("```{code-cell} ipython3\nbook.glue('a', 1)\n```\n"
+            "```{code-cell} ipython3\n:tags: [remove-cell]\nbook.glue('b', 2)\n```\n"
+            "```{code-cell} ipython3\n---\ntags: [remove-input]\n---\n"
+            "book.source(f)\n```\n")
+    assert [line for line, _ in _visible_cells(text)] == [1]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_concept_boxes_are_open(md):
+    """A concept box carries the idea a chapter needs where it is first used:
+    open on the page, not folded behind a click."""
+    folded = re.findall(r"\{admonition\} (Concept:[^\n]*)\n:class: dropdown",
+                        md.read_text())
+    assert not folded, f"{md.name}: folded concept boxes {folded}"
+
+
+# A step chapter is read in one sitting: its prose stays short; engineering
+# detail lives in the appendix (scripts/wordcount.py says what is counted).
+STEP_WORDS = 2500
+
+
+@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")],
+                         ids=lambda p: p.stem)
+def test_step_chapters_are_short(md):
+    words = load_script("wordcount").prose_words(md.read_text())
+    assert words <= STEP_WORDS, f"{md.name}: {words} words of prose"
+
+
+def test_wordcount_counts_prose_and_not_code():
+    count = load_script("wordcount").prose_words
+    text = ("---\njupytext: x\n---\n# A title\n\nTwo words.\n\n"
+            "```{code-cell} ipython3\nnot = counted + at(all)\n```\n\n"
+            "````{admonition} Exercise 1: three\n:class: dropdown\nIn a box "
+            "{glue:text}`value` here.\n\n```python\nno = 1\n```\n````\n")
+    # "A title", "Two words.", "Exercise 1: three" (its title), "In a box X here."
+    assert count(text) == 2 + 2 + 3 + 5
+
+
 # The code box of a page shows 77 characters at 1280 px (684 px less 2 x 16 px
 # padding, 8.43 px a character: measured in Chromium); longer lines scroll, and
 # what scrolls out of view (an RF comment, a flag) goes unread. The browser
