@@ -259,13 +259,16 @@ RUNG_MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+# Every name `get_model` builds.
+NAMED = MODELS | RUNG_MODELS
+
+
 def get_model(name: str) -> nn.Module:
     """Build a model by its book name, e.g. `get_model("Model_4")` (or a
     ladder rung's, `RUNG_MODELS`)."""
-    known = MODELS | RUNG_MODELS
-    if name not in known:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(known)}")
-    return known[name]()
+    if name not in NAMED:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(NAMED)}")
+    return NAMED[name]()
 
 
 # What, besides its type and weights' shapes, makes one layer differ from another.

@@ -31,7 +31,7 @@ from .data import MNIST, batch_indices, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
 from .history import EpochRecord, History
-from .models import MODELS, RUNG_MODELS, count_parameters, get_model, layer_list
+from .models import NAMED, count_parameters, get_model, layer_list
 from .progress import EpochProgress
 from .step import GraphedStep, train_step
 from .target import TARGET
@@ -214,10 +214,9 @@ def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides
     `run("Model_4", data, seed=1)` is reproducible end to end. A net of your
     own trains with `fit`.
     """
-    known = MODELS | RUNG_MODELS
-    if not isinstance(model, str) or model not in known:
+    if not isinstance(model, str) or model not in NAMED:
         got = repr(model) if isinstance(model, str) else f"a {type(model).__name__}"
-        raise ValueError(f"run trains the book's models, by name ({', '.join(known)}); "
+        raise ValueError(f"run trains the book's models, by name ({', '.join(NAMED)}); "
                          f"got {got}. To train a net of your own, call fit: "
                          "history = fit(net, data, TrainConfig(...))")
     cfg = replace(config, **overrides) if config else recipe(model, **overrides)
