@@ -1,7 +1,8 @@
-"""The evidence for Step 3: an ablation study. Step 3 changes four things at
-once; here each is taken out of Model_4's recipe in turn, and every variant
-is trained with the same seeds and judged by the same rule as the seed study
-(`mnist_lib.seeds`), beside the full recipe.
+"""The other view of Step 3's evidence: an ablation study. Where the ladder
+(`mnist_lib.ladder`) adds one change a rung, here each ingredient is taken
+out of Model_4's final recipe in turn, and every variant is trained with the
+same seeds and judged by the same rule as the seed study (`mnist_lib.seeds`),
+beside the full recipe.
 
     python -m mnist_lib ablate --seeds 5 --out results/ablation_Model_4.json
 """
@@ -45,11 +46,12 @@ class Variant:
 
 
 def variants() -> list[Variant]:
-    """The full recipe, one variant per ingredient of Step 3, then the full
-    recipe judged on a validation split instead of the test set."""
+    """The full recipe, one variant per ingredient of Step 3 that the recipe
+    has, then the full recipe judged on a validation split instead of the
+    test set."""
     full, earlier = recipe(BASE), recipe(EARLIER)
     no_warp = dict(rotation=0.0, translate=0.0, scale=(1.0, 1.0), clean_epochs=0)
-    return [
+    arms = [
         Variant("full recipe", "nothing", BASE, full),
         Variant("no transition block",
                 f"the transition block ({EARLIER}'s layers: five 3x3 convolutions, "
@@ -57,18 +59,24 @@ def variants() -> list[Variant]:
                 EARLIER, full),
         Variant("no augmentation", "rotation, shift and zoom", BASE,
                 replace(full, **no_warp)),
-        Variant("no clean last epochs", "the last epochs without warping", BASE,
-                replace(full, clean_epochs=0)),
-        Variant(f"{EARLIER}'s schedule",
-                "one-cycle learning rate and weight decay (back to a constant "
-                f"rate {earlier.lr:g} at batch {earlier.batch_size})", BASE,
-                replace(full, scheduler=earlier.scheduler, lr=earlier.lr,
-                        weight_decay=earlier.weight_decay,
-                        batch_size=earlier.batch_size)),
-        Variant("no weight average", "EMA of the weights and the BatchNorm recompute",
-                BASE, replace(full, ema=0.0, bn_recompute=0)),
-        Variant(VALIDATION, "nothing", BASE, full, holdout=True),
     ]
+    if full.clean_epochs:
+        arms.append(Variant("no clean last epochs", "the last epochs without "
+                            "warping", BASE, replace(full, clean_epochs=0)))
+    arms.append(Variant(
+        f"{EARLIER}'s schedule",
+        "one-cycle learning rate" + (" and weight decay" if full.weight_decay
+                                     else "")
+        + f" (back to a constant rate {earlier.lr:g} at batch {earlier.batch_size})",
+        BASE, replace(full, scheduler=earlier.scheduler, lr=earlier.lr,
+                      weight_decay=earlier.weight_decay,
+                      batch_size=earlier.batch_size)))
+    if full.ema:
+        arms.append(Variant("no weight average", "EMA of the weights and the "
+                            "BatchNorm recompute", BASE,
+                            replace(full, ema=0.0, bn_recompute=0)))
+    arms.append(Variant(VALIDATION, "nothing", BASE, full, holdout=True))
+    return arms
 
 
 def run_ablation(data: MNIST, seeds: list[int], out: str | Path | None = None,
