@@ -283,7 +283,11 @@
                                        state.layers.splice(i, 1);
                                        edited(true);
                                      }}, "✕");
-        return el("li", {}, kindSelect(layer, i), ...fields, remove);
+        // The number the errors and the table give the layer ("layer 4"): an
+        // <ol>'s own numbers vanish where its items are flex boxes.
+        const index = el("span", {class: "rf-index", "aria-hidden": "true"},
+                         `${i + 1}.`);
+        return el("li", {}, index, kindSelect(layer, i), ...fields, remove);
       }));
     }
 

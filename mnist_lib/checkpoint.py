@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 
 from . import model_spec
+from . import models
 from .models import MODELS
-from .utils import atomic_torch_save, best_device
+from .utils import atomic_torch_save, best_device, unwrap
 
 # Where the book's models live: a checkpoint of one names its class from there.
-BOOK_MODELS = MODELS["Model_1"].__module__  # "mnist_lib.models"
+BOOK_MODELS = models.__name__  # "mnist_lib.models"
 
 
 class Classifier(nn.Module):
@@ -77,6 +78,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
         raise ValueError("save_checkpoint needs the History that fit (or run) "
                          "returned for this model: it holds the normalisation the "
                          f"model was trained with; got {type(history).__name__}")
+    model = unwrap(model)  # a compiled or data-parallel model: the net inside
     if spec is None:
         spec = model_spec.class_spec(model)
     elif ":" not in spec:
@@ -120,6 +122,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     # Checkpoints written before the spec was stored held book models only.
     spec = saved.get("spec", f"{BOOK_MODELS}:{name}")
     given = model is not None
+    model = unwrap(model) if given else None
     pass_it = (f"pass the model to load the weights into: "
                f"load_checkpoint({str(path)!r}, model={name}())")
     if not given:

@@ -63,10 +63,11 @@ def explorer_layers(model: nn.Module, size: int = 28) -> list[dict[str, Any]] | 
     the explorer cannot show it."""
     table = receptive_field(model, (1, size, size))
     modules = dict(model.named_modules())
-    layers, n = [], size
+    layers, n, before = [], size, ()
     for row in table.rows:
-        if len(table.sources.get(row.name, ())) > 1:
-            return None  # a merge of branches
+        if table.sources.get(row.name, ()) != before:
+            return None  # a merge of branches, or a side branch: no chain
+        before = (row.name,)
         unchanged = (row.n_in, row.j_in, row.r_in, row.start_in) == (
             row.n_out, row.j_out, row.r_out, row.start_out)
         module = modules.get(row.name)
@@ -90,10 +91,11 @@ def explorer_html(models: dict[str, nn.Module], digit: torch.Tensor,
     draw the RF on. `selected`: the preset shown first (default: the first).
     Where the explorer's script does not run (JavaScript off, a notebook),
     the page shows a note instead."""
-    image = digit.detach().cpu().reshape(digit.shape[-2], digit.shape[-1])
-    if image.shape[0] != image.shape[1]:
-        raise ValueError(f"explorer_html: the digit must be square, got "
-                         f"{tuple(image.shape)}")
+    shape = tuple(digit.shape)
+    if shape[:-2] not in ((), (1,)) or len(shape) < 2 or shape[-1] != shape[-2]:
+        raise ValueError(f"explorer_html: the digit must be one square image, "
+                         f"(H, H) or (1, H, H), got {shape}")
+    image = digit.detach().cpu().reshape(shape[-2:])
     if image.is_floating_point():
         image = (image.clamp(0, 1) * 255).round()
     size = image.shape[0]

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,12 +35,33 @@ def _import_file(path: Path) -> ModuleType:
     sys.path.insert(0, str(path.resolve().parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    # In sys.modules while it runs, as runpy does it for a script: a
+    # @dataclass looks its class's module up there. Taken out after, so that
+    # it hides no module of that name (and `class_spec` finds no import).
+    before = sys.modules.get(path.stem)
+    sys.modules[path.stem] = module
     try:
         spec.loader.exec_module(module)
     except Exception as err:
-        raise SpecError(f"running {str(path)!r} failed: "
-                        f"{type(err).__name__}: {err}") from err
+        raise SpecError(f"running {str(path)!r} failed: {_failure(err)}") from err
+    finally:
+        if before is None:
+            sys.modules.pop(path.stem, None)
+        else:
+            sys.modules[path.stem] = before
     return module
+
+
+def _failure(err: BaseException) -> str:
+    """What the student's code raised, in one line: the error and the line of
+    their file where it happened (a syntax error names its own)."""
+    # The traceback runs from here through the import machinery into their
+    # module: its first frame past those is their line.
+    theirs = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith("<") and f.filename != __file__
+              and Path(f.filename).parent.name != "importlib"]
+    where = f" ({theirs[0].filename}, line {theirs[0].lineno})" if theirs else ""
+    return f"{type(err).__name__}: {err}{where}"
 
 
 def _import_module(name: str) -> ModuleType:
@@ -100,8 +122,12 @@ def build(spec: str, base: str | os.PathLike | None = None) -> nn.Module:
     try:
         module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
                   else _import_module(mod_name))
+    except SpecError:
+        raise
     except (ImportError, AttributeError) as err:  # also raised by a module's code
         raise SpecError(f"cannot load {spec!r}: {err}") from err
+    except Exception as err:  # the module's own code, as _import_file says it
+        raise SpecError(f"importing {mod_name!r} failed: {_failure(err)}") from err
     try:
         obj = getattr(module, attr)
     except AttributeError as err:

@@ -199,10 +199,19 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
     return fig
 
 
-# Layer kinds as the architecture picture names and colours them.
-_KINDS = {"Conv2d": ("conv", "#9ecae1"), "MaxPool2d": ("max-pool", "#fdae6b"),
-          "AvgPool2d": ("avg-pool", "#fdae6b"), "Linear": ("linear", "#d9d9d9")}
-_GLOBAL_POOLS = {"AdaptiveAvgPool2d": "avg-pool", "AdaptiveMaxPool2d": "max-pool"}
+# Layer kinds as the architecture picture names and colours them: modules
+# and the functions that do the same (F.max_pool2d's row is "max_pool2d").
+_CONV, _POOL, _LINEAR = "#9ecae1", "#fdae6b", "#d9d9d9"
+_KINDS = {"Conv2d": ("conv", _CONV), "conv2d": ("conv", _CONV),
+          "MaxPool2d": ("max-pool", _POOL), "max_pool2d": ("max-pool", _POOL),
+          "AvgPool2d": ("avg-pool", _POOL), "avg_pool2d": ("avg-pool", _POOL),
+          "AdaptiveAvgPool2d": ("adaptive avg-pool", _POOL),
+          "adaptive_avg_pool2d": ("adaptive avg-pool", _POOL),
+          "AdaptiveMaxPool2d": ("adaptive max-pool", _POOL),
+          "adaptive_max_pool2d": ("adaptive max-pool", _POOL),
+          "Linear": ("linear", _LINEAR), "linear": ("linear", _LINEAR)}
+_GLOBAL_POOLS = {"AdaptiveAvgPool2d": "avg-pool", "adaptive_avg_pool2d": "avg-pool",
+                 "AdaptiveMaxPool2d": "max-pool", "adaptive_max_pool2d": "max-pool"}
 
 
 def _pair(v: Any) -> tuple[Any, Any]:
@@ -241,10 +250,19 @@ def _kind(row: RFRow) -> tuple[str, str, str]:
     return f"{word} {k}", ", ".join(extra), colour
 
 
+def _linear(row: RFRow) -> bool:
+    return _KINDS.get(row.kind, ("",))[0] == "linear"
+
+
+def _jump(row: RFRow) -> str:
+    """A layer's jump as the picture writes it: "j 2", or "j uneven"."""
+    return "j uneven" if row.uneven_out else f"j {_num(row.j_out)}"
+
+
 def _map(row: RFRow, sep: str = "×") -> tuple[str, str]:
     """A layer's output in two short lines: its map and its channels
     ("12×12", "16 ch"), or a Linear's outputs ("10", "outputs")."""
-    if row.kind == "Linear" and row.ch_out:
+    if _linear(row) and row.ch_out:
         return f"{row.ch_out}", "outputs"
     return _dims(row.n_out, sep), f"{row.ch_out} ch" if row.ch_out else ""
 
@@ -258,10 +276,13 @@ def _architecture_rows(table: RFTable, max_layers: int
                        ) -> tuple[list[RFRow | None], str]:
     """The rows the picture draws (None: a gap for the rows left out), and a
     note that says which were left out, if any."""
+    if max_layers < 4:
+        raise ValueError(f"architecture: max_layers={max_layers} is too few to draw "
+                         "the first layers, a gap and the last 3: give 4 or more")
     # Layers, and any other op that changes the map (a merge of misaligned
     # branches): not an op that leaves it as it is (log_softmax, an add).
     rows = [r for r in table.layers() if r.spatial and (
-        r.kernel is not None or r.kind == "Linear" or _changes(r)
+        r.kernel is not None or _linear(r) or _changes(r)
         or r is table.trunk)]
     if not rows:
         ops = ", ".join(sorted({r.kind for r in table.rows}))
@@ -311,7 +332,7 @@ def architecture(table: RFTable, title: str | None = None,
             edge = 2.4 if row is table.trunk else 0.8
             # A global RF as the table writes it, "global (29)", on two lines.
             rf, jump = (("global", f"({_num(row.r_out)})") if row.global_out
-                        else (f"RF {_num(row.r_out)}", f"j {_num(row.j_out)}"))
+                        else (f"RF {_num(row.r_out)}", _jump(row)))
             lines = [(first, False), (second, False),
                      *((text, False) for text in _map(row)),
                      (rf, row.r_out != row.r_in and not row.global_out),
@@ -346,7 +367,8 @@ def architecture_alt(table: RFTable, title: str | None = None,
     trunk = table.trunk
     where = "at the output" if table.first_global is None else \
         "before the global pooling"
-    jump = "" if trunk.j_out is None else f", jump {_num(trunk.j_out)} px"
+    jump = (", jump uneven" if trunk.uneven_out else "" if trunk.j_out is None
+            else f", jump {_num(trunk.j_out)} px")
     text = (f"{title or 'The model'}: {drawn} layers drawn as boxes, from a "
             f"{_dims(size, 'x')}x{channels} input: {steps}. "
             f"RF {_num(trunk.r_out)} px {where}{jump}.")
@@ -357,7 +379,7 @@ def _words(row: RFRow) -> str:
     """A drawn layer as the alt text says it: "conv 3x3 stride 2 to 14x14,
     10 ch"."""
     out = _map(row, "x")
-    out = " ".join(out) if row.kind == "Linear" else ", ".join(filter(None, out))
+    out = " ".join(out) if _linear(row) else ", ".join(filter(None, out))
     return " ".join(filter(None, _kind(row)[:2])) + f" to {out}"
 
 

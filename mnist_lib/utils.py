@@ -195,3 +195,18 @@ def quiet_on_closed_pipe(main: Callable[..., int]) -> Callable[..., int]:
             return 1
 
     return wrapped
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside the wrappers that add no op of their own: torch.compile's
+    OptimizedModule, nn.DataParallel and DistributedDataParallel. torch.fx
+    cannot trace them, a checkpoint of one would name the wrapper's class and
+    prefix every weight, and the model they hold computes the same."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(
+                getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model

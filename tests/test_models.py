@@ -285,3 +285,26 @@ def test_layers_text_lists_each_convolution_and_pooling_in_order():
                               torch.nn.AvgPool2d(2), torch.nn.Flatten(),
                               torch.nn.Linear(4, 10))
     assert layers_text(net) == "3×5/2 4, avg-pool, linear 10"
+
+
+@pytest.mark.parametrize("wrap", [torch.nn.DataParallel, torch.compile],
+                         ids=["DataParallel", "compile"])
+def test_a_wrapped_model_is_saved_and_loaded_as_the_net_inside(tmp_path, wrap):
+    """torch.compile and DataParallel wrap a net without changing what it
+    computes: the checkpoint names the net's class and its weights' own names,
+    so that it loads into the net, wrapped or not."""
+    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.history import History
+
+    torch.manual_seed(0)
+    net = get_model("Model_4").eval()
+    hist = History("Model_4", 0, {}, {}, normalization={"mean": 0.1, "std": 0.3})
+    save_checkpoint(tmp_path / "w.pt", wrap(net), hist)
+    saved = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert saved["spec"] == "mnist_lib.models:Model_4"
+    assert set(saved["state_dict"]) == set(net.state_dict())
+    pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    expected = load_checkpoint(tmp_path / "w.pt").predict(pixels)
+    into = load_checkpoint(tmp_path / "w.pt", model=wrap(get_model("Model_4")))
+    assert torch.equal(into.predict(pixels), expected)
+    assert isinstance(into.net, type(net))

@@ -249,3 +249,53 @@ def test_architecture_alt_says_what_the_picture_shows():
     assert "×" not in alt  # a screen reader reads "x" as the book writes it
     alt = plots.architecture_alt(receptive_field(Model_1(), (1, 28, 28)))
     assert alt.startswith("The model: 5 layers") and "RF 29 px at the output" in alt
+
+
+def test_architecture_writes_an_uneven_jump_and_functional_layers_as_words():
+    import pytest
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from mnist_lib import plots
+    from mnist_lib.rf import receptive_field
+
+    # An adaptive pooling from 12 to 7: windows of 2 and 3 pixels, no single
+    # jump. Before, the picture wrote "j None" and the alt text no jump.
+    uneven = receptive_field(nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(7)),
+                             (1, 14, 14))
+    shown = [t.get_text() for t in plots.architecture(uneven).axes[0].texts]
+    assert shown[-1] == "j uneven" and not any("None" in text for text in shown)
+    alt = plots.architecture_alt(uneven)
+    assert "adaptive avg-pool (2, 3) to 7x7" in alt and alt.endswith("jump uneven.")
+
+    class Functional(nn.Module):  # F.max_pool2d: a max-pool, as nn.MaxPool2d is
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+
+        def forward(self, x):
+            return F.max_pool2d(self.conv(x), 2)
+
+    table = receptive_field(Functional(), (1, 28, 28))
+    assert "; max-pool 2 stride 2 to 13x13, 4 ch." in plots.architecture_alt(table)
+    pools = [b for b in _boxes(plots.architecture(table))
+             if b.get_gid() == "max_pool2d"]
+    assert len(pools) == 1 and pools[0].get_facecolor()[:3] == pytest.approx(
+        (0xfd / 255, 0xae / 255, 0x6b / 255))  # orange, as every pooling
+
+
+def test_architecture_refuses_too_few_layers_to_draw_the_cut():
+    import pytest
+    import torch.nn as nn
+
+    from mnist_lib import plots
+    from mnist_lib.rf import receptive_field
+
+    deep = receptive_field(nn.Sequential(*[nn.Conv2d(1, 1, 3, padding=1)
+                                           for _ in range(10)]), (1, 28, 28))
+    # Before, max_layers=2 drew 11 boxes (layers 7 and 8 twice) and said "2 of 10".
+    for draw in (plots.architecture, plots.architecture_alt):
+        with pytest.raises(ValueError, match=r"max_layers=2 is too few .* give 4"):
+            draw(deep, max_layers=2)
+    drawn = [b.get_gid() for b in _boxes(plots.architecture(deep, max_layers=4))]
+    assert drawn == ["input", "0", "7", "8", "9"]

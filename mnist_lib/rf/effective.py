@@ -10,12 +10,27 @@ import torch.nn as nn
 
 from ..utils import eval_mode
 from .axis import RFError, as_pair
-from .graph import check_model, device_dtype, unwrap
+from ..utils import unwrap
+from .graph import check_model, device_dtype
 from .table import RFRow
 
 
 def unit_box(row: RFRow, i: int, k: int) -> tuple[float, float, float, float]:
-    """(top, left, height, width), in input pixels, of unit (i, k)'s RF at `row`."""
+    """(top, left, height, width), in input pixels, of unit (i, k)'s RF at `row`.
+    Raises RFError for a unit off the row's map, or a row whose units have no
+    box of their own: global ones (`r_out` is then the convolutional path's
+    RF, not what a unit sees), or units on no grid (no single jump)."""
+    if row.global_out or row.j_out is None:
+        why = ("its units are global: each sees a whole map" if row.global_out
+               else "its units have no single jump")
+        raise RFError(f"unit_box: row {row.name!r} has no box per unit ({why}).\n"
+                      "Fix: pick a row before any global or uneven pooling (the "
+                      "trunk of a model with a global pooling).")
+    nh, nw = as_pair(row.n_out)
+    if not (0 <= i < nh and 0 <= k < nw):
+        raise RFError(f"unit_box: unit {(i, k)} is outside the {nh}x{nw} map of "
+                      f"{row.name!r}.\nFix: pick rows 0-{nh - 1}, columns "
+                      f"0-{nw - 1}.")
     (sh, sw), (jh, jw), (rh, rw) = (as_pair(row.start_out), as_pair(row.j_out),
                                     as_pair(row.r_out))
     return sh + i * jh - rh / 2, sw + k * jw - rw / 2, rh, rw

@@ -51,7 +51,8 @@ unit would see its whole row); over merged positions it is global. A weight
 or bias computed from the input (a dynamic conv) is global when it comes from
 a global pooling, else refused; one unit that is no global pooling is never
 spread over a map. An in-place merge (out.add_(identity)) counts for every
-later use of `out`. The output is what the model returns (the first tensor
+later use of `out`; a tensor passed for its dtype or shape only (y in
+x.type_as(y), x.view_as(y)) brings nothing. The output is what the model returns (the first tensor
 of a tuple or dict); the trunk and the headline are taken among the ops it is
 computed from, never a side branch. forward()'s arguments after the image
 keep their defaults (targets=None); torch.compile and DataParallel wrappers
@@ -79,11 +80,12 @@ import torch.nn as nn
 
 from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, agreed,
                    node_shape, op_kind, op_label)
-from .graph import check_model, check_size, record_shapes, trace_graph, unwrap
+from ..utils import unwrap
+from .graph import check_model, check_size, record_shapes, trace_graph
 from .layers import declared_as, global_unit, spreads
 from .reshapes import several_tensors, split_state
 from .rules import (ATTENTION_FUNCTIONS, ATTENTION_MODULES, attention_error, in_place,
-                    is_merge, is_view, row_name, rule_for, side_inputs)
+                    is_merge, is_template, is_view, row_name, rule_for, side_inputs)
 from .table import RFRow, RFTable
 
 
@@ -149,6 +151,9 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
             output_row = row_of.get(latest.get(src, src))
             continue
         inputs = [latest.get(a, a) for a in node.all_input_nodes if a in states]
+        if is_template(node):  # x.type_as(y): y's values never reach the output
+            first = node.args[0]
+            inputs = [latest.get(first, first)] if first in states else []
         if not inputs:  # e.g. x.size(0): no tensor flows through
             continue
         if in_place(node) and len(inputs) > 1 and isinstance(node.args[0], fx.Node) \

@@ -1,7 +1,6 @@
 """From a model to a graph with shapes, for the calculator in `field`.
 
-`unwrap` takes the model out of a wrapper that adds no op (torch.compile,
-DataParallel); `trace_graph` turns it into a torch.fx graph (declared modules
+`trace_graph` turns it into a torch.fx graph (declared modules
 stay opaque leaves, arguments after the image keep their defaults);
 `record_shapes` runs it once on zeros and records every node's shape. Each
 turns what can go wrong (control flow fx cannot follow, an input size the
@@ -67,20 +66,6 @@ def check_model(model: Any, declared: Sequence[Any]) -> None:
             raise RFError("custom's keys and leaf_modules must be module classes, "
                           f"got {cls!r}.\nFix: pass the class itself, e.g. "
                           "nn.Upsample, not an instance or a name.")
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside the wrappers that add no op of their own: torch.compile's
-    OptimizedModule, nn.DataParallel and DistributedDataParallel. torch.fx
-    cannot trace them, and the model they hold computes the same."""
-    while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(
-                getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def fixed_arguments(model: nn.Module) -> dict[str, Any]:

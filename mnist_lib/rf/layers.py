@@ -16,9 +16,9 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .axis import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, Window,
-                       UnsupportedOpError, node_arg, declarations, declare_hint,
-                       on_positions, as_pair, agreed, node_shape, op_label)
+from .axis import (FLAT_LAST, POINTWISE, Axis, RFError, Spatial, UnsupportedOpError,
+                   Window, agreed, as_pair, declarations, declare_hint, node_arg,
+                   node_shape, on_positions, op_label)
 from .table import RFRow, fmt_cell
 
 # Modules that leave every position where it is (the softmax modules depend on

@@ -63,11 +63,7 @@ def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
         return lambda s: s
     nd_in, nd_out = len(shape_in), len(shape_out)
     if state.h.n == 1 and state.w.n == 1:  # one unit: no position to move
-        if shape_out[-2:] == (1, 1) and nd_out >= 4:
-            # A 1x1 map again, as the classic squeeze-and-excitation block's
-            # y.view(b, c, 1, 1) makes its gate.
-            return lambda s: replace(s, flat=False, axes=CHANNELS_FIRST)
-        return lambda s: replace(s, flat=True, axes=FLAT_LAST)
+        return _one_unit(shape_out)
     groups = _axis_groups(shape_in, shape_out)
     h_at, w_at = (nd_in + a for a in state.axes)
     g_h = next((g for g in groups if h_at in g[0]), None) if groups else None
@@ -93,6 +89,16 @@ def reshape_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
                       + declarations("YourModule", pointwise=False))
     flat, axes = new
     return lambda s: replace(s, flat=flat, axes=axes)
+
+
+def _one_unit(shape_out: tuple[int, ...]) -> Callable[[Spatial], Spatial]:
+    """A reshape or an index of a map of one unit, which has no position to
+    move: a 1x1 map again where the output ends in (1, 1), as the classic
+    squeeze-and-excitation block's y.view(b, c, 1, 1) makes its gate; else the
+    unit's values on the last axis, as after flatten (y[:, :, 0, 0])."""
+    if len(shape_out) >= 4 and tuple(shape_out[-2:]) == (1, 1):
+        return lambda s: replace(s, flat=False, axes=CHANNELS_FIRST)
+    return lambda s: replace(s, flat=True, axes=FLAT_LAST)
 
 
 def _axis_groups(a: Sequence[int], b: Sequence[int]
@@ -129,7 +135,9 @@ def index_rule(node: fx.Node, src: fx.Node, row: RFRow, state: Spatial
     Indexing other axes (channels, logits) changes nothing."""
     shape_in, shape_out = node_shape(src), node_shape(node)
     if state.h.n == 1 and state.w.n == 1:  # one unit: no position to cut
-        return lambda s: s
+        if len(shape_out) == len(shape_in):
+            return lambda s: s
+        return _one_unit(shape_out)  # y[:, :, 0, 0] of a pooled map
     nd = len(shape_in)
     index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
     if index.count(Ellipsis) == 1:

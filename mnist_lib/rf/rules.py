@@ -71,15 +71,14 @@ _VIEWS = {"getitem", "view", "reshape", "flatten", "unflatten", "squeeze", "unsq
           "narrow", "select", "t", "chunk", "split", "unbind", "getattr"}
 _MATMUL_FUNCTIONS = {operator.matmul, torch.matmul, torch.mm, torch.bmm}
 _SHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
-_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
+_SHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze",
+                  "view_as", "reshape_as"}
 _AXES_FUNCTIONS = {torch.transpose, torch.permute}
 _AXES_METHODS = {"transpose", "permute"}
 _LOGSOFTMAX = {F.log_softmax, F.softmax, torch.log_softmax, torch.softmax}
 _REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
                      torch.logsumexp, torch.max, torch.min}
 _REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
-
-
 
 # Attention mixes every position with every other: no RF arithmetic follows it.
 ATTENTION_MODULES = (nn.MultiheadAttention,)
@@ -101,12 +100,18 @@ def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
         node.op == "call_method" and node.target in _POINTWISE_METHODS))
 
 
+def is_template(node: fx.Node) -> bool:
+    """Whether `node` is a method whose tensor argument gives only a dtype or a
+    shape (x.type_as(y), x.to(y), x.expand_as(y)): no value of it reaches the
+    output, so `field` reads only the tensor it is called on."""
+    return node.op == "call_method" and node.target in _TEMPLATE_METHODS
+
+
 def side_inputs(node: fx.Node, inputs: list[fx.Node]) -> list[fx.Node]:
     """The tensor inputs of `node` besides the map its rule reads (`inputs[0]`):
     a dynamic convolution's weight, a computed bias, statistics. None for a
-    merge, whose rule reads them all, nor for a template (x.expand_as(y))."""
-    if is_merge(node, inputs) or (node.op == "call_method"
-                                  and node.target in _TEMPLATE_METHODS):
+    merge, whose rule reads them all."""
+    if is_merge(node, inputs):
         return []
     if node.op == "call_function" and node.target in _MATMUL_FUNCTIONS:
         return []  # matmul_rule refuses two
@@ -142,8 +147,8 @@ def row_name(node: fx.Node) -> str:
 
 
 def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
-          states: dict[fx.Node, Spatial], inputs: list[fx.Node], union: bool = False
-          ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
+             states: dict[fx.Node, Spatial], inputs: list[fx.Node], union: bool = False
+             ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
     """Return (state transform, partly filled row) for one graph node; `union`
     is `receptive_field`'s misaligned="union" (`layers.merge_rule`)."""
     op = op_label(node)  # how an error names this node
@@ -175,16 +180,11 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
     # maxout; of one map it is a reduction (with a dim it returns indices too:
     # see split_state).
-    two_maps = target in (torch.max, torch.min, "max", "min") and len(inputs) > 1
-    merge_fn = node.op == "call_function" and target in _MERGE_FUNCTIONS
-    merge_method = (node.op == "call_method" and target in _POINTWISE_METHODS
-                    and len(inputs) > 1)
-    if merge_fn or merge_method or two_maps:
-        if len(inputs) > 1:
-            row.spatial = True
-            return (lambda _: merge_rule(node, inputs, states, union)), row
-        return (lambda s: s), row
+    if is_merge(node, inputs):
+        row.spatial = True
+        return (lambda _: merge_rule(node, inputs, states, union)), row
     if node.op == "call_function" and (target in _POINTWISE_FUNCTIONS
+                                       or target in _MERGE_FUNCTIONS  # x + 1
                                        or _is_stochastic_depth(target)):
         return (lambda s: s), row
     if target in (operator.getitem, getattr) and several_tensors(inputs[0]):

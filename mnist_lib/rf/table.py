@@ -187,6 +187,11 @@ class RFTable:
                 return row
         raise KeyError(f"no op named {name!r}; names: {[r.name for r in self.rows]}")
 
+    def __contains__(self, name: object) -> bool:
+        """Whether an op is called `name` (`"block1.0.0" in table`), as
+        indexing finds it; a row is not a key."""
+        return any(row.name == name for row in self.rows)
+
     def __len__(self) -> int:
         return len(self.layers())
 

@@ -115,3 +115,28 @@ def test_model_trunk_rf(name, rf, pooled):
     if pooled:  # every output reaches all the pixels that the last map sees
         whole = nn.Sequential(*model.children())  # the logits, before log_softmax
         assert support(whole, (28, 28)) == support(conv_path, (28, 28), centre=False)
+
+
+def test_unit_box_is_the_gradient_s_box_of_that_unit():
+    """unit_box of any unit, not only the centre, against the pixels its
+    gradient reaches: a 3x3 conv of stride 2 (padded), then a 3x3 conv: RF 7,
+    jump 2, start 2.5, so unit (3, 4) spans rows 5-11 and columns 7-13."""
+    from mnist_lib.rf import unit_box
+
+    model = averaging(nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1),
+                                    nn.Conv2d(1, 1, 3)))
+    row = receptive_field(model, (1, 20, 20)).final
+    for i, k in [(3, 4), (7, 1)]:
+        x = torch.ones(1, 1, 20, 20, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(model(x)[0, 0, i, k], x)
+        rows, cols = (grad[0, 0] != 0).nonzero(as_tuple=True)
+        reached = (int(rows.min()), int(cols.min()), int(rows.max() - rows.min()) + 1,
+                   int(cols.max() - cols.min()) + 1)
+        assert unit_box(row, i, k) == reached
+    assert unit_box(row, 3, 4) == (5, 7, 7, 7)
+    # Off the map, or a row whose units have no box (before, a TypeError).
+    with pytest.raises(RFError, match=r"unit \(8, 0\) is outside the 8x8 map"):
+        unit_box(row, 8, 0)
+    final = receptive_field(MODELS["Model_4"](), (1, 28, 28)).final
+    with pytest.raises(RFError, match=r"has no box per unit \(its units are global"):
+        unit_box(final, 0, 0)

@@ -165,3 +165,39 @@ def test_readme_rf_commands_run(capsys):
         assert main(argv) == 0, argv
         assert "r_out" in capsys.readouterr().out
 
+
+
+def test_cli_takes_a_file_that_defines_a_dataclass(tmp_path, capsys, monkeypatch):
+    # A @dataclass looks its module up in sys.modules as the class is made:
+    # before, "running ... failed: AttributeError: 'NoneType' object has no
+    # attribute '__dict__'". Once loaded, the module hides no other.
+    (tmp_path / "cfg_net.py").write_text(
+        "from __future__ import annotations\n"
+        "from dataclasses import dataclass\n"
+        "import torch.nn as nn\n"
+        "@dataclass\n"
+        "class Config:\n"
+        "    width: int = 4\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self, cfg: Config = Config()):\n"
+        "        super().__init__(nn.Conv2d(1, cfg.width, 5), nn.MaxPool2d(2))\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI prepends the folder
+    assert main([f"{tmp_path / 'cfg_net.py'}:Net"]) == 0
+    out = paragraphs(capsys.readouterr().out)
+    assert "RF 6 px, jump 2 px, at '1' (map 12x12)" in out
+    assert "cfg_net" not in sys.modules
+
+
+def test_cli_names_the_line_of_a_module_that_raises(tmp_path, monkeypatch):
+    # MODULE:NAME and FILE.py:NAME say the same, in one line: before, a module
+    # that raised as it was imported gave a traceback.
+    (tmp_path / "oops.py").write_text("import torch\nraise ValueError('oops')\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    file = tmp_path / "oops.py"
+    for spec, what in [("oops:Net", "importing 'oops'"),
+                       (f"{file}:Net", f"running '{file}'")]:
+        with pytest.raises(SystemExit) as exc:
+            main([spec])
+        assert str(exc.value.code) == (f"error: {what} failed: ValueError: oops "
+                                       f"({file}, line 2)")
+        sys.modules.pop("oops", None)

@@ -526,3 +526,52 @@ def test_effective_rf_of_a_size_says_to_pass_an_image():
     with pytest.raises(RFError, match=r"image is a tuple, not a tensor\.\nFix: "
                                       r"pass an image \(C, H, W\)"):
         effective_rf(SharedReLU(), (1, 20, 20), "c1")
+
+
+# ------------- 14. a tensor that gives a dtype or a shape is no branch
+class Template(nn.Module):
+    """A 3x3 conv (RF 3) and a 7x7 one (RF 7), both padded; the output is the
+    first, called with the second as a template (`how`: x.type_as(y), ...)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 7, padding=3)
+
+    def forward(self, x):
+        return getattr(self.a(x), self.how)(self.b(x))
+
+
+@pytest.mark.parametrize("how", ["type_as", "to", "view_as", "reshape_as",
+                                 "expand_as"])
+def test_a_template_s_values_do_not_reach_the_output(how):
+    # Before: type_as and to merged the two (RF 7); view_as and reshape_as
+    # were refused as unknown ops.
+    t = receptive_field(Template(how), (1, 20, 20))
+    assert t.final.r_out == _height(Template(how)) == 3
+    assert t.trunk.name == "a" and t.headline.startswith("RF 3 px, jump 1 px")
+
+
+# ---------------- 15. the one unit of a pooled map, indexed out of it
+class IndexedPool(nn.Module):
+    """A 3x3 conv, a global pooling (module or amax), y[:, :, 0, 0], a Linear."""
+
+    def __init__(self, amax: bool):
+        super().__init__()
+        self.amax, self.a, self.fc = amax, nn.Conv2d(1, 4, 3), nn.Linear(4, 10)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        y = self.a(x)
+        y = y.amax((2, 3), keepdim=True) if self.amax else self.pool(y)
+        return self.fc(y[:, :, 0, 0])
+
+
+@pytest.mark.parametrize("amax", [False, True])
+def test_a_linear_on_the_unit_indexed_out_of_a_pooled_map(amax):
+    # Before: "module 'fc' (Linear) mixes the width of a map" (the index left
+    # height and width where they were, on the logits' axis).
+    top, left, bottom, right = support(averaging(IndexedPool(amax)), (20, 20))
+    assert (top, left, bottom, right) == (0, 0, 20, 20)  # every pixel: global
+    f = receptive_field(IndexedPool(amax), (1, 20, 20)).final
+    assert (f.name, f.global_out, f.r_out) == ("fc", True, 3)

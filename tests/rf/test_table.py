@@ -174,3 +174,11 @@ def test_a_dilated_row_can_be_reproduced_from_the_columns_shown():
     plain = receptive_field(MODELS["Model_4"](), (1, 28, 28))
     assert plain.columns() == COLUMNS and plain.to_text().split()[:len(COLUMNS)] \
         == COLUMNS
+
+
+def test_a_name_is_in_the_table_as_indexing_finds_it():
+    t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    assert "block1.0.0" in t and "transition.0" in t and "nope" not in t
+    assert all(row.name in t for row in t)
+    relu = next(r for r in t.rows if r.kind == "ReLU")  # not a default row
+    assert relu.name in t and relu not in list(t)
