@@ -251,7 +251,11 @@ def verdict(row: dict[str, Any]) -> str:
 
 
 def _points(x: float) -> str:
-    return "0.000" if abs(x) < 0.0005 else f"{x:+.3f}"
+    """A difference in points, to 3 decimals; one that rounds to zero gets
+    one significant digit instead, so that its sign still shows."""
+    if x == 0:
+        return "0.000"
+    return f"{x:+.3f}" if abs(x) >= 0.0005 else f"{x:+.1g}"
 
 
 def to_frame(rows: list[dict[str, Any]]):

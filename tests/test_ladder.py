@@ -217,3 +217,12 @@ def test_cli_refuses_bad_arguments(argv, message, capsys, tmp_path):
         cli.main(["ladder", *argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_bound_that_rounds_to_zero_keeps_its_sign():
+    row = {"delta": 0.07, "delta_ci": 0.0699, "effect": ladder.effect(0.07, 0.0699)}
+    assert row["effect"] == "helps"
+    assert ladder.verdict(row) == ("+0.070 points (95% interval +0.0001 to "
+                                   "+0.140): it helps")
+    assert "(95% interval 0.000 to" in ladder.verdict(
+        {"delta": 0.07, "delta_ci": 0.07, "effect": "unclear"})
