@@ -136,6 +136,20 @@ def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConf
     return mnist
 
 
+def add_threads_flag(p: argparse.ArgumentParser) -> None:
+    """--threads for a study: one CPU thread by default, as the book build
+    trains, so that a record's numbers are the build's own."""
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1, as the book build trains)")
+
+
+def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check --threads, or exit 2; set it before any work (the record names it)."""
+    if args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+
+
 # --------------------------------------------------------------------- data
 def data(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog,
@@ -220,6 +234,7 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
     p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
     p.add_argument("--first-seed", type=int, default=0)
+    add_threads_flag(p)
     p.add_argument("--data", default="data")
     p.add_argument("--out", help="write the summary as JSON to this file")
     # The recipe's fields, to study a change of it (e.g. --optimizer adamw
@@ -232,6 +247,7 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
         p.error(f"--out: {why}")
     overrides = config_overrides(args)
     cfg = _checked_config(p, args.model, overrides)
+    set_threads(p, args)
     mnist = _data_for(p, args.model, cfg, args.data)
     chosen = list(range(args.first_seed, args.first_seed + args.seeds))
     changed = recipe_differences({"config": asdict(cfg)}, args.model)
@@ -263,6 +279,7 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--variant", action="append", choices=names, metavar="NAME",
                    help="run only this variant (repeatable; default: all): "
                         + "; ".join(names))
+    add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--out", help="write the record as JSON to this file, after "
                                  "each variant")
@@ -278,6 +295,7 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
     if args.out and Path(args.out).exists() and not args.resume:
         p.error(f"--out {args.out} exists: add --resume to keep its arms and run "
                 "the rest, or choose another file (nothing is overwritten)")
+    set_threads(p, args)
     mnist = _data_for(p, ablation.BASE, recipe(ablation.BASE), args.data)
     try:
         ablation.run_ablation(mnist, list(range(args.seeds)), args.out,
@@ -297,8 +315,7 @@ def ladder_cmd(argv: list[str], prog: str) -> int:
         prog=prog, description="The design ladder: from Model_1's recipe to the "
         "final one, one change a rung, every rung with the same seeds.")
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (default 10)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads (default 1, as the book build trains)")
+    add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--out", help="write the record as JSON to this file, after "
                                  "each run")
@@ -307,8 +324,6 @@ def ladder_cmd(argv: list[str], prog: str) -> int:
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.threads < 1:
-        p.error(f"--threads must be >= 1, got {args.threads}")
     if args.out and (why := unwritable(args.out)):
         p.error(f"--out: {why}")
     if args.resume and not (args.out and Path(args.out).exists()):
@@ -316,7 +331,7 @@ def ladder_cmd(argv: list[str], prog: str) -> int:
     if args.out and Path(args.out).exists() and not args.resume:
         p.error(f"--out {args.out} exists: add --resume to keep its runs and train "
                 "the rest, or choose another file (nothing is overwritten)")
-    torch.set_num_threads(args.threads)  # before any work: the record names it
+    set_threads(p, args)
     mnist = load_mnist(args.data)
     command = f"python -m mnist_lib ladder --seeds {args.seeds} --threads " \
               f"{args.threads} --out {args.out or '-'}"

@@ -310,3 +310,20 @@ def test_help_shows_each_recipes_values(command, capsys):
             assert f.name not in rows, f.name
     assert shown >= 5
     assert "--momentum MOMENTUM   (default: 0.9, in every recipe)" in out
+
+
+@pytest.mark.parametrize("command", ["seeds", "ablate", "ladder"])
+def test_a_study_trains_on_one_thread_unless_told(command, capsys, monkeypatch):
+    """The studies' records are the book build's own numbers only on its
+    settings: one CPU thread by default; --threads changes it, 0 is refused."""
+    import torch
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--threads", "0"])
+    assert exit_.value.code == 2 and "--threads must be >= 1" in capsys.readouterr().err
+    assert threads == []
+    parser_help = subprocess.run([sys.executable, "-m", "mnist_lib", command, "-h"],
+                                 capture_output=True, text=True, cwd=ROOT).stdout
+    assert "--threads" in parser_help and "default 1" in parser_help
