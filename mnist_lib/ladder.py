@@ -26,7 +26,7 @@ from typing import Any, Callable
 from .config import TrainConfig, as_json, config_differences, recipe
 from .data import MNIST
 from .hardware import environment, machine_differences, source_commit
-from .models import FINAL_MODEL, get_model, layer_list
+from .models import get_model, layer_list
 from .seeds import last_means, paired_difference, pass_change_p, seed_result
 from .target import TARGET
 from .utils import atomic_write_json, best_device
@@ -293,13 +293,3 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f"{r['passed']:>3}/{r['n_seeds']:<3} {delta:>7} {ci:>17}  "
                      f"{r['effect']}")
     return "\n".join(lines)
-
-
-def final_rung() -> int:
-    """The index of the rung that is the final recipe (`FINAL_MODEL` trained
-    with its recipe)."""
-    final = recipe(FINAL_MODEL)
-    for i, r in enumerate(rungs()):
-        if r.model == FINAL_MODEL and not config_differences(final, as_json(r.config)):
-            return i
-    raise ValueError(f"no rung trains {FINAL_MODEL} with its recipe")

@@ -21,21 +21,19 @@ def changed(variant: ablation.Variant) -> set[str]:
 
 def test_each_variant_takes_out_one_ingredient():
     arms = {v.name: v for v in ablation.variants()}
-    assert len(arms) == 7, "full recipe, five variants, validation; names unique"
+    assert list(arms) == ["full recipe", "no transition block", "no augmentation",
+                          f"{ablation.EARLIER}'s schedule", ablation.VALIDATION], \
+        "an arm for each ingredient the recipe has; names unique"
     assert changed(arms["full recipe"]) == set()
     assert arms["full recipe"].model == ablation.BASE
     # The architecture arm keeps the whole recipe and changes only the layers.
     assert arms["no transition block"].model == ablation.EARLIER
     assert changed(arms["no transition block"]) == set()
-    assert changed(arms["no augmentation"]) == {"rotation", "translate", "scale",
-                                                "clean_epochs"}
-    assert changed(arms["no clean last epochs"]) == {"clean_epochs"}
+    assert changed(arms["no augmentation"]) == {"rotation", "translate", "scale"}
     step2 = recipe(ablation.EARLIER)
     schedule = arms[f"{ablation.EARLIER}'s schedule"].config
     assert (schedule.scheduler, schedule.lr, schedule.batch_size) == (
         step2.scheduler, step2.lr, step2.batch_size)
-    assert schedule.weight_decay == step2.weight_decay != FULL["weight_decay"]
-    assert changed(arms["no weight average"]) == {"ema", "bn_recompute"}
     # The validation arm is the full recipe, judged elsewhere; only it is.
     val = arms[ablation.VALIDATION]
     assert changed(val) == set() and val.model == ablation.BASE and val.holdout
@@ -46,10 +44,27 @@ def test_each_variant_takes_out_one_ingredient():
             assert changed(arm), f"{name} changes nothing"
 
 
+def test_a_recipe_with_more_ingredients_gets_an_arm_for_each(monkeypatch):
+    """An arm exists for each ingredient the recipe has: a recipe with clean
+    last epochs, weight decay and a weight average gets an arm for each."""
+    from dataclasses import replace
+
+    from mnist_lib import config
+
+    richer = replace(recipe(ablation.BASE), clean_epochs=3, weight_decay=5e-4,
+                     ema=0.999, bn_recompute=10_000)
+    monkeypatch.setitem(config.RECIPES, ablation.BASE, richer)
+    arms = {v.name: v for v in ablation.variants()}
+    assert {"no clean last epochs", "no weight average"} <= set(arms)
+    assert {k for k, v in asdict(arms["no weight average"].config).items()
+            if v != asdict(richer)[k]} == {"ema", "bn_recompute"}
+    assert "weight decay" in arms[f"{ablation.EARLIER}'s schedule"].removed
+
+
 def test_the_record_is_written_after_each_variant(mnist, tmp_path):
     out = tmp_path / "ablation.json"
     lines = []
-    chosen = ["full recipe", "no weight average", ablation.VALIDATION]
+    chosen = ["full recipe", "no augmentation", ablation.VALIDATION]
     record = ablation.run_ablation(mnist, [0, 1], out, chosen, lines.append,
                                    epochs=4, n_train=512, n_test=256,
                                    device="cpu")
@@ -63,7 +78,7 @@ def test_the_record_is_written_after_each_variant(mnist, tmp_path):
         assert arm["config"]["epochs"] == 4
     # The arms really trained differently, and each says what it was judged on.
     full, plain, val = saved["variants"]
-    assert full["config"]["ema"] > 0 and plain["config"]["ema"] == 0
+    assert full["config"]["rotation"] > 0 and plain["config"]["rotation"] == 0
     assert full["seeds"][0]["test_acc"] != plain["seeds"][0]["test_acc"]
     assert [v["judged_on"] for v in saved["variants"]] == ["test", "test", "validation"]
     assert val["seeds"][0]["test_acc"] != full["seeds"][0]["test_acc"]
@@ -115,9 +130,9 @@ def test_record_is_written_arm_by_arm_and_a_resume_runs_only_the_rest(
     # which a real study does not override; here the check is bypassed).
     monkeypatch.setattr(ablation, "stale_arms", lambda record: {})
     again = ablation.run_ablation(mnist, [0], out, ["full recipe", "no augmentation",
-                                                    "no clean last epochs"],
+                                                    "no transition block"],
                                   lines.append, resume=True, **quick)
-    assert written[-1] == ["full recipe", "no augmentation", "no clean last epochs"]
+    assert written[-1] == ["full recipe", "no augmentation", "no transition block"]
     assert len(written) == 3, "the two recorded arms were not run again"
     assert again["variants"][:2] == json.loads(json.dumps(first["variants"]))
     with pytest.raises(ValueError, match=r"holds seeds \[0\], not \[0, 1\]"):
@@ -170,16 +185,16 @@ def test_summary_pairs_each_arm_with_the_full_recipe_seed_by_seed():
 
 
 def test_stale_arms_names_what_a_recorded_arm_trained_differently(mnist):
-    record = ablation.run_ablation(mnist, [0], chosen=["no clean last epochs"],
+    record = ablation.run_ablation(mnist, [0], chosen=["no augmentation"],
                                    report=lambda _: None, epochs=2, n_train=256,
                                    n_test=128, device="cpu")
     # A quick run trains 2 epochs on a subset: exactly those fields differ.
     assert ablation.stale_arms(record) == {
-        "no clean last epochs": ["epochs", "n_train", "n_test"]}
+        "no augmentation": ["epochs", "n_train", "n_test"]}
     arm = record["variants"][0]
     arm["config"] |= {"epochs": 15, "n_train": None, "n_test": None}
     assert ablation.stale_arms(record) == {}
     arm["layers"] = arm["layers"][:-1]
-    assert ablation.stale_arms(record) == {"no clean last epochs": ["layers"]}
+    assert ablation.stale_arms(record) == {"no augmentation": ["layers"]}
     arm["name"] = "no dropout"
     assert ablation.stale_arms(record) == {"no dropout": ["unknown arm"]}
