@@ -25,7 +25,6 @@ from typing import Any
 
 import torch.nn as nn
 
-from .config import augmented_epochs
 from .data import MNIST
 from .history import History
 from .target import TARGET
@@ -211,42 +210,10 @@ def train(name: str, data: MNIST, **overrides) -> tuple[nn.Module, History]:
     return run(name, data, **overrides)
 
 
-def features(model: nn.Module, hist: History) -> dict[str, str]:
-    """What a model uses (BatchNorm, dropout, GAP) and how it was trained,
-    read from the model and the run's config, for the comparison table."""
-    mods = list(model.modules())
-    drop = [m.p for m in mods if isinstance(m, nn.Dropout) and m.p > 0]
-    cfg = hist.config
-    aug = []
-    if cfg["rotation"]:
-        aug.append(f"rotate ±{cfg['rotation']:g}°")
-    if cfg["translate"]:
-        aug.append(f"shift ±{100 * cfg['translate']:g}%")
-    lo, hi = cfg["scale"]
-    if (lo, hi) != (1.0, 1.0):
-        aug.append(f"zoom {100 * lo:g}–{100 * hi:g}%")
-    clean = cfg["clean_epochs"]
-    if not augmented_epochs(cfg["epochs"], clean):
-        aug = []  # every epoch trained on unwarped images: the run saw none
-    elif aug and clean:
-        aug.append(f"none in the last {clean} epoch{'s' if clean > 1 else ''}")
-    return {
-        "bn": "yes" if any(isinstance(m, nn.BatchNorm2d) for m in mods) else "no",
-        "dropout": f"{max(drop):g}" if drop else "no",
-        "uses_gap": "yes" if any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d))
-                            for m in mods) else "no",
-        "aug": ", ".join(aug) or "no",
-        "sched": {"none": f"constant {cfg['lr']:g}",
-                  "onecycle": f"OneCycle, peak {cfg['lr']:g}"}[cfg["scheduler"]],
-    }
-
-
-def glue_result(key: str, hist: History, model: nn.Module | None = None,
-                last: int = TARGET.last) -> dict[str, Any]:
+def glue_result(key: str, hist: History, last: int = TARGET.last) -> dict[str, Any]:
     """Glue a run's standard numbers under `<key>_<field>`; return them as a dict.
 
     Strings are glued ready to print; numbers stay available for claims.
-    With `model`, also glue its features (`<key>_bn`, `<key>_uses_gap`, ...).
     """
     accs = hist.last_test_acc(last)
     met = hist.meets_target()
@@ -275,9 +242,6 @@ def glue_result(key: str, hist: History, model: nn.Module | None = None,
     glue(f"{key}_seconds", f"{result['seconds']:.0f} s")
     glue(f"{key}_sec_per_epoch", f"{result['sec_per_epoch']:.1f} s")
     glue(f"{key}_device", hist.env["device"])
-    if model is not None:
-        for name, text in features(model, hist).items():
-            glue(f"{key}_{name}", text)
     return result
 
 
@@ -301,6 +265,27 @@ def load_ladder() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
               for r in record["rungs"] for s in r["seeds"]),
           "each recorded pass is the target's verdict", live=False)
     return record, {row["name"]: row for row in ladder.summarise(record)}
+
+
+def against_rung(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A seed study (`results/<name>.json`, e.g. the final recipe without one
+    ingredient) against the rung of the ladder `record` that trained the
+    closest recipe, paired by seed (`ladder.compare`), with `rung` (its name)
+    and `index` (from 1). The study must have run where the ladder ran: on
+    another machine the same seed is another draw (a claim)."""
+    from . import ladder
+    from .config import config_differences
+    from .hardware import machine_differences
+
+    study = load_record(name)
+    differ = machine_differences(record["env"], study["env"])
+    claim(not differ, f"{name} ran where the ladder ran", str(differ), live=False)
+    rungs = [r for r in ladder.rungs() if r.model == study["model"]]
+    rung = min(rungs, key=lambda r: len(config_differences(r.config,
+                                                           study["config"])))
+    runs = next(r["seeds"] for r in record["rungs"] if r["name"] == rung.name)
+    index = [r.name for r in ladder.rungs()].index(rung.name) + 1
+    return ladder.compare(study["seeds"], runs) | {"rung": rung.name, "index": index}
 
 
 def glue_rung(key: str, row: dict[str, Any]) -> None:

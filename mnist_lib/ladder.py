@@ -207,15 +207,14 @@ def summarise(record: dict[str, Any], confidence: float = 0.95
     by the ladder's rule (`effect`), and McNemar's p for the change in passes
     (`pass_p`). The first rung has no rung before it: NaN and "-"."""
     rows: list[dict[str, Any]] = []
-    before: dict[str, Any] | None = None
+    before: list[dict[str, Any]] | None = None
     for rung in record["rungs"]:
         runs = rung["seeds"]
         mine = last_means(runs)
-        passes = {s["seed"]: s["passed"] for s in runs}
         row = {
             "name": rung["name"], "change": rung["change"], "step": rung["step"],
             "model": rung["model"], "params": rung["params"],
-            "n_seeds": len(runs), "passed": sum(passes.values()),
+            "n_seeds": len(runs), "passed": sum(s["passed"] for s in runs),
             "last_mean": statistics.fmean(mine.values()) if runs else math.nan,
             "std": statistics.stdev(mine.values()) if len(runs) > 1 else math.nan,
             "seconds": statistics.fmean(s["seconds"] for s in runs) if runs
@@ -224,12 +223,29 @@ def summarise(record: dict[str, Any], confidence: float = 0.95
             "effect": "-", "pass_p": math.nan,
         }
         if before is not None:
-            delta, se, ci, _ = paired_difference(mine, before["mine"], confidence)
-            row.update(delta=delta, delta_se=se, delta_ci=ci, effect=effect(delta, ci),
-                       pass_p=pass_change_p(passes, before["passes"]))
+            change = compare(runs, before, confidence)
+            row.update({k: change[k] for k in ("delta", "delta_se", "delta_ci",
+                                               "effect", "pass_p")})
         rows.append(row)
-        before = {"mine": mine, "passes": passes}
+        before = runs
     return rows
+
+
+def compare(after: list[dict[str, Any]], before: list[dict[str, Any]],
+            confidence: float = 0.95) -> dict[str, Any]:
+    """Two sets of recorded runs (a rung and the one before it, or any study
+    against a rung), paired by seed: the difference of their last-epoch means
+    (`delta`, `delta_se`, `delta_ci`), its verdict by the ladder's rule
+    (`effect`), the passes of each on the shared seeds and McNemar's p for
+    the change (`pass_p`)."""
+    mine, theirs = last_means(after), last_means(before)
+    delta, se, ci, n = paired_difference(mine, theirs, confidence)
+    now = {s["seed"]: s["passed"] for s in after if s["seed"] in theirs}
+    was = {s["seed"]: s["passed"] for s in before if s["seed"] in mine}
+    return {"delta": delta, "delta_se": se, "delta_ci": ci,
+            "effect": effect(delta, ci), "n_seeds": n,
+            "passed": sum(now.values()), "passed_before": sum(was.values()),
+            "pass_p": pass_change_p(now, was)}
 
 
 def effect(delta: float, ci: float) -> str:
@@ -242,12 +258,13 @@ def effect(delta: float, ci: float) -> str:
 
 def verdict(row: dict[str, Any]) -> str:
     """A summarised rung's verdict in words, from `effect` and its numbers,
-    e.g. "+0.120 points (95% interval +0.080 to +0.160): it helps"."""
+    e.g. "+0.120 points (95% interval +0.080 to +0.160): it helps", or
+    "..., which includes zero: no measurable effect"."""
     d, ci = row["delta"], row["delta_ci"]
-    words = {"helps": "it helps", "hurts": "it hurts",
-             "unclear": "the interval includes zero: no measurable effect"}
+    words = {"helps": ": it helps", "hurts": ": it hurts",
+             "unclear": ", which includes zero: no measurable effect"}
     return (f"{_points(d)} points (95% interval {_points(d - ci)} to "
-            f"{_points(d + ci)}): {words[row['effect']]}")
+            f"{_points(d + ci)}){words[row['effect']]}")
 
 
 def _points(x: float) -> str:

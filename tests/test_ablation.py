@@ -22,14 +22,17 @@ def changed(variant: ablation.Variant) -> set[str]:
 def test_each_variant_takes_out_one_ingredient():
     arms = {v.name: v for v in ablation.variants()}
     assert list(arms) == ["full recipe", "no transition block", "no augmentation",
-                          f"{ablation.EARLIER}'s schedule", ablation.VALIDATION], \
+                          "no clean last epochs", f"{ablation.EARLIER}'s schedule",
+                          ablation.VALIDATION], \
         "an arm for each ingredient the recipe has; names unique"
     assert changed(arms["full recipe"]) == set()
     assert arms["full recipe"].model == ablation.BASE
     # The architecture arm keeps the whole recipe and changes only the layers.
     assert arms["no transition block"].model == ablation.EARLIER
     assert changed(arms["no transition block"]) == set()
-    assert changed(arms["no augmentation"]) == {"rotation", "translate", "scale"}
+    assert changed(arms["no augmentation"]) == {"rotation", "translate", "scale",
+                                                "clean_epochs"}
+    assert changed(arms["no clean last epochs"]) == {"clean_epochs"}
     step2 = recipe(ablation.EARLIER)
     schedule = arms[f"{ablation.EARLIER}'s schedule"].config
     assert (schedule.scheduler, schedule.lr, schedule.batch_size) == (
@@ -45,20 +48,24 @@ def test_each_variant_takes_out_one_ingredient():
 
 
 def test_a_recipe_with_more_ingredients_gets_an_arm_for_each(monkeypatch):
-    """An arm exists for each ingredient the recipe has: a recipe with clean
-    last epochs, weight decay and a weight average gets an arm for each."""
+    """An arm exists for each ingredient the recipe has: a recipe with weight
+    decay and a weight average gets an arm for each; one without clean last
+    epochs has no arm to take them out."""
     from dataclasses import replace
 
     from mnist_lib import config
 
-    richer = replace(recipe(ablation.BASE), clean_epochs=3, weight_decay=5e-4,
-                     ema=0.999, bn_recompute=10_000)
+    richer = replace(recipe(ablation.BASE), weight_decay=5e-4, ema=0.999,
+                     bn_recompute=10_000)
     monkeypatch.setitem(config.RECIPES, ablation.BASE, richer)
     arms = {v.name: v for v in ablation.variants()}
-    assert {"no clean last epochs", "no weight average"} <= set(arms)
+    assert "no weight average" in arms
     assert {k for k, v in asdict(arms["no weight average"].config).items()
             if v != asdict(richer)[k]} == {"ema", "bn_recompute"}
     assert "weight decay" in arms[f"{ablation.EARLIER}'s schedule"].removed
+    leaner = replace(recipe(ablation.BASE), clean_epochs=0)
+    monkeypatch.setitem(config.RECIPES, ablation.BASE, leaner)
+    assert "no clean last epochs" not in {v.name for v in ablation.variants()}
 
 
 def test_the_record_is_written_after_each_variant(mnist, tmp_path):
