@@ -375,6 +375,21 @@ def test_concept_boxes_are_open(md):
 STEP_WORDS = 2500
 
 
+@pytest.mark.parametrize("md", [c for c in CHAPTERS
+                                if c.stem.startswith("step") or c.stem == "results"],
+                         ids=lambda p: p.stem)
+def test_step_chapters_and_results_draw_their_architecture(md):
+    """Each step page and Results shows its model drawn from its RF table,
+    with alt text saying what the picture shows."""
+    import jupytext
+
+    cells = [c for c in jupytext.read(md).cells if c.cell_type == "code"
+             and "plots.architecture(" in c.source]
+    assert cells, f"{md.name} draws no architecture (plots.architecture)"
+    assert all(c.metadata.get("mystnb", {}).get("image", {}).get("alt")
+               for c in cells), f"{md.name}: an architecture figure has no alt text"
+
+
 @pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")],
                          ids=lambda p: p.stem)
 def test_step_chapters_are_short(md):
