@@ -15,6 +15,7 @@ Checkpoints (`save_checkpoint`, `load_checkpoint`) live in `mnist_lib.checkpoint
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import torch
@@ -296,3 +297,33 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters()
                if p.requires_grad or not trainable_only)
+
+
+def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 28)
+                        ) -> int:
+    """Multiply-adds of the model's convolutions and linear layers for one
+    input of `input_size` (C, H, W): per output value, one for each weight it
+    reads. BatchNorm, activations and pooling are left out (a few per value)."""
+    total = 0
+
+    def count(module: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_value = module.in_channels // module.groups * math.prod(module.kernel_size)
+        elif isinstance(module, nn.Linear):
+            per_value = module.in_features
+        else:
+            return
+        total += out[0].numel() * per_value
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

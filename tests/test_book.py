@@ -634,6 +634,17 @@ def test_no_code_or_output_scrolls_sideways(site, browser):
 
 
 @pytest.mark.book
+def test_no_table_cell_is_cut_short(site):
+    """pandas cuts a cell's text past 50 characters to '...' unless told
+    otherwise: a table's reasons and descriptions must read in full."""
+    _, html = site
+    cut = [f"{rel}: {cell.strip()[:60]}" for rel in _pages(html)
+           for cell in re.findall(r"<td[^>]*>([^<]*)</td>", (html / rel).read_text())
+           if cell.strip().endswith("...")]
+    assert not cut, "\n".join(cut)
+
+
+@pytest.mark.book
 def test_no_broken_internal_links(site):
     base, html = site
     no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -308,3 +308,21 @@ def test_a_wrapped_model_is_saved_and_loaded_as_the_net_inside(tmp_path, wrap):
     into = load_checkpoint(tmp_path / "w.pt", model=wrap(get_model("Model_4")))
     assert torch.equal(into.predict(pixels), expected)
     assert isinstance(into.net, type(net))
+
+
+def test_multiply_adds_count_each_weight_read_per_output_value():
+    """By hand: a 3x3 conv 1->4 on 28x28 (26x26 out, 9 each), then a Linear
+    4*26*26 -> 10; BatchNorm and ReLU add nothing; grouped convolutions read
+    only their group's channels."""
+    import torch.nn as nn
+
+    from mnist_lib.models import count_multiply_adds
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    assert count_multiply_adds(net) == 4 * 26 * 26 * 9 + 10 * 4 * 26 * 26
+    grouped = nn.Conv2d(4, 8, 3, groups=2, padding=1)
+    assert count_multiply_adds(grouped, (4, 5, 5)) == 8 * 5 * 5 * 2 * 9
+    net.train()
+    count_multiply_adds(net)
+    assert net.training, "the model's mode is restored"
