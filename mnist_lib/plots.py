@@ -30,10 +30,19 @@ class BookFigure(Figure):
     rely on pyplot's inline backend to be displayed.
     """
 
+    _png: bytes | None = None
+
     def _repr_png_(self) -> bytes:
-        buf = io.BytesIO()
-        self.savefig(buf, format="png", dpi=100)
-        return buf.getvalue()
+        # Drawn once and kept until the figure changes (matplotlib marks it
+        # stale): a constrained layout of a grid of images moves by a pixel
+        # on each draw, and the page that shows a figure and the page it is
+        # glued into must get the same image file.
+        if self._png is None or self.stale:
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", dpi=100)
+            self._png = buf.getvalue()
+            self.stale = False  # the layout's own updates are not changes
+        return self._png
 
 
 def _figure(w: float, h: float) -> BookFigure:

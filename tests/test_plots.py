@@ -299,3 +299,17 @@ def test_architecture_refuses_too_few_layers_to_draw_the_cut():
             draw(deep, max_layers=2)
     drawn = [b.get_gid() for b in _boxes(plots.architecture(deep, max_layers=4))]
     assert drawn == ["input", "0", "7", "8", "9"]
+
+
+def test_a_figure_shows_the_same_png_until_it_changes():
+    """A chapter shows a figure and glues it into Results: both pages must get
+    the same image file. A constrained grid of images moves by a pixel on each
+    draw, so the PNG is drawn once and kept until the figure changes."""
+    from mnist_lib import plots
+
+    images = torch.rand(30, 28, 28)
+    fig = plots.image_grid(images, [str(i) for i in range(30)], title="grid")
+    first = fig._repr_png_()
+    assert fig._repr_png_() == first == fig._repr_png_()
+    fig.axes[0].set_title("changed")
+    assert fig._repr_png_() != first, "a changed figure is drawn again"
