@@ -274,15 +274,12 @@ def against_rung(name: str, record: dict[str, Any]) -> dict[str, Any]:
     and `index` (from 1). The study must have run where the ladder ran: on
     another machine the same seed is another draw (a claim)."""
     from . import ladder
-    from .config import config_differences
     from .hardware import machine_differences
 
     study = load_record(name)
     differ = machine_differences(record["env"], study["env"])
     claim(not differ, f"{name} ran where the ladder ran", str(differ), live=False)
-    rungs = [r for r in ladder.rungs() if r.model == study["model"]]
-    rung = min(rungs, key=lambda r: len(config_differences(r.config,
-                                                           study["config"])))
+    rung = ladder.nearest_rung(study["model"], study["config"])
     runs = next(r["seeds"] for r in record["rungs"] if r["name"] == rung.name)
     index = [r.name for r in ladder.rungs()].index(rung.name) + 1
     return ladder.compare(study["seeds"], runs) | {"rung": rung.name, "index": index}

@@ -231,6 +231,14 @@ def summarise(record: dict[str, Any], confidence: float = 0.95
     return rows
 
 
+def nearest_rung(model: str, config: TrainConfig | dict[str, Any]) -> Rung:
+    """The rung that trains `model` with the recipe closest to `config` (the
+    fewest fields that differ): where a study of a recipe no rung trained
+    (the final recipe, or it without one ingredient) is compared."""
+    return min((r for r in rungs() if r.model == model),
+               key=lambda r: len(config_differences(r.config, config)))
+
+
 def compare(after: list[dict[str, Any]], before: list[dict[str, Any]],
             confidence: float = 0.95) -> dict[str, Any]:
     """Two sets of recorded runs (a rung and the one before it, or any study
@@ -256,12 +264,13 @@ def effect(delta: float, ci: float) -> str:
     return "helps" if delta - ci > 0 else "hurts" if delta + ci < 0 else "unclear"
 
 
-def verdict(row: dict[str, Any]) -> str:
+def verdict(row: dict[str, Any], subject: str = "it") -> str:
     """A summarised rung's verdict in words, from `effect` and its numbers,
     e.g. "+0.120 points (95% interval +0.080 to +0.160): it helps", or
-    "..., which includes zero: no measurable effect"."""
+    "..., which includes zero: no measurable effect". `subject` names what
+    helps or hurts ("leaving it out", for a study that takes one out)."""
     d, ci = row["delta"], row["delta_ci"]
-    words = {"helps": ": it helps", "hurts": ": it hurts",
+    words = {"helps": f": {subject} helps", "hurts": f": {subject} hurts",
              "unclear": ", which includes zero: no measurable effect"}
     return (f"{_points(d)} points (95% interval {_points(d - ci)} to "
             f"{_points(d + ci)}){words[row['effect']]}")

@@ -185,6 +185,8 @@ def test_summary_pairs_each_rung_with_the_one_before():
     assert flat["pass_p"] == 1.0
     assert "it helps" in ladder.verdict(up) and "+0.200 points" in ladder.verdict(up)
     assert "includes zero" in ladder.verdict(flat)
+    assert ladder.verdict(up, subject="leaving it out").endswith(
+        ": leaving it out helps")
     assert ladder.effect(-0.3, 0.1) == "hurts"
     assert "a " in ladder.table(rows) and "+0.200" in ladder.table(rows)
 
@@ -203,6 +205,16 @@ def test_a_study_is_compared_with_a_rung_on_the_seeds_both_ran():
     assert (out["passed"], out["passed_before"]) == (0, 4)
     assert out["pass_p"] == pytest.approx(2 / 16)
     assert ladder.compare(rung, rung)["effect"] == "unclear"
+
+
+def test_a_study_is_paired_with_the_rung_of_the_nearest_recipe():
+    """The final recipe is one rung's recipe; without its clean last epochs it
+    is nearest to that rung still (one field apart), not to a later one."""
+    final = recipe(FINAL_MODEL)
+    assert ladder.nearest_rung(FINAL_MODEL, final).name == "peak rate 0.2"
+    lean = replace(final, clean_epochs=0)
+    assert ladder.nearest_rung(FINAL_MODEL, asdict(lean)).name == "peak rate 0.2"
+    assert ladder.nearest_rung("Model_3", recipe("Model_3")).name == "dropout"
 
 
 def statistics_sd(xs: list[float]) -> float:

@@ -8,9 +8,8 @@ import warnings
 import torch
 import torch.nn as nn
 
-from ..utils import eval_mode
+from ..utils import eval_mode, unwrap
 from .axis import RFError, as_pair
-from ..utils import unwrap
 from .graph import check_model, device_dtype
 from .table import RFRow
 
