@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import __version__, ablation, bench, ladder, model_spec, seeds
+from . import __version__, ablation, bench, ladder, model_spec, protocol, seeds, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, TrainConfig,
                      recipe, recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -347,6 +347,76 @@ def ladder_cmd(argv: list[str], prog: str) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    """'0-9' or '3' or '0,2,5' as a list of seeds (argparse type)."""
+    try:
+        out: list[int] = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a seed list: write 0-9, 7 or 0,2,5") from None
+    return out
+
+
+def _part(text: str) -> tuple[int, int]:
+    """'k/n' (argparse type): the k-th of n processes sharing one record."""
+    k, _, n = text.partition("/")
+    try:
+        k_, n_ = int(k), int(n)
+    except ValueError:
+        k_ = n_ = 0
+    if not 1 <= k_ <= n_:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a part: write k/n with "
+                                         "1 <= k <= n, e.g. 1/2")
+    return k_, n_
+
+
+def study_cmd(argv: list[str], prog: str) -> int:
+    p = argparse.ArgumentParser(
+        prog=prog, description="A study of results/protocol.md: the held-out "
+        "ladder or the ablation of its candidate, every arm with the same seeds, "
+        "resumable; two processes may share one --out with --part 1/2 and 2/2.")
+    p.add_argument("--version", action="version", version=VERSION)
+    p.add_argument("design", choices=sorted(protocol.DESIGNS),
+                   help="which study of the protocol to run")
+    p.add_argument("--seeds", type=_seed_list, default=protocol.SELECTION_SEEDS,
+                   help="the seeds, e.g. 0-9 (default: the protocol's selection "
+                        "seeds, 0-9)")
+    p.add_argument("--part", type=_part, default=(1, 1),
+                   help="k/n: train every n-th seed from the k-th (default 1/1)")
+    p.add_argument("--out", required=True,
+                   help="the record (JSON): created, or gone on with; each run is "
+                        "added as it ends")
+    p.add_argument("--reuse", action="append", default=[], metavar="RECORD",
+                   help="another study's record whose identical runs (same model, "
+                        "config, split, seed, machine) are copied, not retrained")
+    add_threads_flag(p)
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
+    args = p.parse_args(argv)
+    if why := unwritable(args.out):
+        p.error(f"--out: {why}")
+    for path in args.reuse:
+        if not Path(path).is_file():
+            p.error(f"--reuse {path}: no such file")
+    set_threads(p, args)
+    mnist = load_mnist(args.data)
+    command = " ".join(["python -m mnist_lib study", args.design, "--threads",
+                        str(args.threads), "--out", args.out]
+                       + [f"--reuse {r}" for r in args.reuse])
+    design = protocol.DESIGNS[args.design]()
+    try:
+        record = study.run_study(design, mnist, args.seeds, args.out, args.part,
+                                 [json.loads(Path(r).read_text()) for r in args.reuse],
+                                 command=command)
+    except (DivergenceError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(study.table(record))
+    return 0
+
+
 # -------------------------------------------------------------------- bench
 def bench_cmd(argv: list[str], prog: str) -> int:
     p = argparse.ArgumentParser(prog=prog,
@@ -440,6 +510,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
     "ablate": (ablate_cmd, "Step 3's ablation study over seeds"),
     "ladder": (ladder_cmd, "the design ladder: one change a rung, over seeds"),
+    "study": (study_cmd, "a study of results/protocol.md (held-out ladder, ablation)"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),
 }

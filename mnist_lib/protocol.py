@@ -1,0 +1,104 @@
+"""The studies that `results/protocol.md` commits to, as designs for
+`mnist_lib.study`: the held-out ladder, the ablation of its candidate, and
+the seeds each uses. The protocol's text is the authority; this module is
+what runs it.
+
+    python -m mnist_lib study ladder   --out results/ladder.json
+    python -m mnist_lib study ablation --out results/ablation.json \\
+        --reuse results/ladder.json
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .config import recipe
+from .study import Arm, Design
+
+SELECTION_SEEDS = list(range(10))
+TEST_SEEDS = list(range(1000, 1020))  # fresh: no selection run used them
+
+# The warps of Step 3's augmentation (a training digit drawn anew each epoch).
+WARP = dict(rotation=7.0, translate=0.05, scale=(0.95, 1.05))
+NO_WARP = dict(rotation=0.0, translate=0.0, scale=(1.0, 1.0))
+
+
+def ladder() -> Design:
+    """The held-out ladder (protocol section 3): each rung the one before
+    plus one named change, judged on the last 10,000 training digits."""
+    rungs = [Arm("baseline", "Step 1's recipe: SGD at a constant learning rate "
+                 "of 0.01, batch 128", "Model_1", recipe("Model_1"), step=1)]
+
+    def then(name: str, change: str, step: int, model: str | None = None,
+             **fields: Any) -> None:
+        last = rungs[-1]
+        rungs.append(Arm(name, change, model or last.model,
+                         replace(last.config, **fields), last.name, step))
+
+    then("BatchNorm", "BatchNorm after each 3x3 convolution", 2, "Model_1_BN")
+    then("learning rate 0.05", "a constant learning rate of 0.05 instead of 0.01",
+         2, lr=0.05)
+    then("GAP head", "global average pooling and a 1x1 convolution instead of "
+         "the 8x8 output convolution", 2, "Model_1_GAP")
+    then("deeper, narrower", "Model_2's layers: narrower early layers pay for a "
+         "fifth 3x3 convolution (RF before the pooling 15 -> 19)", 2, "Model_2")
+    then("dropout", "5% dropout after every convolution (Model_3)", 2, "Model_3")
+    then("one-cycle", "a one-cycle schedule: warm up to the same peak of 0.05, "
+         "then anneal to almost zero", 3, scheduler="onecycle")
+    then("augmentation", "each training digit rotated by up to 7 degrees, "
+         "shifted by up to 5% and zoomed by 95-105%, drawn anew each epoch", 3,
+         **WARP)
+    then("clean last epochs", "no warping in the last 3 epochs", 3, clean_epochs=3)
+    then("transition block", "Model_4's layers with Model_3's dropout: a max-pool "
+         "and a 1x1 convolution after RF 11 (RF before the pooling 19 -> 29)", 3,
+         "Model_4_dropout")
+    then("peak rate 0.2", "a peak learning rate of 0.2 instead of 0.05", 3, lr=0.2)
+    then("batch 256", "256 images a step instead of 128", 3, batch_size=256)
+    then("weight decay", "weight decay of 5e-4", 3, weight_decay=5e-4)
+    then("weight average", "testing an average of the weights (EMA 0.999), with "
+         "BatchNorm statistics measured again on 10,000 clean training digits", 3,
+         ema=0.999, bn_recompute=10_000)
+    return Design("ladder", tuple(rungs), "holdout")
+
+
+def candidate() -> Arm:
+    """The protocol's candidate C: the ladder's last rung."""
+    return ladder().arms[-1]
+
+
+def ablation() -> Design:
+    """The candidate, and one arm per Step 3 ingredient taken out of it
+    (protocol section 4), each set back to its value before the ladder
+    added it; every arm is compared with the full recipe."""
+    c = candidate()
+    full = "full recipe"
+
+    def without(name: str, change: str, model: str | None = None,
+                **fields: Any) -> Arm:
+        return Arm(name, change, model or c.model, replace(c.config, **fields),
+                   full, 3)
+
+    arms = (
+        Arm(full, "the ladder's last rung: everything it added", c.model,
+            c.config, None, 3),
+        without("no dropout", "dropout (Model_4's layers without it)", "Model_4"),
+        without("no transition block", "the max-pool and 1x1 convolution "
+                "(Model_3's layers: every width changes)", "Model_3"),
+        without("no one-cycle", "the schedule: a constant rate at the same 0.2",
+                scheduler="none"),
+        without("peak rate 0.05", "the larger peak rate (0.05 instead of 0.2)",
+                lr=0.05),
+        without("batch 128", "the larger batch (128 images a step)",
+                batch_size=128),
+        without("no augmentation", "rotation, shift and zoom (and so the clean "
+                "last epochs)", clean_epochs=0, **NO_WARP),
+        without("no clean last epochs", "the clean last epochs", clean_epochs=0),
+        without("no weight decay", "weight decay", weight_decay=0.0),
+        without("no weight average", "the weight average and its BatchNorm "
+                "recompute", ema=0.0, bn_recompute=0),
+    )
+    return Design("ablation", arms, "holdout")
+
+
+DESIGNS = {"ladder": ladder, "ablation": ablation}

@@ -1,0 +1,308 @@
+"""One runner for every study: a design (a list of arms) trained with several
+seeds, resumable, with each run's machine recorded.
+
+    python -m mnist_lib study ladder --out results/ladder.json
+
+A study trains seed by seed (every arm with the first seed, then every arm
+with the next), so an interrupted study has the same seeds on every arm, give
+or take one. Two processes may share one record (`--part 1/2` and `--part
+2/2` take alternate seeds): each run is added to the file under a lock.
+
+Two runs are compared only when they have the same seed and were made on the
+same machine (CPU, threads, precision, torch): then their difference is the
+change's alone. So all runs of one seed are one machine's work; resuming on
+another machine trains a half-done seed again from its first arm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+import subprocess
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .config import TrainConfig, as_json, config_differences, model_differences
+from .data import MNIST
+from .hardware import environment, source_commit
+from .seeds import paired_difference, pass_change_p, seed_result
+from .target import TARGET
+from .utils import atomic_write_json, best_device
+
+SPLITS = ("holdout", "test")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: `model` (a book name) trained with `config`. `change` says in
+    one sentence how it differs from the arm named `against`, the one it is
+    compared with seed by seed (None: compared with nothing)."""
+
+    name: str
+    change: str
+    model: str
+    config: TrainConfig = field(repr=False)
+    against: str | None = None
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Design:
+    """A study: its `arms`, and the `split` they are judged on: "holdout"
+    (train on the first 50,000 training digits, judge on the last 10,000) or
+    "test" (train on all 60,000, judge on the test set)."""
+
+    name: str
+    arms: tuple[Arm, ...]
+    split: str
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        names = [a.name for a in self.arms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm names repeat in {names}")
+        if bad := [a.against for a in self.arms if a.against not in (None, *names)]:
+            raise ValueError(f"arms compared with unknown arms: {bad}")
+
+    def arm(self, name: str) -> Arm:
+        return next(a for a in self.arms if a.name == name)
+
+
+def machine_key(env: dict[str, Any]) -> str:
+    """What makes two runs of one seed comparable, in one line: the device
+    (the CPU or GPU), threads, precision and torch."""
+    where = env.get("gpu") or env.get("cpu") or env.get("processor")
+    n = env["cpu_threads"]
+    return (f"{where}; {n} thread{'' if n == 1 else 's'}; {env['precision']}; "
+            f"torch {env['torch']}")
+
+
+def protocol_commit(path: str = "results/protocol.md") -> str | None:
+    """The last commit that changed the protocol file, or None outside a git
+    checkout (a record made there cannot name one)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%H",
+                              "--", path], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def split_data(data: MNIST, split: str) -> MNIST:
+    """The digits a study of `split` trains and judges on."""
+    return data.holdout() if split == "holdout" else data
+
+
+def new_record(design: Design, seeds: list[int], command: str) -> dict[str, Any]:
+    """An empty record of `design` for `seeds`."""
+    sizes = {"holdout": (50_000, 10_000), "test": (60_000, 10_000)}[design.split]
+    return {
+        "study": design.name, "split": design.split,
+        "train_size": sizes[0], "eval_size": sizes[1],
+        "protocol_commit": protocol_commit(), "seeds": list(seeds),
+        "target": asdict(TARGET), "command": command, "machines": {},
+        "commits": [],  # the library's commit in each session that added runs
+        "arms": [{"name": a.name, "change": a.change, "step": a.step,
+                  "model": a.model, "against": a.against, "params": None,
+                  "layers": None, "config": as_json(a.config) | {"seed": None},
+                  "runs": []} for a in design.arms],
+    }
+
+
+def stale_arms(record: dict[str, Any], design: Design) -> dict[str, list[str]]:
+    """The arms of `design` that `record` trained otherwise (what differs),
+    or lacks; empty when the record is this design's."""
+    recorded = {a["name"]: a for a in record["arms"]}
+    stale = {}
+    for arm in design.arms:
+        rec = recorded.get(arm.name)
+        if rec is None:
+            stale[arm.name] = ["missing"]
+            continue
+        why = config_differences(arm.config, rec["config"])
+        if rec["model"] != arm.model:
+            why.append("model")
+        elif rec["layers"] is not None:
+            why += model_differences(rec, arm.model)
+        if why:
+            stale[arm.name] = why
+    for name in recorded.keys() - {a.name for a in design.arms}:
+        stale[name] = ["not an arm of the design"]
+    return stale
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside `path` (POSIX; elsewhere no lock: run one
+    process per record there)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_of(record: dict[str, Any], arm: str, seed: int) -> dict[str, Any] | None:
+    runs = next(a for a in record["arms"] if a["name"] == arm)["runs"]
+    return next((r for r in runs if r["seed"] == seed), None)
+
+
+def _same_run(arm: Arm, split: str, seed: int, key: str,
+              others: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
+    """A run recorded in one of `others` that is this one: the same model,
+    config, split and seed, on the same machine; with the arm it came from."""
+    for rec in others:
+        if rec["split"] != split:
+            continue
+        for a in rec["arms"]:
+            if a["model"] == arm.model and not config_differences(arm.config,
+                                                                  a["config"]):
+                run = next((r for r in a["runs"] if r["seed"] == seed
+                            and r["machine"] == key), None)
+                if run is not None:
+                    return run, f"{rec['study']}: {a['name']}"
+    return None
+
+
+def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
+              part: tuple[int, int] = (1, 1), reuse: list[dict[str, Any]] = (),
+              command: str = "", report: Callable[[str], None] = print,
+              **overrides: Any) -> dict[str, Any]:
+    """Train every arm of `design` with each of `seeds` that this `part` (k
+    of n: every n-th seed from the k-th) owns, adding each run to the record
+    in `out` as it ends (created if absent; else it must be this design's).
+    A run already in `reuse` (other records: same model, config, split, seed
+    and machine) is copied, not trained again. `overrides` change every
+    arm's config alike (a quick check). Returns the record."""
+    out = Path(out)
+    arms = [replace(a, config=replace(a.config, **overrides)) for a in design.arms]
+    design = replace(design, arms=tuple(arms))
+    env = environment(best_device(arms[0].config.device), arms[0].config.precision)
+    key = machine_key(env)
+    with locked(out):
+        record = (json.loads(out.read_text()) if out.exists()
+                  else new_record(design, seeds, command))
+        if stale := stale_arms(record, design):
+            raise ValueError(f"{out} holds arms trained otherwise than this design "
+                             f"({stale}). Fix: write to a new file")
+        if record["seeds"] != list(seeds):
+            raise ValueError(f"{out} holds seeds {record['seeds']}, not {seeds}. "
+                             "Fix: use the same seeds, or a new file")
+        record["machines"][key] = env
+        if (commit := source_commit()) not in record["commits"]:
+            record["commits"].append(commit)
+        atomic_write_json(out, record)
+    k, n = part
+    data = split_data(data, design.split)
+    for seed in seeds[k - 1::n]:
+        for arm in design.arms:
+            done = _run_of(record, arm.name, seed)
+            if done is not None and done["machine"] == key:
+                continue
+            found = _same_run(arm, design.split, seed, key, list(reuse))
+            if found:
+                run = dict(found[0], same_run_as=found[1])
+            else:
+                result, hist = seed_result(arm.model, data, seed, TARGET, arm.config)
+                run = {"seed": seed, "last3": result["last"],
+                       "met": result["passed"], "best": result["best"],
+                       "seconds": result["seconds"], "machine": key,
+                       "eval_acc": result["test_acc"],
+                       "train_acc": result["train_acc"],
+                       "eval_loss": result["test_loss"]}
+            with locked(out):  # another part may have written since
+                record = json.loads(out.read_text())
+                rec = next(a for a in record["arms"] if a["name"] == arm.name)
+                # A seed is one machine's work: its runs made elsewhere go.
+                for other in record["arms"]:
+                    other["runs"] = [r for r in other["runs"] if r["seed"] != seed
+                                     or r["machine"] == key]
+                rec["runs"] = sorted(rec["runs"] + [run], key=lambda r: r["seed"])
+                if not found:
+                    rec.update(params=hist.params, layers=hist.layers)
+                atomic_write_json(out, record)
+            report(f"seed {seed:>4}  {arm.name:<22} last 3: "
+                   + " ".join(f"{a:.2f}" for a in run["last3"])
+                   + ("  met" if run["met"] else "  not met")
+                   + ("  (same run as " + found[1] + ")" if found else ""))
+    return record
+
+
+# ---------------------------------------------------------------- reading
+def last3_means(runs: list[dict[str, Any]]) -> dict[int, float]:
+    """Each run's mean accuracy over its last 3 epochs, by seed."""
+    return {r["seed"]: statistics.fmean(r["last3"]) for r in runs}
+
+
+def compare(record: dict[str, Any], name: str, against: str,
+            confidence: float = 0.95) -> dict[str, Any]:
+    """Arm `name` minus arm `against`, paired by seed over the seeds both ran
+    on the same machine: the mean difference of their last-3 means
+    (`delta`), the half-width of its `confidence` interval (`delta_ci`),
+    its verdict ("helps", "hurts", "no measurable effect"), the passes of
+    each on those seeds and McNemar's p for the change in passes."""
+    arms = {a["name"]: a for a in record["arms"]}
+    mine = {r["seed"]: r for r in arms[name]["runs"]}
+    theirs = {r["seed"]: r for r in arms[against]["runs"]}
+    both = [s for s in mine if s in theirs
+            and mine[s]["machine"] == theirs[s]["machine"]]
+    a = last3_means([mine[s] for s in both])
+    b = last3_means([theirs[s] for s in both])
+    delta, se, ci, n = paired_difference(a, b, confidence)
+    return {"delta": delta, "delta_se": se, "delta_ci": ci, "n_seeds": n,
+            "verdict": verdict(delta, ci),
+            "met": sum(mine[s]["met"] for s in both),
+            "met_before": sum(theirs[s]["met"] for s in both),
+            "met_p": pass_change_p({s: mine[s]["met"] for s in both},
+                                   {s: theirs[s]["met"] for s in both})}
+
+
+def verdict(delta: float, ci: float) -> str:
+    """The protocol's reading of a difference and its interval half-width."""
+    if ci != ci:  # NaN: fewer than two pairs
+        return "no measurable effect"
+    if delta - ci > 0:
+        return "helps"
+    return "hurts" if delta + ci < 0 else "no measurable effect"
+
+
+def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per arm: seeds, mean and std of the last-3 means, runs that
+    met the rule, and the comparison with its `against` arm (if any)."""
+    rows = []
+    for arm in record["arms"]:
+        means = list(last3_means(arm["runs"]).values())
+        row = {"name": arm["name"], "change": arm["change"], "model": arm["model"],
+               "params": arm["params"], "n_seeds": len(means),
+               "mean": statistics.fmean(means) if means else float("nan"),
+               "std": statistics.stdev(means) if len(means) > 1 else float("nan"),
+               "met": sum(r["met"] for r in arm["runs"]), "against": arm["against"]}
+        if arm["against"]:
+            row |= {"vs": compare(record, arm["name"], arm["against"])}
+        rows.append(row)
+    return rows
+
+
+def table(record: dict[str, Any]) -> str:
+    """The summary as text, one line an arm."""
+    lines = [f"{'arm':<22} {'mean':>7} {'std':>6} {'met':>6} {'delta':>7} "
+             f"{'95% interval':>17}  verdict"]
+    for r in summarise(record):
+        vs = r.get("vs")
+        tail = ("" if not vs or vs["n_seeds"] < 2 else
+                f"{vs['delta']:+7.3f} {vs['delta'] - vs['delta_ci']:+.3f} to "
+                f"{vs['delta'] + vs['delta_ci']:+.3f}  {vs['verdict']}")
+        lines.append(f"{r['name']:<22} {r['mean']:7.3f} {r['std']:6.3f} "
+                     f"{r['met']:>3}/{r['n_seeds']:<2} {tail}")
+    return "\n".join(lines)
