@@ -379,11 +379,12 @@ def study_cmd(argv: list[str], prog: str) -> int:
         "ladder or the ablation of its candidate, every arm with the same seeds, "
         "resumable; two processes may share one --out with --part 1/2 and 2/2.")
     p.add_argument("--version", action="version", version=VERSION)
-    p.add_argument("design", choices=sorted(protocol.DESIGNS),
-                   help="which study of the protocol to run")
-    p.add_argument("--seeds", type=_seed_list, default=protocol.SELECTION_SEEDS,
-                   help="the seeds, e.g. 0-9 (default: the protocol's selection "
-                        "seeds, 0-9)")
+    p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final"],
+                   help="which study of the protocol to run: confirm and final "
+                        "read the decision from --ablation (and --confirm)")
+    p.add_argument("--seeds", type=_seed_list, default=None,
+                   help="the seeds, e.g. 0-9 (default: the protocol's: selection "
+                        "seeds 0-9, or test seeds 1000-1019 for final)")
     p.add_argument("--part", type=_part, default=(1, 1),
                    help="k/n: train every n-th seed from the k-th (default 1/1)")
     p.add_argument("--out", required=True,
@@ -392,29 +393,65 @@ def study_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--reuse", action="append", default=[], metavar="RECORD",
                    help="another study's record whose identical runs (same model, "
                         "config, split, seed, machine) are copied, not retrained")
+    p.add_argument("--ablation", metavar="RECORD",
+                   help="confirm, final: the ablation's record, which decides")
+    p.add_argument("--confirm", metavar="RECORD",
+                   help="final: the confirmation's record, where the rule needs it")
+    p.add_argument("--record", metavar="FILE",
+                   help="final: once every seed has run, write the final test's "
+                        "record here too (results/final_test.json)")
     add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     args = p.parse_args(argv)
-    if why := unwritable(args.out):
-        p.error(f"--out: {why}")
-    for path in args.reuse:
-        if not Path(path).is_file():
-            p.error(f"--reuse {path}: no such file")
+    for flag in ("out", "record"):
+        if getattr(args, flag) and (why := unwritable(getattr(args, flag))):
+            p.error(f"--{flag}: {why}")
+    for path in [*args.reuse, args.ablation, args.confirm]:
+        if path and not Path(path).is_file():
+            p.error(f"{path}: no such file")
+    if args.design in ("confirm", "final") and not args.ablation:
+        p.error(f"{args.design} needs --ablation RECORD: the decision comes from it")
     set_threads(p, args)
     mnist = load_mnist(args.data)
+    seeds = args.seeds or (protocol.TEST_SEEDS if args.design == "final"
+                           else protocol.SELECTION_SEEDS)
     command = " ".join(["python -m mnist_lib study", args.design, "--threads",
                         str(args.threads), "--out", args.out]
-                       + [f"--reuse {r}" for r in args.reuse])
-    design = protocol.DESIGNS[args.design]()
+                       + [f"--reuse {r}" for r in args.reuse]
+                       + [f"--{f} {getattr(args, f)}" for f in
+                          ("ablation", "confirm", "record") if getattr(args, f)])
     try:
-        record = study.run_study(design, mnist, args.seeds, args.out, args.part,
+        design = _design(args.design, args.ablation, args.confirm)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        record = study.run_study(design, mnist, seeds, args.out, args.part,
                                  [json.loads(Path(r).read_text()) for r in args.reuse],
                                  command=command)
     except (DivergenceError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(study.table(record))
+    if args.record:
+        try:
+            atomic_write_json(args.record, protocol.final_test_record(record))
+            print(f"saved {args.record}")
+        except ValueError as err:  # another part is still running
+            print(f"not yet: {err}; run again once every part has ended")
     return 0
+
+
+def _design(name: str, ablation_path: str | None, confirm_path: str | None):
+    """The protocol's design called `name`; confirm and final decided by the
+    ablation's (and confirmation's) record."""
+    if name in protocol.DESIGNS:
+        return protocol.DESIGNS[name]()
+    decision = protocol.decide(json.loads(Path(ablation_path).read_text()))
+    if name == "confirm":
+        return protocol.confirmation(decision)
+    confirm = json.loads(Path(confirm_path).read_text()) if confirm_path else None
+    return protocol.final_test(*protocol.final_recipe(decision, confirm))
 
 
 # -------------------------------------------------------------------- bench

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config import recipe
-from .study import Arm, Design
+from .config import as_json, config_differences, recipe
+from .study import Arm, Design, compare
 
 SELECTION_SEEDS = list(range(10))
 TEST_SEEDS = list(range(1000, 1020))  # fresh: no selection run used them
@@ -101,4 +101,93 @@ def ablation() -> Design:
     return Design("ablation", arms, "holdout")
 
 
+
+
+# ----------------------------------------------------------- the decision
+# Which layers a recipe trains, by whether it keeps dropout and the
+# transition block: the two architecture ingredients the ablation takes out.
+LAYERS = {(True, True): "Model_4_dropout", (False, True): "Model_4",
+          (True, False): "Model_3", (False, False): "Model_2"}
+
+
+def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's rule (section 5) applied to the ablation's record: for
+    each ingredient, the comparison of the arm without it against the full
+    recipe and whether it stays ("leaving it out hurts") or leaves; and R,
+    the full recipe without every ingredient that leaves (`model`,
+    `config`)."""
+    design = ablation()
+    full = design.arms[0]
+    kept = {True: [], False: []}
+    ingredients = []
+    fields: dict[str, Any] = {}
+    for arm in design.arms[1:]:
+        vs = compare(ablation_record, arm.name, full.name)
+        stays = vs["verdict"] == "hurts"
+        ingredients.append({"arm": arm.name, "takes out": arm.change,
+                            "stays": stays, **vs})
+        kept[stays].append(arm.name)
+        if not stays:
+            fields |= {k: getattr(arm.config, k)
+                       for k in config_differences(arm.config, as_json(full.config))}
+    model = LAYERS[("no dropout" in kept[True], "no transition block" in kept[True])]
+    return {"ingredients": ingredients, "reduced_model": model,
+            "reduced_config": replace(full.config, **fields)}
+
+
+def confirmation(decision: dict[str, Any]) -> Design:
+    """The confirmation study: R against the full recipe (section 5)."""
+    full = candidate()
+    return Design("confirmation", (
+        Arm("full recipe", "the ladder's last rung", full.model, full.config, None, 3),
+        Arm("reduced recipe", "the full recipe without every ingredient that "
+            "leaves", decision["reduced_model"], decision["reduced_config"],
+            "full recipe", 3)), "holdout")
+
+
+def final_recipe(decision: dict[str, Any], confirm_record: dict[str, Any] | None
+                 ) -> tuple[str, Any]:
+    """The final recipe (model, config): R, unless R measurably hurts against
+    the full recipe in the confirmation; then the full recipe."""
+    c = candidate()
+    same = (decision["reduced_model"] == c.model and
+            not config_differences(decision["reduced_config"], as_json(c.config)))
+    if same:
+        return c.model, c.config
+    if confirm_record is None:
+        raise ValueError("R differs from the full recipe: the protocol needs the "
+                         "confirmation study's record first")
+    hurts = compare(confirm_record, "reduced recipe", "full recipe")["verdict"]
+    if hurts == "hurts":
+        return c.model, c.config
+    return decision["reduced_model"], decision["reduced_config"]
+
+
+def final_test(model: str, config: Any) -> Design:
+    """The test, once (section 6): the final recipe on all 60,000 training
+    digits, judged on the test set."""
+    return Design("final test", (Arm("final recipe", "the protocol's choice",
+                                     model, config, None, 3),), "test")
+
+
 DESIGNS = {"ladder": ladder, "ablation": ablation}
+
+
+def final_test_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The final test's study record in the form `results/final_test.json`
+    keeps: the recipe, one entry a seed ({"seed", "last3", "met"} and the
+    run's curves), how many met the rule, and where and how it was made."""
+    (arm,) = record["arms"]
+    runs = arm["runs"]
+    if [r["seed"] for r in runs] != record["seeds"]:
+        raise ValueError("the final test is not complete: "
+                         f"{len(runs)} of {len(record['seeds'])} seeds ran")
+    (env,) = record["machines"].values() if len(record["machines"]) == 1 else (
+        record["machines"],)
+    return {"split": record["split"], "train_size": record["train_size"],
+            "eval_size": record["eval_size"], "model": arm["model"],
+            "params": arm["params"], "layers": arm["layers"],
+            "config": arm["config"], "seeds": record["seeds"], "runs": runs,
+            "passed": sum(r["met"] for r in runs), "n_seeds": len(runs),
+            "target": record["target"], "protocol_commit": record["protocol_commit"],
+            "env": env, "commits": record["commits"], "command": record["command"]}
