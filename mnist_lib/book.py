@@ -303,6 +303,31 @@ def glue_rung(key: str, row: dict[str, Any]) -> None:
         glue(f"{key}_verdict", ladder.verdict(row))
 
 
+def load_study(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A study's record (`results/<name>.json`, made by `mnist_lib.study`)
+    and its summary rows (`study.summarise`) by arm name. Whether the record
+    is complete and today's is checked by the tests, not here."""
+    from . import study
+
+    record = load_record(name)
+    return record, {row["name"]: row for row in study.summarise(record)}
+
+
+def glue_arm(key: str, row: dict[str, Any]) -> None:
+    """Glue one summarised arm (`load_study`) for a Result block:
+    `<key>_mean` and `<key>_std` (of the seeds' last-3 means), `<key>_met`
+    ("7 of 10"), and where it is compared with another arm `<key>_vs` (the
+    difference with its interval) and `<key>_delta`."""
+    from . import study
+
+    glue(f"{key}_mean", f"{row['mean']:.2f}%")
+    glue(f"{key}_std", f"{row['std']:.2f}")
+    glue(f"{key}_met", f"{row['met']} of {row['n_seeds']}")
+    if row.get("vs"):
+        glue(f"{key}_vs", study.interval(row["vs"]))
+        glue(f"{key}_delta", f"{row['vs']['delta']:+.2f} points")
+
+
 def source(obj: Any):
     """A class's or function's source, highlighted in notebooks (printed elsewhere)."""
     import inspect

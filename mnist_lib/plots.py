@@ -466,3 +466,64 @@ def ladder(record: dict, names: Sequence[str] | None = None,
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
     return fig
+
+
+def arms(record: dict, names: Sequence[str] | None = None,
+         threshold: float = TARGET.accuracy) -> Figure:
+    """A study (`mnist_lib.study`): one column per arm (those in `names`,
+    default all), one dot per seed at its mean accuracy over the last epochs
+    the target judges, filled where the run met the rule, a line at the
+    arm's mean; arms shaded by the book's step."""
+    chosen = [a for a in record["arms"] if names is None or a["name"] in names]
+    if not chosen or any(not a["runs"] for a in chosen):
+        raise ValueError("arms needs arms with at least one recorded run each")
+    fig = _figure(max(4.0, 0.85 * len(chosen) + 1.5), 3.4)
+    ax = fig.subplots()
+    for i, arm in enumerate(chosen):
+        vals = [sum(r["last3"]) / len(r["last3"]) for r in arm["runs"]]
+        n = len(vals)
+        xs = [i + (0.5 * k / (n - 1) - 0.25 if n > 1 else 0.0) for k in range(n)]
+        color = f"C{max(arm['step'], 1) - 1}"
+        for met, face in ((True, color), (False, "none")):
+            dots = [(x, v) for x, v, r in zip(xs, vals, arm["runs"]) if r["met"] == met]
+            if dots:
+                ax.plot(*zip(*dots), "o", ms=4, color=color, mfc=face)
+        mean = sum(vals) / n
+        ax.plot([i - 0.3, i + 0.3], [mean, mean], "k-", lw=1.5)
+    for step in sorted({max(a["step"], 1) for a in chosen}):
+        ax.plot([], [], "o", color=f"C{step - 1}", label=f"Step {step}")
+    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
+    ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
+    ax.set_xticks(range(len(chosen)),
+                  [textwrap.fill(a["name"], 11) for a in chosen], fontsize=8)
+    split = "held-out" if record.get("split") == "holdout" else "test"
+    ax.set(ylabel=f"{split} accuracy, mean of last {TARGET.last} (%)",
+           title="Each arm over seeds (line: mean)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def mean_curves(record: dict, names: Sequence[str],
+                threshold: float = TARGET.accuracy) -> Figure:
+    """A study's arms (`names`, in order) as curves: each arm's accuracy per
+    epoch averaged over its seeds, on the digits the study judges; from the
+    third epoch on, where the arms differ by tenths of a point."""
+    from .study import mean_curve
+
+    by_name = {a["name"]: a for a in record["arms"]}
+    if missing := [n for n in names if not by_name.get(n, {}).get("runs")]:
+        raise ValueError(f"no recorded runs for {missing}")
+    fig = _figure(6.4, 3.4)
+    ax = fig.subplots()
+    for name in names:
+        curve = mean_curve(by_name[name])
+        ax.plot(range(3, len(curve) + 1), curve[2:], marker=".", label=name)
+    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
+    split = "held-out" if record.get("split") == "holdout" else "test"
+    n = len(by_name[names[0]]["runs"])
+    ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)",
+           title=f"Mean over {n} seeds, per epoch")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    return fig

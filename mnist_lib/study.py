@@ -268,6 +268,21 @@ def compare(record: dict[str, Any], name: str, against: str,
                                    {s: theirs[s]["met"] for s in both})}
 
 
+def points(x: float) -> str:
+    """A difference in points, signed, to 3 decimals; one that rounds to
+    zero gets one significant digit, so that its sign still shows."""
+    if x == 0:
+        return "0.000"
+    return f"{x:+.3f}" if abs(x) >= 0.0005 else f"{x:+.1g}"
+
+
+def interval(vs: dict[str, Any]) -> str:
+    """A comparison (`compare`) as "+0.120 points (95% interval +0.080 to
+    +0.160)"."""
+    d, ci = vs["delta"], vs["delta_ci"]
+    return f"{points(d)} points (95% interval {points(d - ci)} to {points(d + ci)})"
+
+
 def verdict(delta: float, ci: float) -> str:
     """The protocol's reading of a difference and its interval half-width."""
     if ci != ci:  # NaN: fewer than two pairs
@@ -294,6 +309,35 @@ def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def mean_curve(arm: dict[str, Any], key: str = "eval_acc") -> list[float]:
+    """An arm's accuracy (or `key`'s values) per epoch, averaged over its runs."""
+    runs = [r[key] for r in arm["runs"]]
+    return [statistics.fmean(epoch) for epoch in zip(*runs)]
+
+
+def to_frame(record: dict[str, Any]):
+    """The summary as a pandas DataFrame, one row an arm, as text that reads
+    as printed: mean and std of the last-3 means (%), runs that met the rule,
+    and the difference to the arm it is compared with, with its interval."""
+    import pandas as pd  # only a chapter's table needs it
+
+    rows = summarise(record)
+    def vs(r: dict[str, Any]) -> str:
+        v = r.get("vs")
+        if not v or v["n_seeds"] < 2:
+            return "—"
+        return (f"{points(v['delta'])} ({points(v['delta'] - v['delta_ci'])} to "
+                f"{points(v['delta'] + v['delta_ci'])})")
+    return pd.DataFrame({
+        "arm": [r["name"] for r in rows],
+        "mean (%)": [f"{r['mean']:.2f}" for r in rows],
+        "std": [f"{r['std']:.2f}" for r in rows],
+        "met": [f"{r['met']}/{r['n_seeds']}" for r in rows],
+        "Δ (95% interval)": [vs(r) for r in rows],
+        "verdict": [r["vs"]["verdict"] if r.get("vs") else "—" for r in rows],
+    }).set_index("arm")
+
+
 def table(record: dict[str, Any]) -> str:
     """The summary as text, one line an arm."""
     lines = [f"{'arm':<22} {'mean':>7} {'std':>6} {'met':>6} {'delta':>7} "
@@ -301,8 +345,8 @@ def table(record: dict[str, Any]) -> str:
     for r in summarise(record):
         vs = r.get("vs")
         tail = ("" if not vs or vs["n_seeds"] < 2 else
-                f"{vs['delta']:+7.3f} {vs['delta'] - vs['delta_ci']:+.3f} to "
-                f"{vs['delta'] + vs['delta_ci']:+.3f}  {vs['verdict']}")
+                f"{points(vs['delta']):>7} {points(vs['delta'] - vs['delta_ci'])} to "
+                f"{points(vs['delta'] + vs['delta_ci'])}  {vs['verdict']}")
         lines.append(f"{r['name']:<22} {r['mean']:7.3f} {r['std']:6.3f} "
                      f"{r['met']:>3}/{r['n_seeds']:<2} {tail}")
     return "\n".join(lines)
