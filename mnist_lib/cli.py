@@ -379,9 +379,12 @@ def study_cmd(argv: list[str], prog: str) -> int:
         "ladder or the ablation of its candidate, every arm with the same seeds, "
         "resumable; two processes may share one --out with --part 1/2 and 2/2.")
     p.add_argument("--version", action="version", version=VERSION)
-    p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final"],
-                   help="which study of the protocol to run: confirm and final "
-                        "read the decision from --ablation (and --confirm)")
+    p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds"],
+                   help="which study to run: confirm and final read the "
+                        "protocol's decision from --ablation (and --confirm); "
+                        "seeds trains --model with its recipe on held-out digits")
+    p.add_argument("--model", choices=sorted(MODELS),
+                   help="seeds: the book model to train")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="the seeds, e.g. 0-9 (default: the protocol's: selection "
                         "seeds 0-9, or test seeds 1000-1019 for final)")
@@ -411,6 +414,8 @@ def study_cmd(argv: list[str], prog: str) -> int:
             p.error(f"{path}: no such file")
     if args.design in ("confirm", "final") and not args.ablation:
         p.error(f"{args.design} needs --ablation RECORD: the decision comes from it")
+    if (args.design == "seeds") != bool(args.model):
+        p.error("--model goes with the design seeds, and seeds needs it")
     set_threads(p, args)
     mnist = load_mnist(args.data)
     seeds = args.seeds or (protocol.TEST_SEEDS if args.design == "final"
@@ -419,9 +424,11 @@ def study_cmd(argv: list[str], prog: str) -> int:
                         str(args.threads), "--out", args.out]
                        + [f"--reuse {r}" for r in args.reuse]
                        + [f"--{f} {getattr(args, f)}" for f in
-                          ("ablation", "confirm", "record") if getattr(args, f)])
+                          ("model", "ablation", "confirm", "record")
+                          if getattr(args, f)])
     try:
-        design = _design(args.design, args.ablation, args.confirm)
+        design = (protocol.seed_study(args.model) if args.design == "seeds" else
+                  _design(args.design, args.ablation, args.confirm))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -450,8 +457,8 @@ def _design(name: str, ablation_path: str | None, confirm_path: str | None):
     decision = protocol.decide(json.loads(Path(ablation_path).read_text()))
     if name == "confirm":
         return protocol.confirmation(decision)
-    confirm = json.loads(Path(confirm_path).read_text()) if confirm_path else None
-    return protocol.final_test(*protocol.final_recipe(decision, confirm))
+    held = [json.loads(Path(p).read_text()) for p in (ablation_path, confirm_path) if p]
+    return protocol.final_test(*protocol.final_recipe(decision, held))
 
 
 # -------------------------------------------------------------------- bench

@@ -135,6 +135,26 @@ def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
             "reduced_config": replace(full.config, **fields)}
 
 
+def decision_frame(decision: dict[str, Any]):
+    """The decision (`decide`) as a table, one row an ingredient: what its arm
+    takes out, the paired difference to the full recipe with its interval,
+    the runs that met the rule (held-out), and whether it stays."""
+    import pandas as pd  # only a chapter's table needs it
+
+    from .study import interval
+
+    return pd.DataFrame({
+        "arm (what it takes out)": [i["arm"] for i in decision["ingredients"]],
+        "arm − full recipe": [interval(i) for i in decision["ingredients"]],
+        "met, full → arm": [f"{i['met_before']} → {i['met']}"
+                            for i in decision["ingredients"]],
+        "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],
+        "leaving it out": [i["verdict"] for i in decision["ingredients"]],
+        "ingredient": ["stays" if i["stays"] else "leaves"
+                       for i in decision["ingredients"]],
+    }).set_index("arm (what it takes out)")
+
+
 def confirmation(decision: dict[str, Any]) -> Design:
     """The confirmation study: R against the full recipe (section 5)."""
     full = candidate()
@@ -145,22 +165,24 @@ def confirmation(decision: dict[str, Any]) -> Design:
             "full recipe", 3)), "holdout")
 
 
-def final_recipe(decision: dict[str, Any], confirm_record: dict[str, Any] | None
+def final_recipe(decision: dict[str, Any], records: list[dict[str, Any]] = ()
                  ) -> tuple[str, Any]:
     """The final recipe (model, config): R, unless R measurably hurts against
-    the full recipe in the confirmation; then the full recipe."""
+    the full recipe; then the full recipe. R's held-out runs are an arm of
+    one of `records` (the ablation's, where one ingredient leaves; else the
+    confirmation's), compared there with its "full recipe" arm."""
     c = candidate()
-    same = (decision["reduced_model"] == c.model and
-            not config_differences(decision["reduced_config"], as_json(c.config)))
-    if same:
+    model, config = decision["reduced_model"], decision["reduced_config"]
+    if model == c.model and not config_differences(config, as_json(c.config)):
         return c.model, c.config
-    if confirm_record is None:
-        raise ValueError("R differs from the full recipe: the protocol needs the "
-                         "confirmation study's record first")
-    hurts = compare(confirm_record, "reduced recipe", "full recipe")["verdict"]
-    if hurts == "hurts":
-        return c.model, c.config
-    return decision["reduced_model"], decision["reduced_config"]
+    for record in records:
+        for arm in record["arms"]:
+            if arm["model"] == model and not config_differences(config, arm["config"]):
+                hurts = compare(record, arm["name"], "full recipe")["verdict"]
+                return (c.model, c.config) if hurts == "hurts" else (model, config)
+    raise ValueError("R differs from the full recipe and from every arm measured: "
+                     "the protocol needs the confirmation study's record first "
+                     "(python -m mnist_lib study confirm)")
 
 
 def final_test(model: str, config: Any) -> Design:
@@ -171,6 +193,13 @@ def final_test(model: str, config: Any) -> Design:
 
 
 DESIGNS = {"ladder": ladder, "ablation": ablation}
+
+
+def seed_study(model: str) -> Design:
+    """One book model with its own recipe over the selection seeds on
+    held-out digits: e.g. Model_5, the capstone's worked alternative."""
+    return Design(f"seeds {model}", (Arm(model, "its recipe", model,
+                                         recipe(model), None, 3),), "holdout")
 
 
 def final_test_record(record: dict[str, Any]) -> dict[str, Any]:

@@ -350,3 +350,24 @@ def table(record: dict[str, Any]) -> str:
         lines.append(f"{r['name']:<22} {r['mean']:7.3f} {r['std']:6.3f} "
                      f"{r['met']:>3}/{r['n_seeds']:<2} {tail}")
     return "\n".join(lines)
+
+
+def check_design(make_net: Callable[[], Any], data: MNIST, config: TrainConfig,
+                 seeds: list[int], split: str = "holdout") -> list[dict[str, Any]]:
+    """Train a net of your own (`make_net()` builds a fresh one) once per
+    seed with `config`, on held-out digits by default, and return a row per
+    seed: its last 3 accuracies, their mean, and whether it met the rule.
+    The same judgement the book's studies make, for any `nn.Module`."""
+    from .train import fit
+    from .utils import set_seed
+
+    data = split_data(data, split)
+    rows = []
+    for seed in seeds:
+        set_seed(seed)  # before building: the initial weights are the seed's too
+        hist = fit(make_net(), data, replace(config, seed=seed))
+        last3 = hist.last_test_acc(TARGET.last)
+        rows.append({"seed": seed, "last3": last3,
+                     "mean": statistics.fmean(last3),
+                     "met": hist.meets_target()})
+    return rows

@@ -210,11 +210,23 @@ def test_the_rule_keeps_what_leaving_out_hurts_and_drops_the_rest():
     for arm, d in zip(rec["arms"], (0.0, -0.1)):
         arm["runs"] = [{"seed": s, "last3": [99.4 + d + 0.01 * (s % 2)] * 3,
                         "met": False, "machine": "m"} for s in range(10)]
-    assert protocol.final_recipe(decision, rec)[0] == protocol.candidate().model
+    assert protocol.final_recipe(decision, [record, rec])[0] == protocol.candidate().model
     rec["arms"][1]["runs"] = rec["arms"][0]["runs"]
-    assert protocol.final_recipe(decision, rec) == ("Model_4", r)
+    assert protocol.final_recipe(decision, [record, rec]) == ("Model_4", r)
     with pytest.raises(ValueError, match="confirmation"):
-        protocol.final_recipe(decision, None)
+        protocol.final_recipe(decision, [record])
+
+
+def test_when_one_ingredient_leaves_its_ablation_arm_is_the_evidence():
+    arms = [a.name for a in protocol.ablation().arms[1:]]
+    # Every ingredient stays but weight decay, whose removal changes nothing.
+    record = _ablation_record({a: -0.2 for a in arms if a != "no weight decay"})
+    decision = protocol.decide(record)
+    model, config = protocol.final_recipe(decision, [record])
+    assert model == protocol.candidate().model and config.weight_decay == 0
+    # Had leaving it out hurt, it would stay: the candidate is final.
+    record = _ablation_record({a: -0.2 for a in arms})
+    assert protocol.final_recipe(protocol.decide(record), [record])[1].weight_decay > 0
 
 
 def test_when_every_ingredient_stays_the_final_recipe_is_the_candidate():
@@ -222,7 +234,7 @@ def test_when_every_ingredient_stays_the_final_recipe_is_the_candidate():
     decision = protocol.decide(_ablation_record({a: -0.2 for a in arms}))
     assert all(i["stays"] for i in decision["ingredients"])
     c = protocol.candidate()
-    assert protocol.final_recipe(decision, None) == (c.model, c.config)
+    assert protocol.final_recipe(decision) == (c.model, c.config)
 
 
 def test_the_final_test_record_counts_the_seeds_that_met_the_rule(tmp_path, fake):
