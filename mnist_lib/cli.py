@@ -385,6 +385,9 @@ def study_cmd(argv: list[str], prog: str) -> int:
                         "seeds trains --model with its recipe on held-out digits")
     p.add_argument("--model", choices=sorted(MODELS),
                    help="seeds: the book model to train")
+    p.add_argument("--recipe-from", metavar="RECORD",
+                   help="seeds: train with the recipe this record's runs had "
+                        "(e.g. results/final_test.json), not the model's own")
     p.add_argument("--seeds", type=_seed_list, default=None,
                    help="the seeds, e.g. 0-9 (default: the protocol's: selection "
                         "seeds 0-9, or test seeds 1000-1019 for final)")
@@ -409,7 +412,7 @@ def study_cmd(argv: list[str], prog: str) -> int:
     for flag in ("out", "record"):
         if getattr(args, flag) and (why := unwritable(getattr(args, flag))):
             p.error(f"--{flag}: {why}")
-    for path in [*args.reuse, args.ablation, args.confirm]:
+    for path in [*args.reuse, args.ablation, args.confirm, args.recipe_from]:
         if path and not Path(path).is_file():
             p.error(f"{path}: no such file")
     if args.design in ("confirm", "final") and not args.ablation:
@@ -423,12 +426,14 @@ def study_cmd(argv: list[str], prog: str) -> int:
     command = " ".join(["python -m mnist_lib study", args.design, "--threads",
                         str(args.threads), "--out", args.out]
                        + [f"--reuse {r}" for r in args.reuse]
-                       + [f"--{f} {getattr(args, f)}" for f in
-                          ("model", "ablation", "confirm", "record")
-                          if getattr(args, f)])
+                       + [f"--{f.replace('_', '-')} {getattr(args, f)}" for f in
+                          ("model", "recipe_from", "ablation", "confirm",
+                                    "record") if getattr(args, f)])
     try:
-        design = (protocol.seed_study(args.model) if args.design == "seeds" else
-                  _design(args.design, args.ablation, args.confirm))
+        config = (protocol.config_of(json.loads(Path(args.recipe_from).read_text()))
+                  if args.recipe_from else None)
+        design = (protocol.seed_study(args.model, config) if args.design == "seeds"
+                  else _design(args.design, args.ablation, args.confirm))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -195,11 +195,22 @@ def final_test(model: str, config: Any) -> Design:
 DESIGNS = {"ladder": ladder, "ablation": ablation}
 
 
-def seed_study(model: str) -> Design:
-    """One book model with its own recipe over the selection seeds on
-    held-out digits: e.g. Model_5, the capstone's worked alternative."""
+def seed_study(model: str, config: Any = None) -> Design:
+    """One book model with its own recipe (or `config`) over the selection
+    seeds on held-out digits: e.g. Model_5, the capstone's worked
+    alternative, with the final recipe."""
     return Design(f"seeds {model}", (Arm(model, "its recipe", model,
-                                         recipe(model), None, 3),), "holdout")
+                                         config or recipe(model), None, 3),),
+                  "holdout")
+
+
+def config_of(record: dict[str, Any]) -> Any:
+    """The recipe a study record (the final test's, say) trained with, as a
+    TrainConfig."""
+    from .config import TrainConfig
+
+    fields = {k: v for k, v in record["config"].items() if k != "seed"}
+    return TrainConfig(**fields)
 
 
 def final_test_record(record: dict[str, Any]) -> dict[str, Any]:
