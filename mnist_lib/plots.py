@@ -209,18 +209,21 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
 
 
 # Layer kinds as the architecture picture names and colours them: modules
-# and the functions that do the same (F.max_pool2d's row is "max_pool2d").
+# and the functions that do the same (F.max_pool2d's row is "max_pool2d"),
+# over 1, 2 or 3 spatial axes (Conv1d, Conv2d, Conv3d).
 _CONV, _POOL, _LINEAR = "#9ecae1", "#fdae6b", "#d9d9d9"
-_KINDS = {"Conv2d": ("conv", _CONV), "conv2d": ("conv", _CONV),
-          "MaxPool2d": ("max-pool", _POOL), "max_pool2d": ("max-pool", _POOL),
-          "AvgPool2d": ("avg-pool", _POOL), "avg_pool2d": ("avg-pool", _POOL),
-          "AdaptiveAvgPool2d": ("adaptive avg-pool", _POOL),
-          "adaptive_avg_pool2d": ("adaptive avg-pool", _POOL),
-          "AdaptiveMaxPool2d": ("adaptive max-pool", _POOL),
-          "adaptive_max_pool2d": ("adaptive max-pool", _POOL),
-          "Linear": ("linear", _LINEAR), "linear": ("linear", _LINEAR)}
-_GLOBAL_POOLS = {"AdaptiveAvgPool2d": "avg-pool", "adaptive_avg_pool2d": "avg-pool",
-                 "AdaptiveMaxPool2d": "max-pool", "adaptive_max_pool2d": "max-pool"}
+_WINDOWS = {"Conv": ("conv", _CONV), "conv": ("conv", _CONV),
+            "MaxPool": ("max-pool", _POOL), "max_pool": ("max-pool", _POOL),
+            "AvgPool": ("avg-pool", _POOL), "avg_pool": ("avg-pool", _POOL),
+            "AdaptiveAvgPool": ("adaptive avg-pool", _POOL),
+            "adaptive_avg_pool": ("adaptive avg-pool", _POOL),
+            "AdaptiveMaxPool": ("adaptive max-pool", _POOL),
+            "adaptive_max_pool": ("adaptive max-pool", _POOL)}
+_KINDS = {f"{name}{d}d": kind for d in (1, 2, 3) for name, kind in _WINDOWS.items()
+          } | {"Linear": ("linear", _LINEAR), "linear": ("linear", _LINEAR)}
+_GLOBAL_POOLS = {f"{name}{d}d": word for d in (1, 2, 3) for name, word in (
+    ("AdaptiveAvgPool", "avg-pool"), ("adaptive_avg_pool", "avg-pool"),
+    ("AdaptiveMaxPool", "max-pool"), ("adaptive_max_pool", "max-pool"))}
 
 
 def _pair(v: Any) -> tuple[Any, Any]:
@@ -234,17 +237,18 @@ def _num(v: Any) -> str:
     return f"{v:g}" if isinstance(v, (int, float)) else str(v)
 
 
-def _dims(n: Any, sep: str = "×") -> str:
-    """A map's size, "14×14", or "7×5" for a map that is not square."""
-    h, w = _pair(n)
-    return f"{_num(h)}{sep}{_num(w)}"
+def _dims(n: Any, nd: int = 2, sep: str = "×") -> str:
+    """A map of `nd` spatial axes' size: "14×14", or "7×5" for an image that
+    is not square; "497" for a sequence, "2×7×7" for a clip."""
+    sizes = tuple(n) if isinstance(n, (tuple, list)) else (n,) * nd
+    return sep.join(map(_num, sizes))
 
 
 def _starts_global(row: RFRow) -> bool:
     return row.global_out and not row.global_in
 
 
-def _kind(row: RFRow) -> tuple[str, str, str]:
+def _kind(row: RFRow, nd: int = 2) -> tuple[str, str, str]:
     """A layer as the picture names it, in two short lines ("conv 3×3",
     "stride 2"), and its colour."""
     if _starts_global(row):
@@ -252,7 +256,7 @@ def _kind(row: RFRow) -> tuple[str, str, str]:
     word, colour = _KINDS.get(row.kind, (row.kind.lower(), "#f0f0f0"))
     if row.kernel is None:
         return word, "", colour
-    k = _dims(row.kernel) if word == "conv" else _num(row.kernel)
+    k = _dims(row.kernel, nd) if word == "conv" else _num(row.kernel)
     extra = [f"{name} {_num(v)}" for name, v in
              (("stride", row.stride), ("dil.", row.dilation))
              if v is not None and max(_pair(v)) > 1]
@@ -268,12 +272,12 @@ def _jump(row: RFRow) -> str:
     return "j uneven" if row.uneven_out else f"j {_num(row.j_out)}"
 
 
-def _map(row: RFRow, sep: str = "×") -> tuple[str, str]:
+def _map(row: RFRow, nd: int = 2, sep: str = "×") -> tuple[str, str]:
     """A layer's output in two short lines: its map and its channels
     ("12×12", "16 ch"), or a Linear's outputs ("10", "outputs")."""
     if _linear(row) and row.ch_out:
         return f"{row.ch_out}", "outputs"
-    return _dims(row.n_out, sep), f"{row.ch_out} ch" if row.ch_out else ""
+    return _dims(row.n_out, nd, sep), f"{row.ch_out} ch" if row.ch_out else ""
 
 
 def _changes(row: RFRow) -> bool:
@@ -323,6 +327,7 @@ def architecture(table: RFTable, title: str | None = None,
     A branch (a residual's shortcut) is drawn in line, in forward order."""
     rows, note = _architecture_rows(table, max_layers)
     channels, *size = table.input_size
+    nd = len(size)  # spatial axes: 1 for a sequence, 2 for an image, 3 for a clip
     fig = _figure(10, 3.5)
     ax = fig.subplots()
     ax.set_axis_off()
@@ -332,18 +337,18 @@ def architecture(table: RFTable, title: str | None = None,
             continue
         if row is None:  # the input
             n, colour, hatch, edge = max(size), "white", None, 0.8
-            lines = [("input", False), ("", False), (_dims(size), False),
+            lines = [("input", False), ("", False), (_dims(size, nd), False),
                      (f"{channels} ch", False), ("RF 1", False), ("j 1", False)]
         else:
             n = max(_pair(row.n_out))
-            first, second, colour = _kind(row)
+            first, second, colour = _kind(row, nd)
             hatch = "///" if _starts_global(row) else None
             edge = 2.4 if row is table.trunk else 0.8
             # A global RF as the table writes it, "global (29)", on two lines.
             rf, jump = (("global", f"({_num(row.r_out)})") if row.global_out
                         else (f"RF {_num(row.r_out)}", _jump(row)))
             lines = [(first, False), (second, False),
-                     *((text, False) for text in _map(row)),
+                     *((text, False) for text in _map(row, nd)),
                      (rf, row.r_out != row.r_in and not row.global_out),
                      (jump, row.j_out not in (None, row.j_in)
                       and not row.global_out)]
@@ -371,7 +376,8 @@ def architecture_alt(table: RFTable, title: str | None = None,
     box by box, and the RF it reaches."""
     rows, note = _architecture_rows(table, max_layers)
     channels, *size = table.input_size
-    steps = "; ".join("..." if row is None else _words(row) for row in rows)
+    steps = "; ".join("..." if row is None else _words(row, len(size))
+                      for row in rows)
     drawn = sum(row is not None for row in rows)
     trunk = table.trunk
     where = "at the output" if table.first_global is None else \
@@ -379,17 +385,17 @@ def architecture_alt(table: RFTable, title: str | None = None,
     jump = (", jump uneven" if trunk.uneven_out else "" if trunk.j_out is None
             else f", jump {_num(trunk.j_out)} px")
     text = (f"{title or 'The model'}: {drawn} layers drawn as boxes, from a "
-            f"{_dims(size, 'x')}x{channels} input: {steps}. "
+            f"{_dims(size, len(size), 'x')}x{channels} input: {steps}. "
             f"RF {_num(trunk.r_out)} px {where}{jump}.")
     return (text + (f" {note}." if note else "")).replace("×", "x")
 
 
-def _words(row: RFRow) -> str:
+def _words(row: RFRow, nd: int = 2) -> str:
     """A drawn layer as the alt text says it: "conv 3x3 stride 2 to 14x14,
     10 ch"."""
-    out = _map(row, "x")
+    out = _map(row, nd, "x")
     out = " ".join(out) if _linear(row) else ", ".join(filter(None, out))
-    return " ".join(filter(None, _kind(row)[:2])) + f" to {out}"
+    return " ".join(filter(None, _kind(row, nd)[:2])) + f" to {out}"
 
 
 def seed_strip(values: dict[str, Sequence[float]],

@@ -8,17 +8,18 @@ the centre of the first unit, start. A sliding window updates them with
     r_out = r_in + (k_eff - 1) * j_in
     start_out = start_in + ((k_eff - 1) / 2 - p) * j_in
 
-(`Axis.window`). `Spatial` holds one `Axis` for height and one for width, and
-where they sit in the tensor. Also here: the error the calculator raises and
-the help it gives, and the two ways to declare a module it does not know
-(`Window`, `POINTWISE`).
+(`Axis.window`). `Spatial` holds one `Axis` for each spatial axis (the length
+of a sequence, the height and width of an image, the depth, height and width
+of a clip) and where they sit in the tensor. Also here: the error the
+calculator raises and the help it gives, and the two ways to declare a module
+it does not know (`Window`, `POINTWISE`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import torch
 import torch.fx as fx
@@ -103,25 +104,77 @@ class Axis:
 
 @dataclass(frozen=True)
 class Spatial:
-    """Per-axis state of a tensor; `flat` once height and width are merged into
-    one axis (by flatten or view): reducing or a Linear over it sees everything."""
+    """Per-axis state of a tensor: one `Axis` for each spatial axis (a
+    sequence's length; an image's height and width; a clip's depth, height
+    and width), and where they sit in the tensor; `flat` once they are merged
+    into one axis (by flatten or view): reducing or a Linear over it sees
+    everything."""
 
-    h: Axis
-    w: Axis
+    dims: tuple[Axis, ...]
     flat: bool = False
-    # Where height and width sit, counted from the last axis: (-2, -1) for
+    # Where the spatial axes sit, counted from the last axis: (-2, -1) for
     # (N, C, H, W); (-3, -2) after a permute to channels-last (N, H, W, C);
-    # (-1, -1) when flat with the positions last, as in (N, C, H * W).
-    axes: tuple[int, int] = (-2, -1)
+    # all -1 when flat with the positions last, as in (N, C, H * W). Left
+    # out: channels first, the spatial axes last (`channels_first`).
+    axes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.axes:
+            object.__setattr__(self, "axes", channels_first(len(self.dims)))
+
+    @property
+    def nd(self) -> int:
+        """How many spatial axes: 1 (a sequence), 2 (an image) or 3 (a clip)."""
+        return len(self.dims)
+
+    def each(self, f: Callable[[Axis], Axis]) -> "Spatial":
+        """This state with `f` applied to every spatial axis."""
+        return replace(self, dims=tuple(f(a) for a in self.dims))
 
 
-CHANNELS_FIRST = (-2, -1)
-FLAT_LAST = (-1, -1)
+def channels_first(nd: int) -> tuple[int, ...]:
+    """Where `nd` spatial axes sit in (N, C, *spatial): (-2, -1) for an image."""
+    return tuple(range(-nd, 0))
+
+
+def flat_last(nd: int) -> tuple[int, ...]:
+    """Where `nd` spatial axes sit once merged into the last axis (N, C, H * W)."""
+    return (-1,) * nd
+
+
+# An input's size, without the batch, by its number of spatial axes: the
+# channels, then one size an axis (a sequence's, an image's, a clip's).
+INPUT_FORMS = {1: "(C, L)", 2: "(C, H, W)", 3: "(C, D, H, W)"}
+# What the errors call the spatial axes of a sequence, an image and a clip.
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def axis_name(state: Spatial, i: int) -> str:
+    """The name of spatial axis `i` of `state`, e.g. "height"."""
+    return AXIS_NAMES[state.nd][i]
+
+
+def spatial_words(nd: int) -> str:
+    """The spatial axes of an `nd`-axis map, as errors say them: "length",
+    "height or width", "depth, height or width"."""
+    names = AXIS_NAMES[nd]
+    return names[0] if nd == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def spatial_dims(nd: int) -> str:
+    """The spatial axes of an (N, C, ...) map of `nd` of them as a `dim`
+    argument, as fixes write it: "(2, 3)" for an image, "2" for a sequence."""
+    return "2" if nd == 1 else f"({', '.join(str(d) for d in range(2, nd + 2))})"
+
+
+def shape_letters(nd: int) -> str:
+    """The spatial axes of a shape as (N, C, H, W) writes them: "H, W"."""
+    return {1: "L", 2: "H, W", 3: "D, H, W"}[nd]
 
 
 def on_positions(state: Spatial, dim: int, nd: int) -> bool:
-    """Whether axis `dim` of an `nd`-axis tensor in `state` holds height, width
-    or the axis they were merged into."""
+    """Whether axis `dim` of an `nd`-axis tensor in `state` holds a spatial
+    axis or the axis they were merged into."""
     return dim % nd - nd in state.axes
 
 
@@ -130,31 +183,33 @@ class Window:
     """Declare a custom module as a sliding window.
 
     Pass it as `receptive_field(model, custom={ModuleClass: Window(...)})`.
+    Each setting is one number for every spatial axis, or one per axis:
+    (h, w) for an image, (d, h, w) for a clip.
     """
 
-    kernel: int | tuple[int, int]
-    stride: int | tuple[int, int] = 1
+    kernel: int | tuple[int, ...]
+    stride: int | tuple[int, ...] = 1
     # Or "same": TensorFlow's, which pads the map so that n_out = ceil(n / s),
     # the extra pixel of an odd total on the far side (timm's Conv2dSame).
-    padding: int | tuple[int, int] | str = 0
-    dilation: int | tuple[int, int] = 1
+    padding: int | tuple[int, ...] | str = 0
+    dilation: int | tuple[int, ...] = 1
 
 
 POINTWISE = "pointwise"  # declare a custom module as not touching space
 
 
-def as_pair(v: Any) -> tuple[Any, Any]:
-    """(h, w) from a value for both axes (an int, a float) or from a pair."""
-    return tuple(v) if isinstance(v, (tuple, list, torch.Size)) else (v, v)
+def per_axis(v: Any, nd: int) -> tuple[Any, ...]:
+    """One value per spatial axis, from a value for all `nd` of them (an int,
+    a float) or from a sequence of them (of any length: the caller checks)."""
+    return tuple(v) if isinstance(v, (tuple, list, torch.Size)) else (v,) * nd
 
 
-def agreed(a: Any, b: Any) -> Any:
-    """An int when both axes agree, else the (h, w) pair."""
-    if isinstance(a, float) and a.is_integer():
-        a = int(a)
-    if isinstance(b, float) and b.is_integer():
-        b = int(b)
-    return a if a == b else (a, b)
+def agreed(*values: Any) -> Any:
+    """One value when the axes agree, else the tuple of them ((h, w), say);
+    a float that is a whole number as an int."""
+    values = tuple(int(v) if isinstance(v, float) and v.is_integer() else v
+                   for v in values)
+    return values[0] if all(v == values[0] for v in values) else values
 
 
 def declarations(name: str, window: str = "kernel, stride, padding, dilation",
@@ -213,3 +268,30 @@ def op_kind(node: fx.Node) -> str:
     """The op a function or method node calls, e.g. "add", "chunk"."""
     return node.target if isinstance(node.target, str) else getattr(
         node.target, "__name__", str(node.target))
+
+
+def settled(value: Any, op: str, what: str) -> Any:
+    """`value`, an argument `what` of the call `op` (a window, a pad), as
+    numbers. One computed from a tensor's size (x.size(-1), x.shape[2] // 2)
+    is what it was for the input given, as `graph.record_shapes` recorded it:
+    the table is for that size. One computed from a tensor's values could
+    differ from image to image: an RFError."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(settled(v, op, what) for v in value)
+    if not isinstance(value, fx.Node):
+        return value
+    if not _from_sizes(value) or "value" not in value.meta:
+        raise RFError(f"{op} has a {what} computed from a tensor's values, not "
+                      "its size.\nFix: give it as numbers.")
+    return value.meta["value"]
+
+
+def _from_sizes(node: fx.Node) -> bool:
+    """Whether graph node `node` is computed from tensors' sizes only
+    (x.size(), x.shape, x.dim() and arithmetic on them), never their values."""
+    if (node.op == "call_method" and node.target in ("size", "dim")) or (
+            node.target is getattr and node.args[1:2] in (("shape",), ("ndim",))):
+        return True
+    if node.op in ("placeholder", "get_attr") or node_shape(node) is not None:
+        return False  # a tensor, whose values it would read
+    return all(_from_sizes(a) for a in node.all_input_nodes)

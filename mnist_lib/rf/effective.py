@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..utils import eval_mode, unwrap
-from .axis import RFError, as_pair
+from .axis import RFError, per_axis
 from .graph import check_model, device_dtype
 from .table import RFRow
 
@@ -25,13 +25,13 @@ def unit_box(row: RFRow, i: int, k: int) -> tuple[float, float, float, float]:
         raise RFError(f"unit_box: row {row.name!r} has no box per unit ({why}).\n"
                       "Fix: pick a row before any global or uneven pooling (the "
                       "trunk of a model with a global pooling).")
-    nh, nw = as_pair(row.n_out)
+    nh, nw = per_axis(row.n_out, 2)
     if not (0 <= i < nh and 0 <= k < nw):
         raise RFError(f"unit_box: unit {(i, k)} is outside the {nh}x{nw} map of "
                       f"{row.name!r}.\nFix: pick rows 0-{nh - 1}, columns "
                       f"0-{nw - 1}.")
-    (sh, sw), (jh, jw), (rh, rw) = (as_pair(row.start_out), as_pair(row.j_out),
-                                    as_pair(row.r_out))
+    (sh, sw), (jh, jw), (rh, rw) = (per_axis(row.start_out, 2), per_axis(row.j_out, 2),
+                                    per_axis(row.r_out, 2))
     return sh + i * jh - rh / 2, sw + k * jw - rw / 2, rh, rw
 
 

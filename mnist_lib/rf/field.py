@@ -7,12 +7,23 @@
     29
     >>> print(table.to_markdown())   # doctest: +SKIP
 
+A sequence (audio) is given as (C, L), a clip (video) as (C, D, H, W):
+
+    >>> import torch.nn as nn
+    >>> audio = nn.Sequential(nn.Conv1d(1, 8, 80, stride=16), nn.MaxPool1d(4),
+    ...                       nn.Conv1d(8, 8, 3), nn.MaxPool1d(4))
+    >>> receptive_field(audio, (1, 16000)).headline
+    "RF 448 px, jump 256 px, at '3' (map 61)"
+
 CLI:  python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28
       python -m mnist_lib rf torchvision.models:resnet18 --input 3,224,224
       python -m mnist_lib rf my_net.py:Net      (a file of yours)
+      python -m mnist_lib rf my_audio.py:M5 --input 1,16000     (1-D)
 
-Per spatial axis every tensor carries four numbers (Araujo et al., Distill 2019;
-Dang Ha The Hien's "guide to receptive field arithmetic"):
+Per spatial axis (the length of a sequence; the height and width of an image;
+the depth, height and width of a clip) every tensor carries four numbers
+(Araujo et al., Distill 2019; Dang Ha The Hien's "guide to receptive field
+arithmetic"):
 
     n      feature-map size                n_out = floor((n_in + 2p - k_eff) / s) + 1
     j      jump: input pixels between      j_out = j_in * s
@@ -59,14 +70,26 @@ keep their defaults (targets=None); torch.compile and DataParallel wrappers
 are looked through. An op that returns its tensor inside a tuple or dict is
 refused, never dropped. An op without a rule is refused with how to
 declare it (`custom=`), unless it enlarges the map: no declaration describes
-an upsampling, so that error says why and where to stop instead.
+an upsampling, so that error says why and where to stop instead (a map of
+one global unit upsampled, as ASPP's pooled branch, is copies of it, as
+with expand). Recurrent layers (GRU, LSTM) are refused: each step sees all
+those before it.
+
+A setting computed from a tensor's size (F.avg_pool2d(x, x.size()[3])) is
+taken at the input's size: a global pooling only where it covers the whole
+map; one computed from a tensor's values is refused. What the traced graph
+cannot see is refused, never skipped: forward hooks and pre-hooks that change
+what a module kept whole computes, a TorchScript submodule. A forward
+replaced on an instance (model.forward = types.MethodType(f, model)) is the
+one traced, for the model and for its modules alike.
 
 The calculator is the package `mnist_lib.rf`. This module walks the model's
 graph; `rules` picks the rule for each op; `graph` makes the graph (torch.fx)
-and records each op's shape; `axis` holds the arithmetic above; `layers` the
-rules of convs, poolings, pads, Linear layers and merging branches; `reshapes`
-those of reshapes, permutes, slices, splits and reductions; `table` the table
-that `receptive_field` returns; `effective` the gradient-based effective RF.
+and records each op's shape, `hooks` refuses what it cannot see; `axis` holds the arithmetic above; `windows` the
+rules of convs, poolings and pads; `layers` those of modules, Linear layers
+and merging branches; `reshapes` those of reshapes, permutes, slices, splits
+and reductions; `table` the table that `receptive_field` returns; `effective`
+the gradient-based effective RF.
 """
 
 from __future__ import annotations
@@ -78,14 +101,15 @@ from typing import Any, Sequence
 import torch.fx as fx
 import torch.nn as nn
 
-from .axis import (CHANNELS_FIRST, Axis, RFError, Spatial, UnsupportedOpError, agreed,
-                   node_shape, op_kind, op_label)
+from .axis import (Axis, RFError, Spatial, UnsupportedOpError, agreed, node_shape,
+                   op_kind, op_label, spatial_dims)
 from ..utils import unwrap
 from .graph import check_model, check_size, record_shapes, trace_graph
+from .hooks import check_hooks
 from .layers import declared_as, global_unit, spreads
 from .reshapes import several_tensors, split_state
-from .rules import (ATTENTION_FUNCTIONS, ATTENTION_MODULES, attention_error, in_place,
-                    is_merge, is_template, is_view, row_name, rule_for, side_inputs)
+from .rules import (ATTENTION_FUNCTIONS, attention_error, in_place, is_merge,
+                    is_template, is_view, refusal, row_name, rule_for, side_inputs)
 from .table import RFRow, RFTable
 
 
@@ -93,7 +117,9 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                     custom: dict[type, Any] | None = None,
                     leaf_modules: Sequence[type] = (),
                     misaligned: str = "refuse") -> RFTable:
-    """Receptive field of every op in `model`, for an input of `input_size` (C, H, W).
+    """Receptive field of every op in `model`, for one input of `input_size`:
+    (C, H, W) for an image, (C, L) for a sequence (audio), (C, D, H, W) for a
+    clip (video), without the batch.
 
     custom: {module class: "pointwise" | Window(...)} for modules the
         calculator does not know; a declared class is one op, not traced inside,
@@ -117,7 +143,7 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     model = unwrap(model)
     gm = trace_graph(model, leaves, tuple(input_size))
     record_shapes(gm, model, tuple(input_size))
-    c, h, w = input_size
+    check_hooks(gm)
     states: dict[fx.Node, Spatial] = {}
     rows: list[RFRow] = []
     modules = dict(gm.named_modules())
@@ -135,7 +161,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     for node in gm.graph.nodes:
         if node.op == "placeholder":
             if node is image:  # others are arguments fixed at their defaults
-                states[node] = Spatial(Axis(h, 1, 1, 0.5), Axis(w, 1, 1, 0.5))
+                states[node] = Spatial(tuple(Axis(n, 1, 1, 0.5)
+                                             for n in input_size[1:]))
                 made_by[node] = frozenset()
             continue
         if node.op == "get_attr":
@@ -156,6 +183,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
             inputs = [latest.get(first, first)] if first in states else []
         if not inputs:  # e.g. x.size(0): no tensor flows through
             continue
+        if (refused := refusal(node, modules, custom)) is not None:
+            raise refused  # attention, a recurrent layer, TorchScript
         if in_place(node) and len(inputs) > 1 and isinstance(node.args[0], fx.Node) \
                 and is_view(node.args[0]):
             raise RFError(f"{op_label(node)} writes into a view of another tensor "
@@ -181,13 +210,6 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                 # not a hint to declare it, which could not be right.
                 _refuse_upsampling(node, modules, states[inputs[0]], out_shape)
                 raise
-            moved = [a for a in inputs
-                     if not states[a].flat and states[a].axes != CHANNELS_FIRST]
-            if moved and row.spatial and not is_merge(node, inputs):
-                # Every other rule reads height and width as the last two axes.
-                raise RFError(f"{op_label(node)} gets height and width not as its "
-                              "last two axes.\nFix: permute the tensor back to "
-                              "(N, C, H, W) before this op.")
             # The row's input: for gate * x, x (the gate is spread over x).
             src = (next((a for a in inputs if not spreads(a, out_shape)
                          and not global_unit(states[a])), inputs[0])
@@ -197,7 +219,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                                           side_inputs(node, inputs), states)
             _check_map_size(node, modules, custom, state_out, out_shape)
         states[node] = state_out
-        _fill(row, states[src], state_out, node_shape(src), out_shape, (h, w))
+        _fill(row, states[src], state_out, node_shape(src), out_shape,
+              input_size[1:])
         row.name = _unique(row_name(node), taken)
         row_of[node] = row
         rows.append(row)
@@ -217,22 +240,22 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
 
 def _fill(row: RFRow, state_in: Spatial, state_out: Spatial,
           in_shape: tuple[int, ...] | None, out_shape: tuple[int, ...],
-          size: tuple[int, int]) -> None:
+          size: tuple[int, ...]) -> None:
     """Fill in `row`'s numbers from the states before and after its op, and
-    the shapes; `size` is the input image's (H, W)."""
-    row.n_in = agreed(state_in.h.n, state_in.w.n)
-    row.n_out = agreed(state_out.h.n, state_out.w.n)
+    the shapes; `size` is the input's, one size per spatial axis."""
+    row.n_in = agreed(*(ax.n for ax in state_in.dims))
+    row.n_out = agreed(*(ax.n for ax in state_out.dims))
     row.j_in, row.j_out = _jump(state_in), _jump(state_out)
     row.uneven_in, row.uneven_out = _uneven(state_in), _uneven(state_out)
     row.global_in, row.global_out = _global(state_in), _global(state_out)
-    row.r_in = agreed(state_in.h.r, state_in.w.r)
-    row.r_out = agreed(state_out.h.r, state_out.w.r)
-    row.start_in = agreed(state_in.h.start, state_in.w.start)
-    row.start_out = agreed(state_out.h.start, state_out.w.start)
+    row.r_in = agreed(*(ax.r for ax in state_in.dims))
+    row.r_out = agreed(*(ax.r for ax in state_out.dims))
+    row.start_in = agreed(*(ax.start for ax in state_in.dims))
+    row.start_out = agreed(*(ax.start for ax in state_out.dims))
     row.ch_in = in_shape[1] if in_shape and len(in_shape) > 1 else None
     row.ch_out = out_shape[1] if len(out_shape) > 1 else None
     row.activation = math.prod(out_shape[1:])
-    row.exceeds_input = state_out.h.r > size[0] or state_out.w.r > size[1]
+    row.exceeds_input = any(ax.r > n for ax, n in zip(state_out.dims, size))
 
 
 def _first_tensor(value: Any, states: dict[fx.Node, Spatial] | None
@@ -262,12 +285,12 @@ def _with_side_inputs(node: fx.Node, row: RFRow, state: Spatial,
             raise RFError(
                 f"{op_label(node)} also computes from {other.name!r}, made from the "
                 "input but no global pooling.\nFix: make it from a pooling of the "
-                "whole map, x.mean((2, 3)), as a dynamic conv's kernel; or stop "
-                "before this op.")
+                f"whole map, x.mean({spatial_dims(state.nd)}), as a dynamic conv's "
+                "kernel; or stop before this op.")
         row.spatial = True
-        st = states[other]
-        state = replace(state, h=replace(state.h, r=max(state.h.r, st.h.r), glob=True),
-                        w=replace(state.w, r=max(state.w.r, st.w.r), glob=True))
+        state = replace(state, dims=tuple(
+            replace(ax, r=max(ax.r, g.r), glob=True)
+            for ax, g in zip(state.dims, states[other].dims)))
     return state
 
 
@@ -282,25 +305,25 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _jump(state: Spatial) -> Any:
-    """The table's jump: a number (or an (h, w) pair); None where the units
+    """The table's jump: a number (or one per axis); None where the units
     are not evenly spaced (after an uneven adaptive pooling: `_uneven`), for
     a single unit that pooled a whole map, which has no neighbour to step to,
     and for copies of one (`Axis.copies`)."""
-    h, w = state.h, state.w
-    if _uneven(state) or state.flat or h.copies or w.copies or (
-            h.n == 1 == w.n and (h.glob or w.glob)):
+    dims = state.dims
+    if _uneven(state) or state.flat or any(ax.copies for ax in dims) or (
+            all(ax.n == 1 for ax in dims) and _global(state)):
         return None
-    return agreed(h.j, w.j)
+    return agreed(*(ax.j for ax in dims))
 
 
 def _uneven(state: Spatial) -> bool:
     """Whether the units of `state` are unevenly spaced (`Axis.uneven`)."""
-    return state.h.uneven is not None or state.w.uneven is not None
+    return any(ax.uneven is not None for ax in state.dims)
 
 
 def _global(state: Spatial) -> bool:
     """Whether the units of `state` each depend on a whole map (`Axis.glob`)."""
-    return state.h.glob or state.w.glob
+    return any(ax.glob for ax in state.dims)
 
 
 def _holds_tensor(meta: Any) -> bool:
@@ -315,8 +338,7 @@ def _holds_tensor(meta: Any) -> bool:
 def _untracked(node: fx.Node, modules: dict[str, nn.Module]) -> RFError:
     """The refusal for an op that returns a tensor inside something else (a
     tuple with None, a dict), which the calculator would otherwise drop."""
-    mod = modules.get(node.target) if node.op == "call_module" else None
-    if isinstance(mod, ATTENTION_MODULES) or node.target in ATTENTION_FUNCTIONS:
+    if node.target in ATTENTION_FUNCTIONS:
         return attention_error(op_label(node))
     # The calculator follows one tensor an op: this one's RF would be dropped.
     box = type(node.meta["tensor_meta"]).__name__
@@ -326,15 +348,16 @@ def _untracked(node: fx.Node, modules: dict[str, nn.Module]) -> RFError:
 
 
 def _map_sizes(state: Spatial, out_shape: tuple[int, ...]
-               ) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """(height, width) of the map in `state`, and of an op's real output on the
-    same axes; None where there is no map (flattened, or not (N, C, H, W))."""
-    if state.flat or len(out_shape) != 4:
+               ) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The sizes of the map in `state`, one per spatial axis, and of an op's
+    real output on the same axes; None where there is no map (flattened, or
+    an output without those axes)."""
+    if state.flat or len(out_shape) < max(-a for a in state.axes) + 1:
         return None
-    return (state.h.n, state.w.n), (out_shape[state.axes[0]], out_shape[state.axes[1]])
+    return (tuple(ax.n for ax in state.dims), tuple(out_shape[a] for a in state.axes))
 
 
-def _size_text(n: tuple[int, int]) -> str:
+def _size_text(n: tuple[int, ...]) -> str:
     """A map's size as the errors write it, e.g. "26x26"."""
     return "x".join(map(str, n))
 
@@ -349,7 +372,7 @@ def _refuse_upsampling(node: fx.Node, modules: dict[str, nn.Module], state: Spat
     if sizes is None:
         return
     n_in, n_out = sizes
-    if n_out == n_in or n_out[0] < n_in[0] or n_out[1] < n_in[1]:
+    if n_out == n_in or any(o < i for i, o in zip(n_in, n_out)):
         return
     # After an upsampling, neighbouring units copy one unit (nearest) or mix
     # different numbers of units (bilinear, a transposed conv): no single jump

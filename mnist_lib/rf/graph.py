@@ -14,21 +14,27 @@ import contextlib
 import inspect
 import io
 import operator
+import os
 import sys
 import textwrap
-from typing import Any, Sequence
+import traceback
+import types
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .axis import RFError, agreed, declarations, node_shape, op_label
+from .axis import (INPUT_FORMS, RFError, agreed, declarations, node_shape,
+                   op_label)
+from .windows import FUNCTION_RULES, module_entry
 from ..utils import eval_mode
 
 
 def check_size(input_size: Any) -> tuple[int, ...]:
-    """`input_size` as a tuple of three positive ints, or an RFError."""
+    """`input_size` as a tuple of two to four positive ints (`INPUT_FORMS`),
+    or an RFError."""
     try:
         if isinstance(input_size, (str, bytes)):
             raise TypeError
@@ -36,13 +42,13 @@ def check_size(input_size: Any) -> tuple[int, ...]:
         size = tuple(operator.index(v) for v in input_size)
     except TypeError:
         size = ()
-    if len(size) != 3 or min(size) < 1 or any(isinstance(v, bool) for v in input_size):
-        # Four numbers are most often a batch shape, as torchsummary's users know it.
-        fix = ("without the batch: (C, H, W), not (N, C, H, W)" if len(size) == 4
-               else "e.g. (1, 28, 28) for MNIST")
-        fix = f"give one image's size, {fix}"
-        raise RFError("input_size must be three positive integers (C, H, W), got "
-                      f"{input_size!r}.\nFix: {fix}.")
+    if not 2 <= len(size) <= 4 or min(size) < 1 or any(
+            isinstance(v, bool) for v in input_size):
+        raise RFError("input_size must be the channels and one size per spatial "
+                      f"axis, positive integers, got {input_size!r}.\nFix: give one "
+                      "input's size, without the batch: (C, H, W) for an image, e.g. "
+                      "(1, 28, 28),\n    (C, L) for a sequence, (C, D, H, W) for a "
+                      "clip.")
     return size
 
 
@@ -98,15 +104,29 @@ def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, keeping `leaves` opaque and knowing, in `inside`,
-    the submodules (name, module) whose forward() it is tracing."""
+    the submodules (name, module) whose forward() it is tracing. A forward
+    replaced on an instance (model.forward = types.MethodType(f, model), as
+    one cuts a torchvision net for its features) is the one traced: torch.fx
+    would trace the class's."""
 
-    def __init__(self, leaves: tuple[type, ...]) -> None:
+    def __init__(self, leaves: tuple[type, ...], forward: Callable | None = None
+                 ) -> None:
         super().__init__()
-        self.leaves = leaves
+        self.leaves, self.forward = leaves, forward
         self.inside: list[tuple[str, nn.Module]] = []
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
+        if isinstance(m, self.leaves) or isinstance(m, torch.jit.ScriptModule):
+            return True  # a ScriptModule cannot be traced into: `rules` says so
+        if "forward" in m.__dict__:
+            return False  # its own forward, not the one its class's rule reads
+        return super().is_leaf_module(m, qualname)
+
+    def create_args_for_root(self, root_fn: Any, is_module: bool,
+                             concrete_args: Any = None) -> Any:
+        if is_module and self.forward is not None:
+            root_fn = self.forward
+        return super().create_args_for_root(root_fn, is_module, concrete_args)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         self.inside.append((self.path_of_module(m), m))
@@ -116,12 +136,30 @@ class _Tracer(fx.Tracer):
         return out
 
 
+def _instance_forward(model: nn.Module) -> Callable | None:
+    """The forward set on `model` itself, as a function of (self, x) for the
+    tracer; None if it has its class's."""
+    forward = model.__dict__.get("forward")
+    if forward is None:
+        return None
+    if isinstance(forward, types.MethodType) and forward.__self__ is model:
+        return forward.__func__
+
+    def call(self: nn.Module, x: Any) -> Any:  # a lambda, or another callable
+        return forward(x)
+    return call
+
+
 def trace_graph(model: nn.Module, leaves: tuple[type, ...],
                 input_size: tuple[int, ...]) -> fx.GraphModule:
     """The model as a torch.fx graph, its `leaves` kept whole; an RFError that
     says why if torch.fx cannot trace it, or if the model's own forward fails."""
-    tracer = _Tracer(leaves)
-    fixed = fixed_arguments(model)
+    forward = _instance_forward(model)
+    tracer = _Tracer(leaves, forward)
+    # forward()'s arguments after the image, at their defaults; a replaced
+    # forward that is no method of the model takes the image alone.
+    own = forward is None or getattr(model.forward, "__func__", None) is forward
+    fixed = fixed_arguments(model) if own else {}
     try:
         # In eval mode, as the shapes are taken: a model's training-only
         # branches (the auxiliary heads of GoogLeNet and Inception v3) are not
@@ -176,19 +214,34 @@ def _forward_failure(model: nn.Module, input_size: tuple[int, ...]) -> str | Non
 def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
                  err: Exception, size: bool = False) -> str:
     """Why torch.fx failed, naming the innermost module it was tracing, and
-    the fix: Python free of data-dependent control flow, or a declaration
-    (a declared module is not traced inside). `size`: what failed is computed
-    from the input's size (`_reads_size`), which no rewrite avoids: then the
-    fix is the declaration, for a conv or pooling the Window it slides."""
+    the fix. By what it failed on: an `assert` (on a shape, say) or a write
+    into a slice (a[:, :2] = b), which have fixes of their own; else
+    data-dependent control flow, whose fix is Python free of it or a
+    declaration (a declared module is not traced inside). `size`: what
+    failed is computed from the input's size (`_reads_size`), which no
+    rewrite avoids: then the fix is the declaration, for a conv or pooling
+    the Window it slides."""
     why = "\n".join(textwrap.fill(line, 77, initial_indent="  ",
                                   subsequent_indent="  ")
                     for line in f"{err}".splitlines())
+    where = (f"{type(model).__name__}.forward()" if not inside
+             else f"module {inside[-1][0]!r} ({type(inside[-1][1]).__name__})")
+    line = _failing_line(err)
+    if line.startswith("assert"):
+        return (f"torch.fx could not trace {where}: it asserts on a traced value, "
+                f"`{_short(line)}` (below).\nFix: check that outside forward(), "
+                "or drop the assert: torch.fx cannot evaluate it.\n" + why)
+    if isinstance(err, TypeError) and "does not support item assignment" in str(err):
+        return (f"torch.fx could not trace {where}: it writes into a slice of a "
+                f"tensor, `{_short(line)}` (below).\nFix: build the tensor from its "
+                "pieces instead, e.g. torch.cat([b, a[:, 2:]], dim=1) for "
+                "a[:, :2] = b.\n" + why)
     cause = ": it computes from its input's size" if size else ""
     if not inside:  # the model's own forward()
         fix = ("move that code into a module and declare it:" if size else
                "drop its data-dependent control flow, or move it into a "
                "declared module:")
-        return (f"torch.fx could not trace {type(model).__name__}.forward(){cause} "
+        return (f"torch.fx could not trace {where}{cause} "
                 f"(below).\nFix: {fix}\n{declarations('YourModule')}\n{why}")
     path, mod = inside[-1]
     name = type(mod).__name__
@@ -202,15 +255,31 @@ def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
         fix = "declare it:" if size else ("remove its data-dependent control flow, "
                                           "or declare it:")
         fix += "\n" + declarations(name)
-    return (f"torch.fx could not trace module {path!r} ({name}){cause} (below).\n"
+    return (f"torch.fx could not trace {where}{cause} (below).\n"
             f"Fix: {fix}\n{why}")
+
+
+def _failing_line(err: BaseException) -> str:
+    """The source line, stripped, of the innermost frame of `err`'s traceback
+    outside torch: the model's line that torch.fx failed on ("" if none)."""
+    torch_dir = os.path.dirname(torch.__file__)
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith(torch_dir)]
+    return (frames[-1].line or "").strip() if frames else ""
+
+
+def _short(line: str, width: int = 40) -> str:
+    """A line of code, cut to `width` characters for a message."""
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def _window_of(mod: nn.Module, size: bool) -> str | None:
     """The Window arguments of a conv or pooling module `mod` (e.g. "3, 2,
     'same'"), with TensorFlow's "same" padding if it pads by the map `size`;
     None for any other module."""
-    if not isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+    windows = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d,
+               nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+    if not isinstance(mod, windows):
         return None
 
     def one(v: Any) -> Any:
@@ -224,13 +293,25 @@ def _window_of(mod: nn.Module, size: bool) -> str | None:
 
 
 class _ShapeProp(ShapeProp):
-    """torch's shape pass, remembering the node it runs (for error messages)."""
+    """torch's shape pass, remembering the node it runs (for error messages)
+    and, in a node's meta "value", the numbers a node computes (x.size(-1),
+    h // 2): `axis.settled` reads a window computed from the map's size."""
 
     node: fx.Node | None = None
 
     def run_node(self, n: fx.Node) -> Any:
         self.node = n
-        return super().run_node(n)
+        result = super().run_node(n)
+        if _numbers(result):
+            n.meta["value"] = tuple(result) if isinstance(result, tuple) else result
+        return result
+
+
+def _numbers(value: Any) -> bool:
+    """Whether `value` is a number or a tuple (a torch.Size) or list of them."""
+    if isinstance(value, (tuple, list)):
+        return all(isinstance(v, (int, float)) for v in value)
+    return isinstance(value, (int, float))
 
 
 def record_shapes(gm: fx.GraphModule, model: nn.Module,
@@ -269,7 +350,31 @@ def _shape_error(gm: fx.GraphModule, node: fx.Node | None,
     shape = ", ".join(map(str, input_size))
     said = textwrap.fill(f"{type(cause).__name__}: {cause}", 77,
                          initial_indent="  ", subsequent_indent="  ")
-    return RFError(
-        f"{_who(node)} raised on a (1, {shape}) input (below).\n"
-        "Fix: give the size the model expects, (C, H, W) (CLI: --input C,H,W).\n"
-        f"{said}")
+    fix = "give the size the model expects, (C, H, W) (CLI: --input C,H,W)."
+    first = _first_window(gm)
+    if first is not None and first[1] != len(input_size) - 1:
+        # Most often an input of the wrong form: a batch shape, an image's
+        # size for a sequence model, a (H, W) without channels.
+        op, nd = first
+        if len(input_size) == nd + 2:
+            fix = (f"give input_size without the batch: {INPUT_FORMS[nd]}, not "
+                   f"(N, {INPUT_FORMS[nd][1:]}.")
+        else:
+            fix = f"give input_size as {INPUT_FORMS[nd]}, one size per spatial axis."
+        fix += f"\n    ({op} slides over {nd} spatial axes.)"
+    return RFError(f"{_who(node)} raised on a (1, {shape}) input (below).\n"
+                   f"Fix: {fix}\n{said}")
+
+
+def _first_window(gm: fx.GraphModule) -> tuple[str, int] | None:
+    """The first op of `gm` that slides over a known number of spatial axes
+    (a Conv2d: 2), named as errors name it, and that number; None if none."""
+    for node in gm.graph.nodes:
+        found = None
+        if node.op == "call_module":
+            found = module_entry(type(gm.get_submodule(node.target)))
+        elif node.op == "call_function":
+            found = FUNCTION_RULES.get(node.target)
+        if found is not None and found[0] is not None:
+            return op_label(node), found[0]
+    return None

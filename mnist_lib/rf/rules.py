@@ -1,7 +1,8 @@
 """Which rule each op of a model's graph gets: the tables of functions and
 methods by kind (pointwise, merges, reshapes, reductions, ...) and `rule_for`,
-which looks an op up and returns its rule, from `layers` (windows, merges)
-or `reshapes` (axes, slices, reductions). Also what `field` asks of an op
+which looks an op up and returns its rule, from `windows` (convs, pools,
+pads), `layers` (modules, Linear layers, merges) or `reshapes` (axes,
+slices, reductions). Also what `field` asks of an op
 before it applies the rule: whether it writes into its input in place, and
 which of its inputs it merges."""
 
@@ -16,14 +17,13 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_arg,
-                   node_shape, op_kind, op_label)
-from .layers import (adaptive_rule, declared_as, functional_conv, functional_pool,
-                     linear_rule, matmul_rule, merge_rule, module_rule, pad_rule,
-                     window_rule)
+from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_shape,
+                   op_kind, op_label)
+from .layers import declared_as, linear_rule, matmul_rule, merge_rule, module_rule
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
-                       several_tensors, softmax_over, softmax_rule)
+                       several_tensors, softmax_over, softmax_rule, spread_unit)
 from .table import RFRow
+from .windows import function_rule
 
 # Which rule an op gets, by what it is.
 _POINTWISE_FUNCTIONS = {
@@ -55,7 +55,8 @@ _MERGE_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv,
                     torch.div, torch.pow, torch.maximum, torch.minimum, torch.where,
                     torch.cat}
 _POINTWISE_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "float",
-                      "double", "half", "bfloat16", "to", "clone", "detach", "exp",
+                      "double", "half", "bfloat16", "long", "int", "bool", "to",
+                      "clone", "detach", "exp",
                       "abs", "neg", "type_as", "mul", "add", "sub", "div", "mul_",
                       "add_", "sub_", "div_", "clamp", "clamp_", "clip", "pow",
                       "sqrt", "rsqrt", "log", "square", "masked_fill",
@@ -81,8 +82,12 @@ _REDUCE_FUNCTIONS = {torch.mean, torch.amax, torch.amin, torch.sum,
 _REDUCE_METHODS = {"mean", "amax", "amin", "sum", "max", "min", "logsumexp"}
 
 # Attention mixes every position with every other: no RF arithmetic follows it.
-ATTENTION_MODULES = (nn.MultiheadAttention,)
 ATTENTION_FUNCTIONS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+# Upsampling: refused (`field._refuse_upsampling`), but for a map of one unit,
+# whose copies it makes (ASPP's pooled branch, brought back to the map's size).
+UPSAMPLING_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+UPSAMPLING_FUNCTIONS = (F.interpolate, F.upsample, F.upsample_nearest,
+                        F.upsample_bilinear)
 
 
 def attention_error(what: str) -> RFError:
@@ -90,6 +95,46 @@ def attention_error(what: str) -> RFError:
     return RFError(
         f"{what} is attention: it mixes every position.\n"
         "Fix: give the calculator the part before it (a ViT's patch embedding, say).")
+
+
+def _recurrent_error(what: str) -> RFError:
+    # A bidirectional one sees the steps after it too.
+    return RFError(
+        f"{what} is recurrent: each step sees all the steps before it, so its RF "
+        "grows with its position.\nFix: give the calculator the part before it "
+        "(the convolutional front-end).")
+
+
+def _script_error(what: str) -> RFError:
+    return RFError(
+        f"{what} is TorchScript (torch.jit.script): torch.fx cannot look inside it."
+        "\nFix: put the nn.Module it was scripted from in its place.")
+
+
+# Modules refused whatever their input, with the reason: no declaration
+# could describe attention or recurrence.
+REFUSED_MODULES: dict[type, Callable[[str], RFError]] = {
+    nn.MultiheadAttention: attention_error,
+    nn.RNNBase: _recurrent_error,  # RNN, LSTM, GRU
+}
+
+
+def refusal(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any]
+            ) -> RFError | None:
+    """The RFError for a module `REFUSED_MODULES` names; unless `custom`
+    declares it, for a TorchScript module too, or one named as attention (as
+    swin's or timm's blocks are). None for any other op."""
+    if node.op != "call_module":
+        return None
+    mod = modules[node.target]
+    error = next((f for cls, f in REFUSED_MODULES.items() if isinstance(mod, cls)),
+                 None)
+    if error is None and declared_as(mod, custom) is None:
+        if isinstance(mod, torch.jit.ScriptModule):
+            error = _script_error
+        elif "attention" in type(mod).__name__.lower():
+            error = attention_error
+    return error(op_label(node)) if error is not None else None
 
 
 def is_merge(node: fx.Node, inputs: list[fx.Node]) -> bool:
@@ -154,19 +199,18 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     op = op_label(node)  # how an error names this node
     if node.op == "call_module":
         mod = modules[node.target]
-        named = "attention" in type(mod).__name__.lower()  # swin's, a timm block
-        if isinstance(mod, ATTENTION_MODULES) or (
-                named and declared_as(mod, custom) is None):
-            raise attention_error(op)
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
-        if isinstance(mod, nn.Flatten) and type(mod) not in custom:
+        undeclared = type(mod) not in custom
+        if isinstance(mod, nn.Flatten) and undeclared:
             return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
-        if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) \
-                and type(mod) not in custom:
+        if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) and undeclared:
             rule = softmax_over(mod.dim, node_shape(inputs[0]), row, op,
                                 states[inputs[0]])
             return rule, row
+        if isinstance(mod, UPSAMPLING_MODULES) and undeclared \
+                and _one_unit(states[inputs[0]]):
+            return spread_unit(states[inputs[0]], node_shape(node), row, op), row
         return module_rule(mod, row, op, custom, states[inputs[0]]), row
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
@@ -204,26 +248,10 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
     if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
             node.op == "call_method" and target in _AXES_METHODS):
         return axes_rule(node, inputs[0], row), row
-    if node.op == "call_function" and target in (F.max_pool2d, F.avg_pool2d):
-        return functional_pool(node, row), row
-    if node.op == "call_function" and target in (F.conv2d, torch.conv2d):
-        return functional_conv(node, row), row
-    if node.op == "call_function" and target in (F.conv_transpose2d,
-                                                 torch.conv_transpose2d):
-        return functional_conv(node, row, transposed=True), row
-    if node.op == "call_function" and target in (F.pixel_unshuffle,
-                                                 torch.pixel_unshuffle):
-        # Each r x r block becomes one position's channels: a window r, stride r.
-        factor = node_arg(node, "downscale_factor", 1)
-        row.spatial = True
-        return window_rule(row, op, factor, factor, 0, 1), row
-    if node.op == "call_function" and target is F.pad:
-        return pad_rule(node, row), row
-    if node.op == "call_function" and target in (F.adaptive_avg_pool2d,
-                                                 F.adaptive_max_pool2d):
-        size = node.args[1] if len(node.args) > 1 else node.kwargs["output_size"]
-        row.spatial = True
-        return (lambda s: adaptive_rule(s, size, row, op)), row
+    if (rule := function_rule(node, row)) is not None:  # convs, pools, pads
+        return rule, row
+    if target in UPSAMPLING_FUNCTIONS and _one_unit(states[inputs[0]]):
+        return spread_unit(states[inputs[0]], node_shape(node), row, op), row
     if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
             or (node.op == "call_method" and target in _REDUCE_METHODS):
         return reduce_rule(node, inputs[0], row), row
@@ -233,3 +261,8 @@ def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, An
             node.op == "call_method" and target in ("matmul", "mm", "bmm")):
         return matmul_rule(node, inputs, states, row), row
     raise UnsupportedOpError(declare_hint(op))
+
+
+def _one_unit(state: Spatial) -> bool:
+    """Whether `state` is a map of one unit (1x1, for an image)."""
+    return not state.flat and all(ax.n == 1 for ax in state.dims)

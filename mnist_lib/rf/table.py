@@ -9,12 +9,15 @@ from __future__ import annotations
 import html
 import textwrap
 from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from typing import Any, Iterator, Sequence
 
 
 @dataclass
 class RFRow:
-    """One op of the model, in forward order. Spatial values: int, or (h, w)."""
+    """One op of the model, in forward order. Spatial values: one number for
+    every spatial axis, or one per axis where they differ: (h, w) for an
+    image, (d, h, w) for a clip."""
 
     name: str
     kind: str
@@ -127,7 +130,7 @@ class RFTable:
     """
 
     rows: list[RFRow]
-    input_size: tuple[int, int, int]
+    input_size: tuple[int, ...]  # (C, L), (C, H, W) or (C, D, H, W)
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     final: RFRow = field(init=False)
     trunk: RFRow = field(init=False)
@@ -167,11 +170,13 @@ class RFTable:
         e.g. "RF 29 px, jump 4 px, at 'block2.1.0' (map 3x3); global from 'gap'
         (AdaptiveAvgPool2d) on"."""
         t, g = self.trunk, self.first_global
-        size = _size(self.input_size[1:])
+        nd = len(self.input_size) - 1
+        size = _size(self.input_size[1:], nd)
         big = f" (more than the {size} input)" if t.exceeds_input else ""
         jump = (", jump uneven" if t.uneven_out else "" if t.j_out is None
                 else f", jump {fmt_cell(t.j_out)} px")
-        where = f"at {t.name!r}" + (f" (map {_size(t.n_out)})" if t.n_out != 1 else "")
+        where = f"at {t.name!r}" + (f" (map {_size(t.n_out, nd)})" if t.n_out != 1
+                                    else "")
         rf = f"RF {fmt_cell(t.r_out)} px{big}{jump}, {where}"
         if g is None:
             return rf
@@ -346,10 +351,11 @@ def as_numbers(v: Any) -> tuple[float, ...]:
     return tuple(v) if isinstance(v, tuple) else (v,)
 
 
-def _size(n: Any) -> str:
-    """A map's size as the headline writes it, e.g. "7x7" or "7x5"."""
-    h, w = (n, n) if not isinstance(n, (tuple, list)) else n
-    return f"{fmt_cell(h)}x{fmt_cell(w)}"
+def _size(n: Any, nd: int) -> str:
+    """A map of `nd` spatial axes' size as the headline writes it, e.g. "7x7"
+    or "7x5" for an image, "497" for a sequence, "2x7x7" for a clip."""
+    sizes = tuple(n) if isinstance(n, (tuple, list)) else (n,) * nd
+    return "x".join(map(fmt_cell, sizes))
 
 
 def cell_value(row: RFRow, column: str) -> Any:
@@ -384,10 +390,14 @@ def cell_text(row: RFRow, column: str) -> str:
 
 
 def fmt_cell(v: Any) -> str:
+    """A cell as text: exactly the number the row holds, never rounded nor in
+    exponent notation (a start of -1022.5 is "-1022.5", 12000.5 "12000.5")."""
     if v is None:
         return ""
     if isinstance(v, tuple):
         return "(" + ", ".join(fmt_cell(x) for x in v) + ")"
     if isinstance(v, float):
-        return str(int(v)) if v.is_integer() else f"{v:.4g}"
+        # Python's shortest repr, which reads back as the same float, written
+        # out in full: 1.2e+16 as 12000000000000000.
+        return str(int(v)) if v.is_integer() else format(Decimal(repr(v)), "f")
     return str(v)

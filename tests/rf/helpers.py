@@ -81,25 +81,70 @@ def swap(model: nn.Module, cls: type, make) -> nn.Module:
     return model
 
 
+_AVERAGE = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d,
+            nn.MaxPool3d: nn.AvgPool3d}
+
+
 def averaging(model: nn.Module) -> nn.Module:
     """`model` made a gradient probe of any depth: eval mode, float64, every
-    conv and Linear averaging its inputs (weights 1 / fan-in, no bias), every
-    BatchNorm the identity and every max-pool an average pool of its window.
+    conv (1-D, 2-D or 3-D) and Linear averaging its inputs (weights 1 /
+    fan-in, no bias), every BatchNorm the identity and every max-pool an
+    average pool of its window.
 
     Values stay positive and near 1, so no activation clips them (no sigmoid
     saturates, no ReLU cuts) and a max-pool's gradient is not sent to one
     pixel of a tie: the support of a gradient is then exactly the RF."""
-    swap(model, nn.MaxPool2d, lambda m: nn.AvgPool2d(m.kernel_size, m.stride,
-                                                     m.padding, m.ceil_mode))
+    for pool, average in _AVERAGE.items():
+        swap(model, pool, lambda m, average=average: average(
+            m.kernel_size, m.stride, m.padding, m.ceil_mode))
     model.eval().double()
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
             nn.init.constant_(m.weight, 1.0 / m.weight[0].numel())
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
             m.reset_parameters()
     return model
+
+
+def spans(model: nn.Module, size: tuple[int, ...], channels: int = 1,
+          centre: bool = True) -> list[tuple[int, int]]:
+    """For each spatial axis of an input of `size` (L; H, W; or D, H, W), the
+    first and last + 1 of the positions that reach the output's central unit
+    (with `centre=False`, any unit); `averaging(model)` first, so that no
+    gradient cancels. `support`, for any number of spatial axes."""
+    x = torch.ones(1, channels, *size, dtype=torch.float64, requires_grad=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in `support`: small maps on a busy machine
+    try:
+        out = model(x)
+        if centre and out.dim() == len(size) + 2:
+            out = out[(0, slice(None), *(n // 2 for n in out.shape[2:]))]
+        (grad,) = torch.autograd.grad(out.sum(), x)
+    finally:
+        torch.set_num_threads(threads)
+    reached = (grad[0].abs().sum(0) != 0).nonzero()
+    return [(int(reached[:, d].min()), int(reached[:, d].max()) + 1)
+            for d in range(len(size))]
+
+
+def boxes(row: RFRow, size: tuple[int, ...], clip: bool = False
+          ) -> list[tuple[float, float]]:
+    """For each spatial axis, the first and last + 1 input position of the
+    theoretical RF of the central unit of `row`'s map (an input of `size`);
+    with `clip`, cut to the input, as a gradient sees it."""
+    nd = len(size)
+
+    def each(v):
+        return tuple(v) if isinstance(v, tuple) else (v,) * nd
+
+    found = []
+    for n, j, r, start, length in zip(each(row.n_out), each(row.j_out),
+                                      each(row.r_out), each(row.start_out), size):
+        lo = start + (n // 2) * j - r / 2
+        found.append((max(lo, 0), min(lo + r, length)) if clip else (lo, lo + r))
+    return found
 
 
 def support(model: nn.Module, size: tuple[int, int], channels: int = 1,
@@ -312,12 +357,19 @@ class FunctionalConvs(nn.Module):
 
 
 class ComputedStride(nn.Module):
-    def __init__(self):
+    """A 3x3 conv whose stride forward() computes: from the input's size (2
+    on a 28-px image) or, with `values`, from its values (2 where its mean is
+    below 1, as for the zeros the calculator runs it on)."""
+
+    def __init__(self, values: bool = False):
         super().__init__()
+        self.values = values
         self.weight = nn.Parameter(torch.ones(2, 1, 3, 3))
 
     def forward(self, x):
-        return F.conv2d(x, self.weight, stride=x.shape[-1] // 14)
+        stride = (1 + (x.mean() < 1).long().item() if self.values
+                  else x.shape[-1] // 14)
+        return F.conv2d(x, self.weight, stride=stride)
 
 
 class Unshuffle(nn.Module):
@@ -505,4 +557,4 @@ class UpsampleNet(nn.Sequential):
 
 # What `from tests.rf.helpers import *` gives each test file (the private
 # helpers and the modules too).
-__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'UpsampleNet']
+__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'spans', 'boxes', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'UpsampleNet']

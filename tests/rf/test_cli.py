@@ -60,7 +60,9 @@ def test_cli_columns(capsys):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["mnist_lib.models:Model_4", "--input", "28,28"], "three positive integers"),
+    (["mnist_lib.models:Model_4", "--input", "0,28,28"],
+     "--input must be the channels and one size per spatial axis"),
+    (["mnist_lib.models:Model_4", "--input", "28"], "C,H,W (or C,L, or C,D,H,W)"),
     (["mnist_lib.models:Model_4", "--columns", "name,rf"], "unknown column(s) 'rf'"),
     (["mnist_lib.models:Model_4", "--columns", ","], "(none given)"),
     (["mnist_lib.models"], "PACKAGE.MODULE:CALLABLE"),
@@ -152,6 +154,22 @@ def test_docstring_examples_hold():
     for module in (mnist_lib.rf, mnist_lib.rf.field):
         result = doctest.testmod(module)
         assert result.attempted >= 3 and result.failed == 0, module
+
+
+def test_readme_1d_example_holds():
+    """The README's audio front-end, run, gives the headline its comment says."""
+    import re
+
+    from mnist_lib.rf import receptive_field
+
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                 if "Conv1d" in b)
+    *code, last = block.strip().splitlines()
+    call, said = last.split("  # ")
+    scope = {"receptive_field": receptive_field}
+    exec("\n".join(code), scope)
+    assert repr(eval(call, scope)) == said
 
 
 def test_readme_rf_commands_run(capsys):

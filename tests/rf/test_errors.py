@@ -357,16 +357,28 @@ def test_effective_rf_names_a_wrong_image_layer_or_unit(image, layer, unit, msg)
     assert all(m.training for m in model.modules())  # its modes are given back
 
 
-@pytest.mark.parametrize("size", [(28, 28), 28, "1,28,28", (1, 0, 28), (1.0, 28, 28),
-                                  (True, 28, 28), (1, 28, 28, 1)])
-def test_input_size_must_be_three_positive_ints(size):
-    with pytest.raises(RFError, match=r"three positive integers \(C, H, W\)"):
+@pytest.mark.parametrize("size", [28, (28,), "1,28,28", (1, 0, 28), (1.0, 28, 28),
+                                  (True, 28, 28), (1, 2, 28, 28, 1)])
+def test_input_size_must_be_the_channels_and_one_size_per_axis(size):
+    with pytest.raises(RFError, match=r"^input_size must be the channels and one "
+                                      r"size per spatial axis, positive integers"):
         receptive_field(MODELS["Model_4"](), size)
 
 
 def test_a_batch_shape_is_told_to_drop_the_batch():
+    # (1, 1, 28, 28) is a clip's size too: the first layer, a Conv2d, says
+    # which form the model takes.
     with pytest.raises(RFError, match=r"without the batch: \(C, H, W\), not \(N, C"):
         receptive_field(MODELS["Model_4"](), (1, 1, 28, 28))
+
+
+def test_an_input_of_another_form_is_told_the_form_the_first_layer_takes():
+    # (28, 28) is a sequence's size: 28 channels of 28 steps.
+    with pytest.raises(RFError) as err:
+        receptive_field(MODELS["Model_4"](), (28, 28))
+    fix, where = str(err.value).splitlines()[1:3]
+    assert fix == "Fix: give input_size as (C, H, W), one size per spatial axis."
+    assert where == "    (module 'block1.0.0' (Conv2d) slides over 2 spatial axes.)"
 
 
 @pytest.mark.parametrize("model, msg", [
@@ -675,7 +687,9 @@ REFUSALS = {
                          "module 'block1.0.0' (Conv2d)"),
     "a class": (lambda: receptive_field(MODELS["Model_4"], (1, 28, 28)),
                 "Model_4 is a class"),
-    "a batch shape": (_refuse(MODELS["Model_4"], (1, 1, 28, 28)), "input_size"),
+    "a bad input size": (_refuse(MODELS["Model_4"], (1, 0, 28)), "input_size"),
+    "a batch shape": (_refuse(MODELS["Model_4"], (1, 1, 28, 28)),
+                      "module 'block1.0.0' (Conv2d)"),
     "attention": (_refuse(PatchAttention(functional=True).eval(), (1, 28, 28)),
                   "operation 'scaled_dot_product_attention' is attention"),
     "a tuple": (_refuse(AddsItsInput, (1, 15, 15), leaf_modules=[WithNone]),
@@ -696,9 +710,10 @@ REFUSALS = {
                          "operation 'max'"),
     "softmax over width": (_refuse(Pooled(nn.Softmax(dim=-1)), (1, 10, 10)),
                            "module 'pool' (Softmax)"),
-    "window at run time": (_refuse(Pooled(lambda x: F.avg_pool2d(x, x.size(2) // 2)),
-                                   (1, 10, 10)), "operation 'avg_pool2d'"),
-    "stride at run time": (_refuse(ComputedStride, (1, 28, 28)), "operation 'conv2d'"),
+    "window from values": (_refuse(Pooled(lambda x: F.avg_pool2d(
+        x, 1 + (x.mean() < 1).long().item())), (1, 10, 10)), "operation 'avg_pool2d'"),
+    "stride from values": (_refuse(ComputedStride(values=True), (1, 28, 28)),
+                           "operation 'conv2d'"),
     "empty map": (_refuse(Row(lambda x: x[:, :, 1:, 1:]), (1, 1, 1)), "'getitem'"),
     "two inputs": (_refuse(TwoInputs), "TwoInputs.forward(x, y)"),
     "Linear over width": (_refuse(AlongWidth("Linear"), (1, 20, 20)),

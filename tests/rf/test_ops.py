@@ -71,9 +71,12 @@ def test_crops_and_strided_slices_match_the_gradient():
     (sh, sw), (jh, jw) = f.start_out, f.j_out
     assert (h, w) == f.r_out
     assert (top, left) == (sh + i * jh - h / 2, sw + k * jw - w / 2)
-    for index in (Row(lambda x: x[:, :, 0]), Row(lambda x: x[None])):
-        with pytest.raises(RFError, match="drops or adds an axis"):
-            receptive_field(index, (1, 8, 8))
+    with pytest.raises(RFError, match="an int that drops the height, a spatial axis"):
+        receptive_field(Row(lambda x: x[:, :, 0]), (1, 8, 8))
+    # An axis added (before, refused as one that "drops or adds an axis")
+    # leaves every unit where it is.
+    added = receptive_field(Row(lambda x: x[None]), (1, 8, 8)).final
+    assert (added.n_out, added.r_out, added.start_out) == (8, 1, 0.5)
 
 
 def test_a_slice_or_crop_that_leaves_nothing_is_named():
@@ -108,11 +111,25 @@ def test_flattened_positions_are_tracked_not_guessed():
     assert receptive_field(tokens, (1, 10, 10)).final.r_out == 3
     back = Pooled(lambda x: x.flatten(2).view(x.size(0), 4, 8, 8))  # unflatten
     assert receptive_field(back, (1, 10, 10)).final.n_out == 8
-    for pool, match in [(lambda x: x.view(x.size(0), 4, 32, 2), "moving pixels"),
-                        (lambda x: nn.functional.avg_pool2d(x, x.size(2) // 2),
-                         "computed at run time")]:
-        with pytest.raises(RFError, match=match):
-            receptive_field(Pooled(pool), (1, 10, 10))
+    with pytest.raises(RFError, match="moving pixels"):
+        receptive_field(Pooled(lambda x: x.view(x.size(0), 4, 32, 2)), (1, 10, 10))
+
+
+def test_a_window_computed_from_the_map_s_size_is_the_window_at_that_size():
+    # A 4x4 window on the conv's 8x8 map: RF 3 + 3 = 6, jump 4 (before,
+    # refused as "computed at run time"); the gradient agrees.
+    model = Pooled(lambda x: nn.functional.avg_pool2d(x, x.size(2) // 2))
+    f = receptive_field(model, (1, 10, 10)).final
+    assert (f.kernel, f.n_out, f.j_out, f.r_out) == (4, 2, 4, 6)
+    (top, left, h, w), (i, k) = empirical_rf(model, 10)
+    assert (h, w) == (6, 6) and (top, left) == (f.start_out + i * 4 - 3,) * 2
+    # From the values of a tensor, it could change from image to image.
+    by_values = Pooled(lambda x: nn.functional.avg_pool2d(
+        x, 1 + (x.mean() < 1).long().item()))
+    with pytest.raises(RFError, match=r"^operation 'avg_pool2d' has a kernel_size "
+                                      r"computed from a tensor's values, not its "
+                                      r"size\.\nFix: give it as numbers"):
+        receptive_field(by_values, (1, 10, 10))
 
 
 def test_functional_pad_squeeze_and_elementwise_ops():
@@ -156,10 +173,16 @@ def test_functional_conv_is_the_conv_module():
     assert (h, w) == (t.final.r_out, t.final.r_out)
 
 
-def test_functional_conv_with_a_stride_computed_at_run_time_is_refused():
-    with pytest.raises(RFError, match="(?s)stride, padding or dilation computed at "
-                                      "run time.*nn.Conv2d"):
-        receptive_field(ComputedStride(), (1, 28, 28))
+def test_a_functional_conv_s_stride_from_the_input_s_size_is_taken_at_that_size():
+    # x.shape[-1] // 14 is 2 on a 28-px image (before, refused as computed at
+    # run time); from the values of a tensor it is refused.
+    f = receptive_field(ComputedStride(), (1, 28, 28)).final
+    (top, left, h, w), (i, k) = empirical_rf(ComputedStride(), 28)
+    assert (f.stride, f.n_out, f.j_out, f.r_out) == (2, 13, 2, 3) == (2, 13, 2, h)
+    assert (top, left) == (f.start_out + i * 2 - 1.5, f.start_out + k * 2 - 1.5)
+    with pytest.raises(RFError, match=r"^operation 'conv2d' has a stride computed "
+                                      r"from a tensor's values"):
+        receptive_field(ComputedStride(values=True), (1, 28, 28))
 
 
 @pytest.mark.parametrize("module", [False, True])
@@ -336,10 +359,13 @@ def test_ops_on_moved_or_merged_positions_find_them():
         assert (final(lambda x: to_nchw(op(x))).r_out,
                 final(lambda x: to_nchw(op(x))).n_out) == (3, 8)
     for op, match in [(lambda x: x.flatten(2).chunk(2, dim=-1)[0], "splits a map"),
-                      (lambda x: x.flatten(2)[:, :, 2:], "slice of positions"),
-                      (lambda x: to_nchw(to_nhwc(x)[:, 1:]), "slice of positions")]:
+                      (lambda x: x.flatten(2)[:, :, 2:], "slice of positions")]:
         with pytest.raises(RFError, match=match):
             final(op)
+    # A crop of the height of a channels-last map (before, refused): the
+    # first row of the conv's map left out.
+    cropped = final(lambda x: to_nchw(to_nhwc(x)[:, 1:]))
+    assert (cropped.n_out, cropped.start_out, cropped.r_out) == ((7, 8), (2.5, 1.5), 3)
 
 
 def test_convnext_tiny_by_hand():
