@@ -9,6 +9,7 @@ Public API (see each module for details):
 - models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
 - checkpoint: `save_checkpoint`, `load_checkpoint` (any model; a `Classifier`
            for raw images)
+- digit:   `read_digit` (an image of any size made an MNIST digit)
 - config:  `TrainConfig`, `recipe` (each model's training config)
 - train:   `run` (seed, build, train a book model), `fit` (the loop, for any
            model: a net of your own trains here); both return a `History`
@@ -26,6 +27,7 @@ Nothing runs at import time: no downloads, no global torch settings.
 from .augmentation import augment
 from .config import RECIPES, TrainConfig, recipe
 from .data import MNIST, DataError, load_mnist, normalize, pixel_stats
+from .digit import Digit, read_digit
 from .evaluation import (confusion_matrix, evaluate, misclassified, per_class_accuracy,
                          predict)
 from .history import EpochRecord, History
@@ -40,9 +42,9 @@ from .utils import best_device, set_seed
 
 __all__ = [
     "augment", "RECIPES", "TrainConfig", "recipe", "MNIST", "DataError", "load_mnist",
-    "normalize", "pixel_stats", "confusion_matrix", "evaluate", "misclassified",
-    "per_class_accuracy", "predict", "EpochRecord", "History", "FINAL_MODEL",
-    "MODELS", "Classifier", "Model_1", "Model_2", "Model_3", "Model_4", "Model_5",
+    "normalize", "pixel_stats", "Digit", "read_digit", "confusion_matrix", "evaluate",
+    "misclassified", "per_class_accuracy", "predict", "EpochRecord", "History",
+    "FINAL_MODEL", "MODELS", "Classifier", "Model_1", "Model_2", "Model_3", "Model_4", "Model_5",
     "count_parameters", "get_model", "load_checkpoint", "save_checkpoint", "RFError",
     "RFTable", "Window", "effective_rf", "receptive_field", "summary", "TARGET",
     "Target", "DivergenceError", "fit", "run", "best_device", "set_seed",

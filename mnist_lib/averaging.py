@@ -1,7 +1,7 @@
 """An exponential moving average (EMA) of a model's weights, `WeightAverage`,
 and its warm-up, `ema_decay`. With `TrainConfig(ema=...)` the trainer tests
-(and returns) the average rather than the last step's weights: the average
-cancels much of the noise of the last steps, so consecutive epochs agree more.
+(and returns) the average rather than the last step's weights, meant to cancel
+some of the noise of the last steps (the book's ladder measures what it does).
 """
 
 from __future__ import annotations

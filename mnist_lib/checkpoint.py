@@ -19,15 +19,20 @@ from .utils import atomic_torch_save, best_device, unwrap
 
 # Where the book's models live: a checkpoint of one names its class from there.
 BOOK_MODELS = models.__name__  # "mnist_lib.models"
+_PACKAGE = BOOK_MODELS.partition(".")[0]  # "mnist_lib", found wherever it loads
 
 
 class Classifier(nn.Module):
-    """A trained model that takes raw images: (B, 1, 28, 28) or (B, 28, 28)
-    pixels, uint8 (0-255) or float in [0, 1] (as `torchvision`'s `ToTensor`
-    gives them), normalised with the training set's mean and std as in
-    training; anything else is refused, with the reason. It returns the
-    model's outputs (log-probabilities for the book's models); `predict`
-    returns the digits. `load_checkpoint` gives one; `net` is the model inside."""
+    """A trained model that takes raw images: a batch of 28x28 digits, (B, 1,
+    28, 28) or (B, 28, 28), as a tensor, a NumPy array or a list; pixels
+    uint8 or other integers (0-255), or floats in [0, 1] (as `torchvision`'s
+    `ToTensor` gives them), normalised with the training set's mean and std
+    as in training. Anything else (another size, NaN, 0-255 floats) is
+    refused in one line that names the problem. It returns the model's
+    outputs (log-probabilities for the book's models); `predict` returns the
+    digits, `probabilities` each digit's probability. `load_checkpoint` gives
+    one; `net` is the model inside. An image of another size or a photo:
+    `mnist_lib.read_digit` makes it an MNIST digit first."""
 
     def __init__(self, net: nn.Module, mean: float, std: float) -> None:
         super().__init__()
@@ -35,32 +40,87 @@ class Classifier(nn.Module):
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() == 3:
-            images = images.unsqueeze(1)  # (B, 28, 28) digits: one channel
-        if images.dim() != 4 or images.shape[1] != 1:
+    def forward(self, images: Any) -> torch.Tensor:
+        return self.net((self.pixels(images) - self.mean) / self.std)
+
+    @torch.no_grad()
+    def predict(self, images: Any) -> torch.Tensor:
+        """The predicted digit of each image, (B,)."""
+        return self(images).argmax(1)
+
+    @torch.no_grad()
+    def probabilities(self, images: Any) -> torch.Tensor:
+        """Each digit's probability for each image, (B, 10): the softmax of the
+        outputs (of log-probabilities, their exp)."""
+        return torch.softmax(self(images).float(), dim=1)
+
+    def pixels(self, images: Any) -> torch.Tensor:
+        """`images` as (B, 1, 28, 28) float pixels in [0, 1] on the model's
+        device; a ValueError (TypeError for a wrong kind of number) naming
+        what is wrong, in one line."""
+        x = _as_tensor(images)
+        if x.dim() == 3:
+            x = x.unsqueeze(1)  # (B, 28, 28) digits: one channel
+        if x.dim() != 4 or x.shape[1] != 1:
+            one = (" (one image: pass [image] or image[None])"
+                   if tuple(x.shape[-2:]) == (28, 28) and x.dim() == 2 else "")
             raise ValueError(f"expected (B, 1, H, W) or (B, H, W) images, got shape "
-                             f"{tuple(images.shape)}")
-        if images.dtype == torch.uint8:
-            x = images.to(self.mean.dtype) / 255.0
-        elif images.is_floating_point():
-            x = images.to(self.mean.dtype)
+                             f"{tuple(x.shape)}{one}")
+        if tuple(x.shape[2:]) != (28, 28):
+            height, width = x.shape[2:]
+            raise ValueError(
+                f"expected 28x28 images, the size the model was trained on, got "
+                f"{height}x{width}: make an image of another size an MNIST digit "
+                f"with mnist_lib.read_digit")
+        x = x.to(self.mean.device)
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"expected uint8 pixels or floats in [0, 1], got "
+                            f"{x.dtype}")
+        if x.is_floating_point():
+            bad = int((~torch.isfinite(x)).sum())
+            if bad:
+                raise ValueError(f"the images hold {bad} NaN or infinite pixel(s): "
+                                 "a pixel is a float in [0, 1] or an integer 0-255")
+            x = x.to(self.mean.dtype)
             # Pixels in 0-255 as floats would be taken for [0, 1] ones 255
             # times too bright: the model still answers, mostly wrong.
-            if x.numel() and not (x.min() >= 0 and x.max() <= 1):  # NaN fails too
+            if x.numel() and not (x.min() >= 0 and x.max() <= 1):
                 raise ValueError(
                     f"expected float pixels in [0, 1], the range the model was "
                     f"trained on, got values from {x.min().item():g} to "
                     f"{x.max().item():g}: divide 0-255 pixels by 255, or pass uint8")
-        else:
-            raise TypeError(f"expected uint8 pixels or floats in [0, 1], got "
-                            f"{images.dtype}")
-        return self.net((x - self.mean) / self.std)
+            return x
+        if x.dtype != torch.uint8:  # other integers, read as 0-255 too
+            x = x.long()
+            if x.numel() and not (x.min() >= 0 and x.max() <= 255):
+                raise ValueError(f"expected integer pixels in 0-255, got values "
+                                 f"from {x.min().item()} to {x.max().item()}")
+        return x.to(self.mean.dtype) / 255.0
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """The predicted digit of each image."""
-        return self(images).argmax(1)
+
+def _as_tensor(images: Any) -> torch.Tensor:
+    """A tensor of `images`: a tensor as it is; a NumPy array, a list (of
+    numbers, arrays or tensors) through NumPy, as one array of equal-sized
+    images; a TypeError or ValueError in one line otherwise."""
+    if isinstance(images, torch.Tensor):
+        return images
+    if isinstance(images, (list, tuple)) and images and all(
+            isinstance(i, torch.Tensor) for i in images):
+        try:
+            return torch.stack([i.detach().cpu() for i in images])
+        except RuntimeError as err:
+            raise ValueError(f"the images differ in shape: "
+                             f"{str(err).splitlines()[0]}") from None
+    import numpy as np
+
+    try:
+        array = np.asarray(images)
+    except ValueError as err:  # a ragged list
+        raise ValueError(f"the images differ in shape: {err}") from None
+    if array.dtype.kind not in "biuf":  # strings, objects, complex numbers
+        raise TypeError(f"expected images of pixels (numbers), got a "
+                        f"{type(images).__name__} of {array.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
@@ -73,7 +133,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
     takes it; by default the import path of the model's class
     (`model_spec.class_spec`, e.g. "mnist_lib.models:Model_4", "my_net:Net"),
     none for a class defined in a notebook or a script. A FILE.py is stored
-    relative to the checkpoint's folder. `load_checkpoint` reads it back."""
+    relative to the checkpoint's folder; so is the folder a MODULE (other
+    than mnist_lib's) was imported from, where `load_checkpoint` looks for it
+    when no import finds it: a checkpoint loads from any current folder.
+    `load_checkpoint` reads it back."""
     if not getattr(history, "normalization", None):
         raise ValueError("save_checkpoint needs the History that fit (or run) "
                          "returned for this model: it holds the normalisation the "
@@ -85,11 +148,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
         raise ValueError(f"spec {spec!r} is not FILE.py:NAME or MODULE:NAME")
     elif spec.rpartition(":")[0].endswith(".py"):  # found again from the checkpoint
         file, _, attr = spec.rpartition(":")
-        spec = f"{os.path.relpath(file, Path(path).parent)}:{attr}"
-    return atomic_torch_save({"model": history.model, "spec": spec,
-                              "state_dict": model.state_dict(),
-                              "normalization": history.normalization,
-                              "config": history.config}, path)
+        spec = f"{_relative(file, path)}:{attr}"
+    saved = {"model": history.model, "spec": spec, "state_dict": model.state_dict(),
+             "normalization": history.normalization, "config": history.config}
+    folder = model_spec.module_folder(spec) if spec else None
+    if folder is not None and not spec.startswith(f"{_PACKAGE}."):
+        saved["module_folder"] = _relative(folder, path)
+    return atomic_torch_save(saved, path)
+
+
+def _relative(target: str | os.PathLike, checkpoint: str | os.PathLike) -> str:
+    """`target` relative to the checkpoint's folder (absolute where it cannot
+    be: another drive)."""
+    try:
+        return os.path.relpath(target, Path(checkpoint).parent)
+    except ValueError:
+        return str(Path(target).resolve())
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
@@ -102,8 +176,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     The weights go into `model` when given (`model=Net()`: nothing is
     imported). Otherwise the model is built from the spec the checkpoint
     holds, as `mnist-train --model` builds it: "MODULE:NAME" is imported
-    (from the current folder too), a "FILE.py:NAME" is run from beside the
-    checkpoint. That runs code: load checkpoints you trust, or pass `model`.
+    (from the current folder too, then from the folder it was imported from
+    when saved), a "FILE.py:NAME" is run from beside the checkpoint. That
+    runs code: load checkpoints you trust, or pass `model`.
     The weights themselves are read safely (`torch.load(weights_only=True)`).
     """
     device = best_device(str(device))  # a ValueError saying what there is
@@ -130,7 +205,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
             raise ValueError(f"{path} holds a {name} whose class no import finds "
                              f"(it was defined in a notebook or a script): {pass_it}")
         try:
-            model = model_spec.build(spec, base=Path(path).parent)
+            folder = saved.get("module_folder")  # relative to the checkpoint
+            model = model_spec.build(spec, base=Path(path).parent,
+                                     folder=folder and Path(path).parent / folder)
         except model_spec.SpecError as err:
             raise ValueError(f"{path} holds a {name}, which cannot be built from "
                              f"{spec!r}: {err}\nOr {pass_it}") from err

@@ -4,23 +4,31 @@
     python -m mnist_lib train --model Model_4 --out run.json   (also: mnist-train)
     python -m mnist_lib train --model my_net.py:Net --checkpoint net.pt  (your own)
     python -m mnist_lib seeds --model Model_4 --seeds 15 --out results/seeds.json
+    python -m mnist_lib study ladder --out results/ladder.json   (results/protocol.md)
     python -m mnist_lib bench --epochs 15 --json results/bench_cpu.json
     python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28  (also: mnist-rf)
+    python -m mnist_lib predict --checkpoint model4.pt seven.png   the digit in it
+    python -m mnist_lib evaluate --checkpoint model4.pt   test accuracy, per digit
 
 This module is the program; the modules it calls are the library and parse
 no arguments. Every bad argument is an argparse error (exit 2) that names the
 problem and the fix; a run that fails (a diverging loss, a model the RF
 calculator refuses, data that cannot be fetched) prints "error: ..." (exit 1).
+Every command takes --version. The library's messages name Python arguments
+(`lr=0.02`); printed here, they name the flags (`--lr 0.02`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
+import re
 import sys
 import textwrap
 import time
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -29,11 +37,12 @@ import torch
 import torch.nn as nn
 
 from . import __version__, ablation, bench, ladder, model_spec, protocol, seeds, study
-from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, TrainConfig,
-                     recipe, recipe_differences)
+from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
+                     TrainConfig, recipe, recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
-from .evaluation import ModelOutputError
-from .checkpoint import save_checkpoint
+from .digit import CONVERSION, read_digit
+from .evaluation import ModelOutputError, per_class_accuracy
+from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
@@ -42,6 +51,58 @@ from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe, set_se
                     unwritable)
 
 VERSION = f"mnist_lib {__version__} (torch {torch.__version__})"
+
+
+# ------------------------------------------------------------------ parsers
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, never breaking a word across lines: a default, a
+    path or a MODULE:NAME must read as one, to be copied."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(text, width, break_long_words=False,
+                             break_on_hyphens=False)
+
+
+class _EpilogFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """`_HelpFormatter`, with the epilog (a table) printed as it is written."""
+
+
+def new_parser(prog: str, description: str, epilog: str | None = None
+               ) -> argparse.ArgumentParser:
+    """A command's parser: it takes --version, and its help breaks no word."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=epilog,
+        formatter_class=_EpilogFormatter if epilog else _HelpFormatter)
+    p.add_argument("--version", action="version", version=VERSION,
+                   help="print the versions of mnist_lib and torch, and exit")
+    return p
+
+
+def as_flags(message: str) -> str:
+    """A library message as the command line says it: each TrainConfig
+    field given as `name=value` becomes its flag, `--name value`
+    ("lower it (e.g. lr=0.02)" -> "lower it (e.g. --lr 0.02)")."""
+    names = "|".join(f.name for f in fields(TrainConfig))
+    return re.sub(rf"\b({names})=('?)([^\s,;)']+)\2",
+                  lambda m: f"--{m[1].replace('_', '-')} {m[3]}", message)
+
+
+@contextlib.contextmanager
+def _warnings_as_notes():
+    """While a command runs: a `ScheduleWarning` (a run's LR schedule adapted
+    to its length) printed as a note line, with flags; other warnings as
+    Python shows them."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def note(message, category, *where, **kwargs):
+            if issubclass(category, ScheduleWarning):
+                print(f"note: {as_flags(str(message))}", flush=True)
+            else:
+                show(message, category, *where, **kwargs)
+
+        warnings.showwarning = note
+        yield
 
 
 # ------------------------------------------------------------- config flags
@@ -114,7 +175,7 @@ def _checked_config(p: argparse.ArgumentParser, model: str | None, overrides: di
         cfg = recipe(model, **overrides) if model else TrainConfig(**overrides)
         best_device(cfg.device)  # fail before loading data if it is not there
     except ValueError as err:
-        p.error(str(err))
+        p.error(as_flags(str(err)))
     return cfg
 
 
@@ -130,21 +191,27 @@ def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConf
     try:
         note = check_run(model, cfg, mnist)
     except ValueError as err:
-        p.error(str(err))
+        p.error(as_flags(str(err)))
     if note:
         print(note)
     return mnist
 
 
-def add_threads_flag(p: argparse.ArgumentParser) -> None:
-    """--threads for a study: one CPU thread by default, as the book build
-    trains, so that a record's numbers are the build's own."""
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads (default 1, as the book build trains)")
+def add_threads_flag(p: argparse.ArgumentParser, default: int | None = 1) -> None:
+    """--threads: the CPU threads to train on. A study's default is one, as
+    the book build trains, so that a record's numbers are the build's own;
+    None (train's) leaves torch's own number."""
+    what = ("default 1, as the book build trains" if default == 1 else
+            f"default: torch's, {torch.get_num_threads()} on this machine")
+    p.add_argument("--threads", type=int, default=default,
+                   help=f"CPU threads ({what})")
 
 
 def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Check --threads, or exit 2; set it before any work (the record names it)."""
+    """Check --threads, or exit 2; set it before any work (the record names it).
+    None: torch's own number, left as it is."""
+    if args.threads is None:
+        return
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
@@ -152,9 +219,9 @@ def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 # --------------------------------------------------------------------- data
 def data(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Fetch MNIST and verify its MD5s.")
-    p.add_argument("--root", default="data", help="folder to keep MNIST in")
+    p = new_parser(prog, "Fetch MNIST and verify its MD5s.")
+    p.add_argument("--root", default="data",
+                   help="folder to keep MNIST in (default: data)")
     args = p.parse_args(argv)
     try:
         raw = ensure_mnist(args.root)
@@ -167,11 +234,10 @@ def data(argv: list[str], prog: str) -> int:
 
 # -------------------------------------------------------------------- train
 def train_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=prog, description="Train one of the book's models, or a net of your "
-        "own, on MNIST.", epilog=recipe_table() + "\n\nA net of your own "
-        "trains with the defaults (the first column)\nand the flags given.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = new_parser(prog, "Train one of the book's models, or a net of your own, "
+                   "on MNIST.", epilog=recipe_table() + "\n\nA net of your own "
+                   "trains with the defaults (the first column)\nand the flags "
+                   "given.")
     p.add_argument("--model", default=FINAL_MODEL, metavar="MODEL",
                    help=f"a book model ({', '.join(MODELS)}; default {FINAL_MODEL}), "
                    "or a net of your own, FILE.py:NAME or MODULE:NAME (e.g. "
@@ -182,8 +248,8 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
                    "prediction needs, to this file (read it with "
                    "mnist_lib.load_checkpoint)")
     add_config_flags(p)
+    add_threads_flag(p, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--version", action="version", version=VERSION)
     return p
 
 
@@ -200,6 +266,7 @@ def train(argv: list[str], prog: str) -> int:
     for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
         if path and (why := unwritable(path)):
             p.error(f"{flag}: {why}")
+    set_threads(p, args)
     if not book:
         set_seed(cfg.seed)  # before building: the initial weights, as run() does
         net = load_model(args.model)
@@ -210,7 +277,7 @@ def train(argv: list[str], prog: str) -> int:
         else:
             model, hist = net, fit(net, mnist, cfg)
     except (DivergenceError, ModelOutputError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 1
     print(f"{hist.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
@@ -227,15 +294,15 @@ def train(argv: list[str], prog: str) -> int:
 
 # -------------------------------------------------------------------- seeds
 def seeds_cmd(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Train a model with several seeds.",
-                                epilog=recipe_table(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS))
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
-    p.add_argument("--first-seed", type=int, default=0)
+    p = new_parser(prog, "Train a model with several seeds.", epilog=recipe_table())
+    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS),
+                   help=f"the book model to train (default: {FINAL_MODEL})")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="how many seeds, N (default 5)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="the first seed, S: the seeds are S .. S+N-1 (default 0)")
     add_threads_flag(p)
-    p.add_argument("--data", default="data")
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--out", help="write the summary as JSON to this file")
     # The recipe's fields, to study a change of it (e.g. --optimizer adamw
     # --lr 0.01) over seeds; the summary's config records what was trained.
@@ -259,7 +326,7 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
     try:
         summary = seeds.run_seeds(args.model, mnist, chosen, **overrides)
     except DivergenceError as err:  # a changed recipe can diverge
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 1
     summary["wall_seconds"] = time.perf_counter() - t0
     print(seeds.summary_line(summary))  # the rows were printed as the seeds finished
@@ -272,9 +339,9 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
 # ------------------------------------------------------------------- ablate
 def ablate_cmd(argv: list[str], prog: str) -> int:
     names = [v.name for v in ablation.variants()]
-    p = argparse.ArgumentParser(
-        prog=prog, description=f"Step 3's ablation study: {ablation.BASE}'s recipe "
-                               "with one ingredient taken out at a time, over seeds.")
+    p = new_parser(prog, f"The first ablation study, judged on the test set (the "
+                   f"book's held-out studies are 'study'): {ablation.BASE}'s recipe "
+                   "with one ingredient taken out at a time, over seeds.")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
     p.add_argument("--variant", action="append", choices=names, metavar="NAME",
                    help="run only this variant (repeatable; default: all): "
@@ -311,9 +378,9 @@ def ablate_cmd(argv: list[str], prog: str) -> int:
 
 # ------------------------------------------------------------------- ladder
 def ladder_cmd(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(
-        prog=prog, description="The design ladder: from Model_1's recipe to the "
-        "final one, one change a rung, every rung with the same seeds.")
+    p = new_parser(prog, "The first design ladder, judged on the test set (the "
+                   "book's held-out ladder is 'study ladder'): from Model_1's "
+                   "recipe to the final one, one change a rung, the same seeds.")
     p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (default 10)")
     add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
@@ -347,6 +414,8 @@ def ladder_cmd(argv: list[str], prog: str) -> int:
     return 0
 
 
+
+# -------------------------------------------------------------------- study
 def _seed_list(text: str) -> list[int]:
     """'0-9' or '3' or '0,2,5' as a list of seeds (argparse type)."""
     try:
@@ -374,11 +443,10 @@ def _part(text: str) -> tuple[int, int]:
 
 
 def study_cmd(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(
-        prog=prog, description="A study of results/protocol.md: the held-out "
-        "ladder or the ablation of its candidate, every arm with the same seeds, "
-        "resumable; two processes may share one --out with --part 1/2 and 2/2.")
-    p.add_argument("--version", action="version", version=VERSION)
+    p = new_parser(prog, "A study of results/protocol.md: the held-out ladder "
+                   "or the ablation of its candidate, every arm with the same "
+                   "seeds, resumable; two processes may share one --out with "
+                   "--part 1/2 and 2/2.")
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds"],
                    help="which study to run: confirm and final read the "
                         "protocol's decision from --ablation (and --confirm); "
@@ -466,14 +534,19 @@ def _design(name: str, ablation_path: str | None, confirm_path: str | None):
     return protocol.final_test(*protocol.final_recipe(decision, held))
 
 
+
 # -------------------------------------------------------------------- bench
 def bench_cmd(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Library pipeline vs the usual pipeline.")
-    p.add_argument("--epochs", type=int, default=TARGET.max_epochs)
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--data", default="data")
+    p = new_parser(prog, "Library pipeline vs the usual pipeline.")
+    p.add_argument("--epochs", type=int, default=TARGET.max_epochs,
+                   help=f"epochs each pipeline trains (default {TARGET.max_epochs})")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs of each pipeline, alternating, seeds 0 .. N-1, "
+                        "each in a fresh process (default 1)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps "
+                        "(default: auto)")
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--quick", action="store_true",
                    help="1 epoch on 2,000 images, no loader workers (for tests)")
     p.add_argument("--json", help="write the report as JSON to this file")
@@ -485,12 +558,99 @@ def bench_cmd(argv: list[str], prog: str) -> int:
     try:
         best_device(args.device)
     except ValueError as err:
-        p.error(str(err))
+        p.error(as_flags(str(err)))
     rep = bench.benchmark(args.data, 1 if args.quick else args.epochs, args.repeats,
                           args.device, args.quick)
     print(bench.table(rep))
     if args.json:
         atomic_write_json(args.json, rep)
+    return 0
+
+
+# ---------------------------------------------------------- predict, evaluate
+def _classifier(p: argparse.ArgumentParser, path: str, device: str) -> Classifier:
+    """The checkpoint at `path` on `device`, or exit: 2 for a file or device
+    that is not there, 1 (an error line) for a file that cannot be loaded."""
+    if not Path(path).is_file():
+        p.error(f"--checkpoint {path}: no such file (write one with train "
+                "--checkpoint FILE)")
+    try:
+        best_device(device)
+    except ValueError as err:
+        p.error(as_flags(str(err)))
+    try:
+        return load_checkpoint(path, device)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}")
+
+
+def predict_cmd(argv: list[str], prog: str) -> int:
+    p = new_parser(prog, "The digit in each image, as a trained model reads it. "
+                   "An image of any size is first made an MNIST digit, as the "
+                   "output says.")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="a PNG or JPEG of one digit, any size, dark on light or "
+                        "light on dark")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="the trained model (from train --checkpoint FILE, or "
+                        "save_checkpoint)")
+    p.add_argument("--device", default="cpu",
+                   help="where the model runs: cpu, cuda, mps or auto (default: cpu)")
+    args = p.parse_args(argv)
+    for path in args.images:
+        if not Path(path).is_file():
+            p.error(f"{path}: no such file")
+    model = _classifier(p, args.checkpoint, args.device)
+    digits = []
+    for path in args.images:
+        try:
+            digits.append(read_digit(path))
+        except (OSError, ValueError) as err:  # not an image, or nothing on it
+            print(f"error: {path}: {err}", file=sys.stderr)
+            return 1
+    probs = model.probabilities(torch.stack([d.pixels for d in digits])).cpu()
+    print(textwrap.fill(CONVERSION[0].upper() + CONVERSION[1:] + ".", 79))
+    width = max(len(path) for path in args.images)
+    for path, digit, p_ in zip(args.images, digits, probs):
+        print(f"{path + ':':<{width + 1}} {int(p_.argmax())}, probability "
+              f"{p_.max().item():.3f}  ({digit})")
+    return 0
+
+
+def evaluate_cmd(argv: list[str], prog: str) -> int:
+    p = new_parser(prog, "A trained model's accuracy on MNIST's test images, in "
+                   "all and for each digit.")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="the trained model (from train --checkpoint FILE, or "
+                        "save_checkpoint)")
+    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
+    p.add_argument("--n-test", type=int, default=None, metavar="N",
+                   help="the first N test images only (default: all 10,000)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps "
+                        "(default: auto)")
+    args = p.parse_args(argv)
+    if args.n_test is not None and args.n_test < 1:
+        p.error(f"--n-test must be >= 1, got {args.n_test}")
+    model = _classifier(p, args.checkpoint, args.device)
+    try:
+        mnist = load_mnist(args.data)
+    except DataError as err:
+        raise SystemExit(f"error: {err}")
+    try:
+        mnist = mnist.subset(n_test=args.n_test)
+    except ValueError as err:
+        p.error(as_flags(str(err)))
+    images, labels = mnist.test_images, mnist.test_labels
+    batch = TrainConfig().eval_batch_size  # as the test pass of training
+    pred = torch.cat([model.predict(images[i:i + batch]).cpu()
+                      for i in range(0, len(labels), batch)])
+    correct = int((pred == labels).sum())
+    print(f"{args.checkpoint} ({type(model.net).__name__}): test accuracy "
+          f"{100 * correct / len(labels):.2f}% ({correct:,}/{len(labels):,})")
+    print("digit  images  accuracy")
+    for d, acc in enumerate(per_class_accuracy(pred, labels)):
+        print(f"{d:5d}  {int((labels == d).sum()):6,}  {acc:7.2f}%")
     return 0
 
 
@@ -506,20 +666,23 @@ def load_model(spec: str) -> nn.Module:
 
 
 def rf(argv: list[str], prog: str) -> int:
-    p = argparse.ArgumentParser(prog=prog,
-                                description="Receptive-field table of a PyTorch model.")
+    p = new_parser(prog, "Receptive-field table of a PyTorch model.")
     p.add_argument("model",
                    help="PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE, e.g. "
                         "mnist_lib.models:Model_4 or my_net.py:Net")
-    p.add_argument("--input", default="1,28,28", help="C,H,W (default 1,28,28)")
+    p.add_argument("--input", default="1,28,28",
+                   help="one input's size: C,H,W for an image (default 1,28,28), "
+                        "C,L for a sequence (audio: 1,16000), C,D,H,W for a clip")
     p.add_argument("--format", default="table",
-                   choices=["table", "markdown", "csv", "json"])
+                   choices=["table", "markdown", "csv", "json"],
+                   help="table (with its headline and legend), markdown, csv or "
+                        "json (default: table)")
     p.add_argument("--all", action="store_true",
                    help="list every op, not only those that change the RF")
     p.add_argument("--columns",
                    help="comma-separated columns, e.g. name,kernel,stride,j_out,r_out "
-                        f"(default: {','.join(COLUMNS)}, and dilation after kernel "
-                        "where a layer is dilated)")
+                        f"(default: {', '.join(COLUMNS)}, and dilation after "
+                        "kernel where a layer is dilated)")
     args = p.parse_args(argv)
     columns = None  # the table's default columns
     try:
@@ -530,10 +693,11 @@ def rf(argv: list[str], prog: str) -> int:
         p.error(f"--columns: {err}")
     try:
         size = tuple(int(v) for v in args.input.split(","))
-        if len(size) != 3 or min(size) < 1:
+        if not 2 <= len(size) <= 4 or min(size) < 1:
             raise ValueError
     except ValueError:
-        p.error(f"--input must be three positive integers C,H,W, got {args.input!r}")
+        p.error("--input must be the channels and one size per spatial axis, "
+                f"positive integers: C,H,W (or C,L, or C,D,H,W), got {args.input!r}")
     model = load_model(args.model)
     try:
         table = receptive_field(model, size)
@@ -557,15 +721,17 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
     "train": (train, "train one of the book's models, or your own"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
-    "ablate": (ablate_cmd, "Step 3's ablation study over seeds"),
-    "ladder": (ladder_cmd, "the design ladder: one change a rung, over seeds"),
+    "ablate": (ablate_cmd, "the first ablation study (test set), over seeds"),
+    "ladder": (ladder_cmd, "the first design ladder (test set), over seeds"),
     "study": (study_cmd, "a study of results/protocol.md (held-out ladder, ablation)"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),
+    "predict": (predict_cmd, "the digit in each image (PNG, JPEG), by a checkpoint"),
+    "evaluate": (evaluate_cmd, "a checkpoint's test accuracy, in all and per digit"),
 }
 USAGE = ("usage: python -m mnist_lib COMMAND [options]   (COMMAND -h for its "
          "options)\n       python -m mnist_lib --version\n\ncommands:\n"
-         + "\n".join(f"  {name:<7}{what}" for name, (_, what) in COMMANDS.items()))
+         + "\n".join(f"  {name:<10}{what}" for name, (_, what) in COMMANDS.items()))
 
 
 @quiet_on_closed_pipe
@@ -584,19 +750,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\n\nerror: unknown command {argv[0]!r}{hint}", file=sys.stderr)
         return 2
     command, _ = COMMANDS[argv[0]]
-    return command(argv[1:], f"python -m mnist_lib {argv[0]}")
+    with _warnings_as_notes():
+        return command(argv[1:], f"python -m mnist_lib {argv[0]}")
 
 
 @quiet_on_closed_pipe
 def train_main() -> int:
     """The `mnist-train` console script."""
-    return train(sys.argv[1:], "mnist-train")
+    with _warnings_as_notes():
+        return train(sys.argv[1:], "mnist-train")
 
 
 @quiet_on_closed_pipe
 def rf_main() -> int:
     """The `mnist-rf` console script."""
-    if sys.argv[1:] == ["--version"]:
-        print(VERSION)
-        return 0
     return rf(sys.argv[1:], "mnist-rf")

@@ -10,7 +10,6 @@ the seed study all train it with.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -144,18 +143,28 @@ def augmented_epochs(epochs: int, clean_epochs: int) -> int:
     return max(epochs - clean_epochs, 0)
 
 
-def check_schedule(cfg: TrainConfig, n_train: int) -> None:
-    """A ValueError if `cfg`'s LR schedule cannot run on `n_train` images: a
-    one-cycle warm-up (pct_start of all steps) of exactly 1 step, on which
-    torch's OneCycleLR divides by zero. A short quick run can meet it."""
-    steps = math.ceil(n_train / cfg.batch_size) * cfg.epochs
-    # The very test torch's phase arithmetic fails on (end step pct*steps - 1 = 0).
-    if cfg.scheduler == "onecycle" and cfg.pct_start * steps - 1 == 0:
-        raise ValueError(
-            f"onecycle cannot warm the LR up over exactly 1 step (pct_start x steps "
-            f"= {cfg.pct_start:g} x {steps}): torch's OneCycleLR divides by zero. "
-            "Train on more or fewer images or epochs, change pct_start, or use the "
-            "scheduler 'none'")
+class ScheduleWarning(UserWarning):
+    """A run's LR schedule was adapted to its length (`onecycle_warmup`)."""
+
+
+def onecycle_warmup(cfg: TrainConfig, steps: int) -> tuple[float, str]:
+    """The pct_start that torch's OneCycleLR gets in a run of `steps` optimizer
+    steps, and a note that says why where it is not `cfg.pct_start` ("" where
+    it is, the case of every run but the one below).
+
+    A warm-up (pct_start x steps) of exactly 1 step makes OneCycleLR divide
+    by zero; a short run meets it (4 steps, a quarter of them warm-up). That
+    warm-up becomes 2 steps: the LR starts at its lowest and peaks at the
+    second step. A run of 2 steps has no room for that: it has no warm-up,
+    and its LR starts near the peak."""
+    if cfg.scheduler != "onecycle" or cfg.pct_start * steps - 1 != 0:
+        # Not torch's failing case (its phase's end step, pct x steps - 1, is 0).
+        return cfg.pct_start, ""
+    pct_start, how = (2 / steps, "2 steps") if steps > 2 else (0.5 / steps, "none")
+    return pct_start, (
+        f"onecycle cannot warm the LR up over exactly 1 step (pct_start x steps = "
+        f"{cfg.pct_start:g} x {steps}), on which torch's OneCycleLR divides by "
+        f"zero: this run's warm-up is {how}, as with pct_start={pct_start:g}")
 
 
 # ----------------------------------------------------------------- recipes

@@ -14,6 +14,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import sysconfig
 import textwrap
 import traceback
 from pathlib import Path
@@ -64,19 +65,29 @@ def _failure(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}{where}"
 
 
-def _import_module(name: str) -> ModuleType:
+def _import_module(name: str, folder: str | os.PathLike | None = None
+                   ) -> ModuleType:
     """`import name`, looking in the current folder too, as `python -m` and
     the REPL do: a console script (`mnist-rf`) has no current folder on
-    sys.path, and would miss the student's `my_net.py` beside them."""
+    sys.path, and would miss the student's `my_net.py` beside them. Then in
+    `folder`, where a checkpoint's module was when it was saved."""
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as err:
         top, cwd = name.partition(".")[0], os.getcwd()
-        if (err.name != top or {"", cwd} & set(sys.path)
-                or importlib.machinery.PathFinder.find_spec(top, [cwd]) is None):
+        if err.name != top:
             raise
-        sys.path.insert(0, cwd)
-        return importlib.import_module(name)
+        places = [] if {"", cwd} & set(sys.path) else [cwd]
+        places += [] if folder is None else [str(folder)]
+        for place in places:
+            if importlib.machinery.PathFinder.find_spec(top, [place]) is not None:
+                sys.path.insert(0, place)
+                return importlib.import_module(name)
+        if folder is not None:
+            raise ModuleNotFoundError(f"{err}, here or in {str(folder)!r}, where "
+                                      "it was when the checkpoint was saved",
+                                      name=err.name) from err
+        raise
 
 
 def _models_hint(module: Any, where: str, attr: str) -> str:
@@ -110,10 +121,12 @@ def resolve(spec: str, base: str | os.PathLike | None = None) -> str:
     return f"{os.path.join(base, file)}{sep}{attr}"
 
 
-def build(spec: str, base: str | os.PathLike | None = None) -> nn.Module:
+def build(spec: str, base: str | os.PathLike | None = None,
+          folder: str | os.PathLike | None = None) -> nn.Module:
     """The model `spec` names, PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE,
     built by calling CALLABLE(); a `SpecError` with the fix if it cannot be.
-    A relative FILE.py is looked for in `base` (default: the current folder)."""
+    A relative FILE.py is looked for in `base` (default: the current folder);
+    a MODULE that no import finds from here, in `folder` (`module_folder`)."""
     if ":" not in spec:
         raise SpecError(f"{spec!r} is not PACKAGE.MODULE:CALLABLE or "
                         "FILE.py:CALLABLE (e.g. mnist_lib.models:Model_4, "
@@ -121,7 +134,7 @@ def build(spec: str, base: str | os.PathLike | None = None) -> nn.Module:
     mod_name, attr = resolve(spec, base).rsplit(":", 1)
     try:
         module = (_import_file(Path(mod_name)) if mod_name.endswith(".py")
-                  else _import_module(mod_name))
+                  else _import_module(mod_name, folder))
     except SpecError:
         raise
     except (ImportError, AttributeError) as err:  # also raised by a module's code
@@ -165,3 +178,23 @@ def class_spec(model: nn.Module) -> str | None:
             or getattr(module, cls.__qualname__, None) is not cls):
         return None
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def module_folder(spec: str) -> Path | None:
+    """The folder that the module of an imported "MODULE:NAME" was imported
+    from: the sys.path entry that holds its top-level package or module
+    (`my_net:Net` -> the folder of my_net.py). None for a FILE.py spec, a
+    module that is not imported or has no file, and an installed one
+    (site-packages, the standard library), which imports from anywhere."""
+    name = spec.rpartition(":")[0]
+    if name.endswith(".py"):
+        return None
+    top = sys.modules.get(name.partition(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    where = Path(file).resolve().parent
+    where = where.parent if hasattr(top, "__path__") else where  # a package: above it
+    installed = {Path(sysconfig.get_path(kind)).resolve()
+                 for kind in ("purelib", "platlib", "stdlib", "platstdlib")}
+    return None if where in installed else where

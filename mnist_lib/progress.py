@@ -1,5 +1,6 @@
 """What a run prints while an epoch trains: a progress bar (tqdm) in a
-terminal or notebook, one line per epoch in a static build (the book sets
+terminal or notebook, on stderr (so that `> log` keeps the results, not the
+bar's every refresh), one line per epoch in a static build (the book sets
 `MNIST_PROGRESS=static`, where every refresh of a bar would be saved as a
 line of its own), or nothing."""
 
@@ -20,7 +21,7 @@ class EpochProgress:
         self.static = enabled and os.environ.get("MNIST_PROGRESS") == "static"
         self.start = time.perf_counter()
         self.bar = tqdm(total=steps, desc=f"Epoch {epoch:2d}",
-                        disable=not enabled or self.static, file=sys.stdout,
+                        disable=not enabled or self.static, file=sys.stderr,
                         ncols=100, mininterval=1.0, leave=True,
                         bar_format="{desc}: {percentage:3.0f}%|{bar:20}| "
                                    "{n_fmt}/{total_fmt} [{elapsed}<{remaining}"

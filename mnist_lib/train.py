@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import replace
 from functools import partial
 from typing import Callable
@@ -26,7 +27,8 @@ import torch.nn as nn
 
 from .augmentation import random_affine
 from .averaging import WeightAverage
-from .config import TrainConfig, as_json, augmented_epochs, check_schedule, recipe
+from .config import (ScheduleWarning, TrainConfig, as_json, augmented_epochs,
+                     onecycle_warmup, recipe)
 from .data import MNIST, batch_indices, pixel_stats
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import environment
@@ -69,13 +71,16 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     a constant learning rate.
 
     It keeps the momentum fixed (cycle_momentum=False): a CUDA graph bakes the
-    momentum in, and one recipe must train the same on every device.
+    momentum in, and one recipe must train the same on every device. A run
+    too short for `cfg.pct_start`'s warm-up gets one it can take
+    (`config.onecycle_warmup`, which `fit` reports).
     """
     if cfg.scheduler == "none":
         return None
+    pct_start, _ = onecycle_warmup(cfg, cfg.epochs * steps_per_epoch)
     return torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-        pct_start=cfg.pct_start, div_factor=10.0, final_div_factor=100.0,
+        pct_start=pct_start, div_factor=10.0, final_div_factor=100.0,
         cycle_momentum=False)
 
 
@@ -85,7 +90,7 @@ def _diverged(epoch: int, step_lo: int, step_hi: int,
         f"training diverged: the loss became NaN or infinite in epoch {epoch}, "
         f"between steps {step_lo} and {step_hi}. The usual cause is a learning rate "
         f"too high for this model (lr={cfg.lr}, optimizer={cfg.optimizer}, "
-        f"scheduler={cfg.scheduler}): lower it (e.g. --lr {cfg.lr / 10:g}); also "
+        f"scheduler={cfg.scheduler}): lower it (e.g. lr={cfg.lr / 10:g}); also "
         "check that the inputs are normalised and the model has BatchNorm or a "
         "sensible initialisation.")
 
@@ -142,15 +147,25 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
 
     The data are moved to the device once. Normalisation uses the training
     set's own mean and std, which the history keeps (a checkpoint needs them).
+    A run too short for its warm-up gets one it can take, with a
+    `ScheduleWarning` that says so (`config.onecycle_warmup`).
+
+    On a CPU with glibc (Linux), fit changes two malloc settings of the whole
+    process, for good (`utils.keep_freed_memory`, which says how to keep
+    glibc's own): freed memory is kept for reuse, up to 1 GiB, which makes
+    its test passes faster and changes no number.
     """
     cfg = config or TrainConfig()
     gen = set_seed(cfg.seed)
     device = best_device(cfg.device)
     if device.type == "cpu":
-        # Without it, each test pass spends much of its time on fresh pages.
+        # Process-wide (see the docstring): without it, each test pass spends
+        # much of its time on fresh pages.
         keep_freed_memory()
     data = data.subset(cfg.n_train, cfg.n_test)
-    check_schedule(cfg, len(data.train_labels))  # before anything is moved or built
+    steps = math.ceil(len(data.train_labels) / cfg.batch_size)
+    if note := onecycle_warmup(cfg, cfg.epochs * steps)[1]:
+        warnings.warn(note, ScheduleWarning, stacklevel=2)
     data = data.to(device)
     model.to(device)
     mean, std = pixel_stats(data.train_images)
@@ -159,10 +174,10 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
 
     graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.optimizer == "sgd"
     opt = make_optimizer(model, cfg, graphed=graphs)
-    sched = make_scheduler(opt, cfg, math.ceil(n_train / cfg.batch_size))
-    # With `ema`, an average of the weights over the last ~1/(1-ema) steps is
-    # what gets evaluated (and returned): it smooths out the noise of the last
-    # steps, so the test accuracy varies less from epoch to epoch.
+    sched = make_scheduler(opt, cfg, steps)
+    # With `ema`, an average of the weights, weighted towards the last steps
+    # (`averaging.ema_decay` says how far back it reaches), is what gets
+    # evaluated (and returned): it smooths out the noise of the last steps.
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     tested = ema.module if ema is not None else model
     sums = torch.zeros(2, device=device)  # summed loss, number correct (per epoch)
@@ -227,9 +242,9 @@ def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides
 
 def check_run(model: str | nn.Module, cfg: TrainConfig, data: MNIST) -> str:
     """What the CLIs check before training `model` (a book model's name, or
-    a model) with `cfg` on `data`: a ValueError when the subset sizes or the LR
-    schedule cannot run; else the note `Target.over_budget` gives ("" for a
-    run within the target's budget)."""
-    check_schedule(cfg, len(data.subset(cfg.n_train, cfg.n_test).train_labels))
+    a model) with `cfg` on `data`: a ValueError when the subset sizes cannot
+    run; else the note `Target.over_budget` gives ("" for a run within the
+    target's budget)."""
+    data.subset(cfg.n_train, cfg.n_test)
     net = get_model(model) if isinstance(model, str) else model
     return TARGET.over_budget(cfg.epochs, count_parameters(net))

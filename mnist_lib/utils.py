@@ -60,13 +60,13 @@ def best_device(requested: str = "auto") -> torch.device:
             f"unknown device {requested!r}: use 'auto', 'cpu', 'cuda' or 'mps'"
         ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available; "
-                         "use --device auto or --device cpu")
+        raise ValueError("device='cuda' requested but CUDA is not available; "
+                         "use device='auto' or device='cpu'")
     if device.type == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise ValueError("device 'mps' requested but MPS is not available; "
-                         "use --device auto or --device cpu")
+        raise ValueError("device='mps' requested but MPS is not available; "
+                         "use device='auto' or device='cpu'")
     return device
 
 
@@ -94,9 +94,19 @@ def keep_freed_memory() -> bool:
     it back to the operating system at once (Linux with glibc only; elsewhere
     it does nothing). Returns whether the setting is in effect.
 
-    PyTorch on a CPU allocates every activation with malloc and frees it as
-    soon as it is used. glibc returns freed memory at the top of the heap to
-    the system once more than a threshold is free there, and serves blocks
+    PROCESS-WIDE AND FOR GOOD: it changes two of glibc's malloc settings
+    (`mallopt` M_MMAP_THRESHOLD = 64 MiB, M_TRIM_THRESHOLD = 1 GiB) for
+    everything in the process, until it ends. `fit` and the benchmark call it
+    on a CPU. It cannot be undone: glibc neither reports these settings nor
+    goes back to tuning them itself once they are set. A process that must
+    keep glibc's own behaviour sets either threshold in the environment
+    (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`, or `GLIBC_TUNABLES`
+    with `glibc.malloc.mmap_threshold` or `trim_threshold`) before it starts:
+    this function then leaves malloc as it is and returns False.
+
+    Why: PyTorch on a CPU allocates every activation with malloc and frees it
+    as soon as it is used. glibc returns freed memory at the top of the heap
+    to the system once more than a threshold is free there, and serves blocks
     above another threshold with fresh mmaps. It tunes both from what it has
     seen freed; after an epoch of training, an evaluation pass kept missing
     them, so every batch asked the kernel for fresh pages: ~200,000 page
@@ -104,11 +114,11 @@ def keep_freed_memory() -> bool:
     book's 2-core CPU. Fixed thresholds (blocks up to 64 MiB from the heap,
     keep up to 1 GiB free) end that; the process then keeps what it freed,
     up to 1 GiB, for its next batches instead of returning it at once.
-    The setting is for the whole process, and arithmetic does not change:
-    runs give the same numbers with it and without.
+    Arithmetic does not change: runs give the same numbers with it and without.
     """
     global _kept_freed_memory
-    if not _kept_freed_memory and platform.libc_ver()[0] == "glibc":
+    if (not _kept_freed_memory and platform.libc_ver()[0] == "glibc"
+            and not malloc_set_by_environment()):
         try:
             mallopt = ctypes.CDLL(None).mallopt  # this process's own C library
         except (AttributeError, OSError):
@@ -116,6 +126,15 @@ def keep_freed_memory() -> bool:
         _kept_freed_memory = bool(mallopt(_M_MMAP_THRESHOLD, 64 << 20)
                                   and mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     return _kept_freed_memory
+
+
+def malloc_set_by_environment() -> bool:
+    """Whether the environment sets glibc's mmap or trim threshold (then
+    `keep_freed_memory` leaves them as they are)."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return any(os.environ.get(f"MALLOC_{name.upper()}_THRESHOLD_")
+               or f"glibc.malloc.{name}_threshold" in tunables
+               for name in ("mmap", "trim"))
 
 
 def unwritable(path: str | os.PathLike) -> str | None:

@@ -75,15 +75,13 @@ def test_only_the_cli_parses_arguments():
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--n-train", "-5"], "n_train must be >= 1 (or None for all), got -5"),
     (["--n-test", "0"], "n_test must be >= 1 (or None for all), got 0"),
-    (["--n-train", "70000"], "n_train=70000, but there are only 60,000 images"),
+    (["--n-train", "70000"], "--n-train 70000, but there are only 60,000 images"),
+    (["--device", "gpu"], "unknown device 'gpu': use 'auto', 'cpu', 'cuda' or 'mps'"),
     (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
     (["--scale", "1.1", "0.9"], "scale must be (low, high) with 0 < low <= high"),
     (["--scale", "0.9"], "argument --scale: expected 2 arguments"),
-    # 4 steps of 256 images, a quarter of them warm-up: torch divided by zero.
-    (["--model", "Model_4", "--epochs", "1", "--n-train", "1000"],
-     "onecycle cannot warm the LR up over exactly 1 step (pct_start x steps "
-     "= 0.25 x 4)"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
 ])
 def test_cli_bad_arguments(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -97,7 +95,34 @@ def test_cli_cuda_without_gpu(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["train", "--device", "cuda", "--epochs", "1"])
     assert exc.value.code == 2
-    assert "CUDA is not available" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # The library says device='cuda'; the command line names its flag.
+    assert "--device cuda requested but CUDA is not available; use --device auto " \
+           "or --device cpu" in err
+
+
+def test_as_flags_names_config_fields_as_flags_and_leaves_the_rest():
+    assert cli.as_flags("lower it (e.g. lr=0.02); lr=0.2, optimizer=sgd, "
+                        "eval_batch_size=500, n_train=10, device='cuda' requested") \
+        == ("lower it (e.g. --lr 0.02); --lr 0.2, --optimizer sgd, "
+            "--eval-batch-size 500, --n-train 10, --device cuda requested")
+    other = "model=Net, x=1, seeds [0, 1]"  # no TrainConfig field
+    assert cli.as_flags(other) == other
+
+
+def test_the_first_short_run_a_student_types_trains_and_says_how(capsys, mnist):
+    """`train --epochs 1 --n-train 1000`: 4 steps of 256, a quarter of them
+    warm-up, on which torch's OneCycleLR divides by zero. It trains, and a
+    note says the warm-up became 2 steps, naming the flag that would ask for
+    that."""
+    assert cli.main(["train", "--epochs", "1", "--n-train", "1000", "--n-test",
+                     "500", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("note: onecycle cannot warm the LR up over exactly 1 step "
+                          "(pct_start x steps = 0.25 x 4), on which torch's "
+                          "OneCycleLR divides by zero: this run's warm-up is 2 "
+                          "steps, as with --pct-start 0.5\n"), out
+    assert "Model_4: last-3 test accuracy" in out
 
 
 
@@ -312,7 +337,7 @@ def test_help_shows_each_recipes_values(command, capsys):
     assert "--momentum MOMENTUM   (default: 0.9, in every recipe)" in out
 
 
-@pytest.mark.parametrize("command", ["seeds", "ablate", "ladder"])
+@pytest.mark.parametrize("command", ["seeds", "study"])
 def test_a_study_trains_on_one_thread_unless_told(command, capsys, monkeypatch):
     """The studies' records are the book build's own numbers only on its
     settings: one CPU thread by default; --threads changes it, 0 is refused."""
@@ -321,9 +346,141 @@ def test_a_study_trains_on_one_thread_unless_told(command, capsys, monkeypatch):
     threads = []
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
     with pytest.raises(SystemExit) as exit_:
-        cli.main([command, "--threads", "0"])
+        cli.main([command, *(["ladder", "--out", "x.json"] if command == "study"
+                             else []), "--threads", "0"])
     assert exit_.value.code == 2 and "--threads must be >= 1" in capsys.readouterr().err
     assert threads == []
     parser_help = subprocess.run([sys.executable, "-m", "mnist_lib", command, "-h"],
                                  capture_output=True, text=True, cwd=ROOT).stdout
     assert "--threads" in parser_help and "default 1" in parser_help
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_every_command_takes_version_and_has_help_on_every_flag(name, capsys,
+                                                                monkeypatch):
+    """The README's promise: every command takes --version; and -h says what
+    each flag does, with no word (a default, a path) broken across lines,
+    even in a narrow terminal."""
+    import argparse
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main([name, "--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == cli.VERSION + "\n"
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        cli.main([name, "-h"])
+    shown = capsys.readouterr().out.split()
+
+    class Parsed(Exception):
+        pass
+
+    def parse_args(parser, *args, **kwargs):
+        raise Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_args)
+    with pytest.raises(Parsed) as parsed:
+        cli.main([name])
+    actions = [a for a in parsed.value.args[0]._actions if a.dest != "help"]
+    assert [a.dest for a in actions if not a.help] == []
+    for action in actions:
+        broken = [w for w in action.help.split() if w not in shown]
+        assert not broken, (action.dest, broken)
+
+
+def test_train_takes_threads_as_the_studies_do_and_leaves_torchs_unless_told(
+        capsys, monkeypatch, mnist):
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    run = ["train", "--model", "Model_2", "--epochs", "1", "--n-train", "256",
+           "--n-test", "100", "--quiet"]
+    assert cli.main(run) == 0 and threads == []  # torch's own number, as before
+    assert cli.main([*run, "--threads", "1"]) == 0 and threads == [1]
+    help_text = " ".join(cli.train_parser("mnist-train").format_help().split())
+    assert f"CPU threads (default: torch's, {torch.get_num_threads()} on this " \
+           "machine)" in help_text
+
+
+def _digit_files(folder: Path, mnist) -> dict[str, torch.Tensor]:
+    """Three MNIST test digits as a student's files: one as it is (28x28 PNG),
+    one enlarged black on white (PNG), one enlarged as a JPEG; with the
+    digits they hold."""
+    from PIL import Image
+
+    files = {}
+    for i, (name, fmt) in enumerate([("as_is.png", "PNG"), ("large.png", "PNG"),
+                                     ("photo.jpg", "JPEG")]):
+        pixels = mnist.test_images[i].numpy()
+        image = Image.fromarray(pixels if i == 0 else 255 - pixels)
+        if i:
+            image = image.resize((140, 140), Image.Resampling.NEAREST)
+        image.convert("RGB").save(folder / name, fmt)
+        files[name] = mnist.test_labels[i]
+    return files
+
+
+def test_predict_and_evaluate_use_a_trained_checkpoint(tmp_path, capsys, mnist):
+    """`predict` prints each image's digit and probability, as the Classifier
+    gives them for the image made an MNIST digit, and says how it made it;
+    `evaluate` prints the run's own test accuracy again, and each digit's."""
+    from mnist_lib.digit import CONVERSION, read_digit
+
+    ckpt, out = str(tmp_path / "w.pt"), tmp_path / "run.json"
+    assert cli.main(["train", "--model", "Model_2", "--epochs", "1", "--n-train",
+                     "2000", "--n-test", "500", "--quiet", "--checkpoint", ckpt,
+                     "--out", str(out)]) == 0
+    capsys.readouterr()
+    files = _digit_files(tmp_path, mnist)
+    paths = [str(tmp_path / name) for name in files]
+    assert cli.main(["predict", "--checkpoint", ckpt, *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    said = " ".join(lines[:-3])
+    assert said == CONVERSION[0].upper() + CONVERSION[1:] + "."
+    model = load_checkpoint(ckpt)
+    digits = [read_digit(path) for path in paths]
+    probs = model.probabilities(torch.stack([d.pixels for d in digits]))
+    for line, path, digit, p in zip(lines[-3:], paths, digits, probs):
+        assert line.split() == [f"{path}:", f"{int(p.argmax())},", "probability",
+                                f"{p.max().item():.3f}", *f"({digit})".split()]
+    assert "(28x28, not inverted, digit" in lines[-3]
+    assert "(140x140, inverted, digit" in lines[-1]
+
+    assert cli.main(["evaluate", "--checkpoint", ckpt, "--n-test", "500"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    hist = History.load(out)
+    correct = round(hist.epochs[-1].test_acc * 5)
+    assert lines[0] == (f"{ckpt} (Model_2): test accuracy "
+                        f"{hist.epochs[-1].test_acc:.2f}% ({correct}/500)")
+    assert lines[1].split() == ["digit", "images", "accuracy"] and len(lines) == 12
+    labels = mnist.test_labels[:500]
+    for d, line in enumerate(lines[2:]):
+        assert line.split()[:2] == [str(d), str(int((labels == d).sum()))]
+
+
+def test_predict_and_evaluate_say_what_is_wrong(tmp_path, capsys):
+    from PIL import Image
+
+    ckpt = tmp_path / "w.pt"
+    save_checkpoint(ckpt, get_model("Model_2"), _history("Model_2"))
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    for argv, code, msg in [
+            (["predict", "--checkpoint", str(ckpt), "nope.png"], 2,
+             "nope.png: no such file"),
+            (["predict", "--checkpoint", "none.pt", str(tmp_path / "blank.png")], 2,
+             "--checkpoint none.pt: no such file (write one with train "
+             "--checkpoint FILE)"),
+            (["predict", "--checkpoint", str(ckpt), str(tmp_path / "notes.txt")], 1,
+             "cannot identify image file"),
+            (["predict", "--checkpoint", str(ckpt), str(tmp_path / "blank.png")], 1,
+             "blank.png: no digit in"),
+            (["evaluate", "--checkpoint", str(ckpt), "--n-test", "0"], 2,
+             "--n-test must be >= 1, got 0"),
+            (["evaluate", "--checkpoint", str(tmp_path / "notes.txt")], 1,
+             "notes.txt is not a checkpoint")]:
+        try:
+            result = cli.main(argv)
+        except SystemExit as exit_:
+            result = exit_.code
+        said = capsys.readouterr().err + (result if isinstance(result, str) else "")
+        assert (result if isinstance(result, int) else 1) == code, (argv, said)
+        assert msg in said, (argv, said)

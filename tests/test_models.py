@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,10 +109,20 @@ def test_a_loaded_checkpoint_takes_raw_images_as_they_come(tmp_path):
         for images in (pixels, pixels[:, None], pixels[:, None].float() / 255):
             assert torch.allclose(model(images), expected, atol=1e-5)
     assert torch.equal(model.predict(pixels), expected.argmax(1))
+    # A NumPy array, a list of numbers, of arrays or of tensors, other integers:
+    # the same pixels, the same answer.
+    for images in (pixels.numpy(), pixels.tolist(), list(pixels.numpy()),
+                   list(pixels), pixels.long(), pixels.numpy().astype("int32"),
+                   (pixels.numpy() / 255.0).tolist()):
+        assert torch.allclose(model(images), expected, atol=1e-5), type(images)
     with pytest.raises(ValueError, match=r"expected \(B, 1, H, W\) or \(B, H, W\)"):
         model(torch.zeros(2, 3, 28, 28))
     with pytest.raises(TypeError, match="uint8 pixels or floats"):
-        model(pixels.long())
+        model(pixels.bool())
+    # Each digit's probability: the exp of the log-probabilities, summing to 1.
+    probs = model.probabilities(pixels.numpy())
+    assert torch.allclose(probs, expected.exp(), atol=1e-5)
+    assert torch.allclose(probs.sum(1), torch.ones(8))
 
 
 def test_a_loaded_checkpoint_refuses_float_pixels_outside_0_1(tmp_path):
@@ -124,13 +135,48 @@ def test_a_loaded_checkpoint_refuses_float_pixels_outside_0_1(tmp_path):
     pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
     model.predict(pixels.float() / 255)  # the range it was trained on
     for bad, shown in [(pixels.float(), "to 255"),
-                       (pixels.float() / 255 - 0.5, "from -0.5"),
-                       (torch.full((1, 28, 28), float("nan")), "nan")]:
+                       (pixels.float() / 255 - 0.5, "from -0.5")]:
         with pytest.raises(ValueError) as err:
             model.predict(bad)
         msg = str(err.value)
         assert msg.startswith("expected float pixels in [0, 1]") and shown in msg
         assert "divide 0-255 pixels by 255, or pass uint8" in msg and "\n" not in msg
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("images, message", [
+    (torch.zeros(2, 14, 14), "expected 28x28 images, the size the model was trained "
+                             "on, got 14x14: make an image of another size an MNIST "
+                             "digit with mnist_lib.read_digit"),
+    (np.zeros((2, 1, 32, 32), np.uint8), "expected 28x28 images, the size the model "
+                                         "was trained on, got 32x32"),
+    (torch.full((1, 28, 28), NAN), "the images hold 784 NaN or infinite pixel(s): "
+                                   "a pixel is a float in [0, 1] or an integer 0-255"),
+    (np.where(np.eye(28) > 0, np.inf, 0.5)[None], "the images hold 28 NaN or "
+                                                  "infinite pixel(s)"),
+    (torch.zeros(28, 28), "got shape (28, 28) (one image: pass [image] or "
+                          "image[None])"),
+    ([np.zeros((28, 28)), np.zeros((14, 14))], "the images differ in shape"),
+    ([torch.zeros(28, 28), torch.zeros(14, 14)], "the images differ in shape"),
+    (np.full((1, 28, 28), 300), "expected integer pixels in 0-255, got values from "
+                                "300 to 300"),
+])
+def test_a_loaded_checkpoint_says_in_one_line_what_is_wrong_with_images(images,
+                                                                       message):
+    """A wrong size is not passed on to torch (a kernel-size error at 14x14,
+    a silent answer at 32x32), NaN is not taken for 0-255 pixels: each is
+    refused in one line that names the problem."""
+    from mnist_lib.checkpoint import Classifier
+
+    model = Classifier(get_model("Model_4"), 0.1307, 0.3081).eval()
+    with pytest.raises(ValueError) as err:
+        model.predict(images)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(TypeError, match="expected images of pixels"):
+        model.predict([["a"] * 28] * 28)
 
 
 # A net of a student's own, in a file: Conv -> GAP -> Linear, log-probabilities.
@@ -196,6 +242,63 @@ def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
                           capture_output=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.stdout == "ok\n", done.stderr
+
+
+@pytest.mark.parametrize("layout", ["module", "package", "spec given"])
+def test_a_checkpoint_of_a_students_net_loads_from_any_folder(tmp_path, monkeypatch,
+                                                              layout):
+    """Beside "MODULE:NAME", save_checkpoint stores the folder the module was
+    imported from, relative to the checkpoint (as it stores a FILE.py): a
+    fresh process in another folder, where no import finds the module, loads
+    it from there. A package's relative imports work too."""
+    import importlib
+
+    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+
+    project = tmp_path / "project"
+    project.mkdir()
+    if layout == "package":
+        (project / "anyfolder_pkg").mkdir()
+        (project / "anyfolder_pkg" / "__init__.py").write_text("")
+        (project / "anyfolder_pkg" / "layers.py").write_text(STUDENT_NET)
+        (project / "anyfolder_pkg" / "model.py").write_text("from .layers import Net\n")
+        name = "anyfolder_pkg.model"
+    else:
+        (project / "anyfolder_net.py").write_text(STUDENT_NET)
+        name = "anyfolder_net"
+    monkeypatch.setattr(sys, "path", [str(project), *sys.path])
+    try:
+        torch.manual_seed(0)
+        net = importlib.import_module(name).Net()
+        save_checkpoint(project / "runs" / "net.pt", net, _student_history(),
+                        spec=f"{name}:Net" if layout == "spec given" else None)
+    finally:
+        for module in [m for m in sys.modules if m.startswith("anyfolder_")]:
+            sys.modules.pop(module)
+    saved = torch.load(project / "runs" / "net.pt", weights_only=True)
+    assert saved["module_folder"] == ".."
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    torch.save({"pixels": pixels, "expected": _outputs(net, pixels)},
+               elsewhere / "io.pt")
+    code = ("import torch\nfrom mnist_lib import load_checkpoint\n"
+            "io = torch.load('io.pt')\n"
+            f"m = load_checkpoint({str(project / 'runs' / 'net.pt')!r})\n"
+            "assert torch.allclose(m(io['pixels']), io['expected'], atol=1e-6)\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, text=True,
+                          capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.stdout == "ok\n", done.stderr
+    # Moved away from its module: the message says where it was looked for.
+    (project / "runs").rename(elsewhere / "runs")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(project)])
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ValueError, match=r"No module named 'anyfolder_\w+', here "
+                       r"or in '.*runs/\.\.', where it was when the checkpoint was "
+                       r"saved(?s:.*)model=Net\(\)"):
+        load_checkpoint("runs/net.pt")
 
 
 def test_a_students_net_from_a_file_is_found_beside_the_checkpoint(tmp_path,
@@ -271,7 +374,7 @@ def test_load_checkpoint_on_a_device_that_is_not_there_says_so(tmp_path):
 
     save_checkpoint(tmp_path / "m.pt", get_model("Model_2"),
                     _student_history("Model_2"))
-    with pytest.raises(ValueError, match="device 'cuda' requested but CUDA is not "
+    with pytest.raises(ValueError, match="device='cuda' requested but CUDA is not "
                                          "available") as err:
         load_checkpoint(tmp_path / "m.pt", device="cuda")
     assert "not a checkpoint" not in str(err.value)

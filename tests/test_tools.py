@@ -92,7 +92,7 @@ def test_seed_cli_rejects_more_test_images_than_there_are(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["seeds", "--n-test", "20000", "--seeds", "1"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and "n_test=20000, but there are only 10,000" in err
+    assert exc.value.code == 2 and "--n-test 20000, but there are only 10,000" in err
 
 
 @pytest.mark.parametrize("passed, n, confidence, expected", [

@@ -85,7 +85,7 @@ def test_nan_loss_stops_with_a_clear_message(small):
         T.fit(_Explodes(), small, quick(epochs=1))
     msg = str(exc.value)
     assert "epoch 1" in msg and "between steps 1 and" in msg
-    assert "learning rate" in msg and "--lr" in msg
+    assert "learning rate" in msg and "(e.g. lr=0.005)" in msg  # a Python argument
 
 
 
@@ -102,19 +102,37 @@ def test_adam_and_adamw_train(small, name, cls):
 
 
 
-def test_a_one_cycle_warm_up_of_one_step_is_refused_before_training(small):
-    # 2,000 images in 4 steps of 500, a quarter of them warm-up: 1 step, on
-    # which torch's OneCycleLR divided by zero (ZeroDivisionError).
+def test_a_one_cycle_warm_up_of_one_step_adapts_and_says_so(small):
+    """2,000 images in 4 steps of 500, a quarter of them warm-up: 1 step, on
+    which torch's OneCycleLR divides by zero. The run warms up over 2 steps
+    instead (LR from its lowest to its peak at the second step), with a
+    warning that says so; a run of 2 steps has no warm-up at all."""
     cfg = quick(scheduler="onecycle", batch_size=500, epochs=1, pct_start=0.25)
-    with pytest.raises(ValueError, match=r"exactly 1 step \(pct_start x steps = "
-                                         r"0.25 x 4\)(?s:.*)'none'"):
-        T.fit(get_model("Model_2"), small, cfg)
-    # Other warm-ups, however short, run as before; torch takes them.
+    assert C.onecycle_warmup(cfg, 4)[0] == 0.5
+    with pytest.warns(C.ScheduleWarning, match=r"exactly 1 step \(pct_start x "
+                      r"steps = 0.25 x 4\)(?s:.*)warm-up is 2 steps, as with "
+                      r"pct_start=0.5"):
+        hist = T.fit(get_model("Model_2"), small, cfg)
+    assert len(hist.epochs) == 1 and hist.config["pct_start"] == 0.25  # as asked
+    opt = T.make_optimizer(get_model("Model_2"), cfg)
+    sched = T.make_scheduler(opt, cfg, steps_per_epoch=4)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(4):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:2] == pytest.approx([cfg.lr / 10, cfg.lr]) and lrs[2] < cfg.lr
+    assert lrs[3] == pytest.approx(cfg.lr / 1000)
+    # Two steps, half of them warm-up: no warm-up; the LR falls from near the peak.
+    two = replace(cfg, pct_start=0.5)
+    pct, note = C.onecycle_warmup(two, 2)
+    assert pct * 2 < 1 and "warm-up is none" in note
+    with pytest.warns(C.ScheduleWarning):
+        T.fit(get_model("Model_2"), small, replace(two, n_train=1000))
+    # Other warm-ups, however short, are torch's own, as before: no note.
     for other in (replace(cfg, pct_start=0.5), replace(cfg, pct_start=0.1),
                   replace(cfg, scheduler="none")):
-        C.check_schedule(other, 2000)
-    T.fit(get_model("Model_2"), small, replace(cfg, pct_start=0.1))
-
+        assert C.onecycle_warmup(other, 4) == (other.pct_start, "")
 
 
 def test_huge_learning_rate_diverges(small):
@@ -275,6 +293,17 @@ def test_static_progress_prints_one_line_per_epoch(small, capsys, monkeypatch):
     assert len(epochs) == 2 and "Loss=" in epochs[0] and "Accuracy=" in epochs[0]
     assert len([l for l in out.splitlines() if l.startswith("Test set:")]) == 2
 
+
+
+def test_progress_bars_go_to_stderr_and_results_to_stdout(small, capsys,
+                                                         monkeypatch):
+    """`python -m mnist_lib train > log` keeps the results: the bar's every
+    refresh (carriage returns) goes to stderr."""
+    monkeypatch.delenv("MNIST_PROGRESS", raising=False)
+    T.fit(get_model("Model_2"), small, quick(epochs=1, progress=True))
+    out, err = capsys.readouterr()
+    assert "Epoch  1" in err and "Epoch" not in out and "\r" not in out
+    assert "Test set:" in out
 
 
 def test_onecycle_keeps_momentum_fixed(small):
