@@ -9,12 +9,13 @@ JB     := $(BIN)/jupyter-book
 # Sphinx warnings are errors; --keep-going reports all of them before failing.
 JBFLAGS := -W --keep-going
 
-.PHONY: venv data test test-lib book book-quick record-build sync clean help
+.PHONY: venv data test test-lib book book-quick record-build sync repository clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make book        .venv + packages + data, then the full book (_build/html)"
 	@echo "make test        .venv + packages + data, then all tests (quick book build incl.)"
+	@echo "make repository REPO=OWNER/NAME [BRANCH=main]   publish from another repository"
 	@echo "make venv | data | book-quick | record-build | sync | clean"
 
 # Re-installs only when requirements.txt or pyproject.toml change.
@@ -52,6 +53,13 @@ record-build: venv
 # Regenerate the .ipynb twins (Colab) from the .md chapters, the one source.
 sync: venv
 	$(BIN)/python scripts/twins.py book/*.md
+
+# Name the book's GitHub repository (and branch) everywhere it must be named:
+# _config.yml's repository section is the setting; scripts/repository.py
+# rewrites it and every copy (library, package URLs, chapters, twins, README,
+# workflows, CITATION.cff). Without REPO, it prints the current one.
+repository: venv
+	$(BIN)/python scripts/repository.py $(REPO) $(if $(BRANCH),--branch $(BRANCH))
 
 clean:
 	rm -rf _build

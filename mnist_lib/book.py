@@ -36,9 +36,9 @@ QUICK = os.environ.get("MNIST_BOOK_QUICK", "") not in ("", "0")
 BUILD = os.environ.get("MNIST_BOOK_BUILD", "") not in ("", "0")
 QUICK_SIZE = dict(epochs=1, n_train=2000, n_test=1000)
 
-# The repository that hosts the book, as `_config.yml` names it (a test checks
-# that they agree). In Colab the chapters install the library from it and read
-# its recorded results from it.
+# The repository that hosts the book, as `_config.yml` names it: written by
+# `make repository` (scripts/repository.py), which keeps them the same. In Colab
+# the chapters install the library from it and read its recorded results from it.
 REPOSITORY = "https://github.com/small-cnn-book/mnist-small-cnn"
 BRANCH = "main"
 

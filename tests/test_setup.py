@@ -53,19 +53,34 @@ def _requirement_names(path: Path) -> dict[str, str]:
     return pins
 
 
-def test_binder_installs_the_root_requirements_with_cpu_torch(tmp_path):
-    """Binder (repo2docker) reads binder/ instead of the root when it exists. Its
-    requirements must be the root file's, resolved as repo2docker runs pip
-    (from the repository root), plus PyTorch's CPU index as an *extra* index:
-    `--index-url` would hide PyPI, where the other packages are."""
+def test_binder_installs_the_runtime_only_with_cpu_torch(tmp_path):
+    """Binder (repo2docker) reads binder/ instead of the root when it exists. It
+    installs what running the chapters needs: torch and torchvision at the root
+    file's pins, from PyTorch's CPU index as an *extra* index (`--index-url`
+    would hide PyPI, where the other packages are), and the library with its
+    `chapters` extra; none of the book's build or test tools. Resolved as
+    repo2docker runs pip, from the repository root."""
+    import tomllib
+
     binder = ROOT / "binder" / "requirements.txt"
     lines = [l.strip() for l in binder.read_text().splitlines()
              if l.strip() and not l.lstrip().startswith("#")]
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
     assert not any(l.startswith(("--index-url", "-i ")) for l in lines)
+    root = _requirement_names(ROOT / "requirements.txt")
+    assert _requirement_names(binder) == {n: root[n] for n in ("torch", "torchvision")}
+    assert "-e .[chapters]" in lines
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    chapters = {re.split(r"[=<>!~\[ ]", r, maxsplit=1)[0].lower(): r
+                for r in project["optional-dependencies"]["chapters"]}
+    assert set(chapters) == {"ipykernel", "notebook", "jupytext"}
+    for name in set(chapters) & set(root):  # pinned as the book's build pins them
+        assert chapters[name] == name + root[name], name
     report = tmp_path / "report.json"
     # CI must reach the index: retry there. Elsewhere an offline machine skips fast.
     retries, timeout = ("3", "30") if os.environ.get("CI") else ("0", "10")
+    # Without its dependencies (with them, every package would ask the CPU
+    # index, which retries for minutes where it is out of reach).
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
          "--no-deps", "--quiet", "--disable-pip-version-check", "--retries", retries,
@@ -75,12 +90,21 @@ def test_binder_installs_the_root_requirements_with_cpu_torch(tmp_path):
         unavailable(f"no package index reachable here: {done.stderr[-1500:]}")
     assert done.returncode == 0, done.stderr
     got = {i["metadata"]["name"].lower(): i for i in json.loads(report.read_text())["install"]}
-    # Every package of the root file, at its pin, and the library from this checkout.
-    assert set(got) == set(_requirement_names(ROOT / "requirements.txt")) | {"mnist_lib"}
-    for name, pin in _requirement_names(ROOT / "requirements.txt").items():
-        if pin.startswith("=="):  # a local label (+cpu) still meets ==X
-            assert got[name]["metadata"]["version"].split("+")[0] == pin[2:], name
+    assert set(got) == {"mnist_lib", "torch", "torchvision"}
+    for name in ("torch", "torchvision"):  # a local label (+cpu) still meets ==X
+        assert got[name]["metadata"]["version"].split("+")[0] == root[name][2:], name
     assert got["mnist_lib"]["download_info"]["url"] == ROOT.as_uri()
+    assert got["mnist_lib"]["requested_extras"] == ["chapters"]
+    # The build and the tests stay out: no tool of theirs is a dependency of
+    # the library or of its `chapters` extra.
+    tools = {"jupyter-book", "myst-nb", "pytest", "hypothesis", "playwright",
+             "check-jsonschema", "sphinx-sitemap", "sphinx-notfound-page",
+             "sphinxext-opengraph"}
+    assert tools <= set(root)
+    needs = {re.split(r"[=<>!~\[ ;]", r, maxsplit=1)[0].lower()
+             for r in got["mnist_lib"]["metadata"]["requires_dist"]
+             if "extra ==" not in r or 'extra == "chapters"' in r}
+    assert needs and not tools & needs, sorted(tools & needs)
     # A Python the project supports (pyproject's requires-python), in
     # repo2docker's form, e.g. python-3.11.
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
@@ -90,11 +114,17 @@ def test_binder_installs_the_root_requirements_with_cpu_torch(tmp_path):
     assert int(runtime.split(".")[1]) >= int(floor.group(1))
 
 
+def workflows() -> dict[str, dict]:
+    import yaml
+
+    return {p.name: yaml.safe_load(p.read_text())
+            for p in sorted((ROOT / ".github" / "workflows").glob("*.yml"))}
+
+
 def test_publishing_workflow_builds_as_the_readme_and_binder_do():
     """GitHub Actions runs the README's `make book`, with the Python Binder pins
     and torch from the same CPU index: its runner has no GPU either."""
-    import yaml
-    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    flow = workflows()["book.yml"]
     steps = flow["jobs"]["build"]["steps"]
     build = next(s for s in steps if s.get("run", "").strip() == "make book")
     binder = (ROOT / "binder" / "requirements.txt").read_text()
@@ -103,6 +133,89 @@ def test_publishing_workflow_builds_as_the_readme_and_binder_do():
     python = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
     assert f"python-{python['with']['python-version']}" == runtime
+
+
+def test_publishing_workflow_deploys_the_book_s_own_main_and_never_cancels_it():
+    flow = workflows()["book.yml"]
+    deploy = flow["jobs"]["deploy"]
+    assert deploy["needs"] == "build"
+    assert "github.repository == '" in deploy["if"]  # which: tests/test_publishing.py
+    assert deploy["concurrency"] == {"group": "pages", "cancel-in-progress": False}
+    assert not flow.get("concurrency", {}).get("cancel-in-progress")
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert flow["permissions"] == {"contents": "read"}
+
+
+# Where scripts/build_book.sh keeps the execution cache and the stamp of its inputs.
+STAMP_INPUTS = ("mnist_lib/**/*.py", "requirements.txt", "results/*.json",
+                "!results/book_builds.json")
+
+
+@pytest.mark.parametrize("name, out", [("book.yml", "_build"),
+                                       ("ci.yml", "_build/quick/_build")])
+def test_workflows_keep_the_executed_chapters_with_the_stamp_of_their_inputs(name, out):
+    """scripts/build_book.sh drops the execution cache when the stamp of its
+    inputs is missing or differs: a cache restored without it would be thrown
+    away. So the cache holds both, keyed on the stamp's inputs, then on the
+    chapters, and restores the newest cache of the same inputs."""
+    script = (ROOT / "scripts" / "build_book.sh").read_text()
+    assert 'local stamp="$OUT/_build/.$1.sha256"' in script
+    assert "if changed inputs mnist_lib/*.py mnist_lib/*/*.py requirements.txt" \
+        in script
+    job = {"book.yml": "build", "ci.yml": "test"}[name]
+    steps = workflows()[name]["jobs"][job]["steps"]
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    assert cache["with"]["path"].split() == [f"{out}/.jupyter_cache",
+                                             f"{out}/.inputs.sha256"]
+    inputs = "hashFiles(" + ", ".join(f"'{p}'" for p in STAMP_INPUTS) + ")"
+    key, restore = cache["with"]["key"], cache["with"]["restore-keys"].strip()
+    assert key.startswith(restore) and inputs in restore
+    assert key.endswith("${{ hashFiles('book/*.md') }}")
+    python = next(s for s in steps if "actions/setup-python" in s.get("uses", ""))
+    assert python["with"]["cache"] == "pip"
+    assert python["with"]["cache-dependency-path"] == "requirements.txt"
+
+
+def test_ci_workflow_runs_the_ci_script_on_pull_requests_and_pushes():
+    flow = workflows()["ci.yml"]
+    on = flow[True]  # YAML 1.1 reads the key `on` as True
+    assert "pull_request" in on and "push" in on
+    (job,) = flow["jobs"].values()
+    assert any(s.get("run", "").strip() == "bash .ci/run" for s in job["steps"])
+
+
+# The first major version of each action that runs on Node 24 (Node 20 is
+# deprecated on GitHub's runners).
+NODE24 = {"actions/checkout": 5, "actions/setup-python": 6, "actions/cache": 5,
+          "actions/upload-pages-artifact": 4, "actions/deploy-pages": 5}
+
+
+def test_workflows_use_actions_on_a_supported_runtime():
+    used = [s["uses"] for flow in workflows().values() for job in flow["jobs"].values()
+            for s in job.get("steps", []) if "uses" in s]
+    assert used
+    for use in used:
+        action, _, version = use.partition("@")
+        assert action in NODE24, f"{use}: which major version runs on Node 24?"
+        assert int(version.removeprefix("v").split(".")[0]) >= NODE24[action], use
+
+
+@pytest.mark.parametrize("schema, files", [
+    ("vendor.github-workflows", sorted((ROOT / ".github" / "workflows").glob("*.yml"))),
+    ("vendor.citation-file-format", [ROOT / "CITATION.cff"]),
+], ids=["workflows", "citation"])
+def test_files_validate_against_their_schema(schema, files):
+    """check-jsonschema's own copy of each schema: no network."""
+    tool = shutil.which("check-jsonschema",
+                        path=f"{Path(sys.executable).parent}{os.pathsep}"
+                             f"{os.environ.get('PATH', '')}")
+    if tool is None:
+        unavailable("check-jsonschema is missing: `pip install -r requirements.txt` "
+                    "installs it")
+    assert files
+    done = subprocess.run([tool, "--builtin-schema", schema, *map(str, files)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def record_build(tmp_path: Path, *command: str) -> subprocess.CompletedProcess:
