@@ -1,0 +1,111 @@
+"""The numbers the chapters' exercise solutions and architecture figures state,
+checked here rather than in hidden cells of the chapters: a reader does not
+scroll past them, and a change to a model that makes a solution wrong still
+fails `make test`."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch.nn as nn
+
+from mnist_lib import count_parameters, plots
+from mnist_lib.config import recipe
+from mnist_lib.models import Model_1, conv_block
+from mnist_lib.rf import receptive_field
+
+
+def test_step1_exercise_numbers():
+    per_layer = [p.numel() for p in Model_1().parameters()]
+    assert per_layer == [144, 16, 2304, 16, 2304, 16, 2304, 16, 10240, 10]
+    # Exercise 1: the table of parameters, and the output's share.
+    assert count_parameters(Model_1()) == 160 + 3 * 2320 + 10250 == 17370
+    assert 10250 / 17370 > 0.5
+    # Exercise 2: half the width.
+    block = partial(conv_block, bn=False)
+    narrow = nn.Sequential(
+        block(1, 8, stride=2, padding=1), block(8, 8), block(8, 8), block(8, 8),
+        nn.Conv2d(8, 10, kernel_size=8), nn.Flatten(),
+    )
+    assert count_parameters(narrow) == 80 + 3 * 584 + 5130 == 6962 < 8000
+    assert count_parameters(narrow[4]) == 5130
+    rf1 = receptive_field(Model_1(), (1, 28, 28))
+    assert receptive_field(narrow, (1, 28, 28)).trunk.r_out == rf1.trunk.r_out == 29
+    # Exercise 3: steps in one epoch of 1,000 and of 10,000 images.
+    cfg = recipe("Model_1")
+    assert cfg.batch_size == 128
+    assert [math.ceil(n / cfg.batch_size) for n in (1_000, 10_000)] == [8, 79]
+    # Exercise 4: the 8x8 convolution adds (8 - 1) x 2 pixels to an RF of 15.
+    before = rf1["block2.0.0"]
+    assert (before.r_out, before.j_out, before.n_out) == (15, 2, 8)
+    assert rf1["output"].r_out == 15 + (8 - 1) * 2 == 29
+
+
+def test_step1_text_and_figure_describe_model_1():
+    rf1 = receptive_field(Model_1(), (1, 28, 28))
+    said = plots.architecture_alt(rf1, "Model_1")
+    assert "conv 8x8 to 1x1" in said and "RF 29 px at the output" in said
+    # "The skeleton's RF covers the digit; its output is not a global pool",
+    # and more than half of its parameters sit in the output convolution.
+    assert rf1.trunk is rf1["output"] and not rf1.final.global_out
+    assert rf1.trunk.r_out >= 20
+    out = sum(p.numel() for p in Model_1().output.parameters())
+    assert count_parameters(Model_1()) > 8000 and out / count_parameters(Model_1()) > 0.5
+    cfg = recipe("Model_1")
+    assert (cfg.optimizer, cfg.scheduler, cfg.lr) == ("sgd", "none", 0.01)
+
+
+def test_step2_exercise_and_concept_numbers():
+    import torch
+
+    from mnist_lib.models import Model_1_BN, Model_1_GAP, Model_2, Model_3
+
+    # The concept box's BatchNorm example standardises its batch.
+    torch.manual_seed(0)
+    x = 5 + 3 * torch.randn(64, 4, 8, 8)
+    with torch.no_grad():
+        y = nn.BatchNorm2d(4).train()(x)
+    assert abs(y.mean()) < 1e-4 and abs(y.std() - 1) < 1e-2
+    # The GAP rung's counts: the 8x8 head against GAP and a 1x1 convolution.
+    assert count_parameters(Model_1_BN().output) == 16 * 10 * 64 + 10 == 10250
+    assert count_parameters(Model_1_GAP().output) == 16 * 10 + 10 == 170
+    assert count_parameters(Model_1_GAP()) < 8000 < count_parameters(Model_1_BN())
+    rf_gap = receptive_field(Model_1_GAP(), (1, 28, 28)).trunk.r_out
+    rf2 = receptive_field(Model_2(), (1, 28, 28))
+    assert rf_gap < 20 and rf2.trunk.r_out == rf_gap + 4 == 19
+    assert abs(count_parameters(Model_2()) - count_parameters(Model_1_GAP())) < 100
+    assert recipe("Model_3").scheduler == "none"  # "a rate that stays constant"
+    assert recipe("Model_3").lr / recipe("Model_1").lr == 5
+    rf3 = receptive_field(Model_3(), (1, 28, 28))
+    assert "RF 19 px before the global pooling" in plots.architecture_alt(rf3, "Model_3")
+    assert rf3.trunk.n_out == 8 and rf3.first_global.kind == "AdaptiveAvgPool2d"
+    assert count_parameters(Model_2()) == 7308 == count_parameters(Model_3())
+    # Exercise 1: the 8x8 convolution back in place of GAP and the 1x1 convolution.
+    no_gap = Model_2()
+    no_gap.output = nn.Conv2d(16, 10, kernel_size=8)
+    assert count_parameters(no_gap) == 7308 - 170 + 10250 == 17388
+    assert tuple(no_gap(torch.zeros(2, 1, 28, 28)).shape) == (2, 10)
+    rf_no_gap = receptive_field(no_gap, (1, 28, 28))
+    assert rf_no_gap.first_global is None and rf_no_gap.trunk.name == "output"
+    assert rf_no_gap.trunk.r_out == 19 + (8 - 1) * 2 == 33
+    # Exercise 2: dropout masks differ between two calls in training only.
+    torch.manual_seed(0)
+    net, x_in = Model_3(), torch.randn(4, 1, 28, 28)
+    net.train()
+    assert not torch.equal(net(x_in), net(x_in))
+    net.eval()
+    assert torch.equal(net(x_in), net(x_in))
+    # Exercise 3: BatchNorm's parameters and buffers.
+    bn_layers = [m for m in Model_2().modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [m.num_features for m in bn_layers] == [10, 12, 14, 16, 16]
+    assert sum(p.numel() for m in bn_layers for p in m.parameters()) == 2 * 68 == 136
+    assert all(c.bias is None for c in Model_2().modules()
+               if isinstance(c, nn.Conv2d) and c.kernel_size == (3, 3))
+    assert {n.split(".")[-1] for n, _ in Model_2().named_buffers()} == {
+        "running_mean", "running_var", "num_batches_tracked"}
+    # Exercise 4: a sixth 3x3 convolution reaches the digit but breaks the budget.
+    deeper = Model_2()
+    deeper.block2.append(conv_block(16, 16, padding=1))
+    assert count_parameters(deeper) == 7308 + 9 * 16 * 16 + 2 * 16 == 9644 > 8000
+    assert receptive_field(deeper, (1, 28, 28)).trunk.r_out == 23
