@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 from .config import TrainConfig, as_json, config_differences, model_differences
 from .data import MNIST
 from .hardware import environment, source_commit
+from .models import count_parameters, get_model, layer_list
 from .seeds import paired_difference, pass_change_p, seed_result
 from .target import TARGET
 from .utils import atomic_write_json, best_device
@@ -231,6 +232,9 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
                 rec["runs"] = sorted(rec["runs"] + [run], key=lambda r: r["seed"])
                 if not found:
                     rec.update(params=hist.params, layers=hist.layers)
+                elif rec["params"] is None:  # every run so far copied: the
+                    net = get_model(arm.model)  # model's as a run records them
+                    rec.update(params=count_parameters(net), layers=layer_list(net))
                 atomic_write_json(out, record)
             report(f"seed {seed:>4}  {arm.name:<22} last 3: "
                    + " ".join(f"{a:.2f}" for a in run["last3"])
