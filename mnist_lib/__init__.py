@@ -16,9 +16,10 @@ Public API (see each module for details):
 - evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
 - rf:      `receptive_field`, `RFTable`, `effective_rf` (a package)
 - plain:   the classic train()/test() loop with DataLoaders (Step 1)
-- plots, summary, seeds, ablation, bench, book: figures, torchsummary's table,
-           the seed study, Step 3's ablation study, the benchmark, the
-           chapters' helpers
+- plots, summary, seeds, bench, book: figures, torchsummary's table, the
+           seed study, the benchmark, the chapters' helpers
+- study, protocol: the held-out studies of results/protocol.md (the ladder,
+           the ablation, the confirmation, the final test)
 - cli:     the command line, `python -m mnist_lib COMMAND`
 
 Nothing runs at import time: no downloads, no global torch settings.

@@ -16,7 +16,6 @@ learner's run it prints a note and the chapter goes on.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import urllib.request
@@ -165,6 +164,27 @@ def time_change(seconds: float, base: float) -> str:
     return f"{100 * (1 - ratio):.0f}% less time than"
 
 
+def bench_lag(record: dict[str, Any]) -> str:
+    """One sentence on whether a benchmark record (`results/bench_*.json`)
+    trained today's final model with today's recipe, and if not, what it
+    trained: its times stand either way, its accuracy is its own design's."""
+    from .config import model_differences, recipe_differences
+    from .models import FINAL_MODEL
+
+    model = record["model"]
+    if model != FINAL_MODEL:
+        return (f"It trained {model}, before {FINAL_MODEL} with Step 3's recipe "
+                "became the final model: its times stand, its accuracy is "
+                f"{model}'s with the recipe it recorded, not the final model's.")
+    lags = recipe_differences(record, model) + (
+        model_differences(record, model) if record.get("layers") else ["layers"])
+    if lags:
+        return (f"It trained {model} as it was then (since changed: "
+                f"{', '.join(lags)}): its times stand, its accuracy is that "
+                "earlier version's.")
+    return f"It trained today's final model, {model}, with today's recipe."
+
+
 def claim(condition: bool, message: str, evidence: str = "", live: bool = True
           ) -> None:
     """Check a claim the prose makes (`message`) against the numbers behind it.
@@ -243,64 +263,6 @@ def glue_result(key: str, hist: History, last: int = TARGET.last) -> dict[str, A
     glue(f"{key}_sec_per_epoch", f"{result['sec_per_epoch']:.1f} s")
     glue(f"{key}_device", hist.env["device"])
     return result
-
-
-def load_ladder() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """The design ladder's record (`results/ladder.json`) and its summary rows
-    (`ladder.summarise`) by rung name. The record must be today's ladder:
-    every rung trained as `ladder.rungs()` trains it, every seed on every
-    rung, each pass the book's target's verdict (a claim on the record)."""
-    from dataclasses import asdict
-
-    from . import ladder
-
-    record = load_record("ladder")
-    stale = ladder.stale_rungs(record)
-    claim(not stale, "the ladder record holds today's rungs", str(stale), live=False)
-    complete = all(sorted(s["seed"] for s in r["seeds"]) == record["seeds"]
-                   for r in record["rungs"])
-    claim(complete and record["target"] == asdict(TARGET),
-          "every rung ran every seed and was judged by the book's target", live=False)
-    claim(all(s["passed"] == TARGET.met_by(s["test_acc"], r["params"])
-              for r in record["rungs"] for s in r["seeds"]),
-          "each recorded pass is the target's verdict", live=False)
-    return record, {row["name"]: row for row in ladder.summarise(record)}
-
-
-def against_rung(name: str, record: dict[str, Any]) -> dict[str, Any]:
-    """A seed study (`results/<name>.json`, e.g. the final recipe without one
-    ingredient) against the rung of the ladder `record` that trained the
-    closest recipe, paired by seed (`ladder.compare`), with `rung` (its name)
-    and `index` (from 1). The study must have run where the ladder ran: on
-    another machine the same seed is another draw (a claim)."""
-    from . import ladder
-    from .hardware import machine_differences
-
-    study = load_record(name)
-    differ = machine_differences(record["env"], study["env"])
-    claim(not differ, f"{name} ran where the ladder ran", str(differ), live=False)
-    rung = ladder.nearest_rung(study["model"], study["config"])
-    runs = next(r["seeds"] for r in record["rungs"] if r["name"] == rung.name)
-    index = [r.name for r in ladder.rungs()].index(rung.name) + 1
-    return ladder.compare(study["seeds"], runs) | {"rung": rung.name, "index": index}
-
-
-def glue_rung(key: str, row: dict[str, Any]) -> None:
-    """Glue one summarised rung (`load_ladder`) for its Result and Analysis:
-    `<key>_result` (mean, std, passes over the seeds), `<key>_verdict` (the
-    difference to the rung before, by the ladder's rule), `<key>_mean`,
-    `<key>_passed`, `<key>_delta`."""
-    from . import ladder
-
-    glue(f"{key}_mean", f"{row['last_mean']:.2f}%")
-    glue(f"{key}_passed", f"{row['passed']} of {row['n_seeds']}")
-    glue(f"{key}_result", (
-        f"mean of the last {TARGET.last} epochs {row['last_mean']:.2f}% "
-        f"(std {row['std']:.2f} across {row['n_seeds']} seeds); "
-        f"{row['passed']} of {row['n_seeds']} seeds meet the rule"))
-    if not math.isnan(row["delta"]):
-        glue(f"{key}_delta", f"{row['delta']:+.2f} points")
-        glue(f"{key}_verdict", ladder.verdict(row))
 
 
 def load_study(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:

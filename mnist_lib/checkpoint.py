@@ -171,7 +171,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     """The model saved in `path` (by `save_checkpoint`, or by `python -m
     mnist_lib train --checkpoint FILE`), as a `Classifier` on `device` in eval
     mode: ready for raw images, e.g.
-    `load_checkpoint("model4.pt").predict(data.test_images[:10])`.
+    `load_checkpoint("final.pt").predict(data.test_images[:10])`.
 
     The weights go into `model` when given (`model=Net()`: nothing is
     imported). Otherwise the model is built from the spec the checkpoint

@@ -7,8 +7,8 @@
     python -m mnist_lib study ladder --out results/ladder.json   (results/protocol.md)
     python -m mnist_lib bench --epochs 15 --json results/bench_cpu.json
     python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28  (also: mnist-rf)
-    python -m mnist_lib predict --checkpoint model4.pt seven.png   the digit in it
-    python -m mnist_lib evaluate --checkpoint model4.pt   test accuracy, per digit
+    python -m mnist_lib predict --checkpoint final.pt seven.png   the digit in it
+    python -m mnist_lib evaluate --checkpoint final.pt   test accuracy, per digit
 
 This module is the program; the modules it calls are the library and parse
 no arguments. Every bad argument is an argparse error (exit 2) that names the
@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import __version__, ablation, bench, ladder, model_spec, protocol, seeds, study
+from . import __version__, bench, model_spec, protocol, seeds, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
                      TrainConfig, recipe, recipe_differences)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -334,85 +334,6 @@ def seeds_cmd(argv: list[str], prog: str) -> int:
         atomic_write_json(args.out, summary)
         print(f"saved {args.out}")
     return 0 if summary["passed"] == summary["n_seeds"] else 1
-
-
-# ------------------------------------------------------------------- ablate
-def ablate_cmd(argv: list[str], prog: str) -> int:
-    names = [v.name for v in ablation.variants()]
-    p = new_parser(prog, f"The first ablation study, judged on the test set (the "
-                   f"book's held-out studies are 'study'): {ablation.BASE}'s recipe "
-                   "with one ingredient taken out at a time, over seeds.")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1 (default 5)")
-    p.add_argument("--variant", action="append", choices=names, metavar="NAME",
-                   help="run only this variant (repeatable; default: all): "
-                        + "; ".join(names))
-    add_threads_flag(p)
-    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
-    p.add_argument("--out", help="write the record as JSON to this file, after "
-                                 "each variant")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the arms already in --out and run only the others")
-    args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.out and (why := unwritable(args.out)):
-        p.error(f"--out: {why}")
-    if args.resume and not (args.out and Path(args.out).exists()):
-        p.error("--resume needs an existing --out file to go on from")
-    if args.out and Path(args.out).exists() and not args.resume:
-        p.error(f"--out {args.out} exists: add --resume to keep its arms and run "
-                "the rest, or choose another file (nothing is overwritten)")
-    set_threads(p, args)
-    mnist = _data_for(p, ablation.BASE, recipe(ablation.BASE), args.data)
-    try:
-        ablation.run_ablation(mnist, list(range(args.seeds)), args.out,
-                              args.variant and list(dict.fromkeys(args.variant)),
-                              resume=args.resume)
-    except (DivergenceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if args.out:
-        print(f"saved {args.out}")
-    return 0
-
-
-# ------------------------------------------------------------------- ladder
-def ladder_cmd(argv: list[str], prog: str) -> int:
-    p = new_parser(prog, "The first design ladder, judged on the test set (the "
-                   "book's held-out ladder is 'study ladder'): from Model_1's "
-                   "recipe to the final one, one change a rung, the same seeds.")
-    p.add_argument("--seeds", type=int, default=10, help="seeds 0 .. N-1 (default 10)")
-    add_threads_flag(p)
-    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
-    p.add_argument("--out", help="write the record as JSON to this file, after "
-                                 "each run")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the runs already in --out and train the others")
-    args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.out and (why := unwritable(args.out)):
-        p.error(f"--out: {why}")
-    if args.resume and not (args.out and Path(args.out).exists()):
-        p.error("--resume needs an existing --out file to go on from")
-    if args.out and Path(args.out).exists() and not args.resume:
-        p.error(f"--out {args.out} exists: add --resume to keep its runs and train "
-                "the rest, or choose another file (nothing is overwritten)")
-    set_threads(p, args)
-    mnist = load_mnist(args.data)
-    command = f"python -m mnist_lib ladder --seeds {args.seeds} --threads " \
-              f"{args.threads} --out {args.out or '-'}"
-    try:
-        record = ladder.run_ladder(mnist, list(range(args.seeds)), args.out,
-                                   resume=args.resume, command=command)
-    except (DivergenceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(ladder.table(ladder.summarise(record)))
-    if args.out:
-        print(f"saved {args.out}")
-    return 0
-
 
 
 # -------------------------------------------------------------------- study
@@ -721,8 +642,6 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
     "train": (train, "train one of the book's models, or your own"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
-    "ablate": (ablate_cmd, "the first ablation study (test set), over seeds"),
-    "ladder": (ladder_cmd, "the first design ladder (test set), over seeds"),
     "study": (study_cmd, "a study of results/protocol.md (held-out ladder, ablation)"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),

@@ -6,7 +6,7 @@ centre of mass at the centre. `read_digit` does it; `python -m mnist_lib
 predict` prints what it did (`CONVERSION`, and `Digit`'s text).
 
     >>> digit = read_digit("seven.png")      # doctest: +SKIP
-    >>> load_checkpoint("model4.pt").predict([digit.pixels])  # doctest: +SKIP
+    >>> load_checkpoint("final.pt").predict([digit.pixels])  # doctest: +SKIP
 """
 
 from __future__ import annotations

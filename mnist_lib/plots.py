@@ -436,44 +436,6 @@ def seed_strip(values: dict[str, Sequence[float]],
     return fig
 
 
-def ladder(record: dict, names: Sequence[str] | None = None,
-           threshold: float = TARGET.accuracy) -> Figure:
-    """The design ladder (`mnist_lib.ladder`): one column per rung (those in
-    `names`, default all), one dot per seed at its mean test accuracy over
-    the last epochs the target judges, filled where the seed met the rule, a
-    line at the rung's mean, and the book's step of each rung shaded."""
-    import textwrap
-
-    rungs = [r for r in record["rungs"] if names is None or r["name"] in names]
-    if not rungs or any(not r["seeds"] for r in rungs):
-        raise ValueError("ladder needs rungs with at least one recorded seed each")
-    fig = _figure(max(4.0, 0.85 * len(rungs) + 1.5), 3.4)
-    ax = fig.subplots()
-    for i, rung in enumerate(rungs):
-        vals = [sum(s["last"]) / len(s["last"]) for s in rung["seeds"]]
-        n = len(vals)
-        xs = [i + (0.5 * k / (n - 1) - 0.25 if n > 1 else 0.0) for k in range(n)]
-        color = f"C{rung['step'] - 1}"
-        for met, face in ((True, color), (False, "none")):
-            dots = [(x, v) for x, v, s in zip(xs, vals, rung["seeds"])
-                    if s["passed"] == met]
-            if dots:
-                ax.plot(*zip(*dots), "o", ms=4, color=color, mfc=face)
-        mean = sum(vals) / n
-        ax.plot([i - 0.3, i + 0.3], [mean, mean], "k-", lw=1.5)
-    for step in sorted({r["step"] for r in rungs}):
-        ax.plot([], [], "o", color=f"C{step - 1}", label=f"Step {step}")
-    ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
-    ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
-    ax.set_xticks(range(len(rungs)),
-                  [textwrap.fill(r["name"], 11) for r in rungs], fontsize=8)
-    ax.set(ylabel=f"mean of the last {TARGET.last} (%)",
-           title="Each rung over seeds (line: mean)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.grid(alpha=0.3, axis="y")
-    return fig
-
-
 def arms(record: dict, names: Sequence[str] | None = None,
          threshold: float = TARGET.accuracy) -> Figure:
     """A study (`mnist_lib.study`): one column per arm (those in `names`,

@@ -1,7 +1,7 @@
 """Train one model with several seeds and report the spread.
 
-    python -m mnist_lib seeds --model Model_4 --seeds 15 \
-        --out results/seeds_Model_4.json
+    python -m mnist_lib seeds --model Model_2 --seeds 15 \
+        --out seeds_Model_2.json
 
 One run proves little: a model "meets the target" only if it does so for
 every seed. Prints per seed the last-3 test accuracies, best and final, and

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "_config.yml"
 # The places that name the repository, besides the twins (written by twins.py).
 PLACES = [CONFIG, "mnist_lib/book.py", "pyproject.toml", "CITATION.cff", "README.md",
-          "book/*.md", "book/next/*.md", ".github/workflows/*.yml"]
+          "book/*.md", ".github/workflows/*.yml"]
 TWINS = "book/*.ipynb"
 SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$")
 URL = re.compile(r"^(\s+url:\s*)https://github\.com/(?P<slug>\S+?)/?$", re.M)

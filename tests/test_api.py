@@ -60,9 +60,9 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     scope: dict = {}
     exec(block.group(1), scope)
     model = scope["model"]
-    assert type(model.net).__name__ == "Model_4" and not model.training
-    assert (tmp_path / "run.json").exists() and (tmp_path / "model4.pt").exists()
-    assert scope["history"].epochs and scope["history"].model == "Model_4"
+    assert type(model.net).__name__ == "Model_2" and not model.training
+    assert (tmp_path / "run.json").exists() and (tmp_path / "final.pt").exists()
+    assert scope["history"].epochs and scope["history"].model == "Model_2"
     assert scope["digits"].shape == (10,) and scope["digits"].dtype == torch.int64
 
 

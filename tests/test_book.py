@@ -323,13 +323,10 @@ def test_chapters_install_cell_is_skipped_and_hidden():
 
 
 # Calls that only feed the text (values glued into it, a class's source shown
-# as code, the ladder record read and checked) are machinery: hidden on the
-# site, so that the code a reader sees is the code to learn from. The
-# Reproducibility chapter shows how to read a record: there load_record is
-# the lesson.
-HELPER_CALL = re.compile(r"book\.(glue|glue_result|glue_rung|source|load_ladder"
-                         r"|load_record)\(")
-SHOWS_RECORDS = {"reproducibility"}
+# as code) are machinery: hidden on the site, so that the code a reader sees
+# is the code to learn from. Reading a record (`book.load_record`,
+# `book.load_study`) is code a student writes too, and may be shown.
+HELPER_CALL = re.compile(r"book\.(glue|glue_result|glue_arm|source)\(")
 
 
 def _visible_cells(text: str) -> list[tuple[int, str]]:
@@ -347,8 +344,7 @@ def _visible_cells(text: str) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_helper_calls_that_feed_the_text_are_hidden(md):
     found = [(line, call.group(0)) for line, body in _visible_cells(md.read_text())
-             for call in HELPER_CALL.finditer(body)
-             if not (md.stem in SHOWS_RECORDS and call.group(1) == "load_record")]
+             for call in HELPER_CALL.finditer(body)]
     assert not found, f"{md.name}: visible cells call {found}: hide them " \
                       "(remove-input, or a separate remove-cell cell)"
 
@@ -359,6 +355,58 @@ def test_visible_cells_are_told_from_hidden_ones():
             "```{code-cell} ipython3\n---\ntags: [remove-input]\n---\n"
             "book.source(f)\n```\n")
     assert [line for line, _ in _visible_cells(text)] == [1]
+
+
+@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")],
+                         ids=lambda p: p.stem)
+def test_a_step_chapter_hides_no_more_code_than_it_shows(md):
+    """Counted as scripts/codelines.py counts: non-blank lines of code cells,
+    hidden where tagged remove-cell or remove-input. Checks of recorded
+    results belong in the tests (tests/test_records.py), not on the page."""
+    hidden, visible = load_script("codelines").count(md.read_text())
+    assert hidden <= visible, f"{md.name}: {hidden} hidden lines, {visible} shown"
+
+
+def test_the_book_hides_no_more_code_than_it_shows():
+    count = load_script("codelines").count
+    hidden, visible = (sum(n) for n in zip(*(count(md.read_text())
+                                             for md in CHAPTERS)))
+    assert hidden <= visible, f"{hidden} hidden lines, {visible} shown"
+
+
+def _prose_strings(code: str) -> list[str]:
+    """The string constants of 6 words or more in `code`, but the messages of
+    a `claim` or an `assert` (which a reader sees only when they fail):
+    prose, if a hidden cell holds them."""
+    import ast
+
+    tree = ast.parse(code)
+    messages = [arg for call in ast.walk(tree) if isinstance(call, ast.Call)
+                and getattr(call.func, "attr", getattr(call.func, "id", "")) == "claim"
+                for arg in call.args[1:]]
+    messages += [a.msg for a in ast.walk(tree) if isinstance(a, ast.Assert) and a.msg]
+    claims = {id(n) for arg in messages for n in ast.walk(arg)}
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in claims and len(n.value.split()) >= 6]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_no_hidden_cell_holds_a_sentence_of_prose(md):
+    """Prose is written in Markdown, with numbers glued in; a sentence built
+    in a hidden cell is a verdict picked by code, which nobody reads as
+    written."""
+    cells = load_script("codelines").cells(md.read_text())
+    found = [s for hidden, code in cells if hidden
+             for s in _prose_strings("\n".join(code))]
+    assert not found, f"{md.name}: hidden cells hold prose {found}"
+
+
+def test_prose_strings_are_found_and_claims_spared():
+    code = ("book.glue('x', 'The ladder says this helps a great deal.')\n"
+            "book.claim(a > b, 'the loss is lowest well before the end', 'e')\n"
+            "book.glue('y', f'{v:.2f} points')\n")
+    assert _prose_strings(code) == ["The ladder says this helps a great deal."]
 
 
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
@@ -517,6 +565,41 @@ def browser():
 
 def _pages(html: Path) -> list[str]:
     return sorted(str(p.relative_to(html)) for p in (html / "book").glob("*.html"))
+
+
+def _rendered_prose_words(page: Path) -> int:
+    """The words a reader reads on a built page: the article's text, glued
+    values included, without code cells (input and output), math, figures'
+    images or the page's navigation."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    article = soup.select_one("article") or soup
+    for node in article.select("div.cell, div.highlight, .math, script, style, "
+                               "a.headerlink, div.cell_output, img"):
+        node.decompose()
+    return len(re.findall(r"[A-Za-z0-9\u00C0-\u024F]+(?:['’.,:\-–×/][A-Za-z0-9]+)*",
+                          article.get_text(" ")))
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("stem", ["step1", "step2", "step3"])
+def test_a_step_page_has_at_most_2500_words_as_rendered(site, stem):
+    """Glued sentences count: the page is what a reader reads."""
+    _, html = site
+    words = _rendered_prose_words(html / "book" / f"{stem}.html")
+    assert words <= STEP_WORDS, f"{stem}: {words} words as rendered"
+
+
+@pytest.mark.book
+def test_the_batchnorm_formula_renders_as_math(site):
+    _, html = site
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((html / "book" / "step2.html").read_text(), "html.parser")
+    assert any("\\gamma" in m.get_text() and "\\beta" in m.get_text()
+               for m in soup.select(".math"))
+    assert not any(li.get_text().lstrip().startswith("+") for li in soup.select("li"))
 
 
 @pytest.mark.book

@@ -100,7 +100,7 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
                      if cell.cell_type == "code" for out in cell.get("outputs", [])
                      if out.get("name") == "stderr")
     source = notebook.with_suffix(".md").read_text()
-    loads = "load_record(" in source or "load_ladder(" in source
+    loads = "load_record(" in source or "load_study(" in source
     # The chapters that read recorded results fetched them, and only they did.
     assert ("[fake GitHub]" in stderr) == loads, stderr[-2000:]
 
@@ -121,28 +121,33 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
 
 
 @pytest.mark.book
-def test_a_claim_the_record_no_longer_supports_notes_in_colab_and_fails_the_build(
+def test_a_claim_that_no_longer_holds_notes_in_colab_and_fails_the_build(
         tmp_path, monkeypatch):
-    """Step 1 says that over the ladder's seeds Model_1 stays below 99.4%. With a
-    record patched to say otherwise, a learner's run prints a note naming the
-    claim and finishes; the book build (MNIST_BOOK_BUILD=1) fails on it."""
+    """A chapter's claim about its own run (`book.claim`) that the run does not
+    bear out: in a learner's run the notebook prints a note naming the claim
+    and finishes; in the book build (MNIST_BOOK_BUILD=1) it fails. The claim
+    here is the kind Step 1 makes about its curves, made false on purpose."""
+    nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    results = tmp_path / "results"
-    shutil.copytree(ROOT / "results", results)
-    record = json.loads((results / "ladder.json").read_text())
-    for run in record["rungs"][0]["seeds"]:  # the baseline's last 3 epochs
-        run["last"] = [99.9, 99.9, 99.9]
-    (results / "ladder.json").write_text(json.dumps(record))
-    step1 = ROOT / "book" / "step1.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from mnist_lib import book\n"
+        "loss = [0.10, 0.08, 0.05]  # still falling at the last epoch\n"
+        "best = loss.index(min(loss)) + 1\n"
+        "book.claim(best <= len(loss) - 1, 'the test loss is lowest before the end',\n"
+        "           f'lowest at epoch {best} of {len(loss)}', live=False)"),
+        nbformat.v4.new_code_cell("print('the chapter went on')")]
+    notebook = tmp_path / "claim.ipynb"
+    nbformat.write(nb, notebook)
 
-    nb, _ = execute_as_in_colab(step1, tmp_path / "colab", monkeypatch, results)
-    printed = "".join(out.get("text", "") for cell in nb.cells
+    ran, _ = execute_as_in_colab(notebook, tmp_path / "colab", monkeypatch)
+    printed = "".join(out.get("text", "") for cell in ran.cells
                       if cell.cell_type == "code" for out in cell.get("outputs", []))
-    assert "Note: the text says “over the seeds the mean stays below 99.4% and " \
-           "no seed passes”, but the record does not bear it out (99.90%" in printed
-    assert "The chapter goes on." in printed
+    assert "Note: the text says “the test loss is lowest before the end”, but the " \
+           "record does not bear it out (lowest at epoch 3 of 3)" in printed
+    assert "the chapter went on" in printed
 
     monkeypatch.setenv("MNIST_BOOK_BUILD", "1")
     with pytest.raises(nbclient.exceptions.CellExecutionError,
-                       match="claim no longer holds: over the seeds the mean"):
-        execute_as_in_colab(step1, tmp_path / "build", monkeypatch, results)
+                       match="claim no longer holds: the test loss is lowest"):
+        execute_as_in_colab(notebook, tmp_path / "build", monkeypatch)

@@ -76,33 +76,6 @@ def test_model_differences_tell_a_changed_model_from_the_recorded_one():
 
 
 
-@pytest.mark.parametrize("name, model", [("seeds_Model_4", "Model_4"),
-                                         ("seeds_Model_5", "Model_5")])
-def test_recorded_seed_studies_used_the_current_model_and_recipe(name, model):
-    """The book quotes these records as the model's and recipe's results:
-    changing either without recording them again must fail here, not mislead
-    readers. (The benchmarks are made on other machines, CPUs without bf16 and
-    GPUs among them; the Engineering notes say when one lags behind.)"""
-    record = json.loads((ROOT / "results" / f"{name}.json").read_text())
-    assert record["model"] == model
-    diff = recipe_differences(record, model) + model_differences(record, model)
-    assert diff == [], f"results/{name}.json differs from {model} now in {diff}: re-record it"
-
-
-def test_the_recorded_recipe_without_clean_epochs_is_todays_recipe_without_them():
-    """Step 3 keeps the clean last epochs because this study of the recipe
-    without them did worse: it must be today's recipe, less exactly that."""
-    from dataclasses import replace
-
-    record = json.loads((ROOT / "results" / "seeds_Model_4_no_clean.json").read_text())
-    without = replace(recipe("Model_4"), clean_epochs=0)
-    diff = C.config_differences(without, record["config"]) + \
-        model_differences(record, "Model_4")
-    assert recipe("Model_4").clean_epochs > 0 and record["model"] == "Model_4"
-    assert diff == [], f"seeds_Model_4_no_clean.json differs in {diff}: re-record it"
-
-
-
 def test_describe_says_what_a_recipe_trains_with_one_idea_a_line():
     from mnist_lib.config import describe
 

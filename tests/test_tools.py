@@ -16,6 +16,7 @@ from mnist_lib import bench, cli, seeds
 from mnist_lib.hardware import describe_hardware
 from mnist_lib.cli import add_config_flags
 from mnist_lib.config import model_differences, recipe, recipe_differences
+from mnist_lib.models import FINAL_MODEL
 from mnist_lib.target import TARGET, Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,8 +138,8 @@ def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
     assert f"{env['cpu']}, {env['cpu_threads']} thread" in shown
     # The record says what the library trained: the final model, with the
     # recipe, on the quick subset.
-    assert model_differences(rep, "Model_4") == []
-    assert recipe_differences(rep, "Model_4") == ["epochs", "n_train", "n_test"]
+    assert model_differences(rep, FINAL_MODEL) == []
+    assert recipe_differences(rep, FINAL_MODEL) == ["epochs", "n_train", "n_test"]
     assert rep["config"]["n_train"] == 2000 and rep["config"]["epochs"] == 1
 
 

@@ -54,7 +54,8 @@ data = MNIST(torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8, generator=g
              torch.randint(0, 10, (256,), generator=g),
              torch.randint(0, 256, (2000, 28, 28), dtype=torch.uint8, generator=g),
              torch.randint(0, 10, (2000,), generator=g))
-cfg = recipe("Model_4", progress=False, device="cpu", precision="fp32")
+cfg = recipe("Model_4", progress=False, device="cpu", precision="fp32",
+             batch_size=256)  # one step an epoch of the 256 images below
 if sys.argv[1] == "fit":  # fit on a CPU sets the allocator up for the process
     T.fit(get_model("Model_4"), data, replace(cfg, epochs=1))
 gen = set_seed(0)
