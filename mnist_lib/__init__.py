@@ -11,13 +11,18 @@ Public API (see each module for details):
            for raw images)
 - digit:   `read_digit` (an image of any size made an MNIST digit)
 - config:  `TrainConfig`, `recipe` (each model's training config)
+- records: whether a saved record still matches a config, a recipe, a model
 - train:   `run` (seed, build, train a book model), `fit` (the loop, for any
            model: a net of your own trains here); both return a `History`
 - evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
 - rf:      `receptive_field`, `RFTable`, `effective_rf` (a package)
 - plain:   the classic train()/test() loop with DataLoaders (Step 1)
+- layer_kinds: the one table of layer kinds (conv, pools, linear) that
+           plots, explorer, summary and models read
 - plots, summary, seeds, bench, book: figures, torchsummary's table, the
            seed study, the benchmark, the chapters' helpers
+- stats:   the statistics the studies use (paired t interval, McNemar's
+           exact test, Clopper-Pearson bound)
 - study, protocol: the held-out studies of results/protocol.md (the ladder,
            the ablation, the confirmation, the final test)
 - cli:     the command line, `python -m mnist_lib COMMAND`

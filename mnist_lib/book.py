@@ -168,14 +168,15 @@ def bench_lag(record: dict[str, Any]) -> str:
     """One sentence on whether a benchmark record (`results/bench_*.json`)
     trained today's final model with today's recipe, and if not, what it
     trained: its times stand either way, its accuracy is its own design's."""
-    from .config import model_differences, recipe_differences
     from .models import FINAL_MODEL
+    from .records import model_differences, recipe_differences
 
     model = record["model"]
     if model != FINAL_MODEL:
         return (f"It trained {model}, before {FINAL_MODEL} with Step 3's recipe "
-                "became the final model: its times stand, its accuracy is "
-                f"{model}'s with the recipe it recorded, not the final model's.")
+                "became the final model: its times compare the two pipelines for "
+                f"{model} with the recipe it recorded, and its accuracy is that "
+                "model's, not the final model's.")
     lags = recipe_differences(record, model) + (
         model_differences(record, model) if record.get("layers") else ["layers"])
     if lags:

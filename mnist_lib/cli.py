@@ -38,12 +38,13 @@ import torch.nn as nn
 
 from . import __version__, bench, model_spec, protocol, seeds, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
-                     TrainConfig, recipe, recipe_differences)
+                     TrainConfig, recipe)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
 from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
+from .records import recipe_differences
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, check_run, fit, run

@@ -1,6 +1,7 @@
 """What a training run depends on: `TrainConfig`, its checks, and each book
 model's recipe (`recipe`), the config the book, the CLIs, the benchmark and
-the seed study all train it with.
+the seed study all train it with; `describe` says a recipe in words, and
+`as_json` gives a config as a record saves it (records.py compares the two).
 
     >>> from mnist_lib.config import recipe
     >>> recipe("Model_4", seed=1).lr      # Model_4's recipe, with seed 1
@@ -12,8 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
-
-from .models import get_model, layer_list
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -190,9 +189,6 @@ RECIPES: dict[str, TrainConfig] = {
     "Model_5": STEP3,
 }
 
-# Fields that say where or how verbosely a run happened, not what it trained.
-_NOT_RECIPE = ("seed", "device", "progress")
-
 
 def recipe(model: str, **overrides) -> TrainConfig:
     """The recipe for `model`, with any field overridden.
@@ -211,23 +207,3 @@ def as_json(cfg: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     """A config as a record holds it: through JSON, so that tuples compare
     equal to the lists a saved record has."""
     return json.loads(json.dumps(cfg if isinstance(cfg, dict) else asdict(cfg)))
-
-
-def config_differences(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:
-    """The fields in which a `recorded` config differs from `config` (seed,
-    device and progress aside); empty when a run trained with `config`."""
-    now, then = as_json(config), as_json(recorded)
-    return [k for k in now if k not in _NOT_RECIPE and then.get(k) != now[k]]
-
-
-def recipe_differences(record: dict[str, Any], model: str) -> list[str]:
-    """The fields in which a recorded run's `config` differs from `model`'s
-    current recipe; empty when it was trained with this recipe."""
-    return config_differences(recipe(model), record["config"])
-
-
-def model_differences(record: dict[str, Any], model: str) -> list[str]:
-    """["layers"] when the layers a record's runs trained (`models.layer_list`)
-    are not `model`'s as it is now, else empty. With `recipe_differences`, it
-    says whether a record's numbers are still the book's model's and recipe's."""
-    return [] if record["layers"] == layer_list(get_model(model)) else ["layers"]

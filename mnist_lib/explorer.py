@@ -17,12 +17,15 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .layer_kinds import layer_kind
 from .rf import receptive_field
 
-# What the explorer offers: convolutions, max and average pooling (a sliding
-# window each) and global average pooling. Ops that leave the map as it is
-# (ReLU, BatchNorm, dropout, flatten, log_softmax) are left out of its list.
-KINDS = {nn.Conv2d: "conv", nn.MaxPool2d: "maxpool", nn.AvgPool2d: "avgpool"}
+# What the explorer offers, 2-D only, by the names its script
+# (_static/rf_explorer.js) gives them: convolutions, max and average pooling
+# (a sliding window each) and global average pooling. Ops that leave the map
+# as it is (ReLU, BatchNorm, dropout, flatten, log_softmax) are left out of
+# its list.
+OFFERED = {"conv": "conv", "max-pool": "maxpool", "avg-pool": "avgpool"}
 
 
 def _square(v: Any) -> int | None:
@@ -36,13 +39,16 @@ def _square(v: Any) -> int | None:
 
 def _layer(module: nn.Module, n_in: int) -> dict[str, Any] | None:
     """One layer as the explorer takes it, or None if it cannot express it."""
-    if isinstance(module, nn.AdaptiveAvgPool2d):
+    found = layer_kind(module)
+    if found is None or found.nd != 2:
+        return None
+    if found.name == "adaptive avg-pool":
         if _square(module.output_size) != 1:
             return None
         # Global average pooling: a window over the whole map, which the
         # explorer, as the calculator, reads as "global".
         return {"kind": "avgpool", "k": n_in, "s": n_in, "p": 0, "global": True}
-    kind = next((k for cls, k in KINDS.items() if type(module) is cls), None)
+    kind = OFFERED.get(found.name)
     if kind is None or getattr(module, "ceil_mode", False):
         return None  # an op it does not know, or ceil_mode (not offered)
     k, s, p = (_square(getattr(module, attr))

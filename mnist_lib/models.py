@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layer_kinds import layer_kind
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,
@@ -318,9 +319,10 @@ def count_multiply_adds(model: nn.Module, input_size: tuple[int, ...] = (1, 28, 
 
     def count(module: nn.Module, _inp, out: torch.Tensor) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
+        kind = layer_kind(module)
+        if kind is not None and kind.name == "conv":
             per_value = module.in_channels // module.groups * math.prod(module.kernel_size)
-        elif isinstance(module, nn.Linear):
+        elif kind is not None and kind.name == "linear":
             per_value = module.in_features
         else:
             return

@@ -17,6 +17,7 @@ from matplotlib.patches import Rectangle
 
 from .evaluation import misclassified
 from .history import History
+from .layer_kinds import layer_kind
 from .target import TARGET
 
 if TYPE_CHECKING:
@@ -208,22 +209,12 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
     return fig
 
 
-# Layer kinds as the architecture picture names and colours them: modules
-# and the functions that do the same (F.max_pool2d's row is "max_pool2d"),
-# over 1, 2 or 3 spatial axes (Conv1d, Conv2d, Conv3d).
-_CONV, _POOL, _LINEAR = "#9ecae1", "#fdae6b", "#d9d9d9"
-_WINDOWS = {"Conv": ("conv", _CONV), "conv": ("conv", _CONV),
-            "MaxPool": ("max-pool", _POOL), "max_pool": ("max-pool", _POOL),
-            "AvgPool": ("avg-pool", _POOL), "avg_pool": ("avg-pool", _POOL),
-            "AdaptiveAvgPool": ("adaptive avg-pool", _POOL),
-            "adaptive_avg_pool": ("adaptive avg-pool", _POOL),
-            "AdaptiveMaxPool": ("adaptive max-pool", _POOL),
-            "adaptive_max_pool": ("adaptive max-pool", _POOL)}
-_KINDS = {f"{name}{d}d": kind for d in (1, 2, 3) for name, kind in _WINDOWS.items()
-          } | {"Linear": ("linear", _LINEAR), "linear": ("linear", _LINEAR)}
-_GLOBAL_POOLS = {f"{name}{d}d": word for d in (1, 2, 3) for name, word in (
-    ("AdaptiveAvgPool", "avg-pool"), ("adaptive_avg_pool", "avg-pool"),
-    ("AdaptiveMaxPool", "max-pool"), ("adaptive_max_pool", "max-pool"))}
+# The colour of each kind of layer (`layer_kinds`) in the architecture
+# picture; a layer of no kind there is grey.
+_POOL = "#fdae6b"
+_COLOURS = {"conv": "#9ecae1", "max-pool": _POOL, "avg-pool": _POOL,
+            "adaptive avg-pool": _POOL, "adaptive max-pool": _POOL,
+            "linear": "#d9d9d9"}
 
 
 def _pair(v: Any) -> tuple[Any, Any]:
@@ -251,9 +242,13 @@ def _starts_global(row: RFRow) -> bool:
 def _kind(row: RFRow, nd: int = 2) -> tuple[str, str, str]:
     """A layer as the picture names it, in two short lines ("conv 3×3",
     "stride 2"), and its colour."""
-    if _starts_global(row):
-        return "global", _GLOBAL_POOLS.get(row.kind, row.kind), "#bcbddc"
-    word, colour = _KINDS.get(row.kind, (row.kind.lower(), "#f0f0f0"))
+    kind = layer_kind(row.kind)
+    if _starts_global(row):  # "global avg-pool": the adaptive goes without saying
+        adaptive = kind is not None and kind.name.startswith("adaptive ")
+        word = kind.name.removeprefix("adaptive ") if adaptive else row.kind
+        return "global", word, "#bcbddc"
+    word = kind.name if kind else row.kind.lower()
+    colour = _COLOURS[word] if kind else "#f0f0f0"
     if row.kernel is None:
         return word, "", colour
     k = _dims(row.kernel, nd) if word == "conv" else _num(row.kernel)
@@ -264,7 +259,8 @@ def _kind(row: RFRow, nd: int = 2) -> tuple[str, str, str]:
 
 
 def _linear(row: RFRow) -> bool:
-    return _KINDS.get(row.kind, ("",))[0] == "linear"
+    kind = layer_kind(row.kind)
+    return kind is not None and kind.name == "linear"
 
 
 def _jump(row: RFRow) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config import as_json, config_differences, recipe
+from .config import as_json, recipe
+from .records import config_differences
 from .study import Arm, Design, compare
 
 SELECTION_SEEDS = list(range(10))

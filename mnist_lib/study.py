@@ -24,11 +24,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .config import TrainConfig, as_json, config_differences, model_differences
+from .config import TrainConfig, as_json
 from .data import MNIST
 from .hardware import environment, source_commit
 from .models import count_parameters, get_model, layer_list
-from .seeds import paired_difference, pass_change_p, seed_result
+from .records import config_differences, model_differences
+from .seeds import seed_result
+from .stats import paired_difference, pass_change_p
 from .target import TARGET
 from .utils import atomic_write_json, best_device
 

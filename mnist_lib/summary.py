@@ -8,6 +8,8 @@ import io
 
 import torch.nn as nn
 
+from .layer_kinds import layer_kind
+
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) -> str:
     """torchsummary's layer table for `model`, as a string.
@@ -33,14 +35,17 @@ def layers_text(model: nn.Module) -> str:
     dropout left out. For a table that compares models."""
     parts = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        kind = layer_kind(m)
+        if kind is None:
+            continue
+        if kind.name == "conv":
             k, s = m.kernel_size, m.stride
-            size = f"{k[0]}×{k[1]}" + (f"/{s[0]}" if s != (1, 1) else "")
+            size = "×".join(map(str, k)) + (f"/{s[0]}" if max(s) > 1 else "")
             parts.append(f"{size} {m.out_channels}")
-        elif isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        elif kind.name.startswith("adaptive"):
             parts.append("GAP" if m.output_size in (1, (1, 1)) else "adaptive pool")
-        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
-            parts.append("max-pool" if isinstance(m, nn.MaxPool2d) else "avg-pool")
-        elif isinstance(m, nn.Linear):
+        elif kind.name == "linear":
             parts.append(f"linear {m.out_features}")
+        else:  # max-pool, avg-pool
+            parts.append(kind.name)
     return ", ".join(parts)

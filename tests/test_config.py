@@ -1,16 +1,13 @@
-"""TrainConfig's checks and the recipes (mnist_lib.config), and the records that quote them."""
+"""TrainConfig's checks and the recipes (mnist_lib.config)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from mnist_lib import config as C
-from mnist_lib.config import model_differences, recipe, recipe_differences
-from mnist_lib.models import get_model, layer_list
+from mnist_lib.config import recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,30 +46,6 @@ def test_augmented_epochs_are_all_but_the_clean_ones():
 def test_recipe_rejects_unknown_fields():
     with pytest.raises(ValueError, match="unknown TrainConfig field.*lerning_rate"):
         recipe("Model_4", lerning_rate=0.1)
-
-
-
-def test_recipe_differences_names_the_changed_fields():
-    record = {"config": json.loads(json.dumps(asdict(recipe("Model_4", seed=3))))}
-    assert recipe_differences(record, "Model_4") == []  # the seed is not the recipe
-    record["config"]["lr"] *= 2
-    record["config"]["scale"] = [1.0, 1.0]
-    assert recipe_differences(record, "Model_4") == ["lr", "scale"]
-    # A field the record lacks is a difference, never assumed to match.
-    del record["config"]["ema"]
-    assert recipe_differences(record, "Model_4") == ["lr", "ema", "scale"]
-
-
-
-def test_model_differences_tell_a_changed_model_from_the_recorded_one():
-    record = {"layers": layer_list(get_model("Model_5"))}
-    assert model_differences(record, "Model_5") == []
-    assert model_differences(record, "Model_4") == ["layers"]
-    # The same shapes with another activation, or another padding, is another model.
-    for old, new in (("GELU", "ReLU"), ("padding=(1, 1)", "padding=(0, 0)")):
-        changed = [r.replace(old, new) for r in record["layers"]]
-        assert changed != record["layers"]
-        assert model_differences({"layers": changed}, "Model_5") == ["layers"]
 
 
 

@@ -13,9 +13,10 @@ from types import SimpleNamespace
 import pytest
 
 from mnist_lib import cli, protocol, study
-from mnist_lib.config import as_json, config_differences, recipe
+from mnist_lib.config import as_json, recipe
 from mnist_lib.models import count_parameters, get_model, layer_list
-from mnist_lib.seeds import pass_change_p, pass_rate_lower_bound
+from mnist_lib.records import config_differences
+from mnist_lib.stats import pass_rate_lower_bound
 
 # What each held-out rung changes against the one before: its model, or fields.
 EXPECTED = [
@@ -268,20 +269,6 @@ def test_test_seeds_are_fresh():
     assert len(protocol.TEST_SEEDS) >= 20
     assert not set(protocol.TEST_SEEDS) & set(protocol.SELECTION_SEEDS)
     assert pass_rate_lower_bound(18, 20) < 0.9  # why the aim is an aim
-
-
-@pytest.mark.parametrize("b, c, p", [
-    (6, 0, 2 / 64),               # six changed verdicts, all one way
-    (5, 1, 2 * (1 + 6) / 64),     # 1 or fewer of 6: (1 + 6) / 64, doubled
-    (1, 1, 1.0), (0, 0, 1.0),
-    (0, 3, 2 / 8),
-])
-def test_pass_change_p_is_mcnemars_exact_test(b, c, p):
-    """The p of a comparison's change in passes (`study.compare`'s met_p)."""
-    before = {i: False for i in range(b)} | {b + i: True for i in range(c)}
-    before |= {100: True, 101: False}   # verdicts that did not change count not
-    after = {s: not v for s, v in before.items()} | {100: True, 101: False}
-    assert pass_change_p(after, before) == pytest.approx(p)
 
 
 def test_the_study_command_refuses_bad_arguments_with_the_fix(tmp_path, capsys):

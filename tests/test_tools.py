@@ -15,8 +15,9 @@ import torch
 from mnist_lib import bench, cli, seeds
 from mnist_lib.hardware import describe_hardware
 from mnist_lib.cli import add_config_flags
-from mnist_lib.config import model_differences, recipe, recipe_differences
+from mnist_lib.config import recipe
 from mnist_lib.models import FINAL_MODEL
+from mnist_lib.records import model_differences, recipe_differences
 from mnist_lib.target import TARGET, Target
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,25 +95,6 @@ def test_seed_cli_rejects_more_test_images_than_there_are(capsys):
         cli.main(["seeds", "--n-test", "20000", "--seeds", "1"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--n-test 20000, but there are only 10,000" in err
-
-
-@pytest.mark.parametrize("passed, n, confidence, expected", [
-    (15, 15, 0.95, 0.05 ** (1 / 15)),  # all pass: P(all n pass) = p^n = 0.05
-    (14, 15, 0.975, 0.6805),           # the lower end of the two-sided 95% interval
-    (0, 15, 0.95, 0.0),
-])
-def test_pass_rate_lower_bound(passed, n, confidence, expected):
-    assert seeds.pass_rate_lower_bound(passed, n, confidence) == pytest.approx(
-        expected, abs=1e-4)
-
-
-def test_pass_rate_lower_bound_grows_with_passes_and_seeds():
-    bounds = [seeds.pass_rate_lower_bound(k, 15) for k in range(16)]
-    assert bounds == sorted(bounds) and len(set(bounds)) == 16
-    # The same share of passes from more seeds pins the rate down more tightly.
-    assert seeds.pass_rate_lower_bound(30, 30) > seeds.pass_rate_lower_bound(15, 15)
-    with pytest.raises(ValueError, match="passed <= n"):
-        seeds.pass_rate_lower_bound(6, 5)
 
 
 def test_benchmark_quick_report_schema(tmp_path, data_root, capsys):
@@ -210,22 +192,3 @@ def test_clis_refuse_an_unwritable_output_before_they_run(command, flag, target,
     err = capsys.readouterr().err
     expected = "cannot write" if target == "in_a_file" else "is a folder"
     assert f"{flag}: " in err and str(path) in err and expected in err
-
-
-@pytest.mark.parametrize("df, confidence, t", [
-    # Textbook two-sided critical values of Student's t.
-    (1, 0.95, 12.706), (2, 0.95, 4.303), (4, 0.95, 2.776), (10, 0.95, 2.228),
-    (30, 0.95, 2.042), (4, 0.90, 2.132), (4, 0.99, 4.604), (10_000, 0.95, 1.960),
-])
-def test_t_critical_matches_the_tables(df, confidence, t):
-    from mnist_lib.seeds import t_critical
-
-    assert t_critical(df, confidence) == pytest.approx(t, abs=1e-3)
-
-
-def test_t_critical_refuses_what_has_no_interval():
-    from mnist_lib.seeds import t_critical
-
-    for df, confidence in ((0, 0.95), (4, 1.0), (4, 0.0)):
-        with pytest.raises(ValueError, match="need df >= 1"):
-            t_critical(df, confidence)

@@ -1,0 +1,123 @@
+"""The statistics the studies use, in plain Python (the `math` module only):
+
+- `paired_difference`: the mean difference of two arms paired by seed, and
+  its t interval (`t_critical`);
+- `pass_change_p`: whether a change altered which seeds pass (McNemar's
+  exact test);
+- `pass_rate_lower_bound`: the lowest pass rate a record of passes allows
+  (Clopper-Pearson).
+
+Each is a few lines, to be read beside the reference its docstring names;
+tests/test_stats.py checks them against textbook values.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable
+
+
+def paired_difference(after: dict[int, float], before: dict[int, float],
+                      confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """`after` minus `before`, paired by seed (the seeds both have): the mean
+    difference, its standard error (the differences' standard deviation over
+    the square root of their number), the half-width of its `confidence`
+    interval (t_critical(n - 1) x SE) and n. With fewer than two pairs there
+    is no interval: NaN.
+
+    Pairing by seed removes what the seed alone decides (initialisation,
+    batch order), so the interval is that of the change. Reference: Student
+    (1908), "The probable error of a mean", Biometrika 6(1), 1-25; any
+    textbook's paired t interval, e.g. Wasserman, *All of Statistics* (2004).
+    """
+    diffs = [after[seed] - before[seed] for seed in after if seed in before]
+    n = len(diffs)
+    if n < 2:
+        return (statistics.fmean(diffs) if n else math.nan), math.nan, math.nan, n
+    se = statistics.stdev(diffs) / math.sqrt(n)
+    return statistics.fmean(diffs), se, t_critical(n - 1, confidence) * se, n
+
+
+def t_critical(df: int, confidence: float = 0.95) -> float:
+    """The two-sided critical value of Student's t with `df` degrees of
+    freedom: a mean difference of n paired runs, m ± t_critical(n - 1) * SE,
+    covers the true difference with probability `confidence`. With few runs
+    it is well above the normal's 1.96: 2.78 for 5 runs (df 4) at 95%.
+
+    The density (1 + x²/df)^(-(df+1)/2), normalised, is integrated with
+    Simpson's rule and the quantile found by bisection: accurate to about
+    1e-6, plenty for a confidence interval. Reference: the t table of any
+    statistics textbook (tests/test_stats.py checks against one).
+    """
+    if not (df >= 1 and 0 < confidence < 1):
+        raise ValueError(f"need df >= 1 and 0 < confidence < 1; got df={df}, "
+                         f"confidence={confidence}")
+    log_c = (math.lgamma((df + 1) / 2) - math.lgamma(df / 2)
+             - 0.5 * math.log(df * math.pi))
+
+    def density(x: float) -> float:
+        return math.exp(log_c - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def mass(x: float, steps: int = 2000) -> float:  # P(0 < T < x), Simpson
+        h = x / steps
+        inner = sum((4 if k % 2 else 2) * density(k * h) for k in range(1, steps))
+        return h / 3 * (density(0.0) + inner + density(x))
+
+    lo, hi = 0.0, 1.0
+    while mass(hi) < confidence / 2:  # bracket the quantile
+        lo, hi = hi, 2 * hi
+    return _crossing(mass, confidence / 2, lo, hi)
+
+
+def pass_change_p(after: dict[int, bool], before: dict[int, bool]) -> float:
+    """How likely a split of passes at least this lopsided is by chance, if
+    the change made no difference to whether a seed passes: McNemar's exact
+    test, two-sided, on the seeds both have. Only the seeds whose verdict
+    changed count (b passed only after, c only before); with no effect each
+    is a coin toss, so min(b, c) or fewer of b + c is binomial(b + c, 1/2).
+    1.0 when no verdict changed.
+
+    Reference: McNemar (1947), "Note on the sampling error of the difference
+    between correlated proportions or percentages", Psychometrika 12(2),
+    153-157; the exact (binomial) form as in Fagerland, Lydersen and Laake
+    (2013), BMC Medical Research Methodology 13, 91.
+    """
+    b = sum(after[s] and not before[s] for s in after if s in before)
+    c = sum(before[s] and not after[s] for s in after if s in before)
+    m = b + c
+    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
+
+
+def pass_rate_lower_bound(passed: int, n: int, confidence: float = 0.95) -> float:
+    """The lowest pass rate that `passed` passes out of `n` seeds are consistent
+    with, at `confidence` (one-sided Clopper-Pearson): at any lower rate, that
+    many passes or more would come up less than 1 - `confidence` of the time.
+
+    A perfect record is a sample too: 15 passes out of 15 still allow a rate
+    as low as 0.82 at 95% (0.05 ** (1 / 15)). Reference: Clopper and Pearson
+    (1934), "The use of confidence or fiducial limits illustrated in the case
+    of the binomial", Biometrika 26(4), 404-413.
+    """
+    if not (n >= 1 and 0 <= passed <= n and 0 < confidence < 1):
+        raise ValueError(f"need 0 <= passed <= n, n >= 1 and 0 < confidence < 1; "
+                         f"got passed={passed}, n={n}, confidence={confidence}")
+    if passed == 0:
+        return 0.0
+
+    def at_least(p: float) -> float:  # P(X >= passed), X ~ Binomial(n, p)
+        return sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+                   for k in range(passed, n + 1))
+
+    return _crossing(at_least, 1 - confidence, 0.0, 1.0)  # at_least grows with p
+
+
+def _crossing(f: Callable[[float], float], level: float, lo: float, hi: float
+              ) -> float:
+    """The x in [lo, hi] where the increasing `f` reaches `level`, by
+    bisection: 50 halvings leave the bracket 1e-15 of its width."""
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < level else (lo, mid)
+    return (lo + hi) / 2

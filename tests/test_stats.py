@@ -1,0 +1,72 @@
+"""The statistics the studies use (`mnist_lib.stats`), against textbook values
+and hand counts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mnist_lib.stats import (paired_difference, pass_change_p, pass_rate_lower_bound,
+                             t_critical)
+
+
+@pytest.mark.parametrize("df, confidence, t", [
+    # Textbook two-sided critical values of Student's t.
+    (1, 0.95, 12.706), (2, 0.95, 4.303), (4, 0.95, 2.776), (10, 0.95, 2.228),
+    (30, 0.95, 2.042), (4, 0.90, 2.132), (4, 0.99, 4.604), (10_000, 0.95, 1.960),
+])
+def test_t_critical_matches_the_tables(df, confidence, t):
+    assert t_critical(df, confidence) == pytest.approx(t, abs=1e-3)
+
+
+def test_t_critical_refuses_what_has_no_interval():
+    for df, confidence in ((0, 0.95), (4, 1.0), (4, 0.0)):
+        with pytest.raises(ValueError, match="need df >= 1"):
+            t_critical(df, confidence)
+
+
+def test_paired_difference_by_hand():
+    # Differences 1, 2, 3 (seed 9 has no pair): mean 2, std 1, SE 1/sqrt(3),
+    # and the 95% half-width t(2) = 4.303 times that.
+    after = {0: 11.0, 1: 12.0, 2: 13.0, 9: 50.0}
+    before = {0: 10.0, 1: 10.0, 2: 10.0}
+    delta, se, ci, n = paired_difference(after, before)
+    assert (delta, n) == (2.0, 3)
+    assert se == pytest.approx(1 / math.sqrt(3))
+    assert ci == pytest.approx(4.303 / math.sqrt(3), abs=1e-3)
+    delta, se, ci, n = paired_difference({0: 1.5}, {0: 1.0})  # one pair: no interval
+    assert (delta, n) == (0.5, 1) and math.isnan(se) and math.isnan(ci)
+
+
+@pytest.mark.parametrize("b, c, p", [
+    (6, 0, 2 / 64),               # six changed verdicts, all one way
+    (5, 1, 2 * (1 + 6) / 64),     # 1 or fewer of 6: (1 + 6) / 64, doubled
+    (1, 1, 1.0), (0, 0, 1.0),
+    (0, 3, 2 / 8),
+])
+def test_pass_change_p_is_mcnemars_exact_test(b, c, p):
+    """The p of a comparison's change in passes (`study.compare`'s met_p)."""
+    before = {i: False for i in range(b)} | {b + i: True for i in range(c)}
+    before |= {100: True, 101: False}   # verdicts that did not change count not
+    after = {s: not v for s, v in before.items()} | {100: True, 101: False}
+    assert pass_change_p(after, before) == pytest.approx(p)
+
+
+@pytest.mark.parametrize("passed, n, confidence, expected", [
+    (15, 15, 0.95, 0.05 ** (1 / 15)),  # all pass: P(all n pass) = p^n = 0.05
+    (14, 15, 0.975, 0.6805),           # the lower end of the two-sided 95% interval
+    (0, 15, 0.95, 0.0),
+])
+def test_pass_rate_lower_bound(passed, n, confidence, expected):
+    assert pass_rate_lower_bound(passed, n, confidence) == pytest.approx(
+        expected, abs=1e-4)
+
+
+def test_pass_rate_lower_bound_grows_with_passes_and_seeds():
+    bounds = [pass_rate_lower_bound(k, 15) for k in range(16)]
+    assert bounds == sorted(bounds) and len(set(bounds)) == 16
+    # The same share of passes from more seeds pins the rate down more tightly.
+    assert pass_rate_lower_bound(30, 30) > pass_rate_lower_bound(15, 15)
+    with pytest.raises(ValueError, match="passed <= n"):
+        pass_rate_lower_bound(6, 5)
