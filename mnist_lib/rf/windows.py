@@ -24,7 +24,7 @@ from .table import RFRow
 Rule = Callable[[Spatial], Spatial]
 
 
-def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation,
+def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation, *,
                 ceil_mode=False, pad_hi=None, nd: int | None = None) -> Rule:
     """A sliding window (a conv, a pooling) over the last `nd` axes of its
     input (None: a declared Window, over as many as the map has); `op` names
@@ -262,7 +262,8 @@ def _functional_pool(node: fx.Node, row: RFRow, nd: int, kind: str) -> Rule:
         settled(args.get(name, default), op, name) for name, default in
         (("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1)))
     ceil_mode = settled(args.get("ceil_mode", False), op, "ceil_mode")
-    window = window_rule(row, op, k, stride or k, padding, dilation, ceil_mode, nd=nd)
+    window = window_rule(row, op, k, stride or k, padding, dilation, ceil_mode=ceil_mode,
+                         nd=nd)
     if not computed:
         return window
 
