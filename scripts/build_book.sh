@@ -50,11 +50,12 @@ if changed inputs mnist_lib/*.py mnist_lib/*/*.py requirements.txt \
   rm -rf "$OUT/_build/.jupyter_cache" "$OUT/_build/.doctrees" "$OUT/_build/html" \
          "$OUT/_build/jupyter_execute"
 fi
-# Sphinx copies _static/ (the site's CSS) only when some page is out of date,
-# so a change there alone would not reach the site: drop the HTML, keep the cache.
-if changed static _static/*; then
-  rm -rf "$OUT/_build/html"
-fi
+# Sphinx writes only the pages that are out of date, and copies _static/ (the
+# site's CSS) only when some page is: after a change to one chapter the sitemap
+# (sphinx-sitemap lists the pages written in this run) held that page alone, and
+# a change to _static/ alone would not reach the site. So the HTML is always
+# written afresh (seconds), from the kept execution cache and doctrees.
+rm -rf "$OUT/_build/html"
 # The extensions in _ext/ act while Sphinx reads a page, and Sphinx does not
 # notice when their code changes: drop what it has read, keep the cache.
 if changed ext _ext/*.py; then
