@@ -19,6 +19,7 @@ from mnist_lib.data import DIGIT_BOX, to_float
 from mnist_lib.models import FINAL_MODEL, MODELS, Model_4, get_model, layer_list
 from mnist_lib.rf import (POINTWISE, RFError, Window, effective_rf,
                           receptive_field, unit_box)
+from tests.rf.helpers import ResNetDDown
 
 MNIST_INPUT = (1, 28, 28)
 
@@ -133,15 +134,6 @@ def test_receptive_fields_worked_example_and_common_mistakes():
 
 
 def test_receptive_fields_resnet_d_union():
-    class ResNetDDown(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Conv2d(1, 8, 3, stride=2, padding=1)
-            self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 8, 1))
-
-        def forward(self, x):
-            return self.body(x) + self.shortcut(x)
-
     said = refusal(ResNetDDown(), (1, 16, 16))
     assert "misaligned" in said and "body" in said and "shortcut" in said, said
     # The union, by hand: the conv's box is 3 px centred on 0.5 ([-1, 2)); the
@@ -270,18 +262,23 @@ def test_rf_tool_example_table_and_its_alt_text():
     assert "max-pool 2 stride 2 to 7x7" in said and said.count(";") == 5
 
 
+class BodyAndSkip(nn.Module):
+    """The RF tool chapter's residual block: two 3x3 convs (the first of
+    stride 2) beside a stride-2 shortcut of `skip_kernel` (1: the chapter's
+    block; 2: Exercise 1's patch shortcut)."""
+
+    def __init__(self, skip_kernel: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(),
+                                  nn.Conv2d(8, 8, 3, 1, 1))
+        self.skip = nn.Conv2d(1, 8, skip_kernel, stride=2)
+
+    def forward(self, x):
+        return F.relu(self.body(x) + self.skip(x))
+
+
 def test_rf_tool_residual_block_takes_the_larger_rf():
-    class Residual(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, 1, 1))
-            self.skip = nn.Conv2d(1, 8, 1, stride=2)
-
-        def forward(self, x):
-            return F.relu(self.body(x) + self.skip(x))
-
-    res = receptive_field(Residual(), MNIST_INPUT)
+    res = receptive_field(BodyAndSkip(1), MNIST_INPUT)
     assert res["add"].r_out == max(res["body.2"].r_out, res["skip"].r_out) == 7
 
 
@@ -310,20 +307,10 @@ def test_rf_tool_errors_say_what_the_chapter_says():
 
 def test_rf_tool_exercise_numbers():
     # Exercise 1: a 2x2 stride-2 shortcut is centred half a pixel from the body.
-    class PatchSkip(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.ReLU(),
-                                      nn.Conv2d(8, 8, 3, 1, 1))
-            self.skip = nn.Conv2d(1, 8, 2, stride=2)
-
-        def forward(self, x):
-            return F.relu(self.body(x) + self.skip(x))
-
-    said = refusal(PatchSkip(), MNIST_INPUT)
+    said = refusal(BodyAndSkip(2), MNIST_INPUT)
     assert "misaligned" in said and "start 0.5 vs 1" in said, said
     assert "misaligned='union'" in said, said
-    patch = receptive_field(PatchSkip(), MNIST_INPUT, misaligned="union")
+    patch = receptive_field(BodyAndSkip(2), MNIST_INPUT, misaligned="union")
     assert [(patch[n].n_out, patch[n].j_out) for n in ("body.2", "skip")] == [(14, 2)] * 2
     assert (patch["body.2"].start_out, patch["skip"].start_out) == (0.5, 1.0)
     assert (patch["add"].r_out, patch["add"].start_out) == (7, 0.5)

@@ -549,6 +549,19 @@ def _scripted():
         return torch.jit.script(nn.Conv2d(1, 1, 3))
 
 
+class ResNetDDown(nn.Module):
+    """ResNet-D's downsampling shortcut: a 2x2 average pool, then a 1x1 conv,
+    beside a 3x3 conv of stride 2 with padding 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 8, 1))
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 class UpsampleNet(nn.Sequential):
     def __init__(self):
         super().__init__(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
@@ -557,4 +570,4 @@ class UpsampleNet(nn.Sequential):
 
 # What `from tests.rf.helpers import *` gives each test file (the private
 # helpers and the modules too).
-__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'spans', 'boxes', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'UpsampleNet']
+__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'spans', 'boxes', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'ResNetDDown', 'UpsampleNet']

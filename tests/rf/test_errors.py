@@ -40,19 +40,6 @@ def test_misaligned_branches_raise():
         "    the box that spans both, or stop before this merge."]
 
 
-class ResNetDDown(nn.Module):
-    """ResNet-D's downsampling shortcut: a 2x2 average pool, then a 1x1 conv,
-    beside a 3x3 conv of stride 2 with padding 1."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Conv2d(1, 8, 3, stride=2, padding=1)
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(1, 8, 1))
-
-    def forward(self, x):
-        return self.body(x) + self.shortcut(x)
-
-
 def test_resnet_d_shortcut_is_refused_naming_both_branches_and_the_option():
     # Both halve the map, but the conv's units sit on pixel 2i (centre 2i +
     # 0.5) and the pool's between pixels 2i and 2i + 1 (centre 2i + 1).
