@@ -13,12 +13,13 @@ export MNIST_PROGRESS=static
 # supports fails it (mnist_lib.book.claim). Elsewhere (Colab, Jupyter) such a
 # claim prints a note and the chapter goes on.
 export MNIST_BOOK_BUILD=1
-# The chapters' kernels compute on one thread. With two, a core busy with other
-# work stalls every operation: PyTorch's OpenMP threads spin-wait for each
-# other, and inside a Jupyter kernel (whose own threads compete too) an epoch
-# of Model_1 took 246 s instead of 3.9 s on one thread beside `yes`; idle, two
-# threads took 3.0 s. One thread keeps the build's time and its numbers the
-# same whatever else the machine runs. OMP_NUM_THREADS=2 make book overrides it.
+# Each chapter's kernel computes on one thread, and two chapters execute at
+# once (scripts/execute_chapters.py), one per core. With two threads a kernel
+# stalls whenever the other core is busy: PyTorch's OpenMP threads spin-wait
+# for each other, and inside a Jupyter kernel (whose own threads compete too)
+# an epoch of Model_1 took 246 s instead of 3.9 s on one thread beside `yes`.
+# One thread keeps the build's numbers the same whatever else the machine
+# runs. OMP_NUM_THREADS=2 make book overrides it.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 case "$MODE" in
   full)  export MNIST_BOOK_QUICK=0; OUT=. ;;
@@ -71,7 +72,24 @@ if [ -d "$OUT/_build/.jupyter_cache" ]; then
 fi
 
 start=$(date +%s)
-build=("$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going)
+# The chapters that are not in the execution cache execute first, side by
+# side, one kernel per core (scripts/execute_chapters.py); then Sphinx finds
+# them all in the cache and renders. Should Sphinx execute one itself, the
+# two read chapters differently (a new myst-nb?): the build stops and says so.
+build() {
+  set -o pipefail
+  "$BIN/python" scripts/execute_chapters.py "$MODE" || return
+  "$BIN/jupyter-book" build . --path-output "$OUT" -W --keep-going 2>&1 \
+    | tee "$OUT/_build/sphinx.log" || return
+  if grep -q "Executing notebook" "$OUT/_build/sphinx.log"; then
+    echo "Sphinx executed a chapter that scripts/execute_chapters.py had put in" \
+         "the cache (see $OUT/_build/sphinx.log): its reading of a chapter no" \
+         "longer gives myst-nb's cache key; make it read as myst-nb does" >&2
+    return 1
+  fi
+}
+export BIN MODE OUT
+build=(bash -c "$(declare -f build); build")
 if [ "$MODE" = full ] && [ "$executes_all" = yes ]; then
   # A green full build is recorded in _build/book_build.json (ignored by git:
   # the build leaves the work tree clean): on which CPU, how long, how busy

@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     other = (None if busy0 is None or busy1 is None else
              max(0.0, (busy1 - busy0 - own.ru_utime - own.ru_stime) / seconds))
     new = entry(seconds, other)
+    # How long each chapter took to execute (scripts/execute_chapters.py): the
+    # next fresh clone's build starts the longest first.
+    chapters = ENTRY.parent / ".chapter_seconds.json"
+    if chapters.exists():
+        new["chapters"] = json.loads(chapters.read_text())
     atomic_write_json(args.entry, new)
     how = ("make record-build" if args.entry == ENTRY else
            f"python scripts/record_build.py --add --entry {args.entry}")

@@ -314,6 +314,9 @@ def test_the_full_build_records_only_a_build_that_executes_every_chapter(tmp_pat
     (tmp_path / "scripts").mkdir()
     for name in ("build_book.sh", "record_build.py"):
         shutil.copy(ROOT / "scripts" / name, tmp_path / "scripts" / name)
+    # The chapters execute first (scripts/execute_chapters.py), then Sphinx.
+    (tmp_path / "scripts" / "execute_chapters.py").write_text(
+        "import sys\nopen('built.txt', 'a').write('execute ' + sys.argv[1] + '\\n')\n")
     (tmp_path / "results").mkdir()
     builds = tmp_path / "results" / "book_builds.json"
     builds.write_text("[]\n")
@@ -324,6 +327,7 @@ def test_the_full_build_records_only_a_build_that_executes_every_chapter(tmp_pat
     (bin_ / "jupyter-book").write_text(
         "#!/bin/sh\n"
         'echo "$MNIST_BOOK_BUILD $MNIST_BOOK_QUICK" >> built.txt\n'
+        '[ -f executes ] && echo "Executing notebook using local CWD"\n'
         "mkdir -p _build/.jupyter_cache _build/html\n")
     for tool in bin_.iterdir():
         tool.chmod(0o755)
@@ -344,5 +348,35 @@ def test_the_full_build_records_only_a_build_that_executes_every_chapter(tmp_pat
     assert "execution cache: this build is not recorded" in again.stdout
     assert not (tmp_path / "_build" / "book_build.json").exists()
     assert builds.read_text() == "[]\n"
-    # Both were book builds in full mode (the chapters' claims are checked).
-    assert (tmp_path / "built.txt").read_text() == "1 0\n1 0\n"
+    # Both were book builds in full mode (the chapters' claims are checked),
+    # the chapters executed before Sphinx read them.
+    assert (tmp_path / "built.txt").read_text() == "execute full\n1 0\n" * 2
+    # Had Sphinx executed a chapter itself, the two would read chapters apart.
+    (tmp_path / "executes").touch()
+    done = subprocess.run(["bash", "scripts/build_book.sh", "full"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and "Sphinx executed a chapter" in done.stderr
+
+
+def test_chapters_execute_longest_first_by_the_last_measurement(tmp_path, monkeypatch):
+    """scripts/execute_chapters.py executes every page of _toc.yml, and starts
+    the chapters that took longest last time first: as measured here, else as
+    the newest recorded full build measured them, else in the book's order."""
+    ec = load_script("execute_chapters")
+    pages = ec.chapters()
+    assert pages[0] == ROOT / "book" / "intro.md" and all(p.exists() for p in pages)
+    assert {p.stem for p in pages} == {p.stem for p in (ROOT / "book").glob("*.md")}
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(ec, "ROOT", tmp_path)
+    (results / "book_builds.json").write_text(json.dumps([
+        {"date": "2026-01-02", "chapters": {"step2": 130.0, "step1": 40.0}},
+        {"date": "2026-01-01", "chapters": {"step1": 99.0}},
+        {"date": "2026-01-03"}]))
+    assert ec.previous_seconds(tmp_path) == {"step2": 130.0, "step1": 40.0}
+    (tmp_path / "_build").mkdir()
+    (tmp_path / "_build" / ".chapter_seconds.json").write_text('{"step3": 60.0}')
+    assert ec.previous_seconds(tmp_path) == {"step3": 60.0}
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/execute_chapters.py"),
+                           "full", "--jobs", "0"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--jobs must be at least 1, got 0" in done.stderr
