@@ -19,7 +19,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("none", "onecycle")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
     """Everything a run depends on; saved with every result (`asdict`)."""
 

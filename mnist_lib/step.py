@@ -23,9 +23,9 @@ from .hardware import autocast_dtype
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
-               idx: torch.Tensor, theta: torch.Tensor | None, mean: float, std: float,
-               cfg: TrainConfig, sums: torch.Tensor, ema: WeightAverage | None = None
-               ) -> None:
+               idx: torch.Tensor, theta: torch.Tensor | None, *, mean: float,
+               std: float, cfg: TrainConfig, sums: torch.Tensor,
+               ema: WeightAverage | None = None) -> None:
     """One optimizer step on the training images `idx`, warped by `theta`.
 
     Adds the batch's summed loss and its number of correct predictions to
@@ -66,7 +66,7 @@ class GraphedStep:
     """
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, data: MNIST,
-                 mean: float, std: float, cfg: TrainConfig, sums: torch.Tensor,
+                 *, mean: float, std: float, cfg: TrainConfig, sums: torch.Tensor,
                  ema: WeightAverage | None = None) -> None:
         device = data.train_images.device
         n, bs = len(data.train_labels), cfg.batch_size
@@ -81,7 +81,8 @@ class GraphedStep:
             for b in sizes}
 
         def step(b: int) -> None:
-            train_step(model, opt, data, *self.buffers[b], mean, std, cfg, sums, ema)
+            train_step(model, opt, data, *self.buffers[b], mean=mean, std=std,
+                       cfg=cfg, sums=sums, ema=ema)
 
         # Warm-up: CUDA graphs need a few eager steps first (on a side stream),
         # for cuDNN and autograd to make their lazy allocations. Run them with

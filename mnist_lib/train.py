@@ -183,7 +183,8 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     sums = torch.zeros(2, device=device)  # summed loss, number correct (per epoch)
     t_setup = time.perf_counter()
     if graphs:
-        step = GraphedStep(model, opt, data, mean, std, cfg, sums, ema)
+        step = GraphedStep(model, opt, data, mean=mean, std=std, cfg=cfg, sums=sums,
+                           ema=ema)
     else:
         step = partial(train_step, model, opt, data, mean=mean, std=std, cfg=cfg,
                        sums=sums, ema=ema)

@@ -6,7 +6,7 @@ a copy that this script writes:
 
 - _config.yml: `repository.url`, `html.baseurl` (the GitHub Pages address) and
   the footer's links;
-- mnist_lib/book.py: `REPOSITORY` and `BRANCH` (a pip-installed library, as in
+- mnist_lib/book/env.py: `REPOSITORY` and `BRANCH` (a pip-installed library, as in
   Colab, has no _config.yml to read);
 - pyproject.toml: the package's URLs; CITATION.cff; README.md;
 - book/*.md: each chapter's install cell and links into the repository;
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "_config.yml"
 # The places that name the repository, besides the twins (written by twins.py).
-PLACES = [CONFIG, "mnist_lib/book.py", "pyproject.toml", "CITATION.cff", "README.md",
+PLACES = [CONFIG, "mnist_lib/book/env.py", "pyproject.toml", "CITATION.cff", "README.md",
           "book/*.md", ".github/workflows/*.yml"]
 TWINS = "book/*.ipynb"
 SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+$")
@@ -108,7 +108,7 @@ def rewrite(text: str, old: tuple[str, str], new: tuple[str, str]) -> str:
         for pattern in (  # only where a branch of this repository is named
                 rf"(github\.com/{re.escape(new_slug)}/(?:blob|tree)/){b}(?=/)",
                 rf"^(\s+branch:\s*){b}$",                      # _config.yml
-                rf'^(BRANCH = "){b}(?=")',                      # mnist_lib/book.py
+                rf'^(BRANCH = "){b}(?=")',                      # mnist_lib/book/env.py
                 rf"(refs/heads/){b}(?![\w./-])",                # a workflow's if:
                 rf"^(\s+branches:\s*\[){b}(?=\])"):             # a workflow's on:
             text = re.sub(pattern, lambda m: m.group(1) + new_branch, text,
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if (changed := rewrite(text, old, new)) != text:
             path.write_text(changed)
             print(f"wrote {path.relative_to(ROOT)}")
-    # The twins' links and install cells come from the chapters and book.py.
+    # The twins' links and install cells come from the chapters and mnist_lib/book/env.py.
     chapters = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("book/*.md"))
     twins = subprocess.run([sys.executable, str(ROOT / "scripts" / "twins.py"),
                             *chapters], cwd=ROOT)

@@ -234,3 +234,42 @@ def test_readme_own_net_example_runs_as_written(tmp_path, monkeypatch, small):
     pixels = small.test_images[:50]
     assert torch.equal(scope["model"].predict(pixels),
                        mnist_lib.load_checkpoint("net.pt").predict(pixels))
+
+
+def library_functions():
+    """Every function and method the library defines, dataclasses' generated
+    __init__ included (mnist_lib.__main__ aside: importing it runs the CLI)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import mnist_lib
+
+    for info in pkgutil.walk_packages(mnist_lib.__path__, "mnist_lib."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj):
+                yield f"{module.__name__}.{name}", obj
+            elif inspect.isclass(obj):
+                for attr, fn in vars(obj).items():
+                    if inspect.isfunction(fn):
+                        yield f"{module.__name__}.{name}.{attr}", fn
+
+
+def test_no_library_function_takes_more_than_8_positional_parameters():
+    """Past a handful, a call reads as a row of unnamed values: the rest go
+    by name (keyword-only), as with `train_step(..., mean=, std=, cfg=)`."""
+    import inspect
+
+    positional = (inspect.Parameter.POSITIONAL_ONLY,
+                  inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    found = dict(library_functions())
+    assert "mnist_lib.config.TrainConfig.__init__" in found  # dataclasses count
+    long = {name: n for name, fn in found.items()
+            if (n := sum(p.kind in positional and p.name not in ("self", "cls")
+                         for p in inspect.signature(fn).parameters.values())) > 8}
+    assert long == {}

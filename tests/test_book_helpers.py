@@ -20,14 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_claim_fails_the_build_and_only_notes_a_learners_run(monkeypatch, capsys):
     from mnist_lib import book
 
-    monkeypatch.setattr(book, "QUICK", False)
-    monkeypatch.setattr(book, "BUILD", True)
+    monkeypatch.setattr(book.env, "QUICK", False)
+    monkeypatch.setattr(book.env, "BUILD", True)
     assert book.claim(1 < 2, "holds") is None  # a cell ending in it shows nothing
     with pytest.raises(AssertionError, match=r"claim no longer holds: overfits "
                                              r"\(gap -0.10\)"):
         book.claim(False, "overfits", "gap -0.10")
     # A learner's run (Colab, Jupyter): a note with the numbers, and it goes on.
-    monkeypatch.setattr(book, "BUILD", False)
+    monkeypatch.setattr(book.env, "BUILD", False)
     assert book.claim(False, "overfits", "gap -0.10") is None
     out = capsys.readouterr().out
     assert out.startswith("Note: the text says “overfits”, but this run does not "
@@ -45,8 +45,8 @@ def test_quick_mode_reports_a_live_claim_and_checks_a_recorded_one(monkeypatch,
                                                                    capsys):
     from mnist_lib import book
 
-    monkeypatch.setattr(book, "QUICK", True)
-    monkeypatch.setattr(book, "BUILD", True)
+    monkeypatch.setattr(book.env, "QUICK", True)
+    monkeypatch.setattr(book.env, "BUILD", True)
     book.claim(False, "overfits")  # about a one-epoch toy run: reported only
     assert "[quick mode: not checked] overfits: False" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="claim no longer holds: it helps"):
@@ -57,7 +57,7 @@ def test_glue_without_myst_nb_shows_only_what_it_is_asked_to(monkeypatch):
     from mnist_lib import book
 
     shown = []
-    monkeypatch.setattr(book, "GLUED", {})  # this test's values only
+    monkeypatch.setattr(book.render, "GLUED", {})  # this test's values only
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: import fails
     monkeypatch.setattr("IPython.display.display", shown.append)
     assert book.glue("a", torch.tensor(0.5)) is None and shown == []
@@ -73,7 +73,7 @@ def test_record_in_a_checkout_is_the_local_file_never_a_download(monkeypatch, tm
     def no_network(*args, **kwargs):
         raise AssertionError("a checkout must not download its records")
 
-    monkeypatch.setattr(book.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", no_network)
     (tmp_path / "mnist_lib").mkdir()
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "results").mkdir()
@@ -100,21 +100,72 @@ def test_record_outside_a_checkout_comes_from_the_repository(monkeypatch, tmp_pa
         asked.append(url)
         return io.BytesIO(b'{"epochs": 15}')
 
-    monkeypatch.setattr(book.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(book.recorded, "_FETCHED", {})
     monkeypatch.chdir(tmp_path)  # Colab: /content, the library pip-installed
     assert book.checkout() is None
     assert book.load_record("bench_cpu") == {"epochs": 15}
     owner_repo = book.REPOSITORY.removeprefix("https://github.com/")
     assert asked == [f"https://raw.githubusercontent.com/{owner_repo}/main/"
                      "results/bench_cpu.json"]
+    # Fetched once a kernel: a chapter that reads a record twice asks once.
+    assert book.load_record("bench_cpu") == {"epochs": 15} and len(asked) == 1
+    # A results/ folder beside the notebook comes first (downloaded by hand).
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ladder.json").write_text('{"arms": []}')
+    assert book.load_record("ladder") == {"arms": []} and len(asked) == 1
 
     def offline(url, timeout):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(book.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError, match=r"could not be fetched from https://"
                        r"raw\.githubusercontent\.com/.*no route to host.*clone"):
-        book.load_record("bench_cpu")
+        book.load_record("final_test")
+
+
+def test_a_chapter_checks_its_records_before_it_trains(monkeypatch, tmp_path):
+    """Offline, outside a checkout, with one record of two beside the notebook:
+    `need_records` stops at once, naming the missing one and how to get it."""
+    from mnist_lib import book
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(book.recorded, "_FETCHED", {})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "ladder.json").write_text('{"arms": []}')
+    assert book.need_records("ladder") is None
+    with pytest.raises(FileNotFoundError) as err:
+        book.need_records("ladder", "confirm")
+    text = str(err.value)
+    assert text.startswith("this chapter reads recorded results that it cannot read")
+    assert "- confirm: " in text and "- ladder" not in text
+    assert book.record_url("confirm") in text
+    assert "download each file named above into a results/ folder" in text
+
+
+def test_every_chapter_can_read_its_records_before_it_trains():
+    """A chapter reads every record it needs (load_record, load_study), or
+    checks that it can (`book.need_records`), before it trains: outside the
+    checkout, a missing record stops it at once, not after minutes."""
+    name = r"""["'](\w+)["']"""
+    for md in sorted((ROOT / "book").glob("*.md")):
+        text = md.read_text()
+        trains = [m.start() for m in re.finditer(
+            r"book\.train\(|fit\(|!python -m mnist_lib (?:train|seeds)", text)]
+        first = min(trains, default=len(text))
+        read = {(m.start(), m.group(1)) for m in re.finditer(
+            r"book\.load_(?:record|study)\(" + name, text)}
+        ready = {n for at, n in read if at < first}
+        for call in re.finditer(r"book\.need_records\(([^)]*)\)", text):
+            if call.start() < first:
+                ready |= set(re.findall(name, call.group(1)))
+        late = {n for _, n in read} - ready
+        assert not late, (f"{md.name} reads {sorted(late)} only after it trains: "
+                          "check them first with book.need_records")
 
 
 def test_repository_is_the_one_config_and_install_cells_name():
@@ -153,8 +204,8 @@ def test_show_fills_a_result_block_and_completes_it_as_values_arrive(monkeypatch
 
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # as in Colab: not installed
     monkeypatch.setattr("IPython.display.display", display)
-    monkeypatch.setattr(book, "GLUED", {})
-    monkeypatch.setattr(book, "_PENDING", [])
+    monkeypatch.setattr(book.render, "GLUED", {})
+    monkeypatch.setattr(book.render, "_PENDING", [])
     book.glue("t_params", "7,764")
     book.glue("t_acc", 99.456)
     book.show("> **Result**\n>\n> - Parameters: {glue:text}`t_params`, "
@@ -165,7 +216,7 @@ def test_show_fills_a_result_block_and_completes_it_as_values_arrive(monkeypatch
     assert "not computed yet" in first.data and "t_met" in first.data
     book.glue("t_met", "yes")
     assert handles[0].shown[-1].data.endswith("met: yes")
-    assert not book._PENDING  # complete: no longer waiting
+    assert not book.render._PENDING  # complete: no longer waiting
     assert book.fill("{glue:text}`t_met` {glue:text}`nope`") == ("yes …", ["nope"])
 
 

@@ -80,14 +80,14 @@ def test_make_repository_renames_it_everywhere(tmp_path):
     assert repository.setting(copy) == (new, "trunk")
     assert repository.naming_files(old_slug, copy) == []
     renamed = {p.relative_to(copy) for p in repository.naming_files(new, copy)}
-    assert renamed >= {Path("_config.yml"), Path("mnist_lib/book.py"),
+    assert renamed >= {Path("_config.yml"), Path("mnist_lib/book/env.py"),
                        Path("pyproject.toml"), Path("CITATION.cff"), Path("README.md"),
                        Path(".github/workflows/book.yml"), Path("book/intro.md"),
                        Path("book/intro.ipynb")}
     text = (copy / "_config.yml").read_text()
     assert "baseurl: https://some-one.github.io/elsewhere/" in text
     assert f"/blob/{old_branch}/" not in text and "/blob/trunk/LICENSE" in text
-    assert 'BRANCH = "trunk"' in (copy / "mnist_lib/book.py").read_text()
+    assert 'BRANCH = "trunk"' in (copy / "mnist_lib/book/env.py").read_text()
     flow = (copy / ".github/workflows/book.yml").read_text()
     assert "github.repository == 'Some-One/elsewhere'" in flow
     assert "refs/heads/trunk" in flow and "branches: [trunk]" in flow

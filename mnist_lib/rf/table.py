@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import textwrap
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, Iterator, Sequence
 
@@ -21,6 +21,7 @@ class RFRow:
 
     name: str
     kind: str
+    _: KW_ONLY  # the rest by name
     kernel: Any = None
     stride: Any = None
     padding: Any = None

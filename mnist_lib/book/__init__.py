@@ -1,0 +1,30 @@
+"""Helpers the book's chapters share, one module a job:
+
+- `env`: where a chapter runs: quick mode, the book build, the repository
+  and its checkout, where MNIST is kept;
+- `render`: `glue`, and where myst-nb is absent (Colab, Jupyter) a Result
+  block shown with this run's values (`show`);
+- `claims`: `claim`, a claim of the prose checked against its numbers, and
+  words for measured times that hold whichever way they come out;
+- `recorded`: the recorded results (`results/*.json`), from the checkout or,
+  in Colab, from GitHub, and `need_records`, which a chapter calls before it
+  trains;
+- `runs`: the chapters' trainer (quick mode shrinks it) and the glue of a
+  run's or a study's numbers.
+
+Chapters run in the book build (myst-nb), in Colab/Binder and locally; none of
+those may need build-only tools. A chapter imports this package
+(`from mnist_lib import book`) and calls `book.train`, `book.glue`, ...
+"""
+
+from .claims import bench_lag, claim, time_change
+from .env import BRANCH, BUILD, QUICK, QUICK_SIZE, REPOSITORY, checkout, data_root, repo_root
+from .recorded import load_record, need_records, record_url
+from .render import GLUE_ROLE, GLUED, fill, glue, show, source
+from .runs import glue_arm, glue_result, load_study, train
+
+__all__ = ["BRANCH", "BUILD", "GLUED", "GLUE_ROLE", "QUICK", "QUICK_SIZE",
+           "REPOSITORY", "bench_lag", "checkout", "claim", "data_root", "fill",
+           "glue", "glue_arm", "glue_result", "load_record", "load_study",
+           "need_records", "record_url", "repo_root", "show", "source",
+           "time_change", "train"]

@@ -1,0 +1,81 @@
+"""The recorded results a chapter reads (`results/<name>.json`): from the
+repository checkout, or outside one (Colab) from a `results/` folder beside
+the notebook, else from the book's repository on GitHub. `need_records`
+checks, before a chapter trains, that it can read every record it will need.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import env
+
+# The records fetched from GitHub in this kernel, by name: fetched once.
+_FETCHED: dict[str, dict[str, Any]] = {}
+HOW_TO_GET = ("Run the chapter inside a clone of the repository, or where GitHub "
+              "is reachable, or download each file named above into a results/ "
+              "folder beside this notebook.")
+
+
+def record_url(name: str) -> str:
+    """Where GitHub serves `results/<name>.json` of the book's repository."""
+    owner_repo = env.REPOSITORY.removeprefix("https://github.com/")
+    return (f"https://raw.githubusercontent.com/{owner_repo}/{env.BRANCH}/results/"
+            f"{name}.json")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): restore it with git, "
+                         "or regenerate it with the command given in the "
+                         "Reproducibility chapter") from err
+
+
+def load_record(name: str) -> dict[str, Any]:
+    """A recorded result (`results/<name>.json`) from the repository checkout;
+    outside one (Colab), from `results/` beside the notebook, else from the
+    book's repository on GitHub."""
+    root = env.checkout()
+    if root is not None:
+        # In a checkout the local record is the one that counts: a missing one
+        # is an error, never silently replaced by whatever GitHub holds.
+        path = root / "results" / f"{name}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: regenerate it with the "
+                                    "command given in the Reproducibility chapter")
+        return _read(path)
+    beside = Path.cwd() / "results" / f"{name}.json"
+    if beside.exists():
+        return _read(beside)
+    if name not in _FETCHED:
+        url = record_url(name)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                _FETCHED[name] = json.loads(response.read())
+        except (OSError, ValueError) as err:  # no network, HTTP error, not JSON
+            raise FileNotFoundError(
+                f"the recorded result {name!r} is not here (no repository checkout "
+                f"around {Path.cwd()}) and could not be fetched from {url}: {err}. "
+                + HOW_TO_GET) from err
+    return _FETCHED[name]
+
+
+def need_records(*names: str) -> None:
+    """Check, before a chapter trains, that every record it will read can be
+    read (`load_record`): rather than train for minutes and only then fail,
+    stop at once and name each record that is missing and how to get it."""
+    missing = []
+    for name in names:
+        try:
+            load_record(name)
+        except (FileNotFoundError, ValueError) as err:
+            missing.append(f"- {name}: {err}")
+    if missing:
+        raise FileNotFoundError(
+            "this chapter reads recorded results that it cannot read:\n"
+            + "\n".join(missing))
