@@ -42,6 +42,7 @@ from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarnin
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
+from .hardware import default_threads
 from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
 from .records import recipe_differences
@@ -201,18 +202,25 @@ def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConf
 def add_threads_flag(p: argparse.ArgumentParser, default: int | None = 1) -> None:
     """--threads: the CPU threads to train on. A study's default is one, as
     the book build trains, so that a record's numbers are the build's own;
-    None (train's) leaves torch's own number."""
+    None (train's): one a core that other work leaves idle as the run starts
+    (`hardware.default_threads`)."""
     what = ("default 1, as the book build trains" if default == 1 else
-            f"default: torch's, {torch.get_num_threads()} on this machine")
+            "default: one for each core that other work leaves idle as the "
+            f"run starts, at most {torch.get_num_threads()} here")
     p.add_argument("--threads", type=int, default=default,
                    help=f"CPU threads ({what})")
 
 
 def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check --threads, or exit 2; set it before any work (the record names it).
-    None: torch's own number, left as it is."""
+    None: as many as the cores other work leaves idle (`default_threads`),
+    said on stderr where that is fewer than torch's own number."""
     if args.threads is None:
-        return
+        args.threads, why = default_threads()
+        if args.threads < torch.get_num_threads():
+            print(f"training on {args.threads} CPU thread(s) of "
+                  f"{torch.get_num_threads()}: {why} (--threads sets it)",
+                  file=sys.stderr)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)

@@ -13,6 +13,43 @@ from typing import Any
 import torch
 
 
+def idle_cores(seconds: float = 0.25, stat: str | os.PathLike = "/proc/stat"
+               ) -> float | None:
+    """How many of this machine's cores other work leaves idle, measured over
+    `seconds` from the kernel's CPU counters (`stat`); None where there are
+    none (macOS, Windows)."""
+    def busy_and_total() -> tuple[int, int]:
+        fields = [int(v) for v in Path(stat).read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = busy_and_total()
+        time.sleep(seconds)
+        busy1, total1 = busy_and_total()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (busy1 - busy0) / (total1 - total0))
+
+
+def default_threads() -> tuple[int, str]:
+    """The CPU threads a run trains on unless told (`train --threads`), and
+    why: one a core that other work leaves idle as the run starts, at most
+    torch's own number (the machine's cores), at least one. PyTorch's threads
+    wait for each other at every operation, so a thread on a core that other
+    work holds stalls them all (the README's measurement: on a 2-core machine,
+    two threads beside a busy core were slower than one)."""
+    most = torch.get_num_threads()
+    idle = idle_cores()
+    if idle is None:
+        return most, "torch's default (this system does not report CPU load)"
+    threads = max(1, min(most, int(idle + 0.25)))
+    return threads, (f"{idle:.1f} of {os.cpu_count()} cores idle as the run "
+                     f"started")
+
+
 def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
     """The CPU, e.g. "AMD EPYC (family 26, model 2)" from /proc/cpuinfo on Linux
     (a virtual machine may hide the full model name; family and model still

@@ -171,7 +171,10 @@ def test_cli_divergence_is_an_error_line_not_a_traceback():
          "--epochs", "1", "--n-train", "1000", "--n-test", "500", "--quiet"],
         cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.startswith("error: training diverged"), proc.stderr
+    # At most a note on the threads (a busy machine) comes before the error.
+    said = [line for line in proc.stderr.splitlines()
+            if not line.startswith("training on ")]
+    assert said[0].startswith("error: training diverged"), proc.stderr
     assert "Traceback" not in proc.stderr and "lower it (e.g. --lr" in proc.stderr
 
 
@@ -387,17 +390,50 @@ def test_every_command_takes_version_and_has_help_on_every_flag(name, capsys,
         assert not broken, (action.dest, broken)
 
 
-def test_train_takes_threads_as_the_studies_do_and_leaves_torchs_unless_told(
+def test_train_threads_default_to_the_cores_other_work_leaves_idle(
         capsys, monkeypatch, mnist):
+    """Unless told (--threads), train uses one thread a core that other work
+    leaves idle as it starts, at most torch's number, and says so when that
+    is fewer: PyTorch's threads stall on a core that other work holds."""
+    import mnist_lib.hardware as hw
+
     threads = []
+    most = torch.get_num_threads()
     monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     run = ["train", "--model", "Model_2", "--epochs", "1", "--n-train", "256",
            "--n-test", "100", "--quiet"]
-    assert cli.main(run) == 0 and threads == []  # torch's own number, as before
-    assert cli.main([*run, "--threads", "1"]) == 0 and threads == [1]
+    for idle, expected in ((2.0, 2), (1.8, 2), (1.5, 1), (0.9, 1), (0.0, 1), (7.0, 2)):
+        monkeypatch.setattr(hw, "idle_cores", lambda: idle)
+        assert cli.main(run) == 0 and threads[-1] == expected, idle
+        err = capsys.readouterr().err
+        said = f"training on {expected} CPU thread(s) of 2: {idle:.1f} of"
+        assert (said in err) == (expected < 2), err
+    monkeypatch.setattr(hw, "idle_cores", lambda: None)  # no CPU counters
+    assert cli.main(run) == 0 and threads[-1] == 2
+    assert cli.main([*run, "--threads", "1"]) == 0 and threads[-1] == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: most)
     help_text = " ".join(cli.train_parser("mnist-train").format_help().split())
-    assert f"CPU threads (default: torch's, {torch.get_num_threads()} on this " \
-           "machine)" in help_text
+    assert ("default: one for each core that other work leaves idle as the run "
+            f"starts, at most {most} here") in help_text
+
+
+def test_idle_cores_come_from_the_kernels_counters(tmp_path, monkeypatch):
+    import mnist_lib.hardware as hw
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal, in ticks of all cores
+    stat.write_text("cpu  100 0 0 100 0 0 0 0 0 0\ncpu0 ...\n")
+
+    def one_core_busy(seconds):  # meanwhile: 100 ticks busy, 100 idle
+        stat.write_text("cpu  200 0 0 200 0 0 0 0 0 0\ncpu0 ...\n")
+
+    monkeypatch.setattr(hw.time, "sleep", one_core_busy)
+    monkeypatch.setattr(hw.os, "cpu_count", lambda: 2)
+    assert hw.idle_cores(stat=stat) == pytest.approx(1.0)
+    monkeypatch.setattr(hw.time, "sleep", lambda seconds: None)  # no ticks
+    assert hw.idle_cores(stat=stat) is None
+    assert hw.idle_cores(stat=tmp_path / "missing") is None
 
 
 def _digit_files(folder: Path, mnist) -> dict[str, torch.Tensor]:
