@@ -19,6 +19,8 @@ Public API (see each module for details):
 - plain:   the classic train()/test() loop with DataLoaders (Step 1)
 - layer_kinds: the one table of layer kinds (conv, pools, linear) that
            plots, explorer, summary and models read
+- pad:     the final model as the page "Draw a digit" runs it in the
+           browser (its layers and weights as JSON, test digits)
 - plots, summary, seeds, bench, book: figures, torchsummary's table, the
            seed study, the benchmark, the chapters' helpers
 - stats:   the statistics the studies use (paired t interval, McNemar's

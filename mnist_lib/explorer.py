@@ -2,8 +2,8 @@
 given at build time.
 
 The explorer itself is JavaScript shipped with the book (`_static/rf_explorer.js`):
-it redoes the arithmetic of `mnist_lib.rf` in the reader's browser, for the
-layers the reader picks. Its presets come from here: each model's layers as
+it redoes the arithmetic of `mnist_lib.rf` (`_static/rf_arithmetic.js`, which
+the digit pad shares) in the reader's browser, for the layers the reader picks. Its presets come from here: each model's layers as
 the calculator finds them in the model's graph, and a real digit to draw the
 receptive field on, written into the page as JSON (`explorer_html`).
 """
@@ -37,8 +37,11 @@ def _square(v: Any) -> int | None:
     return None
 
 
-def _layer(module: nn.Module, n_in: int) -> dict[str, Any] | None:
-    """One layer as the explorer takes it, or None if it cannot express it."""
+def window_layer(module: nn.Module, n_in: int) -> dict[str, Any] | None:
+    """One layer's window as the explorer takes it, on a map of `n_in`
+    pixels, or None if it cannot express it. The digit pad
+    (`mnist_lib.pad`) takes its layers' windows from here too: both pages
+    compute the RF with the same script (_static/rf_arithmetic.js)."""
     found = layer_kind(module)
     if found is None or found.nd != 2:
         return None
@@ -81,7 +84,7 @@ def explorer_layers(model: nn.Module, size: int = 28) -> list[dict[str, Any]] | 
             if row.spatial and not unchanged:
                 return None  # a function that moves pixels (F.max_pool2d, ...)
             continue
-        layer = _layer(module, n)
+        layer = window_layer(module, n)
         if layer is None or row.n_in != n:
             return None
         layers.append({"name": row.name, **layer})

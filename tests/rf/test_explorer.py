@@ -92,6 +92,7 @@ def test_the_editor_numbers_its_layers_as_the_errors_do(browser):
         + explorer_html({"chain": nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2),
                                                 nn.Conv2d(1, 1, 3))},
                         torch.zeros(28, 28, dtype=torch.uint8))
+        + f"<script>{(static / 'rf_arithmetic.js').read_text()}</script>"
         + f"<script>{(static / 'rf_explorer.js').read_text()}</script>")
     page.locator("summary").click()
     items = page.locator(".rf-layers li")
