@@ -60,7 +60,7 @@
     const rows = rf.compute(windows.map((s) => s.layer), frame);
     const trunk = windows[rf.trunk(rows)];
     const trunkRow = rows[rf.trunk(rows)];
-    const state = {input: null, label: null, source: "none", outputs: null,
+    const state = {input: null, label: null, source: "none", outputs: null, example: false,
                    unit: [trunkRow.n >> 1, trunkRow.n >> 1], pen: null, queued: false};
 
     // ------------------------------------------------------ the drawing area
@@ -93,6 +93,10 @@
       if (e.pointerType === "mouse" && e.button !== 0) return;
       e.preventDefault();
       canvas.setPointerCapture(e.pointerId);
+      // The digit shown when the page opened makes way for the reader's own;
+      // a test digit the reader picked stays, to draw on (Exercise 2).
+      if (state.example) clear();
+      state.example = false;
       state.pen = at(e);
       state.source = "drawn";
       state.label = null;
@@ -117,6 +121,7 @@
     }
 
     const select = el("select", {id: "pad-digit", onchange: () => {
+      state.example = false;
       if (select.value !== "") load(digits[+select.value]);
     }}, el("option", {value: ""}, "Pick one…"));
     const wrong = (d) => d.predicted !== d.label;
@@ -356,6 +361,7 @@
     if (digits.length) {
       select.value = "0";
       load(digits[0]);
+      state.example = true;
     } else {
       schedule();
     }

@@ -361,6 +361,41 @@ def test_digit_pad_makes_a_drawing_an_mnist_digit_as_read_digit_does(site, brows
 
 
 @pytest.mark.book
+def test_a_readers_first_stroke_replaces_the_opening_digit_not_a_chosen_one(
+        site, browser):
+    """The page opens on a test digit; the reader's first stroke starts a
+    drawing of their own. A test digit the reader picks stays under their
+    strokes (Exercise 2: add a stroke to a test digit)."""
+    page = _built_pad(site, browser)
+    opening = page.evaluate("window.mnistPlay.input()")
+    assert opening and any(opening)
+    box = page.locator("#digit-pad canvas.pad-canvas").bounding_box()
+    scale = box["width"] / 280
+
+    def line(points):
+        page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(100)
+
+    one = [(140, 40), (140, 250)]
+    line(one)  # no Clear first
+    alone = page.evaluate("window.mnistPlay.input()")
+    _draw(page, [one])  # the same stroke after Clear
+    assert alone == page.evaluate("window.mnistPlay.input()")
+    page.locator("#pad-digit").select_option("0")
+    picked = page.evaluate("window.mnistPlay.input()")
+    line([(20, 250), (60, 250)])  # a stroke beside the picked digit
+    added = page.evaluate("window.mnistPlay.input()")
+    assert added != picked and added != alone
+    # Both the digit and the stroke are there: more ink than either alone.
+    assert sum(v > 0 for v in added) > sum(v > 0 for v in picked)
+    page.close()
+
+
+@pytest.mark.book
 def test_digit_pad_fits_a_phone_and_draws_by_touch(site, browser):
     context = browser.new_context(viewport={"width": 390, "height": 844},
                                   has_touch=True, is_mobile=True)
