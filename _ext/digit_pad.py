@@ -5,7 +5,7 @@ whose code cells did not change is not executed again (the execution cache):
 such a build trains nothing, so the checkpoint cannot come from the build
 itself. Step 3 saves it (`mnist_lib.pad.save_for_pad`) inside the folder of
 the execution cache, `_build/.jupyter_cache/digit_pad/` (in quick mode under
-`_build/quick/_build/`; `mnist_lib.pad.build_checkpoint`), where it lives
+`_build/quick/_build/`; `mnist_lib.pad.pad_checkpoint_path`), where it lives
 exactly as long as the cached run that trained it: a build that drops the
 cache executes Step 3 again.
 
@@ -30,7 +30,7 @@ from sphinx.errors import SphinxError
 ATTRIBUTES = ("data-checkpoint", "data-model", "data-digits")
 
 
-class PadError(SphinxError):
+class PadFilesError(SphinxError):
     category = "Digit pad error"
 
 
@@ -62,21 +62,23 @@ def pads(outdir: Path) -> list[tuple[Path, dict[str, str]]]:
 
 def ship(outdir: Path, checkpoint: Path, data_root: Path) -> list[Path]:
     """Write the files of every pad in `outdir` from `checkpoint` and the
-    MNIST test set in `data_root`; the paths written. A PadError when a pad
+    MNIST test set in `data_root`; the paths written. A PadFilesError when a pad
     names no file, or names one outside the site, or the checkpoint is
     missing."""
     found = pads(outdir)
     if not found:
         return []
     if not checkpoint.is_file():
-        raise PadError(
+        raise PadFilesError(
             f"the digit pad (book/play.md) runs the final model that Step 3 "
             f"(book/step3.md) saves when the book build (scripts/build_book.sh: "
             f"make book, make book-quick) executes it, but there is no "
             f"{checkpoint}. Step 3 came from an execution cache made by a run "
             f"that did not save it, or the file was deleted: drop that cache, "
             f"rm -rf {checkpoint.parent.parent}, and build again, so that Step 3 "
-            f"runs again.")
+            f"runs again (with make book or make book-quick: a bare "
+            f"jupyter-book build does not set MNIST_BOOK_BUILD, and Step 3 then "
+            f"saves nothing).")
     from mnist_lib import load_checkpoint, load_mnist
     from mnist_lib.pad import digits_json, model_json
 
@@ -91,12 +93,12 @@ def ship(outdir: Path, checkpoint: Path, data_root: Path) -> list[Path]:
     for page, attrs in found:
         for attr in ATTRIBUTES:
             if not attrs.get(attr):
-                raise PadError(f"{page.relative_to(outdir)}: the digit pad names no "
-                               f"{attr} file")
+                raise PadFilesError(f"{page.relative_to(outdir)}: the digit pad "
+                                    f"names no {attr} file")
             target = (page.parent / attrs[attr]).resolve()
             if site not in target.parents:
-                raise PadError(f"{page.relative_to(outdir)}: the pad's {attr} "
-                               f"({attrs[attr]}) lies outside the site")
+                raise PadFilesError(f"{page.relative_to(outdir)}: the pad's {attr} "
+                                    f"({attrs[attr]}) lies outside the site")
             target.parent.mkdir(parents=True, exist_ok=True)
             if attr == "data-checkpoint":
                 shutil.copyfile(checkpoint, target)
@@ -110,9 +112,9 @@ def after_build(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
     from mnist_lib import book
-    from mnist_lib.pad import build_checkpoint
+    from mnist_lib.pad import pad_checkpoint_path
 
-    checkpoint = build_checkpoint(Path(app.srcdir), book.QUICK)
+    checkpoint = pad_checkpoint_path(Path(app.srcdir), book.QUICK)
     ship(Path(app.outdir), checkpoint, book.data_root())
 
 

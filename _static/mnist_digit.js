@@ -78,12 +78,13 @@
     const scale = inSize / outSize;
     const filterscale = Math.max(scale, 1);
     const support = support0 * filterscale;
+    const ss = 1 / filterscale;  // Pillow multiplies by it: the same last bit
     return Array.from({length: outSize}, (_, xx) => {
       const centre = (xx + 0.5) * scale;
       const xmin = Math.max(Math.trunc(centre - support + 0.5), 0);
       const xmax = Math.min(Math.trunc(centre + support + 0.5), inSize) - xmin;
       const k = Array.from({length: xmax},
-                           (_, x) => filter((x + xmin - centre + 0.5) / filterscale));
+                           (_, x) => filter((x + xmin - centre + 0.5) * ss));
       let ww = 0;
       for (const w of k) ww += w;
       return [xmin, ww === 0 ? k : k.map((w) => w / ww)];

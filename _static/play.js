@@ -41,10 +41,12 @@
   const decode = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 
   // The layers in stages as the page shows them: a convolution, pooling or
-  // linear layer, with the BatchNorm and activation after it.
+  // linear layer, with the BatchNorm and activation after it. A flatten
+  // belongs to none: the stage before it ends on its last map.
   function stages(layers) {
     const out = [];
     layers.forEach((layer, i) => {
+      if (layer.kind === "flatten") return;
       const opens = ["conv", "maxpool", "avgpool", "linear"].includes(layer.kind);
       if (opens || !out.length) out.push({first: i, last: i, layer});
       else out[out.length - 1].last = i;
@@ -60,8 +62,12 @@
     const rows = rf.compute(windows.map((s) => s.layer), frame);
     const trunk = windows[rf.trunk(rows)];
     const trunkRow = rows[rf.trunk(rows)];
-    const state = {input: null, label: null, source: "none", outputs: null, example: false,
-                   unit: [trunkRow.n >> 1, trunkRow.n >> 1], pen: null, queued: false};
+    // source: "none", "drawn", "test" (a test digit) or "edited" (a test
+    // digit with the reader's strokes); example: the digit the page opened on.
+    const state = {input: null, label: null, source: "none", outputs: null,
+                   example: false, channels: [], index: null, made: null,
+                   unit: [trunkRow.n >> 1, trunkRow.n >> 1], pen: null,
+                   queued: false};
 
     // ------------------------------------------------------ the drawing area
     const canvas = el("canvas", {
@@ -93,14 +99,18 @@
       if (e.pointerType === "mouse" && e.button !== 0) return;
       e.preventDefault();
       canvas.setPointerCapture(e.pointerId);
-      // The digit shown when the page opened makes way for the reader's own;
-      // a test digit the reader picked stays, to draw on (Exercise 2).
-      if (state.example) clear();
+      // The digit shown when the page opened makes way for the reader's own.
+      // A test digit the reader picked stays, to draw on (Exercise 2), and
+      // keeps its 28x28 frame: no new box, no re-centring (`update`).
+      if (state.example) {
+        clear();
+        state.source = "none";
+      }
       state.example = false;
       state.pen = at(e);
-      state.source = "drawn";
+      state.source = state.source === "test" || state.source === "edited" ?
+        "edited" : "drawn";
       state.label = null;
-      select.value = "";
       stroke(state.pen, state.pen);
       schedule();
     });
@@ -228,12 +238,32 @@
       });
     }
 
+    // A test digit with the reader's strokes on it, kept in its frame: the
+    // ink of each 10x10 block of the pad, averaged (a test digit drawn on
+    // the pad comes back exactly; a stroke adds its share of each block).
+    function cells(grey) {
+      const cell = SIZE / frame;
+      const ink = new Uint8Array(frame * frame);
+      for (let i = 0; i < ink.length; i += 1) {
+        const top = Math.floor(i / frame) * cell, left = (i % frame) * cell;
+        let sum = 0;
+        for (let y = top; y < top + cell; y += 1) {
+          for (let x = left; x < left + cell; x += 1) sum += 255 - grey[y * SIZE + x];
+        }
+        ink[i] = Math.round(sum / (cell * cell));
+      }
+      return ink;
+    }
+
     function update() {
       if (state.source === "drawn") {
         const grey = window.mnistDigit.greyOf(ctx.getImageData(0, 0, SIZE, SIZE));
         const made = window.mnistDigit.mnistLike(grey, SIZE, SIZE, model.digit);
         state.input = made && made.pixels;
         state.made = made;
+      } else if (state.source === "edited") {
+        state.input = cells(window.mnistDigit.greyOf(
+          ctx.getImageData(0, 0, SIZE, SIZE)));
       } else if (state.source === "none") {
         state.input = null;
       }
@@ -272,7 +302,8 @@
       const how = made ? `Your drawing's ${made.box.join("×")}-pixel box, scaled to ` +
         `${made.scaled.join("×")} and centred by its centre of mass. ` :
         state.source === "test" ? `Test digit #${state.index}, as MNIST stores it. `
-          : "";
+          : state.source === "edited" ? `Test digit #${state.index} with your ` +
+            "strokes, in its own frame (no new box, no re-centring). " : "";
       const text = `What the model sees: ${frame}×${frame} pixels. ${how}` +
         `Red box: the receptive field of ${where}, ${h}×${w} pixels, rows ` +
         `${top} to ${top + h - 1}, columns ${left} to ${left + w - 1}` +
@@ -316,12 +347,17 @@
         const size = out.h * out.w;
         const mean = Array.from({length: out.c}, (_, c) => out.data
           .subarray(c * size, (c + 1) * size).reduce((s, v) => s + v, 0) / size);
-        const channels = mean.map((m, c) => [m, c]).sort((a, b) => b[0] - a[0])
-          .slice(0, SHOWN).map(([, c]) => c);
+        // On a test digit the reader draws on, the channels stay those the
+        // digit showed alone, so that before and after compare.
+        const kept = state.source === "edited" && state.channels[i];
+        const channels = kept || mean.map((m, c) => [m, c])
+          .sort((a, b) => b[0] - a[0]).slice(0, SHOWN).map(([, c]) => c);
+        state.channels[i] = channels;
         const isTrunk = stage === trunk;
         const title = `Layer ${i + 1}: ${rf.describe(stage.layer)}, ` +
           `${out.h}×${out.w} maps, ${out.c} channels; ` +
-          `the ${channels.length} most active`;
+          `the ${channels.length} most active` +
+          (kept ? ` on test digit #${state.index} alone` : "");
         return el("div", {class: "pad-layer" + (isTrunk ? " pad-trunk" : "")},
                   el("p", {class: "pad-layer-title"}, title),
                   el("div", {class: "pad-thumbs"},
@@ -359,7 +395,6 @@
 
     clear();
     if (digits.length) {
-      select.value = "0";
       load(digits[0]);
       state.example = true;
     } else {

@@ -1,11 +1,13 @@
 """The receptive-field explorer of the chapter "Receptive fields": what it is
 given at build time.
 
-The explorer itself is JavaScript shipped with the book (`_static/rf_explorer.js`):
-it redoes the arithmetic of `mnist_lib.rf` (`_static/rf_arithmetic.js`, which
-the digit pad shares) in the reader's browser, for the layers the reader picks. Its presets come from here: each model's layers as
-the calculator finds them in the model's graph, and a real digit to draw the
-receptive field on, written into the page as JSON (`explorer_html`).
+The explorer itself is JavaScript shipped with the book
+(`_static/rf_explorer.js`): it redoes the arithmetic of `mnist_lib.rf`
+(`_static/rf_arithmetic.js`, which the digit pad shares) in the reader's
+browser, for the layers the reader picks. Its presets come from here: each
+model's layers as the calculator finds them in the model's graph, and a real
+digit to draw the receptive field on, written into the page as JSON
+(`explorer_html`).
 """
 
 from __future__ import annotations

@@ -13,15 +13,37 @@ from typing import Any
 import torch
 
 
-def idle_cores(seconds: float = 0.25, stat: str | os.PathLike = "/proc/stat"
-               ) -> float | None:
-    """How many of this machine's cores other work leaves idle, measured over
-    `seconds` from the kernel's CPU counters (`stat`); None where there are
-    none (macOS, Windows)."""
+def usable_cpus() -> set[int] | None:
+    """The CPUs this process may run on (taskset, a container's cpuset), or
+    None where the system does not say (macOS, Windows)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def idle_cores(seconds: float = 0.25, stat: str | os.PathLike = "/proc/stat",
+               cpus: set[int] | None = None) -> float | None:
+    """How many of the CPUs this process may use (`cpus`, default
+    `usable_cpus()`) other work leaves idle, measured over `seconds` from the
+    kernel's counters (`stat`); None where there are none (macOS, Windows)."""
+    cpus = usable_cpus() if cpus is None else cpus
+
     def busy_and_total() -> tuple[int, int]:
-        fields = [int(v) for v in Path(stat).read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle, iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
+        busy = total = 0
+        for line in Path(stat).read_text().splitlines():
+            name, *values = line.split()
+            if not name.startswith("cpu"):
+                continue
+            if cpus:  # each usable CPU's line ("cpu3")
+                if name == "cpu" or int(name[3:]) not in cpus:
+                    continue
+            elif name != "cpu":  # else the machine's sum ("cpu")
+                continue
+            ticks = [int(v) for v in values[:8]]  # user ... steal
+            total += sum(ticks)
+            busy += sum(ticks) - ticks[3] - ticks[4]  # less idle and iowait
+        return busy, total
 
     try:
         busy0, total0 = busy_and_total()
@@ -31,7 +53,8 @@ def idle_cores(seconds: float = 0.25, stat: str | os.PathLike = "/proc/stat"
         return None
     if total1 <= total0:
         return None
-    return (os.cpu_count() or 1) * (1 - (busy1 - busy0) / (total1 - total0))
+    count = len(cpus) if cpus else (os.cpu_count() or 1)
+    return count * (1 - (busy1 - busy0) / (total1 - total0))
 
 
 def default_threads() -> tuple[int, str]:
@@ -45,9 +68,11 @@ def default_threads() -> tuple[int, str]:
     idle = idle_cores()
     if idle is None:
         return most, "torch's default (this system does not report CPU load)"
+    # A core counts when at least three quarters of it are idle.
     threads = max(1, min(most, int(idle + 0.25)))
-    return threads, (f"{idle:.1f} of {os.cpu_count()} cores idle as the run "
-                     f"started")
+    cpus = usable_cpus()
+    return threads, (f"{idle:.1f} of {len(cpus) if cpus else os.cpu_count()} "
+                     "cores idle as the run started")
 
 
 def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:

@@ -29,7 +29,7 @@ from .layer_kinds import layer_kind
 from .rf import RFError, receptive_field
 
 
-def build_checkpoint(root: Path, quick: bool) -> Path:
+def pad_checkpoint_path(root: Path, quick: bool) -> Path:
     """Where a book build keeps the final model's checkpoint for the pad: in
     the folder of its execution cache (scripts/build_book.sh: `_build/`, or
     `_build/quick/_build/` in quick mode), so that it lives as long as the
@@ -42,12 +42,12 @@ def build_checkpoint(root: Path, quick: bool) -> Path:
 def save_for_pad(model: nn.Module, history: Any) -> Path | None:
     """In the book build, save the trained `model` (with the `history` its
     run returned) where the digit pad's extension takes it from
-    (`build_checkpoint`); elsewhere (Colab, Jupyter) do nothing."""
+    (`pad_checkpoint_path`); elsewhere (Colab, Jupyter) do nothing."""
     from . import book
 
     if not book.BUILD:
         return None
-    path = build_checkpoint(book.repo_root(), book.QUICK)
+    path = pad_checkpoint_path(book.repo_root(), book.QUICK)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(path, model, history)
 

@@ -13,8 +13,8 @@ export MNIST_PROGRESS=static
 # supports fails it (mnist_lib.book.claim). Elsewhere (Colab, Jupyter) such a
 # claim prints a note and the chapter goes on.
 export MNIST_BOOK_BUILD=1
-# Each chapter's kernel computes on one thread, and two chapters execute at
-# once (scripts/execute_chapters.py), one per core. With two threads a kernel
+# Each chapter's kernel computes on one thread, and chapters execute side by
+# side (scripts/execute_chapters.py), one per core. With two threads a kernel
 # stalls whenever the other core is busy: PyTorch's OpenMP threads spin-wait
 # for each other, and inside a Jupyter kernel (whose own threads compete too)
 # an epoch of Model_1 took 246 s instead of 3.9 s on one thread beside `yes`.

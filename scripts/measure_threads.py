@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,8 @@ def seconds_per_epoch(threads: int | None, busy: bool) -> float:
     """One run's mean epoch time (the history's own: no start-up); `threads`
     None: train's default."""
     neighbour = subprocess.Popen([sys.executable, "-c", BUSY]) if busy else None
+    if neighbour is not None:
+        time.sleep(0.5)  # its start-up over before train measures the cores
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "run.json"

@@ -422,17 +422,31 @@ def test_idle_cores_come_from_the_kernels_counters(tmp_path, monkeypatch):
     import mnist_lib.hardware as hw
 
     stat = tmp_path / "stat"
-    # user nice system idle iowait irq softirq steal, in ticks of all cores
-    stat.write_text("cpu  100 0 0 100 0 0 0 0 0 0\ncpu0 ...\n")
+    # user nice system idle iowait irq softirq steal, in ticks: the machine's
+    # sum, then each of its 4 CPUs
+    def write(cpus):
+        lines = [f"cpu{i} {b} 0 0 {d} 0 0 0 0 0 0" for i, (b, d) in enumerate(cpus)]
+        busy, idle = sum(b for b, _ in cpus), sum(d for _, d in cpus)
+        stat.write_text("\n".join([f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0", *lines,
+                                   "intr 12345"]) + "\n")
 
-    def one_core_busy(seconds):  # meanwhile: 100 ticks busy, 100 idle
-        stat.write_text("cpu  200 0 0 200 0 0 0 0 0 0\ncpu0 ...\n")
+    ticks = [(0, 0)] * 4
+    write(ticks)
 
-    monkeypatch.setattr(hw.time, "sleep", one_core_busy)
-    monkeypatch.setattr(hw.os, "cpu_count", lambda: 2)
-    assert hw.idle_cores(stat=stat) == pytest.approx(1.0)
+    def meanwhile(seconds):  # CPUs 0 and 1 work all the time, 2 and 3 idle
+        ticks[:] = [(b + 100 * (i < 2), d + 100 * (i >= 2))
+                    for i, (b, d) in enumerate(ticks)]
+        write(ticks)
+
+    monkeypatch.setattr(hw.time, "sleep", meanwhile)
+    monkeypatch.setattr(hw.os, "cpu_count", lambda: 4)
+    # The whole machine: two of four idle; a job pinned to the busy two
+    # (taskset, a container's cpuset) has none.
+    assert hw.idle_cores(stat=stat, cpus=set()) == pytest.approx(2.0)
+    assert hw.idle_cores(stat=stat, cpus={0, 1}) == pytest.approx(0.0)
+    assert hw.idle_cores(stat=stat, cpus={1, 2}) == pytest.approx(1.0)
     monkeypatch.setattr(hw.time, "sleep", lambda seconds: None)  # no ticks
-    assert hw.idle_cores(stat=stat) is None
+    assert hw.idle_cores(stat=stat, cpus={0}) is None
     assert hw.idle_cores(stat=tmp_path / "missing") is None
 
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mnist_lib import History, load_checkpoint, read_digit, save_checkpoint
+from mnist_lib import History, load_checkpoint, load_mnist, read_digit, save_checkpoint
 from mnist_lib.models import Model_2, Model_4, Model_5
-from mnist_lib.pad import PadError, build_checkpoint, pad_layers, save_for_pad
+from mnist_lib.pad import PadError, pad_checkpoint_path, pad_layers, save_for_pad
 from mnist_lib.rf import receptive_field
 from tests.support import load_script
 from tests.test_book import browser, site  # noqa: F401  (the fixtures)
@@ -126,13 +126,13 @@ def test_the_checkpoint_is_saved_in_the_book_build_only(tmp_path, monkeypatch):
 
     net = Model_2()
     history = History("Model_2", 0, {}, {}, normalization={"mean": 0.1, "std": 0.3})
-    monkeypatch.setattr(book, "BUILD", False)
+    monkeypatch.setattr(book.env, "BUILD", False)
     assert save_for_pad(net, history) is None
-    monkeypatch.setattr(book, "BUILD", True)
-    monkeypatch.setattr(book, "QUICK", True)
+    monkeypatch.setattr(book.env, "BUILD", True)
+    monkeypatch.setattr(book.env, "QUICK", True)
     monkeypatch.setattr(book, "repo_root", lambda: tmp_path)
     path = save_for_pad(net, history)
-    assert path == build_checkpoint(tmp_path, quick=True) and path.is_file()
+    assert path == pad_checkpoint_path(tmp_path, quick=True) and path.is_file()
     assert isinstance(load_checkpoint(path).net, Model_2)
 
 
@@ -140,7 +140,7 @@ def test_the_checkpoint_is_saved_in_the_book_build_only(tmp_path, monkeypatch):
 def test_the_checkpoint_lives_in_the_folder_of_the_execution_cache(mode):
     """Where the build that executes the chapters keeps its cache, by mode."""
     out = load_script("execute_chapters").OUT[mode]
-    checkpoint = build_checkpoint(ROOT, quick=mode == "quick")
+    checkpoint = pad_checkpoint_path(ROOT, quick=mode == "quick")
     assert checkpoint.parent.parent == out / "_build" / ".jupyter_cache"
 
 
@@ -158,7 +158,7 @@ def test_the_build_ships_the_pad_s_files_or_says_how_to_make_them(tmp_path, mnis
     out = tmp_path / "html"
     _page(out)
     checkpoint = tmp_path / ".jupyter_cache" / "digit_pad" / "final_model.pt"
-    with pytest.raises(ext.PadError, match=rf"no {re.escape(str(checkpoint))}\. "
+    with pytest.raises(ext.PadFilesError, match=rf"no {re.escape(str(checkpoint))}\. "
                                            r".*rm -rf .*\.jupyter_cache, "):
         ext.ship(out, checkpoint, data_root)
     net = _trained_looking(Model_2())
@@ -180,7 +180,7 @@ def test_the_build_ships_the_pad_s_files_or_says_how_to_make_them(tmp_path, mnis
     # site is refused.
     assert ext.ship(tmp_path / "empty", checkpoint, data_root) == []
     _page(tmp_path / "bad", PAD.replace("pad/model.json", "../../model.json"))
-    with pytest.raises(ext.PadError, match="outside the site"):
+    with pytest.raises(ext.PadFilesError, match="outside the site"):
         ext.ship(tmp_path / "bad", checkpoint, data_root)
 
 
@@ -214,6 +214,9 @@ def _shapes() -> list[np.ndarray]:
         ((200, 120), 0, 255, [(20, 60), (180, 30), (100, 110)], 9),       # wide
         ((300, 280), 240, 30, [(150, 20), (150, 260)], 18),               # a 1
         ((50, 60), 255, 0, [(20, 20), (24, 27)], 3),                      # tiny
+        # A box 210 pixels tall: shrunk by 10.5, so pixel edges fall exactly
+        # on the BOX filter's edges, where the last bit of a weight decides.
+        ((280, 280), 255, 0, [(140, 35), (140, 244)], 16),
     ]:
         image = Image.new("L", size, background)
         ImageDraw.Draw(image).line(points, fill=ink, width=width, joint="curve")
@@ -228,7 +231,7 @@ def test_the_page_computes_what_pytorch_and_read_digit_do(browser, tmp_path,
                                                           data_root, name):
     """The page's model and conversion, on a site made here: an untrained
     model (with BatchNorm away from its defaults) on random pixels and on
-    test digits, and the conversion on drawn shapes."""
+    20 test digits, and the conversion on drawn shapes."""
     net = _trained_looking(NETS[name]())
     checkpoint = _checkpoint(tmp_path / "final_model.pt", net)
     site_dir = tmp_path / "site"
@@ -242,7 +245,8 @@ def test_the_page_computes_what_pytorch_and_read_digit_do(browser, tmp_path,
     page = _open_pad(browser, site_dir)
     model = load_checkpoint(site_dir / "book" / "pad" / "final_model.pt")
     torch.manual_seed(1)
-    pixels = torch.rand(30, 28, 28)
+    digits = load_mnist(data_root).test_images[:20].squeeze(1).float() / 255
+    pixels = torch.cat([torch.rand(30, 28, 28), digits])
     js = torch.tensor(page.evaluate(
         "xs => xs.map(x => window.mnistPlay.logProbs(x))",
         pixels.flatten(1).tolist()), dtype=torch.float64)
@@ -365,7 +369,8 @@ def test_a_readers_first_stroke_replaces_the_opening_digit_not_a_chosen_one(
         site, browser):
     """The page opens on a test digit; the reader's first stroke starts a
     drawing of their own. A test digit the reader picks stays under their
-    strokes (Exercise 2: add a stroke to a test digit)."""
+    strokes, in its own frame, with the same channels on show (Exercise 2:
+    add a stroke to a test digit; which maps change near it?)."""
     page = _built_pad(site, browser)
     opening = page.evaluate("window.mnistPlay.input()")
     assert opening and any(opening)
@@ -387,11 +392,22 @@ def test_a_readers_first_stroke_replaces_the_opening_digit_not_a_chosen_one(
     assert alone == page.evaluate("window.mnistPlay.input()")
     page.locator("#pad-digit").select_option("0")
     picked = page.evaluate("window.mnistPlay.input()")
+    page.wait_for_timeout(100)
+    shown = page.locator(".pad-thumbs figcaption").all_inner_texts()
     line([(20, 250), (60, 250)])  # a stroke beside the picked digit
+    titles = page.locator(".pad-layer-title").all_inner_texts()
+    assert page.locator(".pad-thumbs figcaption").all_inner_texts() == shown
     added = page.evaluate("window.mnistPlay.input()")
     assert added != picked and added != alone
     # Both the digit and the stroke are there: more ink than either alone.
     assert sum(v > 0 for v in added) > sum(v > 0 for v in picked)
+    # The digit stays as it was (no new box, no re-centring): every pixel
+    # away from the stroke (rows 24-26, columns 1-6, of 28) is unchanged.
+    near = {(r, c) for r in range(23, 28) for c in range(0, 8)}
+    assert all(added[i] == picked[i] for i in range(784)
+               if divmod(i, 28) not in near)
+    assert any(added[i] != picked[i] for i in range(784) if divmod(i, 28) in near)
+    assert all("on test digit #" in t for t in titles), titles
     page.close()
 
 

@@ -17,8 +17,9 @@ those may need build-only tools. A chapter imports this package
 (`from mnist_lib import book`) and calls `book.train`, `book.glue`, ...
 """
 
+from . import env
 from .claims import bench_lag, claim, time_change
-from .env import BRANCH, BUILD, QUICK, QUICK_SIZE, REPOSITORY, checkout, data_root, repo_root
+from .env import BRANCH, QUICK_SIZE, REPOSITORY, checkout, data_root, repo_root
 from .recorded import load_record, need_records, record_url
 from .render import GLUE_ROLE, GLUED, fill, glue, show, source
 from .runs import glue_arm, glue_result, load_study, train
@@ -28,3 +29,11 @@ __all__ = ["BRANCH", "BUILD", "GLUED", "GLUE_ROLE", "QUICK", "QUICK_SIZE",
            "glue", "glue_arm", "glue_result", "load_record", "load_study",
            "need_records", "record_url", "repo_root", "show", "source",
            "time_change", "train"]
+
+
+def __getattr__(name: str):
+    """`book.QUICK` and `book.BUILD` read `env`'s, the one place they are
+    set (a copy made here at import would miss a change made there)."""
+    if name in ("QUICK", "BUILD"):
+        return getattr(env, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -73,8 +73,9 @@ def claim(condition: bool, message: str, evidence: str = "", live: bool = True
     if env.BUILD:
         raise AssertionError(f"claim no longer holds: {message}{seen}")
     why = (CLAIM_WHY_LIVE if live else CLAIM_WHY_RECORD)
-    print(f"Note: the text says “{message}”, but {'this run' if live else 'the record'}"
-          f" does not bear it out{seen}. {why} The chapter goes on.")
+    what = "this run" if live else "the record"
+    print(f"Note: the text says “{message}”, but {what} does not bear it "
+          f"out{seen}. {why} The chapter goes on.")
     return None
 
 

@@ -6,6 +6,7 @@ checks, before a chapter trains, that it can read every record it will need.
 
 from __future__ import annotations
 
+import copy
 import json
 import urllib.request
 from pathlib import Path
@@ -62,7 +63,8 @@ def load_record(name: str) -> dict[str, Any]:
                 f"the recorded result {name!r} is not here (no repository checkout "
                 f"around {Path.cwd()}) and could not be fetched from {url}: {err}. "
                 + HOW_TO_GET) from err
-    return _FETCHED[name]
+    # A copy, as a read from disk is: a chapter that changes it changes no other's.
+    return copy.deepcopy(_FETCHED[name])
 
 
 def need_records(*names: str) -> None:
