@@ -38,7 +38,7 @@ import torch.nn as nn
 
 from . import __version__, bench, model_spec, protocol, seeds, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
-                     TrainConfig, recipe)
+                     TrainConfig, recipe, run_options)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
@@ -113,13 +113,20 @@ def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) 
     defaulting to None, i.e. to the model's recipe; `config_overrides` reads
     them back. `progress` is left to each command (--quiet), and so is `exclude`.
     A field the recipes set is in `recipe_table`; the help of the others gives
-    the value every recipe has."""
+    the value every recipe has. The recipe's flags and the run options' are
+    shown apart (`config.run_options`)."""
     varying = _recipe_fields()
+    groups = {False: p.add_argument_group("the recipe (what a run learns)"),
+              True: p.add_argument_group("run options (which run, where, on how "
+                                         "much data)")}
+    run = set(run_options())
     for f in fields(TrainConfig):
         if f.name == "progress" or f.name in exclude:
             continue
+        p = groups[f.name in run]  # the flag's group
         flag = "--" + f.name.replace("_", "-")
         default = ("(default: the model's recipe, below)" if f.name in varying else
+                   f"(default: {_show(f.default)})" if f.name in run else
                    f"(default: {_show(f.default)}, in every recipe)")
         if f.name == "scale":  # a pair: --scale 0.95 1.05
             p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),

@@ -11,9 +11,11 @@ the seed study all train it with; `describe` says a recipe in words, and
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+# The mark of a run option in TrainConfig (see there).
+RUN = {"run": True}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULERS = ("none", "onecycle")
@@ -41,15 +43,18 @@ class TrainConfig:
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
     clean_epochs: int = 0           # the last N epochs (all, if N >= epochs) train on
                                     # the images as they are: no rotation, shift, zoom
-    seed: int = 0
-    device: str = "auto"            # auto = CUDA, then MPS, then CPU
-    eval_batch_size: int = 500      # evaluation batches (measured fastest on a CPU)
-    cuda_graphs: bool = True        # on CUDA with SGD, replay each step as a CUDA graph
-    precision: str = "auto"         # fp32 | bf16 (autocast; weights stay fp32) | auto:
-                                    # bf16 on CPUs with native bf16, else fp32
-    n_train: int | None = None      # use the first n training images (quick runs)
-    n_test: int | None = None       # use the first n test images (quick runs)
-    progress: bool = True           # progress bar and per-epoch test line
+    # Run options (`RUN`), not the recipe: which run of it, where, on how much
+    # data, how verbosely; the recipes set none of them. (Kept in this order,
+    # the order of every recorded config.)
+    seed: int = field(default=0, metadata=RUN)
+    device: str = field(default="auto", metadata=RUN)  # CUDA, then MPS, then CPU
+    eval_batch_size: int = field(default=500, metadata=RUN)  # fastest on a CPU
+    cuda_graphs: bool = field(default=True, metadata=RUN)  # CUDA, SGD: graph replay
+    precision: str = "auto"         # (recipe) fp32 | bf16 (autocast; weights stay
+                                    # fp32) | auto: bf16 on CPUs with it, else fp32
+    n_train: int | None = field(default=None, metadata=RUN)  # the first n images
+    n_test: int | None = field(default=None, metadata=RUN)  # the first n test images
+    progress: bool = field(default=True, metadata=RUN)  # bars, a line an epoch
 
     def __post_init__(self) -> None:
         problems = []
@@ -97,6 +102,12 @@ class TrainConfig:
                 problems.append(f"{field} must be >= 1 (or None for all), got {n}")
         if problems:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
+
+
+def run_options() -> list[str]:
+    """TrainConfig's run options: which run, where, on how much data, how
+    verbosely; the other fields are the recipe (hyperparameters)."""
+    return [f.name for f in fields(TrainConfig) if f.metadata.get("run")]
 
 
 def describe(cfg: TrainConfig) -> str:

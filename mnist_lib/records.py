@@ -16,7 +16,10 @@ from typing import Any
 from .config import TrainConfig, as_json, recipe
 from .models import get_model, layer_list
 
-# Fields that say where or how verbosely a run happened, not what it trained.
+# Fields that say where or how verbosely a run happened, not what it trained:
+# fewer than config.run_options(), since a subset (n_train, n_test) changes
+# what a run learns and is tested on, and a record made with CUDA graphs or
+# another evaluation batch is kept apart until shown to be the same.
 _NOT_RECIPE = ("seed", "device", "progress")
 
 

@@ -66,3 +66,24 @@ def test_describe_says_what_a_recipe_trains_with_one_idea_a_line():
     assert lines[3:] == ["augmentation: rotate up to ±7°",
                          "no augmentation in the last 3 epochs"]
     assert all(len(line) <= 76 for line in describe(recipe("Model_4")).splitlines())
+
+
+def test_run_options_stand_apart_from_the_recipe():
+    """TrainConfig marks its run options (which run, where, on how much data,
+    how verbosely); no recipe sets one, and `train -h` shows them apart."""
+    from dataclasses import fields
+
+    from mnist_lib import cli
+
+    run = C.run_options()
+    assert {"seed", "device", "n_train", "n_test", "progress"} <= set(run)
+    assert not {"lr", "epochs", "batch_size", "rotation", "precision"} & set(run)
+    defaults = C.TrainConfig()
+    for name, cfg in C.RECIPES.items():
+        assert all(getattr(cfg, f) == getattr(defaults, f) for f in run), name
+    groups = {g.title: {a.dest for a in g._group_actions}
+              for g in cli.train_parser("mnist-train")._action_groups}
+    recipe_flags = {f.name for f in fields(C.TrainConfig)} - set(run)
+    assert groups["the recipe (what a run learns)"] == recipe_flags
+    assert groups["run options (which run, where, on how much data)"] == \
+        set(run) - {"progress"}  # --quiet, with the command's own options
