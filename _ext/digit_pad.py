@@ -108,13 +108,41 @@ def ship(outdir: Path, checkpoint: Path, data_root: Path) -> list[Path]:
     return written
 
 
+# Seconds between the end of Step 3's run and the cache taking it in, at most.
+SLACK = 120
+
+
+def check_fresh(checkpoint: Path, run: dict | None) -> None:
+    """A PadFilesError unless `checkpoint` was saved by the run of Step 3 that
+    this build shows (`run`: myst-nb's execution data for the page, "mtime"
+    when that run ended or was cached, "runtime" its seconds). A cache keeps
+    one run for each version of Step 3's code: go back to an earlier version
+    and the page is that run's, while the checkpoint is the latest run's."""
+    if not checkpoint.is_file() or not run or run.get("mtime") is None:
+        return  # `ship` says what is missing; no execution data, no check
+    saved, ended = checkpoint.stat().st_mtime, run["mtime"]
+    started = ended - (run.get("runtime") or 0)
+    if not started - SLACK <= saved <= ended + SLACK:
+        raise PadFilesError(
+            f"{checkpoint} was not saved by the run of Step 3 (book/step3.md) "
+            f"that this build shows (that run ended at {ended:.0f}, the file is "
+            f"from {saved:.0f}, in seconds since 1970): the execution cache "
+            f"served another run of Step 3 than the one that saved it, or Step 3 "
+            f"ran without saving it (a bare jupyter-book build). Drop the cache, "
+            f"rm -rf {checkpoint.parent.parent}, and build again with make book "
+            f"or make book-quick.")
+
+
 def after_build(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
+    from myst_nb.sphinx_ import NbMetadataCollector
+
     from mnist_lib import book
     from mnist_lib.pad import pad_checkpoint_path
 
     checkpoint = pad_checkpoint_path(Path(app.srcdir), book.QUICK)
+    check_fresh(checkpoint, NbMetadataCollector.get_exec_data(app.env, "book/step3"))
     ship(Path(app.outdir), checkpoint, book.data_root())
 
 

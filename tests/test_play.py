@@ -184,6 +184,25 @@ def test_the_build_ships_the_pad_s_files_or_says_how_to_make_them(tmp_path, mnis
         ext.ship(tmp_path / "bad", checkpoint, data_root)
 
 
+def test_the_build_refuses_a_checkpoint_from_another_run_of_step3(tmp_path):
+    """The page shows the run of Step 3 that the execution cache served; the
+    checkpoint must be that run's (saved while it ran), not a later run's."""
+    import os
+
+    ext = _ext()
+    checkpoint = tmp_path / ".jupyter_cache" / "digit_pad" / "final_model.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
+    os.utime(checkpoint, (1_000_000, 1_000_000))  # saved at t = 1,000,000 s
+    ran = {"mtime": 1_000_050.0, "runtime": 60.0}  # ran from t - 10 s to t + 50 s
+    assert ext.check_fresh(checkpoint, ran) is None
+    assert ext.check_fresh(checkpoint, None) is None  # no execution data
+    for ended in (1_000_000 - 3600.0, 1_000_000 + 3600.0):  # an older or a later run
+        with pytest.raises(ext.PadFilesError, match=r"served another run of Step 3 "
+                                                    r".* Drop the cache, rm -rf "):
+            ext.check_fresh(checkpoint, {"mtime": ended, "runtime": 60.0})
+
+
 # ------------------------------------------------ the page, in Chromium
 def _open_pad(browser, folder: Path, **options):
     """The pad of the page `folder`/book/play.html, served from `folder` at
