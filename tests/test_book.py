@@ -914,12 +914,19 @@ def test_rf_explorer_shows_each_preset_and_the_unit_picked(site, browser):
     page.close()
 
 
-@pytest.mark.book
-def test_rf_explorer_says_what_it_needs_without_javascript(site, browser):
+def without_javascript(site, browser, path: str):
+    """The built site's page `path` opened with JavaScript off: (its browser
+    context, to close; the page)."""
     base, _ = site
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
-    page.goto(f"{base}/book/receptive_fields.html", wait_until="load")
+    page.goto(f"{base}/{path}", wait_until="load")
+    return context, page
+
+
+@pytest.mark.book
+def test_rf_explorer_says_what_it_needs_without_javascript(site, browser):
+    context, page = without_javascript(site, browser, "book/receptive_fields.html")
     note = page.locator("#rf-explorer .rf-fallback")
     assert note.is_visible() and "JavaScript" in note.inner_text()
     context.close()

@@ -23,7 +23,7 @@ from mnist_lib.models import Model_2, Model_4, Model_5
 from mnist_lib.pad import PadError, pad_checkpoint_path, pad_layers, save_for_pad
 from mnist_lib.rf import receptive_field
 from tests.support import load_script
-from tests.test_book import browser, site  # noqa: F401  (the fixtures)
+from tests.test_book import browser, site, without_javascript  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "_static"
@@ -462,10 +462,7 @@ def test_digit_pad_fits_a_phone_and_draws_by_touch(site, browser):
 
 @pytest.mark.book
 def test_digit_pad_says_what_it_needs_without_javascript(site, browser):
-    base, _ = site
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    page.goto(f"{base}/book/play.html", wait_until="load")
+    context, page = without_javascript(site, browser, "book/play.html")
     note = page.locator("#digit-pad p")
     assert note.is_visible() and "JavaScript" in note.inner_text()
     assert page.locator("#digit-pad a[href='pad/final_model.pt']").is_visible()
