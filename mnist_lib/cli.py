@@ -123,24 +123,26 @@ def add_config_flags(p: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) 
     for f in fields(TrainConfig):
         if f.name == "progress" or f.name in exclude:
             continue
-        p = groups[f.name in run]  # the flag's group
+        group = groups[f.name in run]
         flag = "--" + f.name.replace("_", "-")
         default = ("(default: the model's recipe, below)" if f.name in varying else
                    f"(default: {_show(f.default)})" if f.name in run else
                    f"(default: {_show(f.default)}, in every recipe)")
         if f.name == "scale":  # a pair: --scale 0.95 1.05
-            p.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
-                           default=None, help=f"zoom range {default}; 1 1 = no zoom")
+            group.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"),
+                               default=None,
+                               help=f"zoom range {default}; 1 1 = no zoom")
         elif f.name in ("n_train", "n_test"):
-            p.add_argument(flag, type=int, default=None, help="subset (quick runs)")
+            group.add_argument(flag, type=int, default=None,
+                               help="subset (quick runs)")
         elif isinstance(f.default, bool):  # --cuda-graphs / --no-cuda-graphs
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                           help=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction,
+                               default=None, help=default)
         else:
             choices = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
                        "precision": PRECISIONS}.get(f.name)
-            p.add_argument(flag, type=type(f.default), default=None, choices=choices,
-                           help=default)
+            group.add_argument(flag, type=type(f.default), default=None,
+                               choices=choices, help=default)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

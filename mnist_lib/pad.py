@@ -24,6 +24,7 @@ import torch.nn as nn
 from .checkpoint import Classifier, save_checkpoint
 from .data import DIGIT_BOX
 from .digit import CENTRE, FRAME, NOISE
+from .evaluation import misclassified
 from .explorer import window_layer
 from .layer_kinds import layer_kind
 from .rf import RFError, receptive_field
@@ -196,7 +197,7 @@ def digits_json(model: Classifier, images: torch.Tensor, labels: torch.Tensor,
     model's prediction, and its 28x28 uint8 pixels, base64, row-major."""
     predicted = torch.cat([model.predict(images[i:i + 1000])
                            for i in range(0, len(images), 1000)]).cpu()
-    missed = (predicted != labels).nonzero().flatten().tolist()
+    missed = misclassified(predicted, labels).tolist()
     chosen = list(range(min(first, len(images))))
     chosen += [i for i in missed if i >= first][:wrong]
     return {"digits": [

@@ -76,14 +76,15 @@ def read(path: Path, conf: dict):
                                        add_source_map=True, path=str(path))
 
 
-def execute(path: Path, timeout: int | None, allow_errors: bool) -> tuple:
-    """Execute one chapter (in a worker process): its notebook as JSON, the
-    seconds it took and the traceback of a failing cell, if any."""
+def execute(text: str, cwd: Path, timeout: int | None, allow_errors: bool) -> tuple:
+    """Execute one chapter's notebook (`text`, as JSON) in a worker process,
+    in `cwd`: the executed notebook as JSON, the seconds it took and the
+    traceback of a failing cell, if any."""
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
-    nb = read(path, settings())
-    result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout,
+    nb = nbformat.reads(text, nbformat.NO_CONVERT)
+    result = single_nb_execution(nb, cwd=str(cwd), timeout=timeout,
                                  allow_errors=allow_errors, meta_override=True)
     error = None if result.err is None else result.exc_string
     return nbformat.writes(nb), result.time, error
@@ -117,23 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     out = OUT[args.mode]
     conf = settings()
     cache = get_cache(str(out / "_build" / ".jupyter_cache"))
-    todo = []
-    for path in chapters():
+    pages, todo = chapters(), {}
+    for path in pages:
+        nb = read(path, conf)
         try:
-            cache.match_cache_notebook(read(path, conf))
+            cache.match_cache_notebook(nb)
         except KeyError:
-            todo.append(path)
+            todo[path] = nbformat.writes(nb)
     seconds = previous_seconds(out)
-    todo.sort(key=lambda path: -seconds.get(path.stem, 0.0))
-    print(f"executing {len(todo)} of {len(chapters())} chapters, "
+    todo = dict(sorted(todo.items(), key=lambda item: -seconds.get(item[0].stem, 0.0)))
+    print(f"executing {len(todo)} of {len(pages)} chapters, "
           f"{args.jobs} at a time: {', '.join(p.stem for p in todo) or 'none'}",
           flush=True)
 
     failed, start = [], time.monotonic()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        runs = {pool.submit(execute, path, conf["nb_execution_timeout"],
+        runs = {pool.submit(execute, text, path.parent, conf["nb_execution_timeout"],
                             conf["nb_execution_allow_errors"]): path
-                for path in todo}
+                for path, text in todo.items()}
         for run in as_completed(runs):
             path = runs[run]
             text, took, error = run.result()

@@ -211,6 +211,24 @@ def _outputs(model: torch.nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         return model.eval()((pixels[:, None].float() / 255 - 0.13) / 0.31)
 
 
+def _loads_in_a_fresh_process(folder: Path, checkpoint: str, net: torch.nn.Module,
+                              check: str = "") -> subprocess.CompletedProcess:
+    """`load_checkpoint(checkpoint)` in a fresh Python process run in `folder`,
+    which asserts that the model (`m`) gives `net`'s outputs on random pixels,
+    after the assertions in `check`, and prints "ok"."""
+    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
+    torch.save({"pixels": pixels, "expected": _outputs(net, pixels)},
+               folder / "io.pt")
+    code = ("import torch\nfrom mnist_lib import load_checkpoint\n"
+            f"io = torch.load('io.pt')\nm = load_checkpoint({checkpoint!r})\n"
+            f"{check}"
+            "assert torch.allclose(m(io['pixels']), io['expected'], atol=1e-6)\n"
+            "print('ok')")
+    return subprocess.run([sys.executable, "-c", code], cwd=folder, text=True,
+                          capture_output=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
 def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
     """save_checkpoint stores the class's import path ("students_net:Net");
     load_checkpoint, in a fresh process, imports it from the current folder
@@ -230,17 +248,9 @@ def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
         sys.modules.pop("students_net", None)
     saved = torch.load(tmp_path / "net.pt", weights_only=True)
     assert saved["spec"] == "students_net:Net"
-    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
-    torch.save({"pixels": pixels, "expected": _outputs(net, pixels)},
-               tmp_path / "io.pt")
-    code = ("import torch\nfrom mnist_lib import load_checkpoint\n"
-            "io = torch.load('io.pt')\nm = load_checkpoint('net.pt')\n"
-            "assert type(m.net).__module__ == 'students_net', type(m.net)\n"
-            "assert torch.allclose(m(io['pixels']), io['expected'], atol=1e-6)\n"
-            "print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, text=True,
-                          capture_output=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = _loads_in_a_fresh_process(
+        tmp_path, "net.pt", net,
+        check="assert type(m.net).__module__ == 'students_net', type(m.net)\n")
     assert done.stdout == "ok\n", done.stderr
 
 
@@ -279,17 +289,7 @@ def test_a_checkpoint_of_a_students_net_loads_from_any_folder(tmp_path, monkeypa
     assert saved["module_folder"] == ".."
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    pixels = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8)
-    torch.save({"pixels": pixels, "expected": _outputs(net, pixels)},
-               elsewhere / "io.pt")
-    code = ("import torch\nfrom mnist_lib import load_checkpoint\n"
-            "io = torch.load('io.pt')\n"
-            f"m = load_checkpoint({str(project / 'runs' / 'net.pt')!r})\n"
-            "assert torch.allclose(m(io['pixels']), io['expected'], atol=1e-6)\n"
-            "print('ok')")
-    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, text=True,
-                          capture_output=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    done = _loads_in_a_fresh_process(elsewhere, str(project / "runs" / "net.pt"), net)
     assert done.stdout == "ok\n", done.stderr
     # Moved away from its module: the message says where it was looked for.
     (project / "runs").rename(elsewhere / "runs")
