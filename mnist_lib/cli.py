@@ -36,7 +36,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import __version__, bench, model_spec, protocol, seeds, study
+from . import __version__, bench, model_spec, protocol, protocol2, seeds, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
                      TrainConfig, recipe, run_options)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -382,14 +382,18 @@ def _part(text: str) -> tuple[int, int]:
 
 
 def study_cmd(argv: list[str], prog: str) -> int:
-    p = new_parser(prog, "A study of results/protocol.md: the held-out ladder "
-                   "or the ablation of its candidate, every arm with the same "
-                   "seeds, resumable; two processes may share one --out with "
-                   "--part 1/2 and 2/2.")
-    p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds"],
-                   help="which study to run: confirm and final read the "
-                        "protocol's decision from --ablation (and --confirm); "
-                        "seeds trains --model with its recipe on held-out digits")
+    p = new_parser(prog, "A study of results/protocol.md (round 1: the held-out "
+                   "ladder, the ablation of its candidate, the confirmation, the "
+                   "final test) or results/protocol2.md (round 2: screen, select, "
+                   "gap, final2), every arm with the same seeds, resumable; two "
+                   "processes may share one --out with --part 1/2 and 2/2.")
+    p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
+                                      *protocol2.SEEDS],
+                   help="which study to run: confirm and final read round 1's "
+                        "decision from --ablation (and --confirm); select reads "
+                        "round 2's screen from --screen, final2 its deciding "
+                        "stage from --select; seeds trains --model with its "
+                        "recipe on held-out digits")
     p.add_argument("--model", choices=sorted(MODELS),
                    help="seeds: the book model to train")
     p.add_argument("--recipe-from", metavar="RECORD",
@@ -410,37 +414,45 @@ def study_cmd(argv: list[str], prog: str) -> int:
                    help="confirm, final: the ablation's record, which decides")
     p.add_argument("--confirm", metavar="RECORD",
                    help="final: the confirmation's record, where the rule needs it")
+    p.add_argument("--screen", metavar="RECORD",
+                   help="select: round 2's screen record, which names its arms")
+    p.add_argument("--select", metavar="RECORD",
+                   help="final2: round 2's deciding stage's record, which decides")
     p.add_argument("--record", metavar="FILE",
-                   help="final: once every seed has run, write the final test's "
-                        "record here too (results/final_test.json)")
+                   help="final, final2: once every seed has run, write the final "
+                        "test's record here too (results/final_test.json)")
     add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     args = p.parse_args(argv)
     for flag in ("out", "record"):
         if getattr(args, flag) and (why := unwritable(getattr(args, flag))):
             p.error(f"--{flag}: {why}")
-    for path in [*args.reuse, args.ablation, args.confirm, args.recipe_from]:
+    for path in [*args.reuse, args.ablation, args.confirm, args.recipe_from,
+                 args.screen, args.select]:
         if path and not Path(path).is_file():
             p.error(f"{path}: no such file")
     if args.design in ("confirm", "final") and not args.ablation:
         p.error(f"{args.design} needs --ablation RECORD: the decision comes from it")
+    for design, flag in (("select", "screen"), ("final2", "select")):
+        if args.design == design and not getattr(args, flag):
+            p.error(f"{design} needs --{flag} RECORD: its arms come from it")
     if (args.design == "seeds") != bool(args.model):
         p.error("--model goes with the design seeds, and seeds needs it")
     set_threads(p, args)
     mnist = load_mnist(args.data)
-    seeds = args.seeds or (protocol.TEST_SEEDS if args.design == "final"
-                           else protocol.SELECTION_SEEDS)
+    seeds = args.seeds or protocol2.SEEDS.get(args.design) or (
+        protocol.TEST_SEEDS if args.design == "final" else protocol.SELECTION_SEEDS)
     command = " ".join(["python -m mnist_lib study", args.design, "--threads",
                         str(args.threads), "--out", args.out]
                        + [f"--reuse {r}" for r in args.reuse]
                        + [f"--{f.replace('_', '-')} {getattr(args, f)}" for f in
                           ("model", "recipe_from", "ablation", "confirm",
-                                    "record") if getattr(args, f)])
+                           "screen", "select", "record") if getattr(args, f)])
     try:
         config = (protocol.config_of(json.loads(Path(args.recipe_from).read_text()))
                   if args.recipe_from else None)
         design = (protocol.seed_study(args.model, config) if args.design == "seeds"
-                  else _design(args.design, args.ablation, args.confirm))
+                  else _design(args, args.ablation, args.confirm))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -461,9 +473,18 @@ def study_cmd(argv: list[str], prog: str) -> int:
     return 0
 
 
-def _design(name: str, ablation_path: str | None, confirm_path: str | None):
-    """The protocol's design called `name`; confirm and final decided by the
-    ablation's (and confirmation's) record."""
+def _design(args: argparse.Namespace, ablation_path: str | None,
+            confirm_path: str | None):
+    """The design `args.design` names: round 2's from protocol2 (select and
+    final2 read the record they build on); round 1's confirm and final
+    decided by the ablation's (and confirmation's) record."""
+    name = args.design
+    if name in ("screen", "gap"):
+        return getattr(protocol2, name)()
+    if name == "select":
+        return protocol2.selection(json.loads(Path(args.screen).read_text()))
+    if name == "final2":
+        return protocol2.final_test(json.loads(Path(args.select).read_text()))
     if name in protocol.DESIGNS:
         return protocol.DESIGNS[name]()
     decision = protocol.decide(json.loads(Path(ablation_path).read_text()))
@@ -660,7 +681,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
     "train": (train, "train one of the book's models, or your own"),
     "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
-    "study": (study_cmd, "a study of results/protocol.md (held-out ladder, ablation)"),
+    "study": (study_cmd, "a study of results/protocol.md or protocol2.md (held-out)"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),
     "predict": (predict_cmd, "the digit in each image (PNG, JPEG), by a checkpoint"),

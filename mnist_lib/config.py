@@ -43,6 +43,8 @@ class TrainConfig:
     scale: tuple[float, float] = (1.0, 1.0)  # zoom range
     clean_epochs: int = 0           # the last N epochs (all, if N >= epochs) train on
                                     # the images as they are: no rotation, shift, zoom
+    label_smoothing: float = 0.0    # the loss's target: 1 - this on the label, the
+                                    # rest spread evenly over all 10 classes
     # Run options (`RUN`), not the recipe: which run of it, where, on how much
     # data, how verbosely; the recipes set none of them. (Kept in this order,
     # the order of every recorded config.)
@@ -93,6 +95,9 @@ class TrainConfig:
             problems.append(f"pct_start must be in (0, 1), got {self.pct_start}")
         if self.eval_batch_size < 1:
             problems.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label_smoothing must be in [0, 1) (e.g. 0.1), got "
+                            f"{self.label_smoothing}")
         if self.clean_epochs < 0:
             problems.append(f"clean_epochs must be >= 0, got {self.clean_epochs}")
         for field in ("n_train", "n_test"):
@@ -138,6 +143,8 @@ def describe(cfg: TrainConfig) -> str:
             lines.append(f"no augmentation in the last {cfg.clean_epochs} epochs")
     else:
         lines.append("no augmentation")
+    if cfg.label_smoothing:
+        lines.append(f"label smoothing {cfg.label_smoothing:g}")
     if cfg.ema:
         lines.append(f"tested: an average of the weights (EMA {cfg.ema:g})")
     if cfg.bn_recompute:

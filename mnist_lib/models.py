@@ -7,9 +7,10 @@ output size, the receptive field (RF) and the jump (j, the distance in input
 pixels between neighbouring units); `mnist_lib.rf` computes the same from the
 graph. After a global average pooling each unit sees the whole map: "global".
 
-The first layer of every model is a stride-2 convolution: on a CPU, work at
-the full 28x28 resolution is the costliest part of a step (the book's
-"Engineering notes" time it), and MNIST digits need no 1-pixel detail.
+The first layer of every book model is a stride-2 convolution: on a CPU, work
+at the full 28x28 resolution is the costliest part of a step (the book's
+"Engineering notes" time it). Round 2's candidates (`CANDIDATES`, Model_6 to
+Model_8) test whether that resolution is worth its time.
 
 Checkpoints (`save_checkpoint`, `load_checkpoint`) live in `mnist_lib.checkpoint`.
 """
@@ -258,6 +259,102 @@ class Model_4_dropout(Model_4):
         super().__init__(dropout=0.05)
 
 
+# ------------------------------------------------- round 2's candidates
+# The layout most published solutions of this assignment share, which round 1
+# never tried (results/protocol2.md): 3x3 convolutions at the full 28x28
+# resolution, one max-pool once the RF is 5-7, a 1x1 transition, more 3x3
+# convolutions, global average pooling, a 1x1 to 10 classes. Resolution costs
+# no parameters, only time: each step here does 2-3 times Model_2's work.
+
+class Model_6(nn.Module):
+    """Round 2's candidate: two 3x3 convolutions at full resolution, the
+    max-pool at RF 5, a 1x1 transition, three 3x3 convolutions, GAP."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 8),                           # 26x26x8, RF 3
+            conv_block(8, 16),                          # 24x24x16, RF 5
+        )
+        self.transition = nn.Sequential(
+            nn.MaxPool2d(2),                            # 12x12x16, RF 6, j 2
+            conv_block(16, 10, kernel=1),               # 12x12x10, RF 6
+        )
+        self.block2 = nn.Sequential(
+            conv_block(10, 16),                         # 10x10x16, RF 10
+            conv_block(16, 16),                         # 8x8x16, RF 14
+            conv_block(16, 16),                         # 6x6x16, RF 18
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.transition(self.block1(x))))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_7(nn.Module):
+    """Round 2's candidate: Model_6's layout with the pool one layer later:
+    three 3x3 convolutions at full resolution, the max-pool at RF 7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 8),                           # 26x26x8, RF 3
+            conv_block(8, 8),                           # 24x24x8, RF 5
+            conv_block(8, 16),                          # 22x22x16, RF 7
+        )
+        self.transition = nn.Sequential(
+            nn.MaxPool2d(2),                            # 11x11x16, RF 8, j 2
+            conv_block(16, 8, kernel=1),                # 11x11x8, RF 8
+        )
+        self.block2 = nn.Sequential(
+            conv_block(8, 12),                          # 9x9x12, RF 12
+            conv_block(12, 16),                         # 7x7x16, RF 16
+            conv_block(16, 16),                         # 5x5x16, RF 20
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.transition(self.block1(x))))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
+class Model_8(nn.Module):
+    """Round 2's candidate: Model_6 with its widths after the pool spread
+    over four 3x3 convolutions instead of three (RF 22 before the pooling)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block1 = nn.Sequential(                    # input 28x28x1
+            conv_block(1, 8),                           # 26x26x8, RF 3
+            conv_block(8, 16),                          # 24x24x16, RF 5
+        )
+        self.transition = nn.Sequential(
+            nn.MaxPool2d(2),                            # 12x12x16, RF 6, j 2
+            conv_block(16, 8, kernel=1),                # 12x12x8, RF 6
+        )
+        self.block2 = nn.Sequential(
+            conv_block(8, 12),                          # 10x10x12, RF 10
+            conv_block(12, 12),                         # 8x8x12, RF 14
+            conv_block(12, 16),                         # 6x6x16, RF 18
+            conv_block(16, 16),                         # 4x4x16, RF 22
+        )
+        self.output = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x16, RF global
+            nn.Conv2d(16, 10, kernel_size=1),           # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.output(self.block2(self.transition(self.block1(x))))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "Model_1": Model_1, "Model_2": Model_2, "Model_3": Model_3,
     "Model_4": Model_4, "Model_5": Model_5,
@@ -269,10 +366,14 @@ RUNG_MODELS: dict[str, type[nn.Module]] = {
     "Model_1_BN": Model_1_BN, "Model_1_GAP": Model_1_GAP,
     "Model_4_dropout": Model_4_dropout,
 }
+# Round 2's candidate nets (results/protocol2.md), trained by its studies.
+CANDIDATES: dict[str, type[nn.Module]] = {
+    "Model_6": Model_6, "Model_7": Model_7, "Model_8": Model_8,
+}
 
 
 # Every name `get_model` builds.
-NAMED = MODELS | RUNG_MODELS
+NAMED = MODELS | RUNG_MODELS | CANDIDATES
 
 
 def get_model(name: str) -> nn.Module:

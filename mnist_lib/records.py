@@ -22,12 +22,18 @@ from .models import get_model, layer_list
 # another evaluation batch is kept apart until shown to be the same.
 _NOT_RECIPE = ("seed", "device", "progress")
 
+# Fields added to TrainConfig after records were made, each with the value that
+# every run before it trained with: a record without one is read as that. A
+# record that lacks any other field differs from every config in it.
+_ADDED = {"label_smoothing": 0.0}
+
 
 def config_differences(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:
     """The fields in which a `recorded` config differs from `config` (seed,
     device and progress aside); empty when a run trained with `config`."""
     now, then = as_json(config), as_json(recorded)
-    return [k for k in now if k not in _NOT_RECIPE and then.get(k) != now[k]]
+    then = {k: then.get(k, _ADDED.get(k)) for k in now}
+    return [k for k in now if k not in _NOT_RECIPE and then[k] != now[k]]
 
 
 def recipe_differences(record: dict[str, Any], model: str) -> list[str]:

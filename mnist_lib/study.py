@@ -11,7 +11,8 @@ or take one. Two processes may share one record (`--part 1/2` and `--part
 Two runs are compared only when they have the same seed and were made on the
 same machine (CPU, threads, precision, torch): then their difference is the
 change's alone. So all runs of one seed are one machine's work; resuming on
-another machine trains a half-done seed again from its first arm.
+another machine keeps every complete seed and trains a half-done one again
+from its first arm.
 """
 
 from __future__ import annotations
@@ -53,13 +54,15 @@ class Arm:
 
 @dataclass(frozen=True)
 class Design:
-    """A study: its `arms`, and the `split` they are judged on: "holdout"
+    """A study: its `arms`, the `split` they are judged on: "holdout"
     (train on the first 50,000 training digits, judge on the last 10,000) or
-    "test" (train on all 60,000, judge on the test set)."""
+    "test" (train on all 60,000, judge on the test set), and the `protocol`
+    file, committed before its runs, that every record names."""
 
     name: str
     arms: tuple[Arm, ...]
     split: str
+    protocol: str = "results/protocol.md"  # the protocol that commits to it
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -107,7 +110,8 @@ def new_record(design: Design, seeds: list[int], command: str) -> dict[str, Any]
     return {
         "study": design.name, "split": design.split,
         "train_size": sizes[0], "eval_size": sizes[1],
-        "protocol_commit": protocol_commit(), "seeds": list(seeds),
+        "protocol": design.protocol,
+        "protocol_commit": protocol_commit(design.protocol), "seeds": list(seeds),
         "target": asdict(TARGET), "command": command, "machines": {},
         "commits": [],  # the library's commit in each session that added runs
         "arms": [{"name": a.name, "change": a.change, "step": a.step,
@@ -161,6 +165,12 @@ def _run_of(record: dict[str, Any], arm: str, seed: int) -> dict[str, Any] | Non
     return next((r for r in runs if r["seed"] == seed), None)
 
 
+def _complete(record: dict[str, Any], design: Design, seed: int) -> bool:
+    """Whether every arm has a run of `seed`, all made on one machine."""
+    runs = [_run_of(record, arm.name, seed) for arm in design.arms]
+    return None not in runs and len({r["machine"] for r in runs}) == 1
+
+
 def _same_run(arm: Arm, split: str, seed: int, key: str,
               others: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
     """A run recorded in one of `others` that is this one: the same model,
@@ -209,6 +219,8 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
     k, n = part
     data = split_data(data, design.split)
     for seed in seeds[k - 1::n]:
+        if _complete(record, design, seed):  # on this machine or another
+            continue
         for arm in design.arms:
             done = _run_of(record, arm.name, seed)
             if done is not None and done["machine"] == key:

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_lib.models import (FINAL_MODEL, MODELS, RUNG_MODELS, count_parameters,
-                              get_model)
+from mnist_lib.models import (CANDIDATES, FINAL_MODEL, MODELS, RUNG_MODELS,
+                              count_parameters, get_model)
 from mnist_lib.rf import receptive_field
 from mnist_lib.summary import summary
 
-# The book's models and the nets that are only rungs of its ladder.
-EVERY = MODELS | RUNG_MODELS
+# The book's models, the nets that are only rungs of its ladder, round 2's candidates.
+EVERY = MODELS | RUNG_MODELS | CANDIDATES
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +44,8 @@ def test_parameter_budgets():
     assert count_parameters(get_model(FINAL_MODEL)) < 8000
     assert count_parameters(get_model("Model_5")) <= 5000
     assert count_parameters(get_model("Model_1")) > 8000  # the skeleton is heavy
+    for name in CANDIDATES:  # results/protocol2.md: every candidate under budget
+        assert count_parameters(get_model(name)) < 8000, name
 
 
 def test_summary_leaves_model_untouched():

@@ -1,0 +1,177 @@
+"""Round 2's designs (results/protocol2.md) as mnist_lib.protocol2 builds them:
+the candidates it lists, the seeds it keeps apart, the selection and decision
+rules applied to made-up records whose right answer is known."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from mnist_lib import protocol, protocol2
+from mnist_lib.config import as_json
+from mnist_lib.models import count_parameters, get_model
+from mnist_lib.records import config_differences
+from mnist_lib.study import new_record
+from mnist_lib.target import TARGET
+
+
+def fake_record(design, seeds, means, machine="M"):
+    """A record of `design` whose arm `name` scores means[name] (+ a seed's
+    own offset, shared by every arm: the pairing) on every run."""
+    record = new_record(design, seeds, "test")
+    for arm in record["arms"]:
+        arm["runs"] = [{"seed": s, "last3": [means[arm["name"]] + 0.01 * (s % 3)] * 3,
+                        "met": means[arm["name"]] >= TARGET.accuracy,
+                        "machine": machine} for s in seeds]
+    return record
+
+
+def test_every_candidate_is_within_the_budget_and_named_once():
+    design = protocol2.screen()
+    assert len(design.arms) == 8 and design.split == "holdout"
+    assert design.protocol == "results/protocol2.md"
+    for arm in design.arms:
+        assert count_parameters(get_model(arm.model)) < TARGET.param_limit, arm.name
+        assert arm.config.epochs <= TARGET.max_epochs, arm.name
+    # Round 1's best held-out arm is its ablation's "no dropout" arm, as it ran.
+    best = protocol.ablation().arm("no dropout")
+    arm = design.arm("round 1's best held-out arm")
+    assert arm.model == best.model and arm.config == best.config
+
+
+def test_the_control_is_round_1s_final_recipe_as_its_test_trained_it():
+    import json
+    from pathlib import Path
+
+    final = json.loads((Path(__file__).parents[1] / "results/final_test.json")
+                       .read_text())
+    if final.get("protocol") == protocol2.PROTOCOL:  # round 1's is renamed then
+        final = json.loads((Path(__file__).parents[1]
+                            / "results/final_test_round1.json").read_text())
+    control = protocol2.control()
+    assert control.model == final["model"]
+    assert config_differences(control.config, final["config"]) == []
+
+
+def test_each_training_candidate_changes_one_field_of_model_6():
+    design = protocol2.screen()
+    base = design.arm(protocol2.BASE)
+    for name in protocol2.TRAINING:
+        arm = design.arm(f"{protocol2.BASE}, {name}")
+        assert arm.against == base.name and arm.model == base.model
+        assert len(config_differences(arm.config, as_json(base.config))) == 1
+
+
+def test_seeds_of_the_stages_and_the_test_are_disjoint():
+    selection = set(protocol2.SCREEN_SEEDS) | set(protocol2.SELECTION_SEEDS)
+    assert not set(protocol2.SCREEN_SEEDS) & set(protocol2.SELECTION_SEEDS)
+    assert len(protocol2.SELECTION_SEEDS) >= 20
+    test = set(protocol2.TEST_SEEDS)
+    assert len(test) >= 50
+    assert not test & (selection | set(protocol2.GAP_SEEDS))
+    assert not test & set(protocol.TEST_SEEDS)  # round 1's test
+
+
+SCREEN = {"control": 99.30, "round 1's best held-out arm": 99.36, "Model_6": 99.40,
+          "Model_7": 99.42, "Model_8": 99.38, "Model_6, label smoothing 0.1": 99.43,
+          "Model_6, peak rate 0.4": 99.39, "Model_6, warm-up 15%": 99.41}
+
+
+def test_the_selection_takes_the_two_best_and_the_combination():
+    record = fake_record(protocol2.screen(), protocol2.SCREEN_SEEDS, SCREEN)
+    design = protocol2.selection(record)
+    names = [a.name for a in design.arms]
+    assert names == ["control", "Model_6, label smoothing 0.1", "Model_7",
+                     "combination"]
+    combo = design.arm("combination")
+    # Model_7 is the best architecture; label smoothing and warm-up beat Model_6.
+    assert combo.model == "Model_7"
+    assert sorted(config_differences(protocol2.ROUND1, as_json(combo.config))) == [
+        "label_smoothing", "pct_start"]
+    assert all(a.against == "control" for a in design.arms[1:])
+
+
+def test_without_a_training_change_that_helps_the_third_best_arm_goes():
+    means = SCREEN | {f"Model_6, {n}": 99.35 for n in protocol2.TRAINING}
+    record = fake_record(protocol2.screen(), protocol2.SCREEN_SEEDS, means)
+    names = [a.name for a in protocol2.selection(record).arms]
+    assert names == ["control", "Model_7", "Model_6", "Model_8"]
+
+
+def _selection(means):
+    record = fake_record(protocol2.screen(), protocol2.SCREEN_SEEDS, SCREEN)
+    design = protocol2.selection(record)
+    return fake_record(design, protocol2.SELECTION_SEEDS, means)
+
+
+def test_the_decision_takes_the_highest_mean():
+    record = _selection({"control": 99.30, "Model_6, label smoothing 0.1": 99.45,
+                         "Model_7": 99.42, "combination": 99.47})
+    chosen = protocol2.decide(record)
+    assert chosen["chosen"] == "combination" and chosen["model"] == "Model_7"
+
+
+def test_a_simpler_arm_within_the_margin_is_chosen_instead():
+    # Model_7 (one change) is within 0.01 of the combination (three changes).
+    record = _selection({"control": 99.30, "Model_6, label smoothing 0.1": 99.45,
+                         "Model_7": 99.465, "combination": 99.47})
+    chosen = protocol2.decide(record)
+    assert chosen["best"] == "combination" and chosen["chosen"] == "Model_7"
+    assert "simpler" in chosen["why"]
+    # Just outside the margin, the best stays.
+    record = _selection({"control": 99.30, "Model_6, label smoothing 0.1": 99.45,
+                         "Model_7": 99.455, "combination": 99.47})
+    assert protocol2.decide(record)["chosen"] == "combination"
+
+
+def test_the_final_test_trains_the_chosen_recipe_on_the_test_split():
+    record = _selection({"control": 99.30, "Model_6, label smoothing 0.1": 99.45,
+                         "Model_7": 99.42, "combination": 99.47})
+    design = protocol2.final_test(record)
+    (arm,) = design.arms
+    assert design.split == "test" and arm.model == "Model_7"
+    assert arm.config.label_smoothing == 0.1 and arm.config.pct_start == 0.15
+
+
+def test_the_gap_study_differs_only_in_the_training_digits():
+    first, second = protocol2.gap().arms
+    assert first.model == second.model == "Model_2"
+    assert config_differences(first.config, as_json(second.config)) == ["n_train"]
+    assert second.config.n_train == 40_000 and second.against == first.name
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_the_step_with_label_smoothing_is_torchs_cross_entropy(eps):
+    # The loss a step adds to its sums, against torch's own smoothed loss of
+    # the same log-probabilities (log_softmax of log-probabilities is itself).
+    import torch
+    import torch.nn.functional as F
+
+    from mnist_lib.config import TrainConfig
+    from mnist_lib.data import MNIST, normalize, to_float
+    from mnist_lib.step import train_step
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(32) % 10
+    data = MNIST(images, labels, images[:4], labels[:4])
+    net = get_model("Model_2")
+    cfg = TrainConfig(label_smoothing=eps, precision="fp32")
+    idx = torch.arange(32)
+    with torch.no_grad():
+        logp = net(normalize(to_float(images), 0.5, 0.25))
+    expected = F.cross_entropy(logp, labels, label_smoothing=eps)
+    sums = torch.zeros(2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    train_step(net, opt, data, idx, None, mean=0.5, std=0.25, cfg=cfg, sums=sums)
+    assert torch.allclose(sums[0] / 32, expected, atol=1e-6)
+
+
+def test_a_record_made_before_label_smoothing_existed_reads_as_none():
+    config = replace(protocol2.ROUND1)
+    recorded = as_json(config)
+    del recorded["label_smoothing"]
+    assert config_differences(config, recorded) == []
+    assert config_differences(replace(config, label_smoothing=0.1), recorded) == [
+        "label_smoothing"]
