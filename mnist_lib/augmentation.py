@@ -68,6 +68,11 @@ def affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor | None = Non
     return warp(x, affine_matrices(angle, zoom, shift))
 
 
+def warps(degrees: float, translate: float, scale: tuple[float, float]) -> bool:
+    """Whether these ranges move any pixel (else every transform is the identity)."""
+    return not (degrees == 0 and translate == 0 and tuple(scale) == (1.0, 1.0))
+
+
 def random_affine(n: int, generator: torch.Generator, degrees: float = 7.0,
                   translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
                   ) -> torch.Tensor | None:
@@ -78,7 +83,7 @@ def random_affine(n: int, generator: torch.Generator, degrees: float = 7.0,
     image size, zooms in `scale`. The numbers come from `generator` on the CPU,
     so CPU and GPU runs draw the same transforms.
     """
-    if degrees == 0 and translate == 0 and tuple(scale) == (1.0, 1.0):
+    if not warps(degrees, translate, scale):
         return None
     u = torch.rand(n, 4, generator=generator)
     angle = (2 * u[:, 0] - 1) * degrees

@@ -1,7 +1,9 @@
-"""Benchmark: the library's pipeline against the usual MNIST pipeline.
+"""Benchmark: the library's pipeline against the usual MNIST pipeline, and
+the library's loop with and without its speed-ups for a GPU.
 
     python -m mnist_lib bench --epochs 15 --repeats 2 --json results/bench_cpu.json
     python -m mnist_lib bench --quick        # seconds; what the tests run
+    python -m mnist_lib bench --loops --device cuda --json results/bench_loops_cuda.json
 
 (a) library: the book's final model, data on the device, batched tensor
     augmentation (`mnist_lib.train.run`).
@@ -253,3 +255,60 @@ def table(rep: dict[str, Any]) -> str:
         out.append("peak memory: not in this record (it was not measured for "
                    "each run on its own)")
     return "\n".join(out)
+
+
+# ------------------------------------------------- the loop and its speed-ups
+# The same loop (`train.fit`) as it is, with each step replayed as a CUDA
+# graph, and with the model compiled: what each option of TrainConfig buys.
+LOOPS = {"eager": dict(cuda_graphs=False, compile=False),
+         "cuda graphs": dict(cuda_graphs=True, compile=False),
+         "torch.compile": dict(cuda_graphs=False, compile=True)}
+
+
+def loops(root: str = "data", epochs: int = 15, device: str = "auto",
+          quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train the final model once with each of `LOOPS` (seed 0, a fresh
+    process each) on `device`; return each one's epoch times and accuracies.
+    Epoch 1 includes the capture or the compilation, reported on its own."""
+    dev = best_device(device)
+    sizes = dict(n_train=2000, n_test=1000) if quick else {}
+    load_mnist(root, verbose=False)
+    modes = LOOPS if dev.type == "cuda" else {"eager": LOOPS["eager"],
+                                              "torch.compile": LOOPS["torch.compile"]}
+    out: dict[str, Any] = {}
+    for name, options in modes.items():
+        if progress:
+            print(f"{name} ...", flush=True)
+        try:
+            r = in_fresh_process(library_run, dev, root, epochs, dev, seed=0,
+                                 **sizes, **options)
+        except Exception as err:  # a mode that fails here is reported, not fatal
+            out[name] = {"error": f"{type(err).__name__}: {err}"}
+            continue
+        later = r["seconds"][1:] or r["seconds"]
+        out[name] = {"first_epoch_s": r["seconds"][0],
+                     "epoch_s_median": statistics.median(later),
+                     "run_s": sum(r["seconds"]), "test_acc": r["test_acc"],
+                     "peak_mem_mib": r["peak_mem_mib"], "options": options}
+        env = r["env"]
+    return {"modes": out, "epochs": epochs, "quick": quick, "model": FINAL_MODEL,
+            "env": env}
+
+
+def loops_table(rep: dict[str, Any]) -> str:
+    """The loop comparison as text: one line a mode."""
+    env = rep["env"]
+    lines = [f"device: {env['device']} ({describe_hardware(env)}), torch "
+             f"{env['torch']}, {rep['epochs']} epochs" + (", QUICK" if rep["quick"] else ""),
+             f"{'loop':16}{'epoch 1 (s)':>12}{'later (s)':>11}{'run (s)':>9}"
+             f"{'last acc':>10}"]
+    eager = rep["modes"].get("eager", {}).get("epoch_s_median")
+    for name, m in rep["modes"].items():
+        if "error" in m:
+            lines.append(f"{name:16}failed: {m['error'][:60]}")
+            continue
+        lines.append(f"{name:16}{m['first_epoch_s']:12.2f}{m['epoch_s_median']:11.3f}"
+                     f"{m['run_s']:9.1f}{m['test_acc'][-1]:10.2f}"
+                     + (f"   {eager / m['epoch_s_median']:.2f}x eager"
+                        if eager and name != "eager" else ""))
+    return "\n".join(lines)

@@ -497,7 +497,8 @@ def _design(args: argparse.Namespace, ablation_path: str | None,
 
 # -------------------------------------------------------------------- bench
 def bench_cmd(argv: list[str], prog: str) -> int:
-    p = new_parser(prog, "Library pipeline vs the usual pipeline.")
+    p = new_parser(prog, "Library pipeline vs the usual pipeline; or, with "
+                   "--loops, the library's loop with and without its speed-ups.")
     p.add_argument("--epochs", type=int, default=TARGET.max_epochs,
                    help=f"epochs each pipeline trains (default {TARGET.max_epochs})")
     p.add_argument("--repeats", type=int, default=1,
@@ -509,6 +510,9 @@ def bench_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
     p.add_argument("--quick", action="store_true",
                    help="1 epoch on 2,000 images, no loader workers (for tests)")
+    p.add_argument("--loops", action="store_true",
+                   help="instead: the library's loop eager, with CUDA graphs "
+                        "(on a GPU) and with torch.compile, on --device")
     p.add_argument("--json", help="write the report as JSON to this file")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
@@ -519,9 +523,14 @@ def bench_cmd(argv: list[str], prog: str) -> int:
         best_device(args.device)
     except ValueError as err:
         p.error(as_flags(str(err)))
-    rep = bench.benchmark(args.data, 1 if args.quick else args.epochs, args.repeats,
-                          args.device, args.quick)
-    print(bench.table(rep))
+    if args.loops:
+        rep = bench.loops(args.data, 1 if args.quick else args.epochs, args.device,
+                          args.quick)
+        print(bench.loops_table(rep))
+    else:
+        rep = bench.benchmark(args.data, 1 if args.quick else args.epochs,
+                              args.repeats, args.device, args.quick)
+        print(bench.table(rep))
     if args.json:
         atomic_write_json(args.json, rep)
     return 0

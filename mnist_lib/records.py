@@ -25,7 +25,7 @@ _NOT_RECIPE = ("seed", "device", "progress")
 # Fields added to TrainConfig after records were made, each with the value that
 # every run before it trained with: a record without one is read as that. A
 # record that lacks any other field differs from every config in it.
-_ADDED = {"label_smoothing": 0.0}
+_ADDED = {"label_smoothing": 0.0, "compile": False}
 
 
 def config_differences(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:

@@ -2,15 +2,15 @@
 `fit(model, data, config)` is the loop that does it, for any model that
 returns log-probabilities: the way to train a net of your own.
 
-Read it top-down. `fit` sets a run up (seed, device, data on the device,
-optimizer, learning-rate schedule, weight average), then runs each epoch:
-`train_epoch` takes the optimizer steps (`mnist_lib.step.train_step`: zero_grad
--> forward -> backward -> step), then the test pass
-(`mnist_lib.evaluation.evaluate`), and returns the `History`. It calls down
-into data, augmentation, step, averaging and evaluation; none of them calls
-back. No DataLoader and no PIL: the data sit on the device as one tensor and
-batches are index slices. On a CUDA GPU each step is replayed as a CUDA graph
-(`mnist_lib.step.GraphedStep`), a speed-up that changes no number.
+Read `fit` top-down: it sets a run up (seed, device, data on the device,
+optimizer, learning-rate schedule, weight average), defines `train_step`
+(zero_grad -> forward -> loss -> backward -> step on one batch), then runs the
+loop: each epoch, every batch's `train_step` and `sched.step()`, then the test
+pass (`mnist_lib.evaluation.evaluate`); it returns the `History`. No
+DataLoader and no PIL: the data sit on the device as one tensor and batches
+are index slices. Two speed-ups for a GPU wrap that same step, each off unless
+asked for: `cuda_graphs` (`mnist_lib.cuda_graphs`) and `compile`
+(`torch.compile(model)`); both change roundings, not the algorithm.
 """
 
 from __future__ import annotations
@@ -19,23 +19,22 @@ import math
 import time
 import warnings
 from dataclasses import replace
-from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .augmentation import random_affine
+from . import cuda_graphs
+from .augmentation import random_affine, warp, warps
 from .averaging import WeightAverage
 from .config import (ScheduleWarning, TrainConfig, as_json, augmented_epochs,
                      onecycle_warmup, recipe)
-from .data import MNIST, batch_indices, pixel_stats
+from .data import MNIST, batch_indices, normalize, pixel_stats, to_float
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
-from .hardware import environment
+from .hardware import autocast_dtype, environment
 from .history import EpochRecord, History
 from .models import NAMED, count_parameters, get_model, layer_list
 from .progress import EpochProgress
-from .step import GraphedStep, train_step
 from .target import TARGET
 from .utils import best_device, keep_freed_memory, set_seed
 
@@ -47,18 +46,15 @@ class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says where and what to try."""
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, graphed: bool = False
-                   ) -> torch.optim.Optimizer:
-    """The optimizer. `graphed` (CUDA graphs, SGD only) keeps the LR in a device
-    tensor, which the scheduler updates in place."""
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer `cfg` names, over the model's parameters."""
     device = next(model.parameters()).device
     # The fused kernels update all tensors in one call: on a CPU 4x faster than
     # the default per-tensor loop for SGD (~0.2 ms a step), 2x for Adam(W)
-    # (~0.7 ms a step); SGD's is graph-safe too. Elsewhere (MPS), the default.
+    # (~0.7 ms a step). Elsewhere (MPS), the default.
     fused = True if device.type in ("cpu", "cuda") else None
     if cfg.optimizer == "sgd":
-        lr = torch.tensor(cfg.lr, device=device) if graphed else cfg.lr
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, fused=fused)
     adam = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -70,8 +66,8 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
     """The one-cycle schedule, stepped after every optimizer step, or None for
     a constant learning rate.
 
-    It keeps the momentum fixed (cycle_momentum=False): a CUDA graph bakes the
-    momentum in, and one recipe must train the same on every device. A run
+    It keeps the momentum fixed (cycle_momentum=False), as every recorded run
+    of the book's recipes did (and as a CUDA graph needs). A run
     too short for `cfg.pct_start`'s warm-up gets one it can take
     (`config.onecycle_warmup`, which `fit` reports).
     """
@@ -95,43 +91,26 @@ def _diverged(epoch: int, step_lo: int, step_hi: int,
         "sensible initialisation.")
 
 
-def train_epoch(step: Callable, sched, n: int, cfg: TrainConfig, epoch: int,
-                gen: torch.Generator, sums: torch.Tensor) -> tuple[float, float]:
-    """One pass over `n` training images, `step(idx, theta)` for each batch;
-    returns (mean loss, accuracy %). `sums` is the device tensor the steps add
-    the loss and the number correct to."""
-    device, bs = sums.device, cfg.batch_size
-    steps = math.ceil(n / bs)
-    # The epoch's random transforms, drawn at once and moved to the device once:
-    # on a GPU, copying a few numbers from the host every step costs more than
-    # the step's own work on a model this small. The last `clean_epochs` have
-    # none: the test digits are not warped, so the model ends on digits like them.
-    clean = epoch > augmented_epochs(cfg.epochs, cfg.clean_epochs)
-    theta = None if clean else random_affine(n, gen, cfg.rotation, cfg.translate,
-                                             cfg.scale)
-    theta = None if theta is None else theta.to(device)
-    # The running sums stay on the device: reading them every step would force
-    # a host-device sync per step, which is what makes naive GPU loops slow.
-    sums.zero_()
-    progress = EpochProgress(epoch, steps, cfg.progress)
-    checked = 0
-    for i, idx in enumerate(batch_indices(n, bs, True, gen, device), start=1):
-        step(idx, None if theta is None else theta[(i - 1) * bs:i * bs])
-        if sched is not None:
-            sched.step()
-        if i % CHECK_EVERY and i != steps:
-            progress.step()
-            continue
-        total, correct = sums.tolist()  # the one read per CHECK_EVERY steps
-        seen = min(i * bs, n)
-        if not math.isfinite(total):
-            progress.close()
-            raise _diverged(epoch, checked + 1, i, cfg)
-        checked = i
-        progress.step(total / seen, 100 * correct / seen)
-    loss, acc = total / n, 100.0 * correct / n
-    progress.close(loss, acc)
-    return loss, acc
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `fit` in epoch `epoch`; `history` holds the epochs that
+    finished before it. A KeyboardInterrupt still, so it stops what it stops."""
+
+    def __init__(self, history: History, epoch: int) -> None:
+        super().__init__(f"stopped in epoch {epoch}")
+        self.history, self.epoch = history, epoch
+
+
+def epoch_warps(cfg: TrainConfig, epoch: int, n: int, gen: torch.Generator,
+                device: torch.device) -> torch.Tensor | None:
+    """The random warps of one epoch's `n` training images, drawn at once and
+    moved to the device once (on a GPU, copying a few numbers from the host
+    every step costs more than a small model's step); None for an epoch
+    without augmentation. The last `clean_epochs` have none: the test digits
+    are not warped, so the model ends on digits like them."""
+    if epoch > augmented_epochs(cfg.epochs, cfg.clean_epochs):
+        return None
+    theta = random_affine(n, gen, cfg.rotation, cfg.translate, cfg.scale)
+    return None if theta is None else theta.to(device)
 
 
 def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
@@ -148,7 +127,8 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     The data are moved to the device once. Normalisation uses the training
     set's own mean and std, which the history keeps (a checkpoint needs them).
     A run too short for its warm-up gets one it can take, with a
-    `ScheduleWarning` that says so (`config.onecycle_warmup`).
+    `ScheduleWarning` that says so (`config.onecycle_warmup`). Ctrl-C raises
+    `TrainingInterrupted`, which holds the epochs that finished.
 
     On a CPU with glibc (Linux), fit changes two malloc settings of the whole
     process, for good (`utils.keep_freed_memory`, which says how to keep
@@ -163,33 +143,63 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
         # much of its time on fresh pages.
         keep_freed_memory()
     data = data.subset(cfg.n_train, cfg.n_test)
-    steps = math.ceil(len(data.train_labels) / cfg.batch_size)
+    n_train, n_test = len(data.train_labels), len(data.test_labels)
+    bs = cfg.batch_size
+    steps = math.ceil(n_train / bs)
     if note := onecycle_warmup(cfg, cfg.epochs * steps)[1]:
         warnings.warn(note, ScheduleWarning, stacklevel=2)
     data = data.to(device)
     model.to(device)
     mean, std = pixel_stats(data.train_images)
     check_outputs(model, data.train_images, mean, std)  # before any step is taken
-    n_train, n_test = len(data.train_labels), len(data.test_labels)
 
-    graphs = cfg.cuda_graphs and device.type == "cuda" and cfg.optimizer == "sgd"
-    opt = make_optimizer(model, cfg, graphed=graphs)
+    opt = make_optimizer(model, cfg)
+    graphs = cuda_graphs.usable(cfg, device)
+    if graphs:
+        cuda_graphs.lr_on_device(opt)  # before the scheduler: it updates it in place
     sched = make_scheduler(opt, cfg, steps)
     # With `ema`, an average of the weights, weighted towards the last steps
     # (`averaging.ema_decay` says how far back it reaches), is what gets
     # evaluated (and returned): it smooths out the noise of the last steps.
     ema = WeightAverage(model, cfg.ema) if cfg.ema else None
     tested = ema.module if ema is not None else model
+    net = torch.compile(model) if cfg.compile else model
+    dtype = autocast_dtype(cfg.precision, device)
     sums = torch.zeros(2, device=device)  # summed loss, number correct (per epoch)
+
+    def train_step(idx: torch.Tensor, theta: torch.Tensor | None) -> None:
+        """One optimizer step on the training images `idx`, warped by `theta`.
+        It adds the batch's summed loss and number correct to `sums` and reads
+        nothing back to the host, so that a CUDA graph can capture it."""
+        x = to_float(data.train_images[idx])
+        if theta is not None:
+            x = warp(x, theta)
+        x = normalize(x, mean, std)
+        y = data.train_labels[idx]
+
+        opt.zero_grad(set_to_none=True)
+        # Autocast runs the convolutions in bf16 and keeps the weights, their
+        # gradients and the loss in fp32. No cache: a CUDA graph may capture this.
+        with torch.autocast(device.type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None, cache_enabled=False):
+            logp = net(x)
+        loss = F.nll_loss(logp.float(), y)
+        if eps := cfg.label_smoothing:  # target: 1 - eps on the label, eps/10 on each
+            loss = (1 - eps) * loss - eps * logp.float().mean(1).mean()
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            ema.update()
+
+        with torch.no_grad():
+            sums[0] += loss * len(y)
+            sums[1] += (logp.argmax(1) == y).sum()
+
     t_setup = time.perf_counter()
-    if graphs:
-        step = GraphedStep(model, opt, data, mean=mean, std=std, cfg=cfg, sums=sums,
-                           ema=ema)
-    else:
-        step = partial(train_step, model, opt, data, mean=mean, std=std, cfg=cfg,
-                       sums=sums, ema=ema)
-    # Capturing the graphs is part of the run: its time goes to epoch 1.
-    t_setup = time.perf_counter() - t_setup
+    step = (cuda_graphs.GraphedStep(train_step, model, opt, ema, sums, n_train, bs,
+                                    warps(cfg.rotation, cfg.translate, cfg.scale))
+            if graphs else train_step)
+    t_setup = time.perf_counter() - t_setup  # capturing graphs: epoch 1's time
 
     name = name or type(model).__name__
     hist = History(name, count_parameters(model), as_json(cfg),
@@ -201,21 +211,51 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        train_loss, train_acc = train_epoch(step, sched, n_train, cfg, epoch, gen, sums)
-        if cfg.bn_recompute:
-            recompute_bn_stats(tested, data.train_images[:cfg.bn_recompute],
-                               mean, std, cfg.eval_batch_size)
-        test_loss, correct, _ = evaluate(tested, data.test_images, data.test_labels,
-                                         mean, std, cfg.eval_batch_size)
+        theta = epoch_warps(cfg, epoch, n_train, gen, device)
+        sums.zero_()
+        progress = EpochProgress(epoch, steps, cfg.progress)
+        checked = 0
+        try:
+            for i, idx in enumerate(batch_indices(n_train, bs, True, gen, device), 1):
+                step(idx, None if theta is None else theta[(i - 1) * bs:i * bs])
+                if sched is not None:
+                    sched.step()
+                if i % CHECK_EVERY and i != steps:
+                    progress.step()
+                    continue
+                # The sums stay on the device; reading them makes the host wait
+                # for it, so the loop reads them every CHECK_EVERY steps only.
+                total, correct = sums.tolist()
+                if not math.isfinite(total):
+                    progress.close()
+                    raise _diverged(epoch, checked + 1, i, cfg)
+                checked = i
+                seen = min(i * bs, n_train)
+                progress.step(total / seen, 100 * correct / seen)
+        except KeyboardInterrupt:
+            progress.close()
+            raise TrainingInterrupted(hist, epoch) from None
+        train_loss, train_acc = total / n_train, 100.0 * correct / n_train
+        progress.close(train_loss, train_acc)
+
+        try:
+            if cfg.bn_recompute:
+                recompute_bn_stats(tested, data.train_images[:cfg.bn_recompute],
+                                   mean, std, cfg.eval_batch_size)
+            test_loss, n_correct, _ = evaluate(tested, data.test_images,
+                                               data.test_labels, mean, std,
+                                               cfg.eval_batch_size)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(hist, epoch) from None
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0 + (t_setup if epoch == 1 else 0.0)
         hist.epochs.append(EpochRecord(epoch, train_loss, train_acc, test_loss,
-                                       100.0 * correct / n_test,
+                                       100.0 * n_correct / n_test,
                                        float(opt.param_groups[0]["lr"]), seconds))
         if cfg.progress:
             print(f"Test set: Average loss: {test_loss:.4f}, Accuracy: "
-                  f"{correct}/{n_test} ({hist.epochs[-1].test_acc:.2f}%)", flush=True)
+                  f"{n_correct}/{n_test} ({hist.epochs[-1].test_acc:.2f}%)", flush=True)
     if ema is not None:  # the caller's model ends with the weights that were tested
         model.load_state_dict(ema.module.state_dict())
     return hist

@@ -135,28 +135,16 @@ def test_the_import_reader_and_the_cycle_finder_see_what_they_must():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def _seconds(code: str) -> float:
-    """Wall time of `python -c code` in a fresh process."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
-    return time.perf_counter() - start
-
-
-def test_import_costs_little_more_than_torch():
+def test_import_loads_none_of_the_heavy_packages():
     """Every `import mnist_lib`, and every `mnist-rf`, pays for torch and for
     what the package imports besides: pandas, matplotlib and torchvision
-    (1.1 s of torchvision.ops alone) load in the functions that need them."""
+    (1.1 s of torchvision.ops alone) load in the functions that need them.
+    (What the import costs in seconds: scripts/measure_machine.py.)"""
     out = subprocess.run([sys.executable, "-c", "import sys, mnist_lib.cli\n"
                           "print(*sorted({m.split('.')[0] for m in sys.modules}))"],
                          cwd=ROOT, capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     assert not loaded & {"pandas", "matplotlib", "torchvision", "torchsummary"}, loaded
-    # Interleaved, best of three each: other work on the machine slows both.
-    torch_s, lib_s = [], []
-    for _ in range(3):
-        torch_s.append(_seconds("import torch"))
-        lib_s.append(_seconds("import mnist_lib"))
-    assert min(lib_s) - min(torch_s) <= 0.5, (torch_s, lib_s)
 
 
 def test_the_package_ships_its_types_licence_addresses_and_one_version(tmp_path):

@@ -142,30 +142,32 @@ def test_the_gap_study_differs_only_in_the_training_digits():
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
-def test_the_step_with_label_smoothing_is_torchs_cross_entropy(eps):
-    # The loss a step adds to its sums, against torch's own smoothed loss of
-    # the same log-probabilities (log_softmax of log-probabilities is itself).
+def test_the_loss_fit_trains_on_is_torchs_smoothed_cross_entropy(small, eps):
+    # The first epoch's training loss of a run with lr=1e-9 (the weights barely
+    # move), against torch's own smoothed loss of the same log-probabilities
+    # (log_softmax of log-probabilities is itself), batch by batch.
     import torch
     import torch.nn.functional as F
 
     from mnist_lib.config import TrainConfig
-    from mnist_lib.data import MNIST, normalize, to_float
-    from mnist_lib.step import train_step
+    from mnist_lib.data import normalize, pixel_stats, to_float
+    from mnist_lib.train import fit
+    from mnist_lib.utils import set_seed
 
-    torch.manual_seed(0)
-    images = torch.randint(0, 256, (32, 28, 28), dtype=torch.uint8)
-    labels = torch.arange(32) % 10
-    data = MNIST(images, labels, images[:4], labels[:4])
+    cfg = TrainConfig(label_smoothing=eps, precision="fp32", scheduler="none",
+                      lr=1e-9, momentum=0.0, epochs=1, n_train=512, n_test=100,
+                      batch_size=512, progress=False, device="cpu")
+    set_seed(0)
     net = get_model("Model_2")
-    cfg = TrainConfig(label_smoothing=eps, precision="fp32")
-    idx = torch.arange(32)
-    with torch.no_grad():
-        logp = net(normalize(to_float(images), 0.5, 0.25))
-    expected = F.cross_entropy(logp, labels, label_smoothing=eps)
-    sums = torch.zeros(2)
-    opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    train_step(net, opt, data, idx, None, mean=0.5, std=0.25, cfg=cfg, sums=sums)
-    assert torch.allclose(sums[0] / 32, expected, atol=1e-6)
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    hist = fit(net, small, cfg)
+    net.load_state_dict(start)
+    data = small.subset(512, 100)
+    mean, std = pixel_stats(data.train_images)
+    with torch.no_grad():  # train mode: BatchNorm on the batch, as fit's step
+        logp = net.train()(normalize(to_float(data.train_images), mean, std))
+    expected = F.cross_entropy(logp, data.train_labels, label_smoothing=eps)
+    assert hist.epochs[0].train_loss == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_a_record_made_before_label_smoothing_existed_reads_as_none():

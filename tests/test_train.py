@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from mnist_lib import config as C
-from mnist_lib import step as S
+from mnist_lib import cuda_graphs
 from mnist_lib import train as T
 from mnist_lib.averaging import WeightAverage
 from mnist_lib.data import pixel_stats
@@ -226,14 +226,14 @@ def test_fit_trains_a_net_of_ones_own_by_its_class_name(small):
 def test_clean_epochs_train_the_last_epochs_on_unwarped_images(small, monkeypatch):
     """The first epochs train exactly as with augmentation throughout; the last
     `clean_epochs` warp no image; more clean epochs than epochs means all."""
-    # Patched in step's namespace, where train_step looks `warp` up.
-    real_warp, warped = S.warp, []
+    # Patched in train's namespace, where fit's train_step looks `warp` up.
+    real_warp, warped = T.warp, []
 
     def counting_warp(x, theta):
         warped.append(len(x))
         return real_warp(x, theta)
 
-    monkeypatch.setattr(S, "warp", counting_warp)
+    monkeypatch.setattr(T, "warp", counting_warp)
     cfg = quick(epochs=3, rotation=7.0, translate=0.05, scale=(0.95, 1.05))
     _, augmented = run("Model_4", small, cfg)
     assert sum(warped) == 3 * 2000
@@ -335,14 +335,26 @@ def test_graph_warm_up_leaves_no_trace(small):
     cfg = quick(device="cuda", rotation=7.0, ema=0.9, n_train=1000)
     model = get_model("Model_4").cuda()
     data = small.subset(1000, 200).to("cuda")
-    opt = T.make_optimizer(model, cfg, graphed=True)
+    opt = T.make_optimizer(model, cfg)
+    cuda_graphs.lr_on_device(opt)
     # Give the momentum buffers a value, as a real run would have.
     model(torch.randn(8, 1, 28, 28, device="cuda")).sum().backward()
     opt.step()
     ema = WeightAverage(model, cfg.ema)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     sums = torch.zeros(2, device="cuda")
-    S.GraphedStep(model, opt, data, 0.13, 0.31, cfg, sums, ema)
+
+    def step(idx, theta):  # the shape of fit's train_step
+        opt.zero_grad(set_to_none=True)
+        x = data.train_images[idx].float().unsqueeze(1) / 255
+        loss = torch.nn.functional.nll_loss(model(x), data.train_labels[idx])
+        loss.backward()
+        opt.step()
+        ema.update()
+        sums[0] += loss.detach()
+
+    cuda_graphs.GraphedStep(step, model, opt, ema, sums, 1000, cfg.batch_size,
+                            warped=True)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(not s["momentum_buffer"].any() for s in opt.state.values())
@@ -350,22 +362,23 @@ def test_graph_warm_up_leaves_no_trace(small):
     assert ema.steps == 0
 
 
-
 @cuda
-def test_graphed_and_eager_cuda_runs_agree(small):
-    """Same seed, same batches: replaying CUDA graphs trains like the eager loop
-    (up to cuDNN's non-determinism), including the short last batch."""
+@pytest.mark.parametrize("fast", [dict(cuda_graphs=True), dict(compile=True)])
+def test_accelerated_and_eager_cuda_runs_agree(small, fast):
+    """Same seed, same batches: replaying CUDA graphs, or a compiled model,
+    trains like the eager loop (up to cuDNN's non-determinism and the fused
+    kernels' roundings), including the short last batch."""
     # bn_recompute rewrites, between epochs, buffers the graphed EMA update writes.
     # A clean last epoch replays the augmented graph with identity transforms.
     cfg = quick(device="cuda", scheduler="onecycle", rotation=7.0, ema=0.9,
                 bn_recompute=500, clean_epochs=1,
                 n_train=1950, epochs=3)  # 1950 = 30 x 64 + 30
-    _, eager = run("Model_4", small, cfg, cuda_graphs=False)
-    _, graphed = run("Model_4", small, cfg)
-    assert graphed.column("train_loss") == pytest.approx(eager.column("train_loss"),
-                                                         rel=0.02)
+    _, eager = run("Model_4", small, cfg, cuda_graphs=False, compile=False)
+    _, fast_run = run("Model_4", small, cfg, **({"cuda_graphs": False} | fast))
+    assert fast_run.column("train_loss") == pytest.approx(eager.column("train_loss"),
+                                                          rel=0.02)
     # Early epochs on 1,000 test images swing by a point or two between any two
     # CUDA runs (cuDNN's atomics); a broken replay is off by far more.
-    assert graphed.column("test_acc") == pytest.approx(eager.column("test_acc"), abs=3.0)
-    assert graphed.column("lr") == pytest.approx(eager.column("lr"))
-
+    assert fast_run.column("test_acc") == pytest.approx(eager.column("test_acc"),
+                                                        abs=3.0)
+    assert fast_run.column("lr") == pytest.approx(eager.column("lr"))

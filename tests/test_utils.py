@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import platform
-import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("cuda, mps, expected", [
@@ -34,64 +27,6 @@ def test_the_default_device_is_the_best_available(monkeypatch, cuda, mps, expect
                 best_device(name)
     with pytest.raises(ValueError, match="unknown device 'gpu': use 'auto', 'cpu'"):
         best_device("gpu")
-
-
-
-_FAULTS_SCRIPT = """
-import resource, sys, torch
-from dataclasses import replace
-from mnist_lib import train as T
-from mnist_lib.evaluation import evaluate
-from mnist_lib.data import MNIST
-from mnist_lib.models import get_model
-from mnist_lib.config import recipe
-from mnist_lib.step import train_step
-from mnist_lib.utils import set_seed
-from functools import partial
-torch.set_num_threads(2)
-g = torch.Generator().manual_seed(0)
-data = MNIST(torch.randint(0, 256, (256, 28, 28), dtype=torch.uint8, generator=g),
-             torch.randint(0, 10, (256,), generator=g),
-             torch.randint(0, 256, (2000, 28, 28), dtype=torch.uint8, generator=g),
-             torch.randint(0, 10, (2000,), generator=g))
-cfg = recipe("Model_4", progress=False, device="cpu", precision="fp32",
-             batch_size=256)  # one step an epoch of the 256 images below
-if sys.argv[1] == "fit":  # fit on a CPU sets the allocator up for the process
-    T.fit(get_model("Model_4"), data, replace(cfg, epochs=1))
-gen = set_seed(0)
-model = get_model("Model_4")
-opt = T.make_optimizer(model, cfg)
-sched = T.make_scheduler(opt, cfg, 1)
-faults = []
-for epoch in range(10):
-    sums = torch.zeros(2)
-    step = partial(train_step, model, opt, data, mean=0.13, std=0.31, cfg=cfg,
-                   sums=sums)
-    T.train_epoch(step, sched, len(data.train_labels), cfg, 1, gen, sums)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    evaluate(model, data.test_images, data.test_labels, 0.13, 0.31)
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(*faults[2:])  # the first two tests warm the heap up
-"""
-
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc allocator setting")
-def test_fit_on_cpu_keeps_freed_memory_so_tests_stop_faulting_in_pages():
-    def faults(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, mode], check=True,
-                             capture_output=True, text=True, cwd=ROOT)
-        return statistics.median(int(n) for n in out.stdout.split())
-
-    # The problem: with glibc's own thresholds, each test after a training step
-    # may hand its memory back and fault it in again. How much depends on the
-    # machine (a median of ~12,000 faults a test on the book's 2-core CPU, far
-    # fewer on a CI runner), so the check is on the tuned count: after fit the
-    # typical test reuses what it freed and faults almost never. The median
-    # leaves out a test where the heap happened to grow once.
-    untuned = faults("none")
-    tuned = faults("fit")
-    assert tuned <= 10, f"page faults a test (median): {tuned} after fit, {untuned} without"
 
 
 
