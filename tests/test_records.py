@@ -289,3 +289,27 @@ def test_the_capstone_model_5_as_the_cheat_sheet_tells_it():
     assert vs["n_seeds"] == len(protocol.SELECTION_SEEDS)
     assert vs["verdict"] == "no measurable effect"
     assert 2 * vs["met"] < vs["n_seeds"] and 2 * vs["met_before"] < vs["n_seeds"]
+
+
+def test_the_readme_states_the_gpu_loop_comparison_as_recorded():
+    """The README's reason for the CUDA defaults (graphs on, compile off) is
+    the loop comparison's record: each figure it quotes is the record's."""
+    import re
+
+    rec = record("bench_loops_cuda")
+    modes = rec["modes"]
+    assert not rec["quick"] and rec["epochs"] == 15 and "H200" in rec["env"]["gpu"]
+    eager = modes["eager"]["epoch_s_median"]
+    said = (ROOT / "README.md").read_text()
+    said = re.sub(r"\s+", " ", said.split("On a CUDA GPU the trainer replays", 1)[1])
+    assert f"{eager:.2f} s an epoch eagerly" in said
+    graphs, compiled = (modes["cuda graphs"]["epoch_s_median"],
+                        modes["torch.compile"]["epoch_s_median"])
+    assert f"{graphs:.2f} s with graphs ({eager / graphs:.1f}x)" in said
+    assert f"{compiled:.2f} s compiled ({eager / compiled:.2f}x" in said
+    assert graphs < eager < compiled  # what the defaults rest on
+    from mnist_lib.config import TrainConfig
+    assert TrainConfig().cuda_graphs and not TrainConfig().compile
+    bench = record("bench_cuda")
+    assert f"in {bench['library']['run_s']:.1f} s on an H200" in said
+    assert f"(the usual pipeline: {bench['reference']['run_s']:.0f} s)" in said

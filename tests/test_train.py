@@ -375,8 +375,11 @@ def test_accelerated_and_eager_cuda_runs_agree(small, fast):
                 n_train=1950, epochs=3)  # 1950 = 30 x 64 + 30
     _, eager = run("Model_4", small, cfg, cuda_graphs=False, compile=False)
     _, fast_run = run("Model_4", small, cfg, **({"cuda_graphs": False} | fast))
+    # cuDNN's atomics make two eager CUDA runs differ too, and compiled kernels
+    # round otherwise: on an H200 epoch 3's loss differed by 2.5% (graphs) and
+    # 3.6% (compile). A broken replay or compile is off by far more.
     assert fast_run.column("train_loss") == pytest.approx(eager.column("train_loss"),
-                                                          rel=0.02)
+                                                          rel=0.06)
     # Early epochs on 1,000 test images swing by a point or two between any two
     # CUDA runs (cuDNN's atomics); a broken replay is off by far more.
     assert fast_run.column("test_acc") == pytest.approx(eager.column("test_acc"),
