@@ -3,7 +3,7 @@
     python -m mnist_lib data  [--root data]                 fetch and verify MNIST
     python -m mnist_lib train --model Model_4 --out run.json   (also: mnist-train)
     python -m mnist_lib train --model my_net.py:Net --checkpoint net.pt  (your own)
-    python -m mnist_lib seeds --model Model_4 --seeds 15 --out results/seeds.json
+    python -m mnist_lib seeds --model Model_4 --seeds 0-14 --out seeds.json  (= study seeds)
     python -m mnist_lib study ladder --out results/ladder.json   (results/protocol.md)
     python -m mnist_lib bench --epochs 15 --json results/bench_cpu.json
     python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28  (also: mnist-rf)
@@ -27,16 +27,15 @@ import json
 import re
 import sys
 import textwrap
-import time
 import warnings
-from dataclasses import asdict, fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 
-from . import __version__, bench, model_spec, protocol, protocol2, seeds, study
+from . import __version__, bench, model_spec, protocol, protocol2, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
                      TrainConfig, recipe, run_options)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
@@ -45,7 +44,6 @@ from .evaluation import ModelOutputError, per_class_accuracy
 from .hardware import default_threads
 from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
-from .records import recipe_differences
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, check_run, fit, run
@@ -312,46 +310,8 @@ def train(argv: list[str], prog: str) -> int:
 
 # -------------------------------------------------------------------- seeds
 def seeds_cmd(argv: list[str], prog: str) -> int:
-    p = new_parser(prog, "Train a model with several seeds.", epilog=recipe_table())
-    p.add_argument("--model", default=FINAL_MODEL, choices=list(MODELS),
-                   help=f"the book model to train (default: {FINAL_MODEL})")
-    p.add_argument("--seeds", type=int, default=5,
-                   help="how many seeds, N (default 5)")
-    p.add_argument("--first-seed", type=int, default=0,
-                   help="the first seed, S: the seeds are S .. S+N-1 (default 0)")
-    add_threads_flag(p)
-    p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
-    p.add_argument("--out", help="write the summary as JSON to this file")
-    # The recipe's fields, to study a change of it (e.g. --optimizer adamw
-    # --lr 0.01) over seeds; the summary's config records what was trained.
-    add_config_flags(p, exclude=("seed",))
-    args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.out and (why := unwritable(args.out)):
-        p.error(f"--out: {why}")
-    overrides = config_overrides(args)
-    cfg = _checked_config(p, args.model, overrides)
-    set_threads(p, args)
-    mnist = _data_for(p, args.model, cfg, args.data)
-    chosen = list(range(args.first_seed, args.first_seed + args.seeds))
-    changed = recipe_differences({"config": asdict(cfg)}, args.model)
-    if changed:  # so that the table cannot pass for the recipe's
-        print(f"{args.model}'s recipe, changed: "
-              + ", ".join(f"{k}={getattr(cfg, k)}" for k in changed))
-    print(seeds.HEADER)
-    t0 = time.perf_counter()
-    try:
-        summary = seeds.run_seeds(args.model, mnist, chosen, **overrides)
-    except DivergenceError as err:  # a changed recipe can diverge
-        print(f"error: {as_flags(str(err))}", file=sys.stderr)
-        return 1
-    summary["wall_seconds"] = time.perf_counter() - t0
-    print(seeds.summary_line(summary))  # the rows were printed as the seeds finished
-    if args.out:
-        atomic_write_json(args.out, summary)
-        print(f"saved {args.out}")
-    return 0 if summary["passed"] == summary["n_seeds"] else 1
+    """`seeds ...` is `study seeds ...`: one runner, one meaning of --seeds."""
+    return study_cmd(["seeds", *argv], prog.replace(" seeds", " study seeds"))
 
 
 # -------------------------------------------------------------------- study
@@ -363,8 +323,11 @@ def _seed_list(text: str) -> list[int]:
             lo, _, hi = part.partition("-")
             out += list(range(int(lo), int(hi or lo) + 1))
     except ValueError:
+        out = []
+    if not out or len(set(out)) != len(out):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a seed list: write 0-9, 7 or 0,2,5") from None
+            f"{text!r} is not a seed list: write 0-9 (seeds 0 to 9), 7 (seed 7 "
+            "alone) or 0,2,5, each seed once")
     return out
 
 
@@ -385,8 +348,9 @@ def study_cmd(argv: list[str], prog: str) -> int:
     p = new_parser(prog, "A study of results/protocol.md (round 1: the held-out "
                    "ladder, the ablation of its candidate, the confirmation, the "
                    "final test) or results/protocol2.md (round 2: screen, select, "
-                   "gap, final2), every arm with the same seeds, resumable; two "
-                   "processes may share one --out with --part 1/2 and 2/2.")
+                   "gap, final2), or a book model over seeds (seeds), every arm "
+                   "with the same seeds, resumable; two processes may share one "
+                   "--out with --part 1/2 and 2/2.", epilog=recipe_table())
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
                                       *protocol2.SEEDS],
                    help="which study to run: confirm and final read round 1's "
@@ -395,7 +359,11 @@ def study_cmd(argv: list[str], prog: str) -> int:
                         "stage from --select; seeds trains --model with its "
                         "recipe on held-out digits")
     p.add_argument("--model", choices=sorted(MODELS),
-                   help="seeds: the book model to train")
+                   help=f"seeds: the book model to train (default {FINAL_MODEL})")
+    p.add_argument("--split", choices=study.SPLITS, default="holdout",
+                   help="seeds: judge on the last 10,000 training digits "
+                        "(holdout, the default: what a choice may rest on) or "
+                        "train on all 60,000 and judge on the test set (test)")
     p.add_argument("--recipe-from", metavar="RECORD",
                    help="seeds: train with the recipe this record's runs had "
                         "(e.g. results/final_test.json), not the model's own")
@@ -423,7 +391,17 @@ def study_cmd(argv: list[str], prog: str) -> int:
                         "test's record here too (results/final_test.json)")
     add_threads_flag(p)
     p.add_argument("--data", default="data", help="the MNIST folder (default: data)")
+    # seeds: the recipe's fields, to study a change of it (e.g. --optimizer adamw
+    # --lr 0.01); the record's config says what was trained.
+    add_config_flags(p, exclude=("seed",))
     args = p.parse_args(argv)
+    overrides = config_overrides(args)
+    if overrides and args.design != "seeds":
+        p.error(f"--{next(iter(overrides)).replace('_', '-')} changes a recipe: only "
+                "the design seeds takes it (the protocols' designs are fixed)")
+    if args.split != "holdout" and args.design != "seeds":
+        p.error("--split goes with the design seeds (each protocol's designs "
+                "name their own)")
     for flag in ("out", "record"):
         if getattr(args, flag) and (why := unwritable(getattr(args, flag))):
             p.error(f"--{flag}: {why}")
@@ -436,10 +414,17 @@ def study_cmd(argv: list[str], prog: str) -> int:
     for design, flag in (("select", "screen"), ("final2", "select")):
         if args.design == design and not getattr(args, flag):
             p.error(f"{design} needs --{flag} RECORD: its arms come from it")
-    if (args.design == "seeds") != bool(args.model):
-        p.error("--model goes with the design seeds, and seeds needs it")
+    if args.model and args.design != "seeds":
+        p.error("--model goes with the design seeds (each protocol's designs name "
+                "their models)")
+    if args.design == "seeds":
+        args.model = args.model or FINAL_MODEL
     set_threads(p, args)
-    mnist = load_mnist(args.data)
+    if args.design == "seeds":  # a subset larger than MNIST is refused here
+        mnist = _data_for(p, args.model, _checked_config(p, args.model, overrides),
+                          args.data)
+    else:
+        mnist = load_mnist(args.data)
     seeds = args.seeds or protocol2.SEEDS.get(args.design) or (
         protocol.TEST_SEEDS if args.design == "final" else protocol.SELECTION_SEEDS)
     command = " ".join(["python -m mnist_lib study", args.design, "--threads",
@@ -447,11 +432,17 @@ def study_cmd(argv: list[str], prog: str) -> int:
                        + [f"--reuse {r}" for r in args.reuse]
                        + [f"--{f.replace('_', '-')} {getattr(args, f)}" for f in
                           ("model", "recipe_from", "ablation", "confirm",
-                           "screen", "select", "record") if getattr(args, f)])
+                           "screen", "select", "record") if getattr(args, f)]
+                       + ([f"--split {args.split}"] if args.split != "holdout" else [])
+                       + [f"--{k.replace('_', '-')} {_show(v)}"
+                          for k, v in overrides.items()])
     try:
         config = (protocol.config_of(json.loads(Path(args.recipe_from).read_text()))
-                  if args.recipe_from else None)
-        design = (protocol.seed_study(args.model, config) if args.design == "seeds"
+                  if args.recipe_from else recipe(args.model) if args.model else None)
+        if config is not None and overrides:
+            config = replace(config, **overrides)
+        design = (protocol.seed_study(args.model, config, args.split)
+                  if args.design == "seeds"
                   else _design(args, args.ablation, args.confirm))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -461,7 +452,7 @@ def study_cmd(argv: list[str], prog: str) -> int:
                                  [json.loads(Path(r).read_text()) for r in args.reuse],
                                  command=command)
     except (DivergenceError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 1
     print(study.table(record))
     if args.record:
@@ -689,7 +680,7 @@ def rf(argv: list[str], prog: str) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str], str], int], str]] = {
     "data": (data, "fetch MNIST and verify it"),
     "train": (train, "train one of the book's models, or your own"),
-    "seeds": (seeds_cmd, "train a model with several seeds, report the spread"),
+    "seeds": (seeds_cmd, "a book model over several seeds: study seeds, shorter"),
     "study": (study_cmd, "a study of results/protocol.md or protocol2.md (held-out)"),
     "bench": (bench_cmd, "the library's pipeline against the usual one"),
     "rf": (rf, "receptive-field table of a PyTorch model"),

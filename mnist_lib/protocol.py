@@ -196,13 +196,15 @@ def final_test(model: str, config: Any) -> Design:
 DESIGNS = {"ladder": ladder, "ablation": ablation}
 
 
-def seed_study(model: str, config: Any = None) -> Design:
-    """One book model with its own recipe (or `config`) over the selection
-    seeds on held-out digits: e.g. Model_5, the capstone's worked
+def seed_study(model: str, config: Any = None, split: str = "holdout") -> Design:
+    """One book model with its own recipe (or `config`) over several seeds, on
+    held-out digits (or `split`): e.g. Model_5, the capstone's worked
     alternative, with the final recipe."""
-    return Design(f"seeds {model}", (Arm(model, "its recipe", model,
-                                         config or recipe(model), None, 3),),
-                  "holdout")
+    config = config or recipe(model)
+    said = "its recipe" if not config_differences(config, as_json(recipe(model))) \
+        else "its recipe, changed: " + ", ".join(
+            config_differences(config, as_json(recipe(model))))
+    return Design(f"seeds {model}", (Arm(model, said, model, config, None, 3),), split)
 
 
 def config_of(record: dict[str, Any]) -> Any:

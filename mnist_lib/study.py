@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterator
 from .config import TrainConfig, as_json
 from .data import MNIST
 from .hardware import environment, source_commit
+from .history import History
 from .models import count_parameters, get_model, layer_list
 from .records import config_differences, model_differences
-from .seeds import seed_result
 from .stats import paired_difference, pass_change_p
 from .target import TARGET
 from .utils import atomic_write_json, best_device
@@ -171,6 +171,29 @@ def _complete(record: dict[str, Any], design: Design, seed: int) -> bool:
     return None not in runs and len({r["machine"] for r in runs}) == 1
 
 
+def run_entry(hist: History, seed: int, machine: str) -> dict[str, Any]:
+    """One run as every study record keeps it: its `seed`, the `last3`
+    held-out (or test) accuracies and whether they `met` the rule, the best
+    accuracy, its seconds, the `machine`, and per epoch the accuracy on the
+    digits it is judged on (`eval_acc`), the running training accuracy
+    (`train_acc`, in train mode) and the loss on the judged digits (`eval_loss`)."""
+    return {"seed": seed, "last3": hist.last_test_acc(TARGET.last),
+            "met": hist.meets_target(TARGET), "best": hist.best_test_acc,
+            "seconds": hist.total_seconds, "machine": machine,
+            "eval_acc": hist.column("test_acc"), "train_acc": hist.column("train_acc"),
+            "eval_loss": hist.column("test_loss")}
+
+
+def train_once(arm: Arm, data: MNIST, seed: int, machine: str
+               ) -> tuple[dict[str, Any], History]:
+    """Train `arm` once with `seed` (seeded before the model is built, so the
+    initial weights are the seed's too); its run entry and History."""
+    from .train import run
+
+    _, hist = run(arm.model, data, arm.config, seed=seed, progress=False)
+    return run_entry(hist, seed, machine), hist
+
+
 def _same_run(arm: Arm, split: str, seed: int, key: str,
               others: list[dict[str, Any]]) -> tuple[dict[str, Any], str] | None:
     """A run recorded in one of `others` that is this one: the same model,
@@ -229,13 +252,7 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
             if found:
                 run = dict(found[0], same_run_as=found[1])
             else:
-                result, hist = seed_result(arm.model, data, seed, TARGET, arm.config)
-                run = {"seed": seed, "last3": result["last"],
-                       "met": result["passed"], "best": result["best"],
-                       "seconds": result["seconds"], "machine": key,
-                       "eval_acc": result["test_acc"],
-                       "train_acc": result["train_acc"],
-                       "eval_loss": result["test_loss"]}
+                run, hist = train_once(arm, data, seed, key)
             with locked(out):  # another part may have written since
                 record = json.loads(out.read_text())
                 rec = next(a for a in record["arms"] if a["name"] == arm.name)
@@ -374,18 +391,19 @@ def check_design(make_net: Callable[[], Any], data: MNIST, config: TrainConfig,
                  seeds: list[int], split: str = "holdout") -> list[dict[str, Any]]:
     """Train a net of your own (`make_net()` builds a fresh one) once per
     seed with `config`, on held-out digits by default, and return a row per
-    seed: its last 3 accuracies, their mean, and whether it met the rule.
-    The same judgement the book's studies make, for any `nn.Module`."""
+    seed as a study record keeps a run (`run_entry`: its last 3 accuracies,
+    whether it met the rule, ...) and their `mean`. The same judgement the
+    book's studies make, for any `nn.Module`."""
+    from .hardware import environment
     from .train import fit
     from .utils import set_seed
 
     data = split_data(data, split)
+    machine = machine_key(environment(best_device(config.device), config.precision))
     rows = []
     for seed in seeds:
         set_seed(seed)  # before building: the initial weights are the seed's too
         hist = fit(make_net(), data, replace(config, seed=seed))
-        last3 = hist.last_test_acc(TARGET.last)
-        rows.append({"seed": seed, "last3": last3,
-                     "mean": statistics.fmean(last3),
-                     "met": hist.meets_target()})
+        row = run_entry(hist, seed, machine)
+        rows.append(row | {"mean": statistics.fmean(row["last3"])})
     return rows

@@ -87,23 +87,24 @@ def test_each_ablation_arm_takes_out_one_ingredient_of_the_candidate():
 
 
 def _fake_train(calls):
-    """A stand-in for `seed_result`: accuracies from the model, config and
+    """A stand-in for `train_once`: accuracies from the model, config and
     seed alone (deterministic), counting what it trains."""
-    def seed_result(model, data, seed, target, config):
-        calls.append((model, seed))
-        base = 99.0 + 0.1 * (model == "Model_4_dropout") + 0.01 * seed + config.lr / 10
+    def train_once(arm, data, seed, machine):
+        calls.append((arm.model, seed))
+        base = (99.0 + 0.1 * (arm.model == "Model_4_dropout") + 0.01 * seed
+                + arm.config.lr / 10)
         accs = [base - 0.2, base, base + 0.01, base + 0.02]
         hist = SimpleNamespace(params=7000, layers=None)
-        return {"last": accs[-3:], "passed": min(accs[-3:]) >= 99.4, "best": max(accs),
-                "seconds": 1.0, "test_acc": accs, "train_acc": accs,
-                "test_loss": [0.1] * 4}, hist
-    return seed_result
+        return {"seed": seed, "last3": accs[-3:], "met": min(accs[-3:]) >= 99.4,
+                "best": max(accs), "seconds": 1.0, "machine": machine,
+                "eval_acc": accs, "train_acc": accs, "eval_loss": [0.1] * 4}, hist
+    return train_once
 
 
 @pytest.fixture()
 def fake(monkeypatch):
     calls = []
-    monkeypatch.setattr(study, "seed_result", _fake_train(calls))
+    monkeypatch.setattr(study, "train_once", _fake_train(calls))
     monkeypatch.setattr(study, "split_data", lambda data, split: data)
     return calls
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_lib import bench, cli, seeds
+from mnist_lib import bench, cli, protocol, study
 from mnist_lib.hardware import describe_hardware
 from mnist_lib.cli import add_config_flags
 from mnist_lib.config import recipe
@@ -23,52 +23,48 @@ from mnist_lib.target import TARGET, Target
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_seed_runner_summary(small, capsys):
-    summary = seeds.run_seeds("Model_2", small, [0, 1, 2], epochs=1, device="cpu",
-                              n_train=1000, n_test=500)
-    assert [s["seed"] for s in summary["seeds"]] == [0, 1, 2]
-    finals = [s["final"] for s in summary["seeds"]]
-    assert summary["final_min"] == min(finals)
-    assert summary["final_mean"] == pytest.approx(sum(finals) / 3)
+def test_a_seed_study_records_each_run_as_every_study_does(small, tmp_path):
+    # One runner for every study: a book model over seeds is a design of one arm.
+    design = protocol.seed_study("Model_2", recipe("Model_2", epochs=1, device="cpu",
+                                                   n_train=1000, n_test=500), "test")
+    record = study.run_study(design, small, [0, 1, 2], tmp_path / "s.json",
+                             report=lambda _: None)
+    (arm,) = record["arms"]
+    assert [r["seed"] for r in arm["runs"]] == [0, 1, 2] and record["split"] == "test"
+    assert {"seed", "last3", "met", "best", "seconds", "machine", "eval_acc",
+            "train_acc", "eval_loss"} == set(arm["runs"][0])
     # Different seeds, different runs (three: two could tie on 500 digits).
-    assert len(set(finals)) > 1
-    assert summary["passed"] == 0  # one epoch on 1,000 images cannot pass
-    assert model_differences(summary, "Model_2") == []  # it names what it trained
-    assert summary["target"] == asdict(TARGET)  # the rule its passes were judged by
-    text = seeds.report(summary)
-    assert "rule held for 0/3 seeds" in text and "FAIL" in text
-    assert "in each of the last 3 of at most 15 epochs, < 8,000 parameters\n" in text
-    # Another target is judged, recorded and reported as itself.
-    easy = Target(accuracy=10.0, last=1)
-    summary = seeds.run_seeds("Model_2", small, [0], easy, epochs=1, device="cpu",
-                              n_train=1000, n_test=500)
-    assert summary["passed"] == 1 and summary["target"]["accuracy"] == 10.0
-    assert "rule: >= 10% in each of the last 1 of" in seeds.report(summary)
+    assert len({r["eval_acc"][-1] for r in arm["runs"]}) > 1
+    assert not any(r["met"] for r in arm["runs"])  # one epoch on 1,000 cannot pass
+    assert arm["params"] == 7308 and model_differences(arm, "Model_2") == []
+    assert record["target"] == asdict(TARGET)  # the rule its passes were judged by
+    assert arm["change"] == "its recipe, changed: epochs, n_train, n_test"
 
 
-def test_seed_cli_writes_json_and_exits_1_on_failures(tmp_path, data_root, capsys):
+def test_seeds_is_study_seeds_with_one_meaning_of_seeds(tmp_path, data_root, capsys):
     out = tmp_path / "s.json"
-    code = cli.main(["seeds", "--model", "Model_2", "--seeds", "2", "--epochs", "1",
-                       "--n-train", "500", "--n-test", "200", "--device", "cpu",
-                       "--precision", "fp32", "--optimizer", "adamw", "--lr", "0.01",
-                       "--data", str(data_root), "--out", str(out)])
-    assert code == 1  # not every seed met the rule
+    code = cli.main(["seeds", "--model", "Model_2", "--seeds", "3-4", "--epochs", "1",
+                     "--n-train", "500", "--n-test", "200", "--device", "cpu",
+                     "--precision", "fp32", "--optimizer", "adamw", "--lr", "0.01",
+                     "--data", str(data_root), "--out", str(out)])
+    assert code == 0
     saved = json.loads(out.read_text())
-    assert saved["n_seeds"] == 2 and saved["env"]["device"] == "cpu"
+    assert saved["seeds"] == [3, 4]  # a range, as in every study, never a count
+    (arm,) = saved["arms"]
+    assert [r["seed"] for r in arm["runs"]] == [3, 4]
     # The flags reach the training config and the record says so.
-    assert saved["config"]["precision"] == "fp32"
-    assert saved["env"]["precision"] == "fp32"
-    assert (saved["config"]["optimizer"], saved["config"]["lr"]) == ("adamw", 0.01)
-    # A changed recipe is named above the table, so it cannot pass for the book's.
-    shown = capsys.readouterr().out
-    assert shown.startswith("Model_2's recipe, changed: epochs=1, optimizer=adamw, "
-                            "lr=0.01, precision=fp32, n_train=500, n_test=200\n")
+    assert arm["config"]["precision"] == "fp32" and arm["config"]["optimizer"] == "adamw"
+    assert "--optimizer adamw" in saved["command"] and "study seeds" in saved["command"]
+    # A protocol's design takes no recipe change.
+    with pytest.raises(SystemExit):
+        cli.main(["study", "ladder", "--lr", "0.1", "--out", str(tmp_path / "l.json")])
+    assert "only the design seeds takes it" in capsys.readouterr().err
 
-
-def test_seed_cli_divergence_is_an_error_line_not_a_traceback():
+def test_seed_cli_divergence_is_an_error_line_not_a_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mnist_lib", "seeds", "--model", "Model_1", "--lr", "1e6",
-         "--seeds", "1", "--epochs", "1", "--n-train", "500", "--n-test", "200"],
+         "--seeds", "1", "--epochs", "1", "--n-train", "500", "--n-test", "200",
+         "--out", str(tmp_path / "s.json")],
         cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith("error: training diverged"), proc.stderr
@@ -76,23 +72,25 @@ def test_seed_cli_divergence_is_an_error_line_not_a_traceback():
 
 
 def test_seed_cli_offers_every_config_field_but_the_seed():
-    """The seed comes from --seeds and --first-seed; the rest as in the train CLI."""
+    """The seeds come from --seeds; the rest as in the train CLI."""
     p = argparse.ArgumentParser()
     add_config_flags(p, exclude=("seed",))
     flags = {a.dest for a in p._actions} - {"help"}
     assert flags == {f for f in asdict(recipe("Model_4"))} - {"seed", "progress"}
 
 
-def test_seed_cli_rejects_zero_seeds(capsys):
+@pytest.mark.parametrize("seeds", ["3-1", "x", "1,1"])
+def test_seed_cli_rejects_a_seed_list_with_no_seed_or_one_twice(capsys, seeds):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["seeds", "--seeds", "0"])
-    assert exc.value.code == 2 and "--seeds must be >= 1" in capsys.readouterr().err
+        cli.main(["seeds", "--seeds", seeds, "--out", "s.json"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"{seeds!r} is not a seed list: write 0-9" in err
 
 
 def test_seed_cli_rejects_more_test_images_than_there_are(capsys):
     # Before, all 10,000 were used in silence, and the record said nothing.
     with pytest.raises(SystemExit) as exc:
-        cli.main(["seeds", "--n-test", "20000", "--seeds", "1"])
+        cli.main(["seeds", "--n-test", "20000", "--seeds", "1", "--out", "s.json"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--n-test 20000, but there are only 10,000" in err
 
