@@ -73,7 +73,7 @@ def warps(degrees: float, translate: float, scale: tuple[float, float]) -> bool:
     return not (degrees == 0 and translate == 0 and tuple(scale) == (1.0, 1.0))
 
 
-def random_affine(n: int, generator: torch.Generator, degrees: float = 7.0,
+def random_affine(n: int, generator: torch.Generator, degrees: float = 0.0,
                   translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
                   ) -> torch.Tensor | None:
     """`n` random transforms as (n, 2, 3) matrices for `warp`, or None when the
@@ -92,7 +92,7 @@ def random_affine(n: int, generator: torch.Generator, degrees: float = 7.0,
     return affine_matrices(angle, zoom, shift)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, degrees: float = 7.0,
+def augment(x: torch.Tensor, generator: torch.Generator, degrees: float = 0.0,
             translate: float = 0.0, scale: tuple[float, float] = (1.0, 1.0)
             ) -> torch.Tensor:
     """Randomly rotate, shift and zoom each image of a batch x (B, 1, H, W) in

@@ -189,7 +189,7 @@ def in_fresh_process(run_fn, device: torch.device, *args, **kwargs
         return pool.submit(_measured, run_fn, device, *args, **kwargs).result()
 
 
-def benchmark(root: str = "data", epochs: int = 15, repeats: int = 1,
+def benchmark(root: str = "data", epochs: int = TARGET.max_epochs, repeats: int = 1,
               device: str = "auto", quick: bool = False, progress: bool = True
               ) -> dict[str, Any]:
     """Run both pipelines `repeats` times, alternating, each run in a process
@@ -265,7 +265,7 @@ LOOPS = {"eager": dict(cuda_graphs=False, compile=False),
          "torch.compile": dict(cuda_graphs=False, compile=True)}
 
 
-def loops(root: str = "data", epochs: int = 15, device: str = "auto",
+def loops(root: str = "data", epochs: int = TARGET.max_epochs, device: str = "auto",
           quick: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train the final model once with each of `LOOPS` (seed 0, a fresh
     process each) on `device`; return each one's epoch times and accuracies.

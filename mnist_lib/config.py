@@ -14,6 +14,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .target import TARGET
+
 # The mark of a run option in TrainConfig (see there).
 RUN = {"run": True}
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -25,7 +27,7 @@ SCHEDULERS = ("none", "onecycle")
 class TrainConfig:
     """Everything a run depends on; saved with every result (`asdict`)."""
 
-    epochs: int = 15
+    epochs: int = TARGET.max_epochs  # 15: the most the target allows
     batch_size: int = 128           # images per optimizer step
     optimizer: str = "sgd"          # sgd | adam | adamw
     lr: float = 0.05                # peak LR for onecycle, else the constant LR
@@ -189,6 +191,11 @@ def onecycle_warmup(cfg: TrainConfig, steps: int) -> tuple[float, str]:
 
 
 # ----------------------------------------------------------------- recipes
+# Step 3's augmentation: each training digit rotated by up to 7 degrees,
+# shifted by up to 5% and zoomed by 95-105%, drawn anew each epoch.
+WARP = dict(rotation=7.0, translate=0.05, scale=(0.95, 1.05))
+NO_WARP = dict(rotation=0.0, translate=0.0, scale=(1.0, 1.0))
+
 # Step 2's recipe: a constant learning rate of 0.05 (BatchNorm allows it).
 STEP2 = TrainConfig(lr=0.05, scheduler="none")
 
@@ -197,8 +204,7 @@ STEP2 = TrainConfig(lr=0.05, scheduler="none")
 # a step, and augmentation (rotate up to 7 degrees, shift up to 5%, zoom
 # 95-105%). What the ladder tried and left out (dropout, batch 256, clean
 # last epochs, weight decay, an average of the weights) keeps its fields.
-STEP3 = TrainConfig(lr=0.2, scheduler="onecycle", rotation=7.0, translate=0.05,
-                    scale=(0.95, 1.05))
+STEP3 = TrainConfig(lr=0.2, scheduler="onecycle", **WARP)
 
 # Each model's recipe: the best the book trains it with. The final model is
 # Model_2's layers with Step 3's recipe (Step 2 trains it with STEP2).

@@ -54,6 +54,8 @@ HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 # frame (LeCun et al.): the size a receptive field must reach to see a whole
 # digit. The data chapter checks it on every training image.
 DIGIT_BOX = 20
+# The validation split (`MNIST.holdout`): the last 10,000 training digits.
+HOLDOUT = 10_000
 
 
 class DataError(RuntimeError):
@@ -86,7 +88,7 @@ class MNIST:
             self.test_images[:n_test], self.test_labels[:n_test],
         )
 
-    def holdout(self, n_val: int = 10_000) -> "MNIST":
+    def holdout(self, n_val: int = HOLDOUT) -> "MNIST":
         """Train on all but the last `n_val` training images and test on those:
         a validation split, so that a design can be judged without the test set.
         The test images are not in the result at all."""

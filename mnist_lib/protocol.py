@@ -13,16 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config import as_json, recipe
+from .config import NO_WARP, WARP, as_json, recipe
 from .records import config_differences
 from .study import Arm, Design, compare
 
 SELECTION_SEEDS = list(range(10))
 TEST_SEEDS = list(range(1000, 1020))  # fresh: no selection run used them
 
-# The warps of Step 3's augmentation (a training digit drawn anew each epoch).
-WARP = dict(rotation=7.0, translate=0.05, scale=(0.95, 1.05))
-NO_WARP = dict(rotation=0.0, translate=0.0, scale=(1.0, 1.0))
 
 
 def ladder() -> Design:

@@ -14,9 +14,9 @@ import statistics
 from dataclasses import replace
 from typing import Any
 
-from .config import TrainConfig, as_json
+from .config import WARP, TrainConfig, as_json
 from .models import count_multiply_adds, get_model
-from .protocol import WARP, ablation
+from .protocol import ablation
 from .records import config_differences
 from .study import Arm, Design, compare, last3_means
 

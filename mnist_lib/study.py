@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .config import TrainConfig, as_json
-from .data import MNIST
+from .data import HOLDOUT, MNIST
 from .hardware import environment, source_commit
 from .history import History
 from .models import count_parameters, get_model, layer_list
@@ -106,7 +106,9 @@ def split_data(data: MNIST, split: str) -> MNIST:
 
 def new_record(design: Design, seeds: list[int], command: str) -> dict[str, Any]:
     """An empty record of `design` for `seeds`."""
-    sizes = {"holdout": (50_000, 10_000), "test": (60_000, 10_000)}[design.split]
+    n_train, n_test = 60_000, 10_000  # MNIST's training and test digits
+    sizes = {"holdout": (n_train - HOLDOUT, HOLDOUT),
+             "test": (n_train, n_test)}[design.split]
     return {
         "study": design.name, "split": design.split,
         "train_size": sizes[0], "eval_size": sizes[1],
