@@ -79,16 +79,6 @@ def curves(history: History | Sequence[History], title: str | None = None) -> Fi
     return fig
 
 
-def lr_schedule(history: History) -> Figure:
-    """The learning rate at the end of each epoch."""
-    fig = _figure(5, 3)
-    ax = fig.subplots()
-    ax.plot(history.column("epoch"), history.column("lr"), "o-")
-    ax.set(xlabel="epoch", ylabel="learning rate", title="LR schedule")
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def image_grid(images: torch.Tensor, titles: Sequence[str], ncols: int = 10,
                title: str | None = None, colors: Sequence[str] | None = None) -> Figure:
     """Digits (N, 28, 28), or a batch (N, 1, 28, 28), in a grid, each with a
