@@ -5,7 +5,7 @@
 - `pass_change_p`: whether a change altered which seeds pass (McNemar's
   exact test);
 - `pass_rate_lower_bound`: the lowest pass rate a record of passes allows
-  (Clopper-Pearson).
+  (Clopper-Pearson, one-sided), and `pass_rate_interval` (two-sided).
 
 Each is a few lines, to be read beside the reference its docstring names;
 tests/test_stats.py checks them against textbook values.
@@ -111,6 +111,18 @@ def pass_rate_lower_bound(passed: int, n: int, confidence: float = 0.95) -> floa
                    for k in range(passed, n + 1))
 
     return _crossing(at_least, 1 - confidence, 0.0, 1.0)  # at_least grows with p
+
+
+def pass_rate_interval(passed: int, n: int, confidence: float = 0.95
+                       ) -> tuple[float, float]:
+    """The two-sided `confidence` interval of the pass rate behind `passed`
+    passes out of `n` seeds (Clopper-Pearson, reference above): each end is a
+    one-sided bound at (1 + confidence) / 2, so 10 of 20 gives 0.27 to 0.73
+    at 95%."""
+    one_sided = (1 + confidence) / 2
+    lo = pass_rate_lower_bound(passed, n, one_sided)
+    # The upper end is the lower end for the failures, seen from the other side.
+    return lo, 1 - pass_rate_lower_bound(n - passed, n, one_sided)
 
 
 def _crossing(f: Callable[[float], float], level: float, lo: float, hi: float

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from mnist_lib.stats import (paired_difference, pass_change_p, pass_rate_lower_bound,
+from mnist_lib.stats import (paired_difference, pass_change_p, pass_rate_interval,
+                             pass_rate_lower_bound,
                              t_critical)
 
 
@@ -70,3 +71,14 @@ def test_pass_rate_lower_bound_grows_with_passes_and_seeds():
     assert pass_rate_lower_bound(30, 30) > pass_rate_lower_bound(15, 15)
     with pytest.raises(ValueError, match="passed <= n"):
         pass_rate_lower_bound(6, 5)
+
+
+@pytest.mark.parametrize("passed, n, lo, hi", [
+    # Clopper-Pearson's exact two-sided 95% limits, as tabled (e.g. R's
+    # binom.test(10, 20)$conf.int: 0.2719578 0.7280422).
+    (10, 20, 0.2719578, 0.7280422),
+    (0, 10, 0.0, 0.3084971),
+    (45, 50, 0.7818646, 0.9667249),  # mpmath: the Beta(45, 6) and Beta(46, 5) quantiles
+    (50, 50, 0.9288783, 1.0)])
+def test_pass_rate_interval_is_clopper_pearsons_two_sided(passed, n, lo, hi):
+    assert pass_rate_interval(passed, n) == pytest.approx((lo, hi), abs=1e-6)
