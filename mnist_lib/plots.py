@@ -481,3 +481,99 @@ def mean_curves(record: dict, names: Sequence[str],
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return fig
+
+
+def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
+    """Paired differences seed by seed, one row a comparison: `comparisons`
+    maps a row's label to (record, arm, against). Each dot is one seed's
+    difference of last-3 means (arm minus against, in points: 0.01 point is
+    one digit in 10,000); the bar is their mean and its 95% interval. A row
+    whose interval clears zero is a measured effect; one that straddles it,
+    not. Where the dots sit to one side, the pairing is what shows it."""
+    from .study import compare, last3_means
+
+    fig = _figure(6.4, 0.9 + 0.55 * len(comparisons))
+    ax = fig.subplots()
+    labels = list(comparisons)
+    for row, label in enumerate(labels):
+        record, name, against = comparisons[label]
+        arms_ = {a["name"]: a for a in record["arms"]}
+        mine, theirs = (last3_means(arms_[n]["runs"]) for n in (name, against))
+        diffs = [mine[s] - theirs[s] for s in mine if s in theirs]
+        vs = compare(record, name, against)
+        y = len(labels) - 1 - row
+        n = len(diffs)
+        ys = [y + (0.3 * k / (n - 1) - 0.15 if n > 1 else 0.0) for k in range(n)]
+        ax.plot(diffs, ys, "o", ms=3.5, color="C0", alpha=0.6)
+        lo, hi = vs["delta"] - vs["delta_ci"], vs["delta"] + vs["delta_ci"]
+        color = "C2" if lo > 0 else "C3" if hi < 0 else "k"
+        ax.plot([lo, hi], [y - 0.3, y - 0.3], "-", color=color, lw=2.5)
+        ax.plot([vs["delta"]], [y - 0.3], "D", color=color, ms=5)
+    ax.axvline(0, color="grey", lw=1, ls=":")
+    ax.set_yticks(range(len(labels)), [textwrap.fill(t, 24) for t in labels[::-1]],
+                  fontsize=8)
+    ax.set(xlabel="difference of last-3 means (points; 0.01 = 1 digit in 10,000)",
+           title="Dots: seeds. Bar: mean and its 95% interval")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def pass_rate_shift(runs: Sequence[dict], shifts: Sequence[float] | None = None,
+                    threshold: float = TARGET.accuracy) -> Figure:
+    """What a change of the mean does near the line: the share of `runs` (a
+    record's runs, each with its `last3`) that would meet the rule had every
+    accuracy been `shift` points higher, for each shift (default -0.10 to
+    +0.10). Near 99.4%, a few hundredths of a point move many seeds across."""
+    shifts = list(shifts) if shifts is not None else [k / 100 for k in range(-10, 11)]
+    rates = [100 * pass_share(runs, d, threshold) for d in shifts]
+    fig = _figure(5.6, 3.2)
+    ax = fig.subplots()
+    ax.plot(shifts, rates, "o-", ms=3)
+    ax.axvline(0, color="grey", lw=1, ls=":")
+    ax.set(xlabel="every accuracy shifted by (points)", ylabel="seeds meeting the rule (%)",
+           ylim=(-3, 103), title=f"{len(runs)} recorded runs, shifted")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def pass_share(runs: Sequence[dict], shift: float = 0.0,
+               threshold: float = TARGET.accuracy) -> float:
+    """The share of `runs` whose last accuracies, each `shift` points higher,
+    all reach `threshold`. Accuracies are counts of digits in 10,000 (two
+    decimals): compared in hundredths, so that float rounding cannot move a
+    run across the line."""
+    need = round(threshold * 100)
+    return sum(all(round(a * 100) + round(shift * 100) >= need for a in r["last3"])
+               for r in runs) / len(runs)
+
+
+def curve_band(record: dict, name: str, live: History | None = None,
+               key: str = "eval_acc", first_epoch: int = 3,
+               threshold: float = TARGET.accuracy) -> Figure:
+    """One arm's curve over its seeds: per epoch, the band from the lowest to
+    the highest seed and the mean; with `live`, a run of this build (its
+    `test_acc`, or what `key` names in its history) drawn against it, from
+    `first_epoch` on."""
+    arm = next(a for a in record["arms"] if a["name"] == name)
+    runs = [r[key] for r in arm["runs"]]
+    epochs = range(first_epoch, len(runs[0]) + 1)
+    per_epoch = list(zip(*runs))[first_epoch - 1:]
+    fig = _figure(6.0, 3.4)
+    ax = fig.subplots()
+    ax.fill_between(epochs, [min(e) for e in per_epoch], [max(e) for e in per_epoch],
+                    color="C0", alpha=0.25, label=f"{len(runs)} recorded seeds: range")
+    ax.plot(epochs, [sum(e) / len(e) for e in per_epoch], "-", color="C0",
+            label="their mean")
+    if live is not None:
+        column = {"eval_acc": "test_acc", "eval_loss": "test_loss"}.get(key, key)
+        ax.plot(epochs, live.column(column)[first_epoch - 1:], "o-", ms=3,
+                color="C1", label="this build's run")
+    if key == "eval_acc":
+        ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}%")
+    split = "held-out" if record.get("split") == "holdout" else "test"
+    what = {"eval_acc": f"{split} accuracy (%)", "eval_loss": f"{split} loss",
+            "train_acc": "training accuracy (%)"}.get(key, key)
+    ax.set(xlabel="epoch", ylabel=what, title=name)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    return fig

@@ -3,7 +3,10 @@ with or without pyplot."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+from mnist_lib import plots
 
 
 def test_figures_render_as_png_without_pyplot():
@@ -313,3 +316,55 @@ def test_a_figure_shows_the_same_png_until_it_changes():
     assert fig._repr_png_() == first == fig._repr_png_()
     fig.axes[0].set_title("changed")
     assert fig._repr_png_() != first, "a changed figure is drawn again"
+
+
+# ------------------------------------------ the evidence over seeds (issue 55)
+def _record(diffs, against=99.3):
+    """A held-out study of two arms whose per-seed last-3 means differ by `diffs`."""
+    runs = lambda xs: [{"seed": s, "last3": [x] * 3, "met": x >= 99.4, "machine": "M",
+                        "eval_acc": [98.0, 99.0, x, x, x]} for s, x in enumerate(xs)]
+    return {"split": "holdout", "arms": [
+        {"name": "before", "step": 3, "runs": runs([against] * len(diffs))},
+        {"name": "after", "step": 3, "runs": runs([against + d for d in diffs])}]}
+
+
+def test_paired_draws_a_dot_per_seed_and_the_interval_of_compare():
+    from mnist_lib.study import compare
+
+    record = _record([0.01, 0.03, 0.02, 0.05, 0.04])
+    fig = plots.paired({"a change": (record, "after", "before")})
+    lines = fig.axes[0].get_lines()
+    dots = next(l for l in lines if l.get_marker() == "o")
+    assert sorted(dots.get_xdata()) == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
+    vs = compare(record, "after", "before")
+    bar = next(l for l in lines if len(l.get_xdata()) == 2 and l.get_linewidth() > 2)
+    assert list(bar.get_xdata()) == pytest.approx([vs["delta"] - vs["delta_ci"],
+                                                   vs["delta"] + vs["delta_ci"]])
+    assert bar.get_color() == "C2"  # the interval clears zero: drawn as an effect
+
+
+def test_pass_share_moves_runs_across_the_line_in_whole_digits():
+    runs = [{"last3": [99.39, 99.40, 99.41]}, {"last3": [99.33, 99.45, 99.50]},
+            {"last3": [99.40, 99.40, 99.40]}]
+    assert plots.pass_share(runs) == pytest.approx(1 / 3)
+    assert plots.pass_share(runs, 0.01) == pytest.approx(2 / 3)  # 99.39 + 0.01
+    assert plots.pass_share(runs, 0.07) == 1.0                    # 99.33 + 0.07
+    assert plots.pass_share(runs, -0.01) == 0.0
+    fig = plots.pass_rate_shift(runs, [-0.01, 0.0, 0.01, 0.07])
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx(
+        [0, 100 / 3, 200 / 3, 100])
+
+
+def test_curve_band_spans_the_seeds_and_draws_the_live_run():
+    from mnist_lib.history import EpochRecord, History
+
+    record = _record([0.0, 0.1])
+    live = History("live", 1, {}, {})
+    live.epochs = [EpochRecord(e, 0.1, 99.0, 0.05, acc, 0.1, 1.0)
+                   for e, acc in enumerate([97.0, 98.5, 99.2, 99.3, 99.45], 1)]
+    fig = plots.curve_band(record, "after", live=live)
+    ax = fig.axes[0]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(99.3) and band.max() == pytest.approx(99.4)
+    drawn = next(l for l in ax.get_lines() if l.get_label() == "this build's run")
+    assert list(drawn.get_ydata()) == [99.2, 99.3, 99.45]  # from epoch 3
