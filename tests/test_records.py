@@ -313,3 +313,23 @@ def test_the_readme_states_the_gpu_loop_comparison_as_recorded():
     bench = record("bench_cuda")
     assert f"in {bench['library']['run_s']:.1f} s on an H200" in said
     assert f"(the usual pipeline: {bench['reference']['run_s']:.0f} s)" in said
+
+
+def test_the_readme_states_the_headline_of_the_final_test_on_record():
+    """The README says how often the recipe meets the rule: the final test's
+    count, its two-sided interval, mean and SD, from the record."""
+    import re
+
+    from mnist_lib.stats import pass_rate_interval
+
+    final = record("final_test")
+    means = [statistics.fmean(r["last3"]) for r in final["runs"]]
+    lo, hi = pass_rate_interval(final["passed"], final["n_seeds"])
+    said = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+    assert (f"met the rule on **{final['passed']} of {final['n_seeds']}** seeds "
+            f"(two-sided 95% Clopper-Pearson interval {100 * lo:.0f}% to "
+            f"{100 * hi:.0f}%; mean of the last-3 test accuracies "
+            f"{statistics.fmean(means):.3f}%, SD {statistics.stdev(means):.3f}") in said
+    assert f"with {final['n_seeds']} fresh seeds" in said
+    # "about as often as a coin lands heads": a rate whose interval holds 1/2.
+    assert lo < 0.5 < hi
