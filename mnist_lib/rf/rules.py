@@ -1,10 +1,11 @@
-"""Which rule each op of a model's graph gets: the tables of functions and
-methods by kind (pointwise, merges, reshapes, reductions, ...) and `rule_for`,
-which looks an op up and returns its rule, from `windows` (convs, pools,
-pads), `layers` (modules, Linear layers, merges) or `reshapes` (axes,
-slices, reductions). Also what `field` asks of an op
-before it applies the rule: whether it writes into its input in place, and
-which of its inputs it merges."""
+"""Which rule each op of a model's graph gets: the sets of functions and
+methods by kind (pointwise, merges, reshapes, reductions, ...), gathered in
+one table, `OP_RULES` (`MODULE_OVERRIDES` for the few modules whose rule
+reads their input), and `rule_for`, which looks an op up there and returns
+its rule, from `windows` (convs, pools, pads), `layers` (modules, Linear
+layers, merges) or `reshapes` (axes, slices, reductions). Also what `field`
+asks of an op before it applies the rule: whether it writes into its input
+in place, and which of its inputs it merges."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .layers import declared_as, linear_rule, matmul_rule, merge_rule, module_ru
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
                        several_tensors, softmax_over, softmax_rule, spread_unit)
 from .table import RFRow
-from .windows import function_rule
+from .windows import FUNCTION_RULES, Rule, function_rule
 
 # Which rule an op gets, by what it is.
 _POINTWISE_FUNCTIONS = {
@@ -37,14 +38,6 @@ _POINTWISE_FUNCTIONS = {
     torch.clamp, torch.sqrt, torch.rsqrt, torch.log, torch.square,
     operator.neg, operator.pos, operator.invert,
 }
-
-
-def _is_stochastic_depth(target: Any) -> bool:
-    """torchvision's drop-path, the identity outside training (EfficientNet),
-    told by its name: importing torchvision.ops to compare it costs every
-    `import mnist_lib` a second."""
-    return (getattr(target, "__name__", None) == "stochastic_depth"
-            and getattr(target, "__module__", "").startswith("torchvision.ops"))
 
 
 # Elementwise ops of one or more tensors: several tensors must be aligned.
@@ -191,75 +184,167 @@ def row_name(node: fx.Node) -> str:
     return f"{path}.{base}" if path else node.name
 
 
+# ------------------------------------------------------------ the rule table
+# A rule maker takes the op's node, its tensor inputs, the states and its row,
+# and returns the rule; None where the op has no rule after all (x[i] of a
+# tensor of unknown shape, an upsampling of more than one unit).
+Maker = Callable[[fx.Node, list[fx.Node], dict[fx.Node, Spatial], RFRow],
+                 Rule | None]
+
+
+def _unchanged(s: Spatial) -> Spatial:
+    return s
+
+
+def _pointwise(node, inputs, states, row) -> Rule:  # every unit stays
+    return _unchanged
+
+
+def _piece(node, inputs, states, row) -> Rule | None:
+    """A piece of a split, or .values of x.max(1): the tensor it came from."""
+    return _unchanged if several_tensors(inputs[0]) else None
+
+
+def _index(node, inputs, states, row) -> Rule | None:
+    if several_tensors(inputs[0]):
+        return _unchanged
+    if node_shape(inputs[0]) is None:
+        return None
+    return index_rule(node, inputs[0], row, states[inputs[0]])
+
+
+def _softmax(node, inputs, states, row) -> Rule:
+    return softmax_rule(node, row, states[inputs[0]])
+
+
+def _reshape(node, inputs, states, row) -> Rule:
+    return reshape_rule(node, inputs[0], row, states[inputs[0]])
+
+
+def _repeat(node, inputs, states, row) -> Rule:
+    return repeat_rule(node, inputs[0], row, states[inputs[0]])
+
+
+def _axes(node, inputs, states, row) -> Rule:
+    return axes_rule(node, inputs[0], row)
+
+
+def _window(node, inputs, states, row) -> Rule | None:  # convs, pools, pads
+    return function_rule(node, row)
+
+
+def _upsample(node, inputs, states, row) -> Rule | None:
+    if not _one_unit(states[inputs[0]]):
+        return None  # `field._refuse_upsampling` says why
+    return spread_unit(states[inputs[0]], node_shape(node), row, op_label(node))
+
+
+def _reduce(node, inputs, states, row) -> Rule:
+    return reduce_rule(node, inputs[0], row)
+
+
+def _linear(node, inputs, states, row) -> Rule:
+    return linear_rule(states[inputs[0]], row, op_label(node))
+
+
+def _matmul(node, inputs, states, row) -> Rule:
+    return matmul_rule(node, inputs, states, row)
+
+
+def _table(*groups: tuple[Any, Maker]) -> dict[Any, Maker]:
+    """One table from (targets, maker) groups; a target in two groups is a
+    ValueError: the table, unlike an if chain, has no order to settle it."""
+    table: dict[Any, Maker] = {}
+    for targets, make in groups:
+        for target in targets:
+            if table.get(target, make) is not make:
+                raise ValueError(f"{target!r} has two rules")
+            table[target] = make
+    return table
+
+
+# The rule of each function (keyed by the function) and method (by its name)
+# of the graph. A merge of several tensors (`is_merge`) and attention are
+# told apart before it is read.
+OP_RULES: dict[Any, Maker] = _table(
+    (_POINTWISE_FUNCTIONS | _MERGE_FUNCTIONS | _POINTWISE_METHODS, _pointwise),
+    ((getattr,), _piece),
+    ((operator.getitem,), _index),
+    (_LOGSOFTMAX | {"softmax", "log_softmax"}, _softmax),
+    (_SHAPE_FUNCTIONS | _SHAPE_METHODS, _reshape),
+    ({"expand", "expand_as", "repeat"}, _repeat),
+    (_AXES_FUNCTIONS | _AXES_METHODS, _axes),
+    (FUNCTION_RULES, _window),
+    (UPSAMPLING_FUNCTIONS, _upsample),
+    (_REDUCE_FUNCTIONS | _REDUCE_METHODS, _reduce),
+    ((F.linear,), _linear),
+    (_MATMUL_FUNCTIONS | {"matmul", "mm", "bmm"}, _matmul),
+)
+# torchvision.ops functions, by name: importing torchvision.ops to look them
+# up costs every `import mnist_lib` a second. Drop-path is the identity
+# outside training (EfficientNet).
+TORCHVISION_OPS: dict[str, Maker] = {"stochastic_depth": _pointwise}
+
+
+def _flatten_module(mod, node, inputs, states, row) -> Rule:
+    return reshape_rule(node, inputs[0], row, states[inputs[0]])
+
+
+def _softmax_module(mod, node, inputs, states, row) -> Rule:
+    return softmax_over(mod.dim, node_shape(inputs[0]), row, op_label(node),
+                        states[inputs[0]])
+
+
+def _upsample_module(mod, node, inputs, states, row) -> Rule | None:
+    return _upsample(node, inputs, states, row)
+
+
+# Modules whose rule reads their input's shape or state, unless `custom`
+# declares their class; any other module gets `layers.module_rule` (a
+# declaration, then `windows.MODULE_RULES`). A subclass gets its base's.
+MODULE_OVERRIDES: dict[type, Callable[..., Rule | None]] = {
+    nn.Flatten: _flatten_module,
+    **dict.fromkeys((nn.Softmax, nn.LogSoftmax, nn.Softmin), _softmax_module),
+    **dict.fromkeys(UPSAMPLING_MODULES, _upsample_module),
+}
+
+
 def rule_for(node: fx.Node, modules: dict[str, nn.Module], custom: dict[type, Any],
              states: dict[fx.Node, Spatial], inputs: list[fx.Node], union: bool = False
-             ) -> tuple[Callable[[Spatial], Spatial], RFRow]:
-    """Return (state transform, partly filled row) for one graph node; `union`
-    is `receptive_field`'s misaligned="union" (`layers.merge_rule`)."""
+             ) -> tuple[Rule, RFRow]:
+    """Return (state transform, partly filled row) for one graph node, from
+    `MODULE_OVERRIDES` and `layers.module_rule` for a module, `OP_RULES` for
+    a function or method; `union` is `receptive_field`'s misaligned="union"
+    (`layers.merge_rule`). An op without a rule: UnsupportedOpError."""
     op = op_label(node)  # how an error names this node
     if node.op == "call_module":
         mod = modules[node.target]
         row = RFRow(node.target, type(mod).__name__,
                     params=sum(p.numel() for p in mod.parameters()))
-        undeclared = type(mod) not in custom
-        if isinstance(mod, nn.Flatten) and undeclared:
-            return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
-        if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)) and undeclared:
-            rule = softmax_over(mod.dim, node_shape(inputs[0]), row, op,
-                                states[inputs[0]])
+        make = next((MODULE_OVERRIDES[c] for c in type(mod).__mro__
+                     if c in MODULE_OVERRIDES), None)
+        if make is not None and type(mod) not in custom \
+                and (rule := make(mod, node, inputs, states, row)) is not None:
             return rule, row
-        if isinstance(mod, UPSAMPLING_MODULES) and undeclared \
-                and _one_unit(states[inputs[0]]):
-            return spread_unit(states[inputs[0]], node_shape(node), row, op), row
         return module_rule(mod, row, op, custom, states[inputs[0]]), row
     kind = op_kind(node)
     row = RFRow(node.name, kind, spatial=False)
-    target = node.target
     # By name too: torchvision's swin wraps its windowed attention in one
     # function, shifted_window_attention.
-    if target in ATTENTION_FUNCTIONS or (node.op == "call_function"
-                                         and "attention" in kind.lower()):
+    if node.target in ATTENTION_FUNCTIONS or (node.op == "call_function"
+                                              and "attention" in kind.lower()):
         raise attention_error(op)
-
     # max / min of two maps (torch.max(a, b), a.max(b)) is elementwise, as in
     # maxout; of one map it is a reduction (with a dim it returns indices too:
     # see split_state).
     if is_merge(node, inputs):
         row.spatial = True
         return (lambda _: merge_rule(node, inputs, states, union)), row
-    if node.op == "call_function" and (target in _POINTWISE_FUNCTIONS
-                                       or target in _MERGE_FUNCTIONS  # x + 1
-                                       or _is_stochastic_depth(target)):
-        return (lambda s: s), row
-    if target in (operator.getitem, getattr) and several_tensors(inputs[0]):
-        return (lambda s: s), row  # a piece of a split, or .values of x.max(1)
-    if target is operator.getitem and node_shape(inputs[0]) is not None:
-        return index_rule(node, inputs[0], row, states[inputs[0]]), row
-    if node.op == "call_method" and target in _POINTWISE_METHODS:
-        return (lambda s: s), row
-    if target in _LOGSOFTMAX or (node.op == "call_method" and target in
-                                 ("softmax", "log_softmax")):
-        return softmax_rule(node, row, states[inputs[0]]), row
-    if (node.op == "call_function" and target in _SHAPE_FUNCTIONS) or (
-            node.op == "call_method" and target in _SHAPE_METHODS):
-        return reshape_rule(node, inputs[0], row, states[inputs[0]]), row
-    if node.op == "call_method" and target in ("expand", "expand_as", "repeat"):
-        return repeat_rule(node, inputs[0], row, states[inputs[0]]), row
-    if (node.op == "call_function" and target in _AXES_FUNCTIONS) or (
-            node.op == "call_method" and target in _AXES_METHODS):
-        return axes_rule(node, inputs[0], row), row
-    if (rule := function_rule(node, row)) is not None:  # convs, pools, pads
+    make = OP_RULES.get(node.target) or (
+        TORCHVISION_OPS.get(kind) if node.op == "call_function" and getattr(
+            node.target, "__module__", "").startswith("torchvision.ops") else None)
+    if make is not None and (rule := make(node, inputs, states, row)) is not None:
         return rule, row
-    if target in UPSAMPLING_FUNCTIONS and _one_unit(states[inputs[0]]):
-        return spread_unit(states[inputs[0]], node_shape(node), row, op), row
-    if (node.op == "call_function" and target in _REDUCE_FUNCTIONS) \
-            or (node.op == "call_method" and target in _REDUCE_METHODS):
-        return reduce_rule(node, inputs[0], row), row
-    if node.op == "call_function" and target is F.linear:
-        return linear_rule(states[inputs[0]], row, op), row
-    if (node.op == "call_function" and target in _MATMUL_FUNCTIONS) or (
-            node.op == "call_method" and target in ("matmul", "mm", "bmm")):
-        return matmul_rule(node, inputs, states, row), row
     raise UnsupportedOpError(declare_hint(op))
 
 
