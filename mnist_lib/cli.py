@@ -41,12 +41,12 @@ from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarnin
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
-from .hardware import default_threads
+from .hardware import default_threads, too_many_threads, use_threads
 from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
-from .train import DivergenceError, check_run, fit, run
+from .train import DivergenceError, TrainingInterrupted, check_run, fit, run
 from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe, set_seed,
                     unwritable)
 
@@ -221,7 +221,8 @@ def add_threads_flag(p: argparse.ArgumentParser, default: int | None = 1) -> Non
 def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Check --threads, or exit 2; set it before any work (the record names it).
     None: as many as the cores other work leaves idle (`default_threads`),
-    said on stderr where that is fewer than torch's own number."""
+    said on stderr where that is fewer than torch's own number. More than the
+    cores are taken, with a warning line: they only slow a run."""
     if args.threads is None:
         args.threads, why = default_threads()
         if args.threads < torch.get_num_threads():
@@ -230,7 +231,9 @@ def set_threads(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                   file=sys.stderr)
     if args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    if why := too_many_threads(args.threads):
+        print(f"warning: --threads {args.threads}: {why}", file=sys.stderr)
+    use_threads(args.threads)  # chosen: the trainer leaves it as it is
 
 
 # --------------------------------------------------------------------- data
@@ -286,8 +289,8 @@ def train(argv: list[str], prog: str) -> int:
     if not book:
         set_seed(cfg.seed)  # before building: the initial weights, as run() does
         net = load_model(args.model)
-    mnist = _data_for(p, args.model if book else net, cfg, args.data)
     try:
+        mnist = _data_for(p, args.model if book else net, cfg, args.data)
         if book:
             model, hist = run(args.model, mnist, cfg)
         else:
@@ -295,6 +298,9 @@ def train(argv: list[str], prog: str) -> int:
     except (DivergenceError, ModelOutputError) as err:
         print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C: one line, not a traceback
+        print(_stopped(stop, cfg.epochs, args.out, args.checkpoint), file=sys.stderr)
+        return 130  # as a shell reports a program that SIGINT ended
     print(f"{hist.model}: last-3 test accuracy "
           + ", ".join(f"{a:.2f}" for a in hist.last_test_acc(3))
           + f"; target ({TARGET.text()}) "
@@ -306,6 +312,29 @@ def train(argv: list[str], prog: str) -> int:
         save_checkpoint(args.checkpoint, model, hist,
                         spec=None if book else args.model)
     return 0
+
+
+def _stopped(stop: KeyboardInterrupt, epochs: int, out: str | None,
+             checkpoint: str | None) -> str:
+    """Where Ctrl-C stopped a run of `epochs` epochs and what was written: the
+    finished epochs' history to `out` (`TrainingInterrupted` holds it), no
+    checkpoint, since the weights were part-way through an epoch."""
+    done = stop.history.epochs if isinstance(stop, TrainingInterrupted) else []
+    at = stop.epoch if isinstance(stop, TrainingInterrupted) else 1
+    line = (f"stopped by Ctrl-C in epoch {at} of {epochs}" if at <= epochs
+            else f"stopped by Ctrl-C after epoch {epochs}, its last")
+    if not done:
+        return line + "; no epoch had finished, nothing written"
+    finished = "epoch 1" if len(done) == 1 else f"epochs 1-{len(done)}"
+    if out:
+        stop.history.save(out)
+        line += f"; wrote the history of {finished} to {out}"
+    else:
+        line += f"; nothing written (--out FILE keeps the history of {finished})"
+    if checkpoint:
+        line += (f"; no checkpoint: the weights were part-way through epoch {at}"
+                 if at <= epochs else "; no checkpoint: the run did not end")
+    return line
 
 
 # -------------------------------------------------------------------- seeds

@@ -1,6 +1,7 @@
 """What a run ran on, for its records: the CPU's name, whether it computes in
 bfloat16, the precision a training step uses there, and the versions and
-devices saved with every result (`environment`)."""
+devices saved with every result (`environment`); and the CPU threads a run
+trains on (`default_threads`, `use_threads`)."""
 
 from __future__ import annotations
 
@@ -57,14 +58,14 @@ def idle_cores(seconds: float = 0.25, stat: str | os.PathLike = "/proc/stat",
     return count * (1 - (busy1 - busy0) / (total1 - total0))
 
 
-def default_threads() -> tuple[int, str]:
+def default_threads(most: int | None = None) -> tuple[int, str]:
     """The CPU threads a run trains on unless told (`train --threads`), and
     why: one a core that other work leaves idle as the run starts, at most
-    torch's own number (the machine's cores), at least one. PyTorch's threads
-    wait for each other at every operation, so a thread on a core that other
-    work holds stalls them all (the README's measurement: on a 2-core machine,
-    two threads beside a busy core were slower than one)."""
-    most = torch.get_num_threads()
+    `most` (default: torch's own number, the machine's cores), at least one.
+    PyTorch's threads wait for each other at every operation, so a thread on
+    a core that other work holds stalls them all (the README's measurement:
+    on a 2-core machine, two threads beside a busy core were slower than one)."""
+    most = most or torch.get_num_threads()
     idle = idle_cores()
     if idle is None:
         return most, "torch's default (this system does not report CPU load)"
@@ -73,6 +74,78 @@ def default_threads() -> tuple[int, str]:
     cpus = usable_cpus()
     return threads, (f"{idle:.1f} of {len(cpus) if cpus else os.cpu_count()} "
                      "cores idle as the run started")
+
+
+class ThreadsWarning(UserWarning):
+    """A run's CPU threads are more than its cores, or than other work leaves
+    idle: each thread waits for the slowest at every operation, so the extra
+    ones slow every step."""
+
+
+def cpu_cores() -> int:
+    """The CPUs this process may run on (`usable_cpus`), else the machine's."""
+    cpus = usable_cpus()
+    return len(cpus) if cpus else (os.cpu_count() or 1)
+
+
+def too_many_threads(threads: int) -> str | None:
+    """Why `threads` CPU threads are too many here (more than `cpu_cores`), in
+    words that follow a number of threads; None where they are not."""
+    cores = cpu_cores()
+    if threads <= cores:
+        return None
+    return (f"more than the {cores} CPU core(s) this process may use: PyTorch's "
+            "threads wait for each other at every operation, so those beyond the "
+            f"cores only slow each step ({cores} or fewer run faster)")
+
+
+# The thread counts chosen (`use_threads`), or checked against the idle cores,
+# in this process: a run on one of them is not checked again.
+_SETTLED: set[int] = set()
+# torch's number when "auto" first chose: later choices may go back up to it.
+_AUTO_MOST: list[int] = []
+
+
+def use_threads(threads: int | str | None, check: bool = True) -> str | None:
+    """Set torch's CPU threads (process-wide, as `torch.set_num_threads`) for
+    the runs that follow; return a note for the user, or None.
+
+    - an int: that many; the note says if they are more than the cores;
+    - "auto": as `python -m mnist_lib train` picks them, one a core that other
+      work leaves idle (`default_threads`);
+    - None: torch's number, left as it is: torch cannot tell a number the
+      caller set (`torch.set_num_threads`, OMP_NUM_THREADS) from its default,
+      and a run's numbers depend on its thread count, so it is not changed
+      unasked. Where `check`, the note says, once a process for each number,
+      when it is more than the cores or than other work leaves idle, and how
+      to choose."""
+    if threads == "auto":
+        if not _AUTO_MOST:
+            _AUTO_MOST.append(torch.get_num_threads())
+        threads = default_threads(_AUTO_MOST[0])[0]
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a number >= 1, \"auto\" or None, "
+                             f"got {threads!r}")
+        torch.set_num_threads(threads)
+        _SETTLED.add(threads)
+        why = too_many_threads(threads)
+        return why and f"threads={threads}: {why}"
+    n = torch.get_num_threads()
+    chosen = {os.environ.get(v) for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if not check or n == 1 or n in _SETTLED or str(n) in chosen:
+        return None
+    _SETTLED.add(n)
+    fix = ("threads=\"auto\" (to fit or run) picks them as `python -m mnist_lib "
+           "train` does; without it they keep torch's number, since they cannot "
+           "tell one you set from torch's default")
+    if why := too_many_threads(n):
+        return f"torch's {n} CPU threads: {why}. {fix}"
+    best, idle = default_threads(n)
+    if best >= n:
+        return None
+    return (f"training on torch's {n} CPU threads, but {idle}: a thread on a "
+            f"busy core stalls the others, so {best} may run faster. {fix}")
 
 
 def cpu_name(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:

@@ -31,7 +31,7 @@ from .config import (ScheduleWarning, TrainConfig, as_json, augmented_epochs,
                      onecycle_warmup, recipe)
 from .data import MNIST, batch_indices, normalize, pixel_stats, to_float
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
-from .hardware import autocast_dtype, environment
+from .hardware import ThreadsWarning, autocast_dtype, environment, use_threads
 from .history import EpochRecord, History
 from .models import NAMED, count_parameters, get_model, layer_list
 from .progress import EpochProgress
@@ -92,8 +92,10 @@ def _diverged(epoch: int, step_lo: int, step_hi: int,
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `fit` in epoch `epoch`; `history` holds the epochs that
-    finished before it. A KeyboardInterrupt still, so it stops what it stops."""
+    """Ctrl-C stopped `fit` in epoch `epoch`, the first that had not finished;
+    `history` holds the epochs that had. The model's weights are part-way
+    through epoch `epoch`. A KeyboardInterrupt still, so it stops what it
+    stops."""
 
     def __init__(self, history: History, epoch: int) -> None:
         super().__init__(f"stopped in epoch {epoch}")
@@ -114,7 +116,7 @@ def epoch_warps(cfg: TrainConfig, epoch: int, n: int, gen: torch.Generator,
 
 
 def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
-        name: str | None = None) -> History:
+        name: str | None = None, threads: int | str | None = None) -> History:
     """Train `model` on `data` as `config` says (default: `TrainConfig()`);
     return the per-epoch `History`. `name` names the run (default: the
     model's class). Any `nn.Module` that maps (B, 1, 28, 28) images to (B, 10)
@@ -130,6 +132,15 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     `ScheduleWarning` that says so (`config.onecycle_warmup`). Ctrl-C raises
     `TrainingInterrupted`, which holds the epochs that finished.
 
+    `threads`: the CPU threads to train on (`hardware.use_threads`). An int
+    sets that many, "auto" picks them as `python -m mnist_lib train` does
+    (one a core that other work leaves idle). None, the default, keeps
+    torch's number as the caller left it: torch cannot tell a number set with
+    `torch.set_num_threads` from its default, and a run's numbers depend on
+    its thread count (the same seed and threads give the same numbers). Where
+    that number is more than the cores, or than other work leaves idle, a
+    `ThreadsWarning` says so once, and how to choose.
+
     On a CPU with glibc (Linux), fit changes two malloc settings of the whole
     process, for good (`utils.keep_freed_memory`, which says how to keep
     glibc's own): freed memory is kept for reuse, up to 1 GiB, which makes
@@ -138,6 +149,8 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     cfg = config or TrainConfig()
     gen = set_seed(cfg.seed)
     device = best_device(cfg.device)
+    if note := use_threads(threads, check=device.type == "cpu"):
+        warnings.warn(note, ThreadsWarning, stacklevel=2)
     if device.type == "cpu":
         # Process-wide (see the docstring): without it, each test pass spends
         # much of its time on fresh pages.
@@ -208,15 +221,17 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     if cfg.progress:
         print(f"{name}: {hist.params:,} parameters, {n_train:,} training images, "
               f"device {device}")
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        theta = epoch_warps(cfg, epoch, n_train, gen, device)
-        sums.zero_()
-        progress = EpochProgress(epoch, steps, cfg.progress)
-        checked = 0
-        try:
-            for i, idx in enumerate(batch_indices(n_train, bs, True, gen, device), 1):
+    progress = None
+    try:  # Ctrl-C, wherever it lands, keeps the epochs that finished
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            theta = epoch_warps(cfg, epoch, n_train, gen, device)
+            sums.zero_()
+            progress = EpochProgress(epoch, steps, cfg.progress)
+            checked = 0
+            batches = batch_indices(n_train, bs, True, gen, device)
+            for i, idx in enumerate(batches, 1):
                 step(idx, None if theta is None else theta[(i - 1) * bs:i * bs])
                 if sched is not None:
                     sched.step()
@@ -232,39 +247,40 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
                 checked = i
                 seen = min(i * bs, n_train)
                 progress.step(total / seen, 100 * correct / seen)
-        except KeyboardInterrupt:
-            progress.close()
-            raise TrainingInterrupted(hist, epoch) from None
-        train_loss, train_acc = total / n_train, 100.0 * correct / n_train
-        progress.close(train_loss, train_acc)
+            train_loss, train_acc = total / n_train, 100.0 * correct / n_train
+            progress.close(train_loss, train_acc)
 
-        try:
             if cfg.bn_recompute:
                 recompute_bn_stats(tested, data.train_images[:cfg.bn_recompute],
                                    mean, std, cfg.eval_batch_size)
             test_loss, n_correct, _ = evaluate(tested, data.test_images,
                                                data.test_labels, mean, std,
                                                cfg.eval_batch_size)
-        except KeyboardInterrupt:
-            raise TrainingInterrupted(hist, epoch) from None
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0 + (t_setup if epoch == 1 else 0.0)
-        hist.epochs.append(EpochRecord(epoch, train_loss, train_acc, test_loss,
-                                       100.0 * n_correct / n_test,
-                                       float(opt.param_groups[0]["lr"]), seconds))
-        if cfg.progress:
-            print(f"Test set: Average loss: {test_loss:.4f}, Accuracy: "
-                  f"{n_correct}/{n_test} ({hist.epochs[-1].test_acc:.2f}%)", flush=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - t0 + (t_setup if epoch == 1 else 0.0)
+            hist.epochs.append(EpochRecord(epoch, train_loss, train_acc, test_loss,
+                                           100.0 * n_correct / n_test,
+                                           float(opt.param_groups[0]["lr"]),
+                                           seconds))
+            if cfg.progress:
+                print(f"Test set: Average loss: {test_loss:.4f}, Accuracy: "
+                      f"{n_correct}/{n_test} ({hist.epochs[-1].test_acc:.2f}%)",
+                      flush=True)
+    except KeyboardInterrupt:
+        if progress is not None:
+            progress.close()
+        raise TrainingInterrupted(hist, len(hist.epochs) + 1) from None
     if ema is not None:  # the caller's model ends with the weights that were tested
         model.load_state_dict(ema.module.state_dict())
     return hist
 
 
-def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides
-        ) -> tuple[nn.Module, History]:
+def run(model: str, data: MNIST, config: TrainConfig | None = None,
+        threads: int | str | None = None, **overrides) -> tuple[nn.Module, History]:
     """Seed, build `model` by its book name and train it with its recipe
-    (`mnist_lib.config.recipe`), or with `config`; return both.
+    (`mnist_lib.config.recipe`), or with `config`, on `threads` CPU threads
+    (as `fit` takes them); return both.
 
     Seeding *before* building makes the initial weights part of the seed too:
     `run("Model_4", data, seed=1)` is reproducible end to end. A net of your
@@ -278,7 +294,7 @@ def run(model: str, data: MNIST, config: TrainConfig | None = None, **overrides
     cfg = replace(config, **overrides) if config else recipe(model, **overrides)
     set_seed(cfg.seed)
     net = get_model(model)
-    return net, fit(net, data, cfg, name=model)
+    return net, fit(net, data, cfg, name=model, threads=threads)
 
 
 def check_run(model: str | nn.Module, cfg: TrainConfig, data: MNIST) -> str:

@@ -536,3 +536,100 @@ def test_predict_and_evaluate_say_what_is_wrong(tmp_path, capsys):
         said = capsys.readouterr().err + (result if isinstance(result, str) else "")
         assert (result if isinstance(result, int) else 1) == code, (argv, said)
         assert msg in said, (argv, said)
+
+# ------------------------------------------------------ a student's rough edges
+def _interrupt_in_epoch(monkeypatch, epoch: int, step: int = 2) -> None:
+    """Ctrl-C (a KeyboardInterrupt) at `step` of `epoch` of the next run."""
+    import mnist_lib.train as train_module
+
+    real, calls = train_module.batch_indices, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        for i, idx in enumerate(real(*args, **kwargs), 1):
+            if len(calls) == epoch and i == step:
+                raise KeyboardInterrupt
+            yield idx
+
+    monkeypatch.setattr(train_module, "batch_indices", interrupted)
+
+
+def test_ctrl_c_in_train_says_where_it_stopped_and_what_it_wrote(tmp_path, capsys,
+                                                                monkeypatch, mnist):
+    """Ctrl-C in epoch 2: no traceback but one line, the finished epoch's
+    history written to --out, no checkpoint (its weights were mid-epoch), and
+    exit 130; without --out it says how to keep them next time."""
+    out, ckpt = tmp_path / "run.json", tmp_path / "w.pt"
+    run = ["train", "--model", "Model_2", "--epochs", "3", "--n-train", "512",
+           "--n-test", "200", "--quiet", "--threads", "1"]
+    _interrupt_in_epoch(monkeypatch, 2)
+    assert cli.main([*run, "--out", str(out), "--checkpoint", str(ckpt)]) == 130
+    err = capsys.readouterr().err
+    assert err == (f"stopped by Ctrl-C in epoch 2 of 3; wrote the history of epoch "
+                   f"1 to {out}; no checkpoint: the weights were part-way through "
+                   "epoch 2\n")
+    hist = History.load(out)
+    assert [e.epoch for e in hist.epochs] == [1] and hist.config["epochs"] == 3
+    assert not ckpt.exists()
+    _interrupt_in_epoch(monkeypatch, 3)
+    assert cli.main(run) == 130
+    assert capsys.readouterr().err == ("stopped by Ctrl-C in epoch 3 of 3; nothing "
+                                       "written (--out FILE keeps the history of "
+                                       "epochs 1-2)\n")
+    _interrupt_in_epoch(monkeypatch, 1)
+    assert cli.main([*run, "--out", str(tmp_path / "none.json")]) == 130
+    assert capsys.readouterr().err == ("stopped by Ctrl-C in epoch 1 of 3; no epoch "
+                                       "had finished, nothing written\n")
+    assert not (tmp_path / "none.json").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_sent_to_train_ends_it_with_a_line_not_a_traceback(tmp_path):
+    """As a learner presses it: SIGINT to `python -m mnist_lib train` once an
+    epoch has finished. The process ends with 130 and one line naming the
+    epochs whose history it wrote."""
+    import signal
+
+    out = tmp_path / "run.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_lib", "train", "--model", "Model_2",
+         "--epochs", "15", "--n-train", "2000", "--n-test", "500", "--threads", "1",
+         "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "MNIST_PROGRESS": "static"})
+    try:
+        for line in proc.stdout:  # an epoch's test line: it has finished
+            if line.startswith("Test set:"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    done = len(History.load(out).epochs)
+    finished = "epoch 1" if done == 1 else f"epochs 1-{done}"
+    assert err.splitlines()[-1] == (f"stopped by Ctrl-C in epoch {done + 1} of 15; "
+                                    f"wrote the history of {finished} to {out}")
+
+
+def test_threads_above_the_cores_are_taken_with_a_warning(capsys, monkeypatch):
+    """--threads above the cores this process may use: one warning line on
+    stderr, naming the cores, and the number is still taken (it is the
+    user's); at or below the cores, nothing is said."""
+    import argparse
+
+    import mnist_lib.hardware as hw
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    monkeypatch.setattr(hw, "usable_cpus", lambda: {0, 1})
+    parser = cli.train_parser("mnist-train")
+    cli.set_threads(parser, argparse.Namespace(threads=64))
+    err = capsys.readouterr().err
+    assert err == ("warning: --threads 64: more than the 2 CPU core(s) this process "
+                   "may use: PyTorch's threads wait for each other at every "
+                   "operation, so those beyond the cores only slow each step (2 or "
+                   "fewer run faster)\n")
+    assert threads == [64]
+    cli.set_threads(parser, argparse.Namespace(threads=2))
+    assert capsys.readouterr().err == "" and threads == [64, 2]

@@ -89,6 +89,79 @@ def test_nan_loss_stops_with_a_clear_message(small):
 
 
 
+def _raise_in_epoch_2(monkeypatch, name: str):
+    """Make `T.<name>` raise KeyboardInterrupt (Ctrl-C) on its second call,
+    in epoch 2; for batch_indices, at the second step of epoch 2."""
+    real, calls = getattr(T, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if name == "batch_indices":
+            return (idx if len(calls) < 2 or i < 2 else _ctrl_c()
+                    for i, idx in enumerate(real(*args, **kwargs), 1))
+        return _ctrl_c() if len(calls) == 2 else real(*args, **kwargs)
+
+    monkeypatch.setattr(T, name, interrupted)
+
+
+def _ctrl_c():
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["batch_indices", "evaluate", "EpochProgress"])
+def test_ctrl_c_keeps_the_epochs_that_finished(small, monkeypatch, where):
+    """Ctrl-C in epoch 2, wherever it lands (a training step, the test pass,
+    between two epochs' work), raises TrainingInterrupted: a KeyboardInterrupt
+    that names epoch 2 and holds epoch 1's record, as the same run without
+    Ctrl-C recorded it."""
+    cfg = quick(epochs=3, n_train=512, n_test=200)
+    _, full = run("Model_2", small, cfg)
+    _raise_in_epoch_2(monkeypatch, where)
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run("Model_2", small, cfg)
+    assert isinstance(stop.value, T.TrainingInterrupted) and stop.value.epoch == 2
+    (kept,) = stop.value.history.epochs
+    assert replace(kept, seconds=0) == replace(full.epochs[0], seconds=0)
+
+
+def test_fit_keeps_the_callers_threads_and_says_once_when_fewer_run_faster(
+        small, monkeypatch):
+    """fit (and run) train on torch's thread count as the caller left it:
+    torch cannot tell a number set with torch.set_num_threads from its
+    default. Beside busy cores, a ThreadsWarning says once how to pick them as
+    `train` does (threads="auto"); threads=N sets N, warned above the cores."""
+    import warnings
+
+    import mnist_lib.hardware as hw
+
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(hw, "_SETTLED", set())
+    monkeypatch.setattr(hw, "_AUTO_MOST", [])
+    monkeypatch.setattr(hw, "usable_cpus", lambda: {0, 1})
+    monkeypatch.setattr(hw, "idle_cores", lambda: 0.9)  # a core busy elsewhere
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(variable, raising=False)
+    cfg = quick(epochs=1, n_train=256, n_test=100)
+    with pytest.warns(hw.ThreadsWarning, match=r"training on torch's 2 CPU threads, "
+                      r"but 0\.9 of 2 cores idle as the run started: .* so 1 may "
+                      r"run faster\. threads=\"auto\" \(to fit or run\) picks"):
+        T.fit(get_model("Model_2"), small, cfg)
+    assert chosen == []  # the caller's number is kept
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        T.fit(get_model("Model_2"), small, cfg)
+        run("Model_2", small, cfg, threads="auto")
+    assert chosen == [1]
+    with pytest.warns(hw.ThreadsWarning, match=r"threads=3: more than the 2 CPU "
+                      r"core\(s\) this process may use"):
+        T.fit(get_model("Model_2"), small, cfg, threads=3)
+    assert chosen == [1, 3]
+    with pytest.raises(ValueError, match="threads must be a number >= 1"):
+        T.fit(get_model("Model_2"), small, cfg, threads=0)
+
+
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam),
                                        ("adamw", torch.optim.AdamW)])
 def test_adam_and_adamw_train(small, name, cls):
