@@ -78,11 +78,37 @@ def new_parser(prog: str, description: str, epilog: str | None = None
     return p
 
 
+# The fixes that library messages give in Python, each as a command-line
+# user makes it: a flag, or an edit of their own file (`as_flags`).
+CLI_FIXES: list[tuple[str, str]] = [
+    (r"\bbad TrainConfig: ", ""),
+    (r" \(or None for all\)", " (or leave the flag out for all)"),
+    (r", or None for all\b", ", or leave the flag out for all"),
+    (r"scale must be \(low, high\) with 0 < low <= high, e\.g\. "
+     r"\((\S+), (\S+)\)",
+     r"--scale LOW HIGH must have 0 < LOW <= HIGH, e.g. --scale \1 \2"),
+    (r"\(load_mnist's root, the CLI's --data or --root\)", "(--data or --root)"),
+    (r"Call load_mnist\('[^']*'\) \(it downloads by default\) or run", "Run"),
+    (r"Write one with save_checkpoint\(path, model, history\), or ", "Write one with "),
+    (r"pass the model to load the weights into: load_checkpoint\((?:'[^']*'|\"[^\"]*\"),"
+     r" model=(\w+)\(\)\)",
+     r"give its class with --model FILE.py:\1 (a file that defines \1; copy a "
+     r"class written in a notebook into one)"),
+    (r", or pass the model itself from Python\.", "."),
+]
+
+
 def as_flags(message: str) -> str:
     """A library message as the command line says it: each TrainConfig
     field given as `name=value` becomes its flag, `--name value`
-    ("lower it (e.g. lr=0.02)" -> "lower it (e.g. --lr 0.02)")."""
+    ("lower it (e.g. lr=0.02)" -> "lower it (e.g. --lr 0.02)"), and so does a
+    field that "must" be something; each fix only Python could apply
+    becomes one a command-line user can (`CLI_FIXES`)."""
+    for pattern, fix in CLI_FIXES:
+        message = re.sub(pattern, fix, message)
     names = "|".join(f.name for f in fields(TrainConfig))
+    message = re.sub(rf"(?<![-\w])({names}) must\b",
+                     lambda m: f"--{m[1].replace('_', '-')} must", message)
     return re.sub(rf"\b({names})=('?)([^\s,;)']+)\2",
                   lambda m: f"--{m[1].replace('_', '-')} {m[3]}", message)
 
@@ -196,7 +222,7 @@ def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConf
     try:
         mnist = load_mnist(root)
     except DataError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {as_flags(str(err))}")
     try:
         note = check_run(model, cfg, mnist)
     except ValueError as err:
@@ -245,7 +271,7 @@ def data(argv: list[str], prog: str) -> int:
     try:
         raw = ensure_mnist(args.root)
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_flags(str(err))}", file=sys.stderr)
         return 1
     print(f"MNIST verified (4 files, canonical MD5s) in {raw}")
     return 0
@@ -557,9 +583,11 @@ def bench_cmd(argv: list[str], prog: str) -> int:
 
 
 # ---------------------------------------------------------- predict, evaluate
-def _classifier(p: argparse.ArgumentParser, path: str, device: str) -> Classifier:
-    """The checkpoint at `path` on `device`, or exit: 2 for a file or device
-    that is not there, 1 (an error line) for a file that cannot be loaded."""
+def _classifier(p: argparse.ArgumentParser, path: str, device: str,
+                spec: str | None = None) -> Classifier:
+    """The checkpoint at `path` on `device`, its weights loaded into the model
+    `spec` names (--model) where given, or exit: 2 for a file or device that
+    is not there, 1 (an error line) for a file that cannot be loaded."""
     if not Path(path).is_file():
         p.error(f"--checkpoint {path}: no such file (write one with train "
                 "--checkpoint FILE)")
@@ -567,10 +595,21 @@ def _classifier(p: argparse.ArgumentParser, path: str, device: str) -> Classifie
         best_device(device)
     except ValueError as err:
         p.error(as_flags(str(err)))
+    net = None if spec is None else (MODELS[spec]() if spec in MODELS
+                                     else load_model(spec))
     try:
-        return load_checkpoint(path, device)
+        return load_checkpoint(path, device, model=net)
     except ValueError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {as_flags(str(err))}")
+
+
+def add_model_flag(p: argparse.ArgumentParser) -> None:
+    """--model, for a checkpoint whose model's class no import finds."""
+    p.add_argument("--model", metavar="MODEL",
+                   help="the model to load the weights into: a book model, or "
+                        "FILE.py:NAME or MODULE:NAME (default: the one the "
+                        "checkpoint names; needed where its class was written in "
+                        "a notebook: copy the class into a file)")
 
 
 def predict_cmd(argv: list[str], prog: str) -> int:
@@ -585,11 +624,12 @@ def predict_cmd(argv: list[str], prog: str) -> int:
                         "save_checkpoint)")
     p.add_argument("--device", default="cpu",
                    help="where the model runs: cpu, cuda, mps or auto (default: cpu)")
+    add_model_flag(p)
     args = p.parse_args(argv)
     for path in args.images:
         if not Path(path).is_file():
             p.error(f"{path}: no such file")
-    model = _classifier(p, args.checkpoint, args.device)
+    model = _classifier(p, args.checkpoint, args.device, args.model)
     digits = []
     for path in args.images:
         try:
@@ -618,14 +658,15 @@ def evaluate_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--device", default="auto",
                    help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps "
                         "(default: auto)")
+    add_model_flag(p)
     args = p.parse_args(argv)
     if args.n_test is not None and args.n_test < 1:
         p.error(f"--n-test must be >= 1, got {args.n_test}")
-    model = _classifier(p, args.checkpoint, args.device)
+    model = _classifier(p, args.checkpoint, args.device, args.model)
     try:
         mnist = load_mnist(args.data)
     except DataError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {as_flags(str(err))}")
     try:
         mnist = mnist.subset(n_test=args.n_test)
     except ValueError as err:
@@ -651,7 +692,7 @@ def load_model(spec: str) -> nn.Module:
     try:
         return model_spec.build(spec)
     except model_spec.SpecError as err:
-        raise SystemExit(f"error: {err}")
+        raise SystemExit(f"error: {as_flags(str(err))}")
 
 
 def rf(argv: list[str], prog: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -75,13 +76,16 @@ def test_only_the_cli_parses_arguments():
     (["--model", "Model_99"], "invalid choice: 'Model_99'"),
     (["--epochs", "zero"], "invalid int value: 'zero'"),
     (["--epochs", "0"], "epochs must be >= 1"),
-    (["--n-train", "-5"], "n_train must be >= 1 (or None for all), got -5"),
-    (["--n-test", "0"], "n_test must be >= 1 (or None for all), got 0"),
-    (["--n-train", "70000"], "--n-train 70000, but there are only 60,000 images"),
+    (["--n-train", "-5"], "--n-train must be >= 1 (or leave the flag out for all), "
+                          "got -5"),
+    (["--n-test", "0"], "--n-test must be >= 1 (or leave the flag out for all), got 0"),
+    (["--n-train", "70000"], "--n-train 70000, but there are only 60,000 images; "
+                             "ask for at most 60000, or leave the flag out for all"),
     (["--device", "gpu"], "unknown device 'gpu': use 'auto', 'cpu', 'cuda' or 'mps'"),
     (["--scheduler", "cosine"], "invalid choice: 'cosine'"),
     (["--precision", "fp16"], "invalid choice: 'fp16'"),
-    (["--scale", "1.1", "0.9"], "scale must be (low, high) with 0 < low <= high"),
+    (["--scale", "1.1", "0.9"], "--scale LOW HIGH must have 0 < LOW <= HIGH, e.g. "
+                                "--scale 0.95 1.05"),
     (["--scale", "0.9"], "argument --scale: expected 2 arguments"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),
 ])
@@ -633,3 +637,62 @@ def test_threads_above_the_cores_are_taken_with_a_warning(capsys, monkeypatch):
     assert threads == [64]
     cli.set_threads(parser, argparse.Namespace(threads=2))
     assert capsys.readouterr().err == "" and threads == [64, 2]
+
+
+# What only Python can do, in a hint that a command-line user reads.
+PYTHON_ONLY = re.compile(r"\w=\w+\(|\w+\([^()]*\w=|None for all|from Python|"
+                         r"TrainConfig|save_checkpoint\(|load_checkpoint\(")
+
+
+def test_cli_hints_are_fixes_a_command_line_user_can_make(tmp_path, capsys,
+                                                         monkeypatch):
+    """Library messages printed by the CLI give flags or edits of the user's
+    own file, never a Python call; and following the hint works: a checkpoint
+    of a class written in a notebook loads with --model FILE.py:NAME once the
+    class is in that file."""
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace = {}
+    exec(MY_NET, namespace)  # a class written in a notebook: no import finds it
+    Image.new("L", (40, 40), 255).save("blank.png")
+    img = Image.new("L", (40, 40), 255)
+    img.paste(0, (15, 5, 25, 35))
+    img.save("one.png")
+    save_checkpoint("net.pt", namespace["Net"](), _history("Net"))
+    (tmp_path / "needs_args.py").write_text(MY_NET + "\n\ndef make(width):\n"
+                                            "    return Net()\n")
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    cases = [
+        (["predict", "--checkpoint", "net.pt", "one.png"],
+         "give its class with --model FILE.py:Net (a file that defines Net; copy a "
+         "class written in a notebook into one)"),
+        (["evaluate", "--checkpoint", "net.pt"], "--model FILE.py:Net"),
+        (["predict", "--checkpoint", "notes.pt", "one.png"],
+         "Write one with `python -m mnist_lib train --checkpoint FILE`."),
+        (["train", "--model", "needs_args.py:make", "--epochs", "1"],
+         "Name a function that needs none (e.g. `def make(): return MyNet(10)` in "
+         "your module)."),
+        (["train", "--n-train", "0"], "--n-train must be >= 1 (or leave the flag "
+                                      "out for all)"),
+        (["train", "--scale", "1.2", "0.8"], "--scale 0.95 1.05"),
+        (["train", "--data", str(tmp_path / "notes.pt" / "x"), "--epochs", "1",
+          "--n-train", "100"], "(--data or --root)"),
+    ]
+    for argv, hint in cases:
+        try:
+            code = cli.main(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+        said = capsys.readouterr().err + (code if isinstance(code, str) else "")
+        assert hint in " ".join(said.split()), (argv, said)
+        assert not PYTHON_ONLY.search(said), (argv, said)
+    (tmp_path / "my_net.py").write_text(MY_NET)
+    assert cli.main(["predict", "--checkpoint", "net.pt", "--model", "my_net.py:Net",
+                     "one.png"]) == 0
+    model = load_checkpoint("net.pt", model=namespace["Net"]())
+    from mnist_lib.digit import read_digit
+
+    expected = int(model.predict(read_digit("one.png").pixels[None])[0])
+    assert capsys.readouterr().out.splitlines()[-1].split()[1] == f"{expected},"
