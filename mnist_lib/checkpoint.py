@@ -6,6 +6,7 @@ other) with what prediction needs, and `load_checkpoint` reads it back as a
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch.nn as nn
 
 from . import model_spec
 from . import models
+from .digit import Digit
 from .models import MODELS
 from .utils import atomic_torch_save, best_device, unwrap
 
@@ -27,7 +29,9 @@ class Classifier(nn.Module):
     28, 28) or (B, 28, 28), as a tensor, a NumPy array or a list; pixels
     uint8 or other integers (0-255), or floats in [0, 1] (as `torchvision`'s
     `ToTensor` gives them), normalised with the training set's mean and std
-    as in training. Anything else (another size, NaN, 0-255 floats) is
+    as in training. One digit from `mnist_lib.read_digit` (a `Digit`), or
+    one 28x28 PIL image (colours made grey), is a batch of one; a list of
+    them, a batch. Anything else (another size, NaN, 0-255 floats) is
     refused in one line that names the problem. It returns the model's
     outputs (log-probabilities for the book's models); `predict` returns the
     digits, `probabilities` each digit's probability. `load_checkpoint` gives
@@ -99,11 +103,17 @@ class Classifier(nn.Module):
 
 
 def _as_tensor(images: Any) -> torch.Tensor:
-    """A tensor of `images`: a tensor as it is; a NumPy array, a list (of
+    """A tensor of `images`: a tensor as it is; a `Digit` or a PIL image as a
+    batch of one (a list of them, as tensors); a NumPy array, a list (of
     numbers, arrays or tensors) through NumPy, as one array of equal-sized
     images; a TypeError or ValueError in one line otherwise."""
     if isinstance(images, torch.Tensor):
         return images
+    if isinstance(images, Digit) or _is_pil(images):
+        return _pixels_of(images)[None]
+    if isinstance(images, (list, tuple)):
+        images = [_pixels_of(i) if isinstance(i, Digit) or _is_pil(i) else i
+                  for i in images]
     if isinstance(images, (list, tuple)) and images and all(
             isinstance(i, torch.Tensor) for i in images):
         try:
@@ -120,7 +130,28 @@ def _as_tensor(images: Any) -> torch.Tensor:
     if array.dtype.kind not in "biuf":  # strings, objects, complex numbers
         raise TypeError(f"expected images of pixels (numbers), got a "
                         f"{type(images).__name__} of {array.dtype}")
+    if not array.flags.writeable:  # torch would warn that it cannot share it
+        array = array.copy()
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _is_pil(image: Any) -> bool:
+    """Whether `image` is a PIL image (without importing PIL to find out)."""
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(image, pil.Image)
+
+
+def _pixels_of(image: Any) -> torch.Tensor:
+    """A `Digit`'s pixels, or a PIL image's: grey levels as they are ("L",
+    or "I" and "F" numbers, which `Classifier.pixels` checks), other modes
+    made grey."""
+    if isinstance(image, Digit):
+        return image.pixels
+    import numpy as np
+
+    if image.mode not in ("L", "I", "F"):
+        image = image.convert("L")
+    return torch.from_numpy(np.array(image))  # a copy: PIL's own is read-only
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
@@ -154,7 +185,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, history: Any,
     folder = model_spec.module_folder(spec) if spec else None
     if folder is not None and not spec.startswith(f"{_PACKAGE}."):
         saved["module_folder"] = _relative(folder, path)
-    return atomic_torch_save(saved, path)
+    try:
+        return atomic_torch_save(saved, path)
+    except OSError as err:  # it names its temporary file, not what to do
+        raise _unsaved(Path(path), err) from err
+
+
+def _unsaved(path: Path, err: OSError) -> OSError:
+    """The error of a checkpoint that could not be written to `path`, of
+    `err`'s type: the folder it was to go in, why, and the fix."""
+    if path.is_dir():
+        return IsADirectoryError(f"cannot save a checkpoint as {path}: it is a "
+                                 f"folder; name a file in it, e.g. {path / 'net.pt'}")
+    folder = path.absolute().parent
+    return type(err)(f"cannot save {path.name} in the folder {folder}: "
+                     f"{err.strerror or err}; save it in a folder you can "
+                     "write to (your home folder, or a new one of your own)")
 
 
 def _relative(target: str | os.PathLike, checkpoint: str | os.PathLike) -> str:

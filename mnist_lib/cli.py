@@ -626,24 +626,29 @@ def predict_cmd(argv: list[str], prog: str) -> int:
                    help="where the model runs: cpu, cuda, mps or auto (default: cpu)")
     add_model_flag(p)
     args = p.parse_args(argv)
-    for path in args.images:
-        if not Path(path).is_file():
-            p.error(f"{path}: no such file")
     model = _classifier(p, args.checkpoint, args.device, args.model)
-    digits = []
+    read, bad = [], []  # every image that can be read is answered
     for path in args.images:
         try:
-            digits.append(read_digit(path))
+            read.append((path, read_digit(path)))
+        except FileNotFoundError:
+            bad.append(f"{path}: no such file")
+        except IsADirectoryError:
+            bad.append(f"{path}: a folder, not an image (name the image files "
+                       "in it)")
         except (OSError, ValueError) as err:  # not an image, or nothing on it
-            print(f"error: {path}: {err}", file=sys.stderr)
-            return 1
-    probs = model.probabilities(torch.stack([d.pixels for d in digits])).cpu()
-    print(textwrap.fill(CONVERSION[0].upper() + CONVERSION[1:] + ".", 79))
-    width = max(len(path) for path in args.images)
-    for path, digit, p_ in zip(args.images, digits, probs):
-        print(f"{path + ':':<{width + 1}} {int(p_.argmax())}, probability "
-              f"{p_.max().item():.3f}  ({digit})")
-    return 0
+            bad.append(f"{path}: {err}")
+    if read:
+        pixels = torch.stack([digit.pixels for _, digit in read])
+        probs = model.probabilities(pixels).cpu()
+        print(textwrap.fill(CONVERSION[0].upper() + CONVERSION[1:] + ".", 79))
+        width = max(len(path) for path, _ in read)
+        for (path, digit), p_ in zip(read, probs):
+            print(f"{path + ':':<{width + 1}} {int(p_.argmax())}, probability "
+                  f"{p_.max().item():.3f}  ({digit})")
+    for why in bad:
+        print(f"error: {why}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 def evaluate_cmd(argv: list[str], prog: str) -> int:

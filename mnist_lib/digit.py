@@ -6,7 +6,7 @@ centre of mass at the centre. `read_digit` does it; `python -m mnist_lib
 predict` prints what it did (`CONVERSION`, and `Digit`'s text).
 
     >>> digit = read_digit("seven.png")      # doctest: +SKIP
-    >>> load_checkpoint("final.pt").predict([digit.pixels])  # doctest: +SKIP
+    >>> load_checkpoint("final.pt").predict(digit)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -60,9 +60,11 @@ class Digit:
 def read_digit(image: str | os.PathLike | Any) -> Digit:
     """The digit in `image` (a file, a PIL image, or a 2-D uint8 array or
     tensor of grey pixels) made an MNIST digit; a ValueError if there is no
-    digit to see (an image of one shade).
+    digit to see (an image of one shade) or a pixel is NaN; an OSError for a
+    file that cannot be read (IsADirectoryError: a folder).
 
-    1. Grey: colours to luminance; a transparent background made white.
+    1. Grey: colours to luminance; a transparent background made white;
+       16-bit levels made 8-bit, float levels in [0, 1] made 0-255.
     2. White on black: inverted where the background (the median of the
        border pixels) is light. Levels stretched so that the background is 0
        and the darkest stroke 255; ink fainter than `NOISE` becomes 0.
@@ -106,15 +108,18 @@ def read_digit(image: str | os.PathLike | Any) -> Digit:
     return Digit(pixels, grey.size, inverted, (width, height), size)
 
 
-def _grey(image: Any) -> Any:
-    """`image` as a PIL image of grey levels ("L"), upright as the camera
-    saw it; a transparent background white."""
+def _grey(image: Any, name: str | None = None) -> Any:
+    """`image` (called `name` in messages) as a PIL image of grey levels
+    ("L"), upright as the camera saw it; a transparent background white."""
     import numpy as np
     from PIL import Image, ImageOps
 
     if isinstance(image, (str, os.PathLike)):
+        if os.path.isdir(image):  # else "no such file" or "is a directory"
+            raise IsADirectoryError(f"{_name(image)} is a folder, not an image: "
+                                    "name the image files in it")
         with Image.open(image) as opened:
-            return _grey(opened)
+            return _grey(opened, _name(image))
     if not isinstance(image, Image.Image):
         array = np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)
         if array.ndim != 2 or array.dtype != np.uint8:
@@ -122,10 +127,36 @@ def _grey(image: Any) -> Any:
                              f"{array.dtype} of shape {array.shape}")
         return Image.fromarray(array)  # "L"
     image = ImageOps.exif_transpose(image)  # a phone's photo, turned upright
+    if image.mode in ("F", "I") or image.mode.startswith("I;16"):
+        # PIL would clip these levels to 0-255, a NaN too, and say nothing.
+        return _levels(np.asarray(image, dtype=np.float64),
+                       name or _name(image), image.mode == "F")
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
     return image.convert("L")
+
+
+def _levels(a: "np.ndarray", name: str, floats: bool) -> Any:
+    """A float ("F") or 16/32-bit ("I") image's levels as an "L" image:
+    floats in [0, 1] (as scientific TIFFs keep them) times 255, integers
+    above 255 taken as 16-bit (divided by 257); a ValueError naming the NaN
+    or infinite pixels, which have no shade."""
+    import numpy as np
+    from PIL import Image
+
+    nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+    if nan or inf:
+        what = " and ".join(f"{n:,} {kind}" for n, kind in
+                            ((nan, "NaN"), (inf, "infinite")) if n)
+        raise ValueError(f"{name} has {what} pixel(s) of {a.size:,}: a pixel "
+                         "needs a shade; fill them (e.g. with the background's) "
+                         "and save it again")
+    if floats and a.size and 0 <= a.min() and a.max() <= 1:
+        a = a * 255.0
+    elif not floats and a.size and a.max() > 255:
+        a = a / 257.0
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
 
 
 def _centre_of_mass(a: "np.ndarray", axis: int) -> float:

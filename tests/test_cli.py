@@ -520,8 +520,8 @@ def test_predict_and_evaluate_say_what_is_wrong(tmp_path, capsys):
     Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
     (tmp_path / "notes.txt").write_text("not an image")
     for argv, code, msg in [
-            (["predict", "--checkpoint", str(ckpt), "nope.png"], 2,
-             "nope.png: no such file"),
+            (["predict", "--checkpoint", str(ckpt), "nope.png"], 1,
+             "error: nope.png: no such file"),
             (["predict", "--checkpoint", "none.pt", str(tmp_path / "blank.png")], 2,
              "--checkpoint none.pt: no such file (write one with train "
              "--checkpoint FILE)"),
@@ -540,6 +540,7 @@ def test_predict_and_evaluate_say_what_is_wrong(tmp_path, capsys):
         said = capsys.readouterr().err + (result if isinstance(result, str) else "")
         assert (result if isinstance(result, int) else 1) == code, (argv, said)
         assert msg in said, (argv, said)
+
 
 # ------------------------------------------------------ a student's rough edges
 def _interrupt_in_epoch(monkeypatch, epoch: int, step: int = 2) -> None:
@@ -639,6 +640,45 @@ def test_threads_above_the_cores_are_taken_with_a_warning(capsys, monkeypatch):
     assert capsys.readouterr().err == "" and threads == [64, 2]
 
 
+def test_predict_answers_every_readable_image_and_names_each_bad_one(tmp_path,
+                                                                    capsys, mnist):
+    """`predict good.png bad.png ...`: each image it can read is answered, as
+    if given alone; each other one is named on stderr with what is wrong (no
+    such file, a folder, not an image, no digit); the exit code is 1."""
+    from PIL import Image
+
+    from mnist_lib.digit import read_digit
+
+    ckpt = tmp_path / "w.pt"
+    save_checkpoint(ckpt, get_model("Model_2"), _history("Model_2"))
+    good = _digit_files(tmp_path, mnist)
+    first, last = (str(tmp_path / name) for name in ("as_is.png", "photo.jpg"))
+    (tmp_path / "notes.txt").write_text("not an image")
+    Image.new("L", (40, 40), 255).save(tmp_path / "blank.png")
+    (tmp_path / "drawings").mkdir()
+    bad = {str(tmp_path / "nope.png"): "no such file",
+           str(tmp_path / "drawings"): "a folder, not an image (name the image "
+                                      "files in it)",
+           str(tmp_path / "notes.txt"): "cannot identify image file",
+           str(tmp_path / "blank.png"): "no digit in"}
+    argv = ["predict", "--checkpoint", str(ckpt), first, *bad, last]
+    assert cli.main(argv) == 1
+    said = capsys.readouterr()
+    model = load_checkpoint(ckpt)
+    answers = said.out.splitlines()[-2:]
+    for line, path in zip(answers, (first, last)):
+        digit = read_digit(path)
+        p = model.probabilities(digit.pixels[None])[0]
+        assert line.split()[:4] == [f"{path}:", f"{int(p.argmax())},", "probability",
+                                    f"{p.max().item():.3f}"]
+    errors = said.err.splitlines()
+    assert len(errors) == len(bad) and len(good) == 3
+    for line, (path, why) in zip(errors, bad.items()):
+        assert line.startswith(f"error: {path}: {why}"), line
+    assert cli.main(["predict", "--checkpoint", str(ckpt), first, last]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == answers
+
+
 # What only Python can do, in a hint that a command-line user reads.
 PYTHON_ONLY = re.compile(r"\w=\w+\(|\w+\([^()]*\w=|None for all|from Python|"
                          r"TrainConfig|save_checkpoint\(|load_checkpoint\(")
@@ -696,3 +736,28 @@ def test_cli_hints_are_fixes_a_command_line_user_can_make(tmp_path, capsys,
 
     expected = int(model.predict(read_digit("one.png").pixels[None])[0])
     assert capsys.readouterr().out.splitlines()[-1].split()[1] == f"{expected},"
+
+
+def test_save_checkpoint_names_the_folder_it_cannot_write_and_the_fix(tmp_path,
+                                                                     monkeypatch):
+    """Into a folder it may not write (simulated: this may run as root, whom
+    permissions do not stop), `save_checkpoint` names the folder, why and the
+    fix, not its temporary file; a folder given as the file is named as one."""
+    import mnist_lib.utils as utils
+
+    model, hist = get_model("Model_2"), _history("Model_2")
+    with pytest.raises(IsADirectoryError, match=rf"cannot save a checkpoint as "
+                       rf"{re.escape(str(tmp_path))}: it is a folder; name a file "
+                       "in it, e.g. .*net.pt"):
+        save_checkpoint(tmp_path, model, hist)
+
+    def refuse(dir, prefix, suffix):
+        raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1{suffix}")
+
+    monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError) as err:
+        save_checkpoint(tmp_path / "read_only" / "net.pt", model, hist)
+    assert str(err.value) == (f"cannot save net.pt in the folder {tmp_path}/read_only:"
+                              " Permission denied; save it in a folder you can write "
+                              "to (your home folder, or a new one of your own)")
+    assert ".tmp" not in str(err.value) and "x1" not in str(err.value)

@@ -95,3 +95,63 @@ def test_an_image_of_one_shade_has_no_digit(shade):
     with pytest.raises(ValueError, match="no digit in the ndarray: it is all one "
                                          "shade"):
         read_digit(np.full((30, 30), shade, np.uint8))
+
+
+def test_float_and_16_bit_images_are_read_at_their_depth(tmp_path):
+    """A float TIFF (levels in [0, 1], as scientific images keep them) and a
+    16-bit PNG of the hand-drawn L read as the 8-bit one does: PIL alone would
+    clip their levels to 0-255 and see one shade."""
+    dark_on_light = np.where(INK, 0.0, 1.0).astype(np.float32)
+    Image.fromarray(dark_on_light).save(tmp_path / "float.tif")
+    Image.fromarray((dark_on_light * 65535).astype(np.uint16)).save(
+        tmp_path / "deep.png")
+    for name in ("float.tif", "deep.png"):
+        assert Image.open(tmp_path / name).mode in ("F", "I", "I;16")
+        np.testing.assert_array_equal(read_digit(tmp_path / name).pixels.numpy(),
+                                      EXPECTED)
+
+
+def test_nan_pixels_and_folders_are_named_as_such(tmp_path):
+    """A float TIFF with NaN pixels is refused naming them (not "all one
+    shade", not a digit read around them); a folder given as an image is
+    named as a folder (not "no such file")."""
+    levels = np.where(INK, 0.0, 1.0).astype(np.float32)
+    levels[0, :3] = np.nan
+    Image.fromarray(levels).save(tmp_path / "gaps.tif")
+    with pytest.raises(ValueError, match=r"'.*gaps.tif' has 3 NaN pixel\(s\) of "
+                                         r"8,000: a pixel needs a shade; fill them"):
+        read_digit(tmp_path / "gaps.tif")
+    Image.fromarray(np.full((20, 20), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(ValueError, match="400 NaN pixel"):
+        read_digit(tmp_path / "nan.tif")
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not an image: name "
+                                                "the image files in it"):
+        read_digit(tmp_path)
+
+
+def test_a_classifier_takes_a_digit_and_a_pil_image_as_their_pixels(mnist):
+    """`model.predict(read_digit(f))` answers as `model.predict(digit.pixels[None])`
+    does; a 28x28 PIL image (grey, or in colour) and a list of them as their
+    pixels do, without torch's warning about a read-only array."""
+    import warnings
+
+    from mnist_lib.checkpoint import Classifier
+    from mnist_lib.models import get_model
+
+    torch.manual_seed(0)
+    model = Classifier(get_model("Model_2"), 0.13, 0.31).eval()
+    digits = [read_digit(255 - pixels.numpy()) for pixels in mnist.test_images[:4]]
+    pixels = torch.stack([d.pixels for d in digits])
+    expected = model.probabilities(pixels)
+    images = [Image.fromarray(d.pixels.numpy()) for d in digits]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(model.probabilities(digits[0]), expected[:1])
+        assert torch.equal(model.probabilities(digits), expected)
+        assert torch.equal(model.probabilities(images[1]), expected[1:2])
+        assert torch.equal(model.probabilities(images[1].convert("RGB")),
+                           expected[1:2])
+        assert torch.equal(model.probabilities(images), expected)
+        assert torch.equal(model.probabilities(np.asarray(images[2])[None]),
+                           expected[2:3])
+    assert model.predict(digits[3]).tolist() == [int(expected[3].argmax())]
