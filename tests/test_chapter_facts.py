@@ -1,6 +1,6 @@
-"""What the chapters The data, Receptive fields, the RF calculator's two pages
-and the Engineering notes state about the data, the models, RF tables and the
-recorded benchmarks, checked here rather than in hidden cells of the chapters:
+"""What the chapters (the intro, The data, Receptive fields, Step 3's concept
+boxes, the RF calculator's two pages and the Engineering notes) state about
+the data, the models, RF tables and the recorded benchmarks, checked here rather than in hidden cells of the chapters:
 a reader does not scroll past them, and a change to the library, a model or a
 record that makes a sentence wrong still fails `make test`. (A chapter keeps
 in its hidden cells only what its page needs: glued numbers and figures.)"""
@@ -31,6 +31,33 @@ def refusal(*args, **kwargs) -> str:
     return str(err.value)
 
 
+# ----------------------------------------------------------------- The intro
+def test_intro_the_rungs_whose_named_change_is_more_than_one_factor():
+    """"A named change is not always one factor: the GAP head also shrinks the
+    receptive field, and Model_2's and Model_4's layers change widths, depth
+    and the receptive field together." """
+    arms = protocol.ladder().arms
+
+    def shape(model_name):
+        net = get_model(model_name)
+        convs = [(c.in_channels, c.out_channels, c.kernel_size)
+                 for c in net.modules() if isinstance(c, nn.Conv2d)]
+        return convs, receptive_field(net, MNIST_INPUT).trunk.r_out
+
+    rf_moved, all_three = set(), set()
+    for before, arm in zip(arms, arms[1:]):
+        (convs0, rf0), (convs1, rf1) = shape(before.model), shape(arm.model)
+        if rf1 != rf0:
+            rf_moved.add(arm.name)
+        widths = [c[1] for c in convs0] != [c[1] for c in convs1]
+        if rf1 != rf0 and widths and len(convs1) != len(convs0):
+            all_three.add(arm.name)
+    assert rf_moved == {"GAP head", "deeper, narrower", "transition block"}
+    assert all_three == {"deeper, narrower", "transition block"}
+    assert [protocol.ladder().arm(n).model for n in sorted(all_three)] == [
+        "Model_2", "Model_4_dropout"]
+
+
 # ------------------------------------------------------------------ The data
 def ink_boxes(images: torch.Tensor):
     """Rows and columns with ink, and each image's ink height and width."""
@@ -47,6 +74,10 @@ def test_data_chapter_text(mnist):
     _, _, height, width = ink_boxes(mnist.train_images)
     assert DIGIT_BOX == 20
     assert height.max() <= DIGIT_BOX and width.max() <= DIGIT_BOX
+    # "Step 1's skeleton follows it; the final model does not quite (its last
+    # map's units see 19 pixels of the 20-pixel box)".
+    assert receptive_field(get_model("Model_1"), MNIST_INPUT).trunk.r_out >= DIGIT_BOX
+    assert receptive_field(get_model(FINAL_MODEL), MNIST_INPUT).trunk.r_out < DIGIT_BOX
     counts = torch.bincount(mnist.train_labels, minlength=10)
     assert counts.max() / counts.min() < 1.3, "classes are roughly balanced"
     # The Summary's sizes.
@@ -228,6 +259,38 @@ def test_receptive_fields_exercise_numbers():
     dil = [r for r in ex4.layers() if r.kind == "Conv2d"][-2:]
     assert [(r.n_out, r.r_out) for r in dil] == [(8, 14), (4, 22)], ex4
     assert 2 * count_parameters(dilated[7:10]) < count_parameters(classic[7:14])
+
+
+# ------------------------------------------------ Step 3's weight average
+def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
+    """The concept box's mean age of the weight average (and the steps that
+    hold half of it) come from the shares (1 - d_t) x (every later d) of
+    ema_decay; here those shares against WeightAverage itself: a weight that
+    equals t after step t averages to T minus the mean age."""
+    import math
+
+    from mnist_lib.averaging import WeightAverage, ema_decay
+    from mnist_lib.data import HOLDOUT
+
+    cfg = protocol.ladder().arm("weight average").config
+    steps = cfg.epochs * math.ceil((60_000 - HOLDOUT) / cfg.batch_size)
+    d = ema_decay(torch.arange(1, steps + 1), cfg.ema).tolist()
+    share, keep = [0.0] * steps, 1.0  # as the chapter computes them
+    for t in reversed(range(steps)):
+        share[t], keep = (1 - d[t]) * keep, keep * d[t]
+    mean_age = sum(w * (steps - 1 - t) for t, w in enumerate(share))
+
+    w = nn.Linear(1, 1, bias=False).double()
+    with torch.no_grad():
+        w.weight.zero_()
+        avg = WeightAverage(w, cfg.ema)
+        for t in range(1, steps + 1):  # after step t the weight is t
+            w.weight.fill_(t)
+            avg.update()
+    assert steps - avg.module.weight.item() == pytest.approx(mean_age, abs=0.01)
+    # The warm-up makes the average younger than the cap alone would
+    # (d / (1 - d) steps: 999).
+    assert mean_age < cfg.ema / (1 - cfg.ema)
 
 
 # ------------------------------------------ Use the RF calculator (rf_tool)

@@ -109,3 +109,12 @@ def test_step2_exercise_and_concept_numbers():
     deeper.block2.append(conv_block(16, 16, padding=1))
     assert count_parameters(deeper) == 7308 + 9 * 16 * 16 + 2 * 16 == 9644 > 8000
     assert receptive_field(deeper, (1, 28, 28)).trunk.r_out == 23
+    # "Step 3 tries one (Model_4's transition block), and the final recipe
+    # leaves it out again, so the final model, Model_2, keeps its RF".
+    from mnist_lib.models import FINAL_MODEL, MODELS
+
+    def pools(net):
+        return [m for m in net.modules() if isinstance(m, nn.MaxPool2d)]
+
+    assert pools(MODELS["Model_4"]()) and not pools(MODELS[FINAL_MODEL]())
+    assert FINAL_MODEL == "Model_2" and rf2.trunk.r_out == 19
