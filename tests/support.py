@@ -1,10 +1,11 @@
-"""What several test files share: loading a script as a module, and the rule
-for a service a machine may lack."""
+"""What several test files share: loading a script as a module, the rule
+for a service a machine may lack, and the records the chapters read."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -29,3 +30,17 @@ def unavailable(why: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(why)
     pytest.skip(why)
+
+
+def chapter_records() -> set[str]:
+    """The recorded results (`results/<name>.json`) the chapters read or check
+    for: every name given to book.load_record, book.load_study or
+    book.need_records in book/*.md."""
+    name = r"""["'](\w+)["']"""
+    found = set()
+    for md in (SCRIPTS.parent / "book").glob("*.md"):
+        text = md.read_text()
+        found |= set(re.findall(r"book\.load_(?:record|study)\(" + name, text))
+        for call in re.findall(r"book\.need_records\(([^)]*)\)", text):
+            found |= set(re.findall(name, call))
+    return found

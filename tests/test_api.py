@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -147,7 +149,34 @@ def test_import_loads_none_of_the_heavy_packages():
     assert not loaded & {"pandas", "matplotlib", "torchvision", "torchsummary"}, loaded
 
 
-def test_the_package_ships_its_types_licence_addresses_and_one_version(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The package as `pip install .` builds it, from a copy of what a clone
+    holds (the library, the recorded results, the project's files)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    shutil.copytree(ROOT / "mnist_lib", src / "mnist_lib",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "results").mkdir()
+    for record in (ROOT / "results").glob("*.json"):
+        shutil.copy(record, src / "results" / record.name)
+    (src / "results" / "running").mkdir()  # a study's part, not a record
+    (src / "results" / "running" / "screen.json").write_text("{}")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                           "--no-build-isolation", "--no-index", "--quiet",
+                           "--disable-pip-version-check", "-w", str(tmp),
+                           str(src)],
+                          capture_output=True, text=True)
+    if done.returncode and "No module named" in done.stderr:  # no setuptools here
+        pytest.skip(done.stderr[-500:])
+    assert done.returncode == 0, done.stderr
+    (built,) = tmp.glob("mnist_lib-*.whl")
+    return built
+
+
+def test_the_package_ships_its_types_licence_addresses_and_one_version(wheel):
     """What `pip install .` gives: py.typed (PEP 561: the type hints are part of
     the API), the MIT licence, the project's addresses, and mnist_lib.__version__
     as the version, defined once. Built as pip builds it, from a copy."""
@@ -162,20 +191,6 @@ def test_the_package_ships_its_types_licence_addresses_and_one_version(tmp_path)
     assert project["urls"]["Homepage"] == f"https://{owner}.github.io/{name}/"
     assert project["license"] == "MIT" and "version" not in project
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
-    src = tmp_path / "src"
-    shutil.copytree(ROOT / "mnist_lib", src / "mnist_lib",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                           "--no-build-isolation", "--no-index", "--quiet",
-                           "--disable-pip-version-check", "-w", str(tmp_path),
-                           str(src)],
-                          capture_output=True, text=True)
-    if done.returncode and "No module named" in done.stderr:  # no setuptools here
-        pytest.skip(done.stderr[-500:])
-    assert done.returncode == 0, done.stderr
-    (wheel,) = tmp_path.glob("mnist_lib-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         meta = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
@@ -186,6 +201,41 @@ def test_the_package_ships_its_types_licence_addresses_and_one_version(tmp_path)
             for p in (ROOT / "mnist_lib").rglob("*.py")} <= names, "a module left out"
     assert f"Project-URL: Source, {REPOSITORY}" in meta
     assert "License-Expression: MIT" in meta
+
+
+def test_the_package_carries_the_records_and_a_chapter_reads_them_offline(
+        wheel, tmp_path):
+    """A chapter run after `pip install`, outside the repository and offline,
+    finds every record it reads: the package carries results/*.json (and no
+    study's running part), and `book` reads them from there."""
+    from tests.support import chapter_records
+
+    with zipfile.ZipFile(wheel) as z:
+        records = {n for n in z.namelist() if n.startswith("mnist_lib/book/results/")}
+        z.extractall(tmp_path / "site")
+    carried = {f"mnist_lib/book/results/{p.name}"
+               for p in (ROOT / "results").glob("*.json")}
+    assert records == carried
+    names = sorted(chapter_records())
+    script = (
+        "import json, sys, urllib.request\n"
+        "def offline(*args, **kwargs):\n"
+        "    raise OSError('offline')\n"
+        "urllib.request.urlopen = offline\n"
+        "import mnist_lib\n"
+        "from mnist_lib import book\n"
+        f"assert mnist_lib.__file__.startswith({str(tmp_path / 'site')!r})\n"
+        f"book.need_records(*{names!r})\n"
+        f"print(json.dumps({{n: book.load_record(n) for n in {names!r}}}))\n")
+    work = tmp_path / "notebooks"  # no checkout around it, no results/ beside
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    read = json.loads(done.stdout)
+    for name in names:
+        assert read[name] == json.loads((ROOT / "results" / f"{name}.json").read_text())
 
 
 def test_readme_own_net_example_runs_as_written(tmp_path, monkeypatch, small):

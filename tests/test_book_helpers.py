@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 import urllib.error
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from tests.support import chapter_records
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,9 +94,34 @@ def test_record_in_a_checkout_is_the_local_file_never_a_download(monkeypatch, tm
         book.load_record("seeds_Model_4")
 
 
-def test_record_outside_a_checkout_comes_from_the_repository(monkeypatch, tmp_path):
+def test_records_outside_a_checkout_come_from_the_library_offline(monkeypatch,
+                                                                  tmp_path):
+    """After a pip install, outside any checkout and offline, a chapter reads
+    every record it needs from the library, which carries them: the same
+    records as the repository's results/ (test_api checks the built package)."""
     from mnist_lib import book
 
+    def offline(url, timeout):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(book.recorded, "_FETCHED", {})
+    monkeypatch.chdir(tmp_path)
+    assert book.checkout() is None
+    names = chapter_records()
+    assert {"ladder", "ablation", "confirm", "final_test", "bench_cpu"} <= names
+    assert book.need_records(*names) is None
+    for name in names:
+        expected = json.loads((ROOT / "results" / f"{name}.json").read_text())
+        assert book.load_record(name) == expected, name
+
+
+def test_record_the_library_lacks_comes_from_the_repository(monkeypatch, tmp_path):
+    """A record the installed library does not carry (a chapter newer than
+    the library) is fetched from GitHub, once a kernel."""
+    from mnist_lib import book
+
+    monkeypatch.setattr(book.recorded, "shipped_folder", lambda: None)
     asked = []
 
     def fake_urlopen(url, timeout):
@@ -120,18 +148,21 @@ def test_record_outside_a_checkout_comes_from_the_repository(monkeypatch, tmp_pa
 
     monkeypatch.setattr(book.recorded.urllib.request, "urlopen", offline)
     with pytest.raises(FileNotFoundError, match=r"could not be fetched from https://"
-                       r"raw\.githubusercontent\.com/.*no route to host.*clone"):
+                       r"raw\.githubusercontent\.com/.*no route to host.*clone"
+                       r".*pip install --upgrade git\+https://github\.com/"):
         book.load_record("final_test")
 
 
 def test_a_chapter_checks_its_records_before_it_trains(monkeypatch, tmp_path):
-    """Offline, outside a checkout, with one record of two beside the notebook:
-    `need_records` stops at once, naming the missing one and how to get it."""
+    """Offline, outside a checkout, with a library that carries no records and
+    one record of two beside the notebook: `need_records` stops at once,
+    naming the missing one and how to get it."""
     from mnist_lib import book
 
     def offline(url, timeout):
         raise urllib.error.URLError("no route to host")
 
+    monkeypatch.setattr(book.recorded, "shipped_folder", lambda: None)
     monkeypatch.setattr(book.recorded.urllib.request, "urlopen", offline)
     monkeypatch.setattr(book.recorded, "_FETCHED", {})
     monkeypatch.chdir(tmp_path)

@@ -4,12 +4,15 @@ outside any checkout of the repository, without myst-nb, in quick mode.
 Colab differs from the book build in three ways that have broken chapters
 before: the working folder is not the repository (no `results/`, no `data/`
 unless the library puts it there), myst-nb is not installed (`book.glue` must
-fall back), and the recorded results come from GitHub. The kernel here gets a
-`sitecustomize` that blocks `import myst_nb` and answers requests for the
-repository's raw files from this working tree, checking that each asks for
-a file under `results/` of `book.REPOSITORY`'s `book.BRANCH` on GitHub. What this cannot run offline is each
-chapter's install cell (`pip install git+<repository>`): the library is
-already installed here, so the cell does nothing, as on Binder.
+fall back), and the recorded results come from the installed library, which
+carries them. The kernel here gets a `sitecustomize` that blocks `import
+myst_nb` and is offline: a request for a record on GitHub (the fallback for
+one the library lacks) fails, and says so on stderr. The library is installed
+editable here, so it reads the records of its own source tree, as a
+pip-installed one reads those it carries (test_api checks the built package).
+What this cannot run offline is each chapter's install cell (`pip install
+git+<repository>`): the library is already installed here, so the cell does
+nothing, as on Binder.
 
 A learner who runs a chapter should see their own run's numbers: each Result
 and Analysis block is a `book.show` cell in the twin (scripts/twins.py), and
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 
 SITECUSTOMIZE = '''
-import importlib.abc, io, pathlib, sys, urllib.request
+import importlib.abc, sys, urllib.request
 
 class NoMystNb(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
@@ -39,31 +42,24 @@ class NoMystNb(importlib.abc.MetaPathFinder):
         return None
 
 sys.meta_path.insert(0, NoMystNb())
-RAW = "https://raw.githubusercontent.com/{owner_repo}/{branch}/results/"
 
-def from_github(url, timeout=None, **kwargs):
-    assert url.startswith(RAW), f"unexpected request for {{url}}"
-    print("[fake GitHub]", url, file=sys.stderr)
-    name = url[len(RAW):]
-    return io.BytesIO(pathlib.Path({results!r}, name).read_bytes())
+def offline(url, timeout=None, **kwargs):
+    print("[offline]", url, file=sys.stderr)
+    raise OSError("offline")
 
-urllib.request.urlopen = from_github
+urllib.request.urlopen = offline
 '''
 
 
-def execute_as_in_colab(notebook: Path, tmp_path: Path, monkeypatch,
-                        results: Path = ROOT / "results"):
-    """Run `notebook` as Colab would (see the module's docstring), its records
-    fetched from `results`; return the executed notebook and what it glued."""
+def execute_as_in_colab(notebook: Path, tmp_path: Path, monkeypatch):
+    """Run `notebook` as Colab would (see the module's docstring), offline;
+    return the executed notebook and what it glued."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from mnist_lib import book
 
     site = tmp_path / "site"
     site.mkdir(parents=True)
-    (site / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE.format(
-        owner_repo=book.REPOSITORY.removeprefix("https://github.com/"),
-        branch=book.BRANCH, results=str(results))))
+    (site / "sitecustomize.py").write_text(textwrap.dedent(SITECUSTOMIZE))
     work = tmp_path / "content"  # Colab's working folder: no checkout around it
     work.mkdir(parents=True)
     monkeypatch.setenv("PYTHONPATH", str(site))
@@ -99,10 +95,8 @@ def test_chapter_runs_as_in_colab(notebook, tmp_path, monkeypatch):
     stderr = "".join(out.get("text", "") for cell in nb.cells
                      if cell.cell_type == "code" for out in cell.get("outputs", [])
                      if out.get("name") == "stderr")
-    source = notebook.with_suffix(".md").read_text()
-    loads = "load_record(" in source or "load_study(" in source
-    # The chapters that read recorded results fetched them, and only they did.
-    assert ("[fake GitHub]" in stderr) == loads, stderr[-2000:]
+    # The chapters read their recorded results from the library, offline.
+    assert "[offline]" not in stderr, stderr[-2000:]
 
     shows = [cell for cell in nb.cells if cell.cell_type == "code"
              and "book.show(" in cell.source]

@@ -1,6 +1,8 @@
 """The recorded results a chapter reads (`results/<name>.json`): from the
-repository checkout, or outside one (Colab) from a `results/` folder beside
-the notebook, else from the book's repository on GitHub. `need_records`
+repository checkout; outside one (Colab, a pip install) from a `results/`
+folder beside the notebook, else from the records the library carries
+(`shipped_folder`: the package holds every `results/*.json`, so a chapter
+runs offline), else from the book's repository on GitHub. `need_records`
 checks, before a chapter trains, that it can read every record it will need.
 """
 
@@ -16,9 +18,26 @@ from . import env
 
 # The records fetched from GitHub in this kernel, by name: fetched once.
 _FETCHED: dict[str, dict[str, Any]] = {}
-HOW_TO_GET = ("Run the chapter inside a clone of the repository, or where GitHub "
-              "is reachable, or download each file named above into a results/ "
+HOW_TO_GET = ("Run the chapter inside a clone of the repository; or install the "
+              "library of the chapter's own version, which carries its records "
+              "(pip install --upgrade git+{repository}); or run it where GitHub "
+              "is reachable; or download each file named above into a results/ "
               "folder beside this notebook.")
+
+
+def shipped_folder() -> Path | None:
+    """The folder of the records this library carries, or None: in a package
+    built from the repository (pip install) `mnist_lib/book/results/`, which
+    pyproject.toml fills with `results/*.json`; in the source tree the
+    library is imported from (an editable install), its `results/`."""
+    here = Path(__file__).resolve().parent
+    tree = here.parents[1]
+    for folder, holds in ((here / "results", True),
+                          (tree / "results", (tree / "pyproject.toml").is_file()
+                           and (tree / "mnist_lib").is_dir())):
+        if holds and folder.is_dir():
+            return folder
+    return None
 
 
 def record_url(name: str) -> str:
@@ -39,8 +58,9 @@ def _read(path: Path) -> dict[str, Any]:
 
 def load_record(name: str) -> dict[str, Any]:
     """A recorded result (`results/<name>.json`) from the repository checkout;
-    outside one (Colab), from `results/` beside the notebook, else from the
-    book's repository on GitHub."""
+    outside one (Colab, a pip install), from `results/` beside the notebook,
+    else from the records the library carries (`shipped_folder`), else from
+    the book's repository on GitHub."""
     root = env.checkout()
     if root is not None:
         # In a checkout the local record is the one that counts: a missing one
@@ -53,6 +73,9 @@ def load_record(name: str) -> dict[str, Any]:
     beside = Path.cwd() / "results" / f"{name}.json"
     if beside.exists():
         return _read(beside)
+    shipped = shipped_folder()
+    if shipped is not None and (shipped / f"{name}.json").is_file():
+        return _read(shipped / f"{name}.json")
     if name not in _FETCHED:
         url = record_url(name)
         try:
@@ -61,8 +84,9 @@ def load_record(name: str) -> dict[str, Any]:
         except (OSError, ValueError) as err:  # no network, HTTP error, not JSON
             raise FileNotFoundError(
                 f"the recorded result {name!r} is not here (no repository checkout "
-                f"around {Path.cwd()}) and could not be fetched from {url}: {err}. "
-                + HOW_TO_GET) from err
+                f"around {Path.cwd()}, and this library does not carry it) and "
+                f"could not be fetched from {url}: {err}. "
+                + HOW_TO_GET.format(repository=env.REPOSITORY)) from err
     # A copy, as a read from disk is: a chapter that changes it changes no other's.
     return copy.deepcopy(_FETCHED[name])
 
