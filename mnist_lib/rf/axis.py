@@ -184,15 +184,30 @@ class Window:
 
     Pass it as `receptive_field(model, custom={ModuleClass: Window(...)})`.
     Each setting is one number for every spatial axis, or one per axis:
-    (h, w) for an image, (d, h, w) for a clip.
+    (h, w) for an image, (d, h, w) for a clip. A setting left out is each
+    module's own (its kernel_size, stride, padding or dilation, as a subclass
+    of nn.Conv2d has them), else stride 1, padding 0 and dilation 1. A kernel,
+    stride or dilation given must be each module's own, where it has one:
+    one declaration serves every module of the class.
     """
 
-    kernel: int | tuple[int, ...]
-    stride: int | tuple[int, ...] = 1
+    kernel: int | tuple[int, ...] | None = None
+    stride: int | tuple[int, ...] | None = None
     # Or "same": TensorFlow's, which pads the map so that n_out = ceil(n / s),
     # the extra pixel of an odd total on the far side (timm's Conv2dSame).
-    padding: int | tuple[int, ...] | str = 0
-    dilation: int | tuple[int, ...] = 1
+    padding: int | tuple[int, ...] | str | None = None
+    dilation: int | tuple[int, ...] | None = None
+
+    def __str__(self) -> str:
+        """As a declaration writes it: Window(3, 2, 'same'), Window(padding=1)."""
+        names = ("kernel", "stride", "padding", "dilation")
+        values = [getattr(self, n) for n in names]
+        given = [i for i, v in enumerate(values) if v is not None]
+        # By position up to the first setting left out, then by name.
+        lead = next((i for i, v in enumerate(values) if v is None), len(values))
+        parts = [repr(values[i]) if i < lead else f"{names[i]}={values[i]!r}"
+                 for i in given]
+        return f"Window({', '.join(parts)})"
 
 
 POINTWISE = "pointwise"  # declare a custom module as not touching space

@@ -26,8 +26,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from .axis import (INPUT_FORMS, RFError, agreed, declarations, node_shape,
-                   op_label)
+from .axis import INPUT_FORMS, RFError, declarations, node_shape, op_label
 from .windows import FUNCTION_RULES, module_entry
 from ..utils import eval_mode
 
@@ -245,12 +244,15 @@ def _untraceable(model: nn.Module, inside: list[tuple[str, nn.Module]],
                 f"(below).\nFix: {fix}\n{declarations('YourModule')}\n{why}")
     path, mod = inside[-1]
     name = type(mod).__name__
-    window = _window_of(mod, size)
-    if window is not None:
-        # A conv or pooling of a subclass: a Window, never 'pointwise'.
+    if isinstance(mod, _WINDOWS):
+        # A conv or pooling of a subclass: a Window, never 'pointwise'; its
+        # settings left out, so that each module of the class has its own.
         fix = ("declare the window it slides, with TensorFlow's padding='same':"
                if size else "declare the window it slides:")
-        fix += "\n" + declarations(name, window, pointwise=False)
+        fix += "\n" + declarations(name, "padding='same'" if size else "",
+                                   pointwise=False)
+        fix += ("\n    # each module's own kernel_size, stride"
+                + (" and dilation" if size else ", padding and dilation"))
     else:
         fix = "declare it:" if size else ("remove its data-dependent control flow, "
                                           "or declare it:")
@@ -273,23 +275,10 @@ def _short(line: str, width: int = 40) -> str:
     return line if len(line) <= width else line[:width - 3] + "..."
 
 
-def _window_of(mod: nn.Module, size: bool) -> str | None:
-    """The Window arguments of a conv or pooling module `mod` (e.g. "3, 2,
-    'same'"), with TensorFlow's "same" padding if it pads by the map `size`;
-    None for any other module."""
-    windows = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d,
-               nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-    if not isinstance(mod, windows):
-        return None
-
-    def one(v: Any) -> Any:
-        return agreed(*v) if isinstance(v, (tuple, list)) else v
-
-    k = one(mod.kernel_size)
-    s = one(mod.stride or mod.kernel_size)
-    p = "'same'" if size else one(mod.padding)
-    d = one(getattr(mod, "dilation", 1))
-    return f"{k}, {s}, {p}" + (f", {d}" if d != 1 else "")
+# Convs and poolings: a subclass of one that torch.fx cannot trace is declared
+# as a Window that reads the module's own settings.
+_WINDOWS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+            nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 
 
 class _ShapeProp(ShapeProp):

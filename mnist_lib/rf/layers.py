@@ -15,11 +15,11 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .axis import (POINTWISE, Axis, RFError, Spatial, UnsupportedOpError, Window,
-                   axis_name, declarations, declare_hint, flat_last, node_arg,
-                   node_shape, on_positions, op_label, shape_letters, spatial_dims,
-                   spatial_words)
+                   agreed, axis_name, declarations, declare_hint, flat_last, node_arg,
+                   node_shape, on_positions, op_label, per_axis, shape_letters,
+                   spatial_dims, spatial_words)
 from .table import RFRow, fmt_cell
-from .windows import module_entry, tf_same_rule, window_rule
+from .windows import axes_mismatch, module_entry, tf_same_rule, window_rule
 
 Rule = Callable[[Spatial], Spatial]
 # Modules that leave every position where it is (the softmax modules depend on
@@ -54,11 +54,11 @@ def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
     if spec == POINTWISE or (spec is None and isinstance(mod, POINTWISE_MODULES)):
         row.spatial = False
         return lambda s: s
-    if isinstance(spec, Window) and spec.padding == "same":
-        return tf_same_rule(row, op, spec.kernel, spec.stride, spec.dilation)
     if isinstance(spec, Window):
-        return window_rule(row, op, spec.kernel, spec.stride, spec.padding,
-                           spec.dilation)
+        k, s, p, d = _declared_window(spec, mod, op, declared.__name__, state)
+        if p == "same":
+            return tf_same_rule(row, op, k, s, d)
+        return window_rule(row, op, k, s, p, d)
     if spec is not None:
         name = type(mod).__name__
         raise RFError(f"custom declares {name} as {spec!r}, neither 'pointwise' nor "
@@ -72,6 +72,48 @@ def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
         raise UnsupportedOpError(declare_hint(op, type(mod).__name__))
     nd, make = found
     return make(mod, row, op, nd)
+
+
+# A Window's settings and the attributes of a module that hold them, with the
+# value of a setting that neither gives.
+_SETTINGS = (("kernel", "kernel_size", None), ("stride", "stride", 1),
+             ("padding", "padding", 0), ("dilation", "dilation", 1))
+
+
+def _declared_window(spec: Window, mod: nn.Module, op: str, name: str,
+                     state: Spatial) -> tuple[Any, Any, Any, Any]:
+    """The kernel, stride, padding and dilation of module `mod` (`op` in
+    errors), declared as `spec` for its class `name`: each setting left out
+    is the module's own (`Window`). An RFError where a kernel, stride or
+    dilation given is not the module's own: the declaration, made for the
+    class, would be wrong for this module (a k5 Conv2dSame declared k3)."""
+    values = []
+    for setting, attr, default in _SETTINGS:
+        given, own = getattr(spec, setting), getattr(mod, attr, None)
+        if own == "valid":
+            own = 0
+        if given is None:
+            if isinstance(own, (tuple, list)) and len(own) != state.nd:
+                # A Conv3d on an image: what the undeclared module gets.
+                raise axes_mismatch(op, len(own), state)
+            values.append(own if own is not None else default)
+            continue
+        n = len(own) if isinstance(own, (tuple, list)) else state.nd
+        if setting != "padding" and own is not None and not isinstance(own, str) \
+                and per_axis(given, n) != per_axis(own, n):
+            own_text = agreed(*own) if isinstance(own, (tuple, list)) else own
+            fix = Window(padding=spec.padding)
+            raise RFError(
+                f"{op} has {setting} {own_text}, but custom declares {spec} for "
+                f"every {name}.\nFix: declare only what the modules do not hold; "
+                "each one's kernel, stride\n    and dilation are then its own:\n"
+                f"    custom={{{name}: {fix}}}")
+        values.append(given)
+    if values[0] is None:
+        raise RFError(f"custom declares {name} as {spec}, without a kernel, and "
+                      f"{op} has no kernel_size.\nFix: give the kernel:\n"
+                      + declarations(name, pointwise=False))
+    return tuple(values)
 
 
 def linear_rule(state: Spatial, row: RFRow, op: str, axis: int = -1) -> Rule:

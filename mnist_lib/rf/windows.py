@@ -39,7 +39,7 @@ def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation, *,
         k, s, p, d = (per_axis(v, n) for v in (kernel, stride, padding, dilation))
         hi = per_axis(pad_hi, n) if pad_hi is not None else p
         if st.nd != n or any(len(v) != n for v in (k, s, p, d, hi)):
-            raise _axes_mismatch(op, n if nd else len(k), st, declared=nd is None)
+            raise axes_mismatch(op, n if nd else len(k), st, declared=nd is None)
         if st.axes != channels_first(n):
             raise _moved(op, st)
         row.kernel, row.stride, row.dilation = agreed(*k), agreed(*s), agreed(*d)
@@ -50,7 +50,7 @@ def window_rule(row: RFRow, op: str, kernel, stride, padding, dilation, *,
     return rule
 
 
-def _axes_mismatch(op: str, n: int, st: Spatial, declared: bool = False) -> RFError:
+def axes_mismatch(op: str, n: int, st: Spatial, declared: bool = False) -> RFError:
     """The refusal of a window over `n` axes on a map of another number of
     spatial axes: a Conv2d given a sequence, or a `declared` Window((3, 3))
     on a clip."""
@@ -355,7 +355,7 @@ def adaptive_rule(st: Spatial, size: Any, row: RFRow, op: str, nd: int) -> Spati
         raise RFError(f"{op} pools positions merged into one axis.\nFix: pool "
                       "before flattening, or pool them all to one.")
     if st.nd != nd:
-        raise _axes_mismatch(op, nd, st)
+        raise axes_mismatch(op, nd, st)
     if st.axes != channels_first(nd):
         raise _moved(op, st)
     sizes = per_axis(size, nd) if size is not None else (None,) * nd

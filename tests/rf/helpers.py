@@ -5,6 +5,7 @@ tests feed the calculator (each defined once, here)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -567,7 +568,21 @@ class UpsampleNet(nn.Sequential):
         super().__init__(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2))
 
 
+class Conv2dSame(nn.Conv2d):
+    """timm's Conv2dSame: TensorFlow's "same" padding, computed from the map's
+    size at run time, the extra pixel on the far side."""
+
+    def forward(self, x):
+        ih, iw = x.size()[-2:]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+        if ph > 0 or pw > 0:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation,
+                        self.groups)
+
 
 # What `from tests.rf.helpers import *` gives each test file (the private
 # helpers and the modules too).
-__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'spans', 'boxes', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'ResNetDDown', 'UpsampleNet']
+__all__ = ['json', 're', 'subprocess', 'sys', 'Path', 'pytest', 'torch', 'nn', 'F', 'assume', 'given', 'settings', 'st', 'MODELS', 'cli', 'POINTWISE', 'SHOWN', 'RFError', 'RFRow', 'RFTable', 'Window', 'effective_rf', 'receptive_field', 'main', 'ROOT', 'empirical_rf', 'torch_agrees_nothing_is_left', 'reachable', 'swap', 'averaging', 'spans', 'boxes', 'support', 'Picked', 'rows_reached', 'layer', 'build', 'Pad', 'Slice', 'edit', 'Residual', 'Shuffle', 'Cropped', 'Row', 'Pooled', 'GLOBAL_POOLS', 'SEBlock', 'Gated', 'FunctionalConvs', 'ComputedStride', 'Unshuffle', 'ThreeChannels', 'SpatialAttention', 'TwoBranches', 'SplitRows', 'ChannelsLastBlock', '_final', 'Misaligned', '_lines_fit', 'Concat', 'Resize', 'Roll', 'Transposed', 'Blur', 'Gate', 'GatedBlock', 'Branchy', '_scripted', 'ResNetDDown', 'UpsampleNet', 'Conv2dSame']

@@ -3,7 +3,6 @@ declarations, wrong input sizes; its table's renderings; the effective RF."""
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 
@@ -395,8 +394,10 @@ def test_declarations_must_be_module_classes(kwargs):
 
 @pytest.mark.parametrize("model, spec, real, wrong", [
     (lambda: UpsampleNet(), {nn.Upsample: POINTWISE}, "52x52", "26x26"),
-    (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), nn.MaxPool2d(2)),
-     {nn.MaxPool2d: Window(3)}, "13x13", "24x24"),
+    # (A Window that contradicts a module's own kernel_size is refused before
+    # this: test_graph_checked.py.)
+    (lambda: nn.Sequential(nn.Conv2d(1, 1, 3), Blur()), {Blur: Window(3)},
+     "26x26", "24x24"),
 ])
 def test_a_declaration_that_contradicts_the_model_is_refused(model, spec, real, wrong):
     # Before, the table went on with the declared map size: a silently wrong RF.
@@ -574,21 +575,6 @@ def test_windowed_attention_is_refused_as_attention():
     assert "'pointwise'" not in str(err.value)
 
 
-class Conv2dSame(nn.Conv2d):
-    """timm's Conv2dSame: TensorFlow's "same" padding, computed from the map's
-    size at run time, the extra pixel on the far side."""
-
-    def forward(self, x):
-        ih, iw = x.size()[-2:]
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        ph = max((math.ceil(ih / sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
-        pw = max((math.ceil(iw / sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
-        if ph > 0 or pw > 0:
-            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation,
-                        self.groups)
-
-
 @pytest.mark.parametrize("kernel, stride, size", [(3, 2, 20), (3, 2, 21), (4, 1, 20),
                                                   (5, 3, 23)])
 def test_tf_same_padding_is_named_and_its_window_declared(kernel, stride, size):
@@ -602,11 +588,12 @@ def test_tf_same_padding_is_named_and_its_window_declared(kernel, stride, size):
     assert first == ("torch.fx could not trace module '0' (Conv2dSame): it computes "
                      "from its input's size (below).")
     assert fix == "Fix: declare the window it slides, with TensorFlow's padding='same':"
-    window = f"{kernel}, {stride}, 'same'"
-    assert code == f"    custom={{Conv2dSame: Window({window})}}"
+    # The kernel and stride left out: each module's own (#57: one declaration
+    # for a k3 and a k5 Conv2dSame gave the k5 one the k3's window).
+    assert code == "    custom={Conv2dSame: Window(padding='same')}"
     # What it says to do gives the map size torch gives, and the gradient's box.
     t = receptive_field(model, (1, size, size),
-                        custom={Conv2dSame: Window(kernel, stride, "same")})
+                        custom={Conv2dSame: Window(padding="same")})
     assert (t.final.n_out,) * 2 == tuple(model(torch.zeros(1, 1, size, size)).shape[2:])
     box, (i, k) = empirical_rf(model, size)
     f = t.final

@@ -238,10 +238,16 @@ class MadeFiveD(nn.Module):
 def test_a_clip_made_inside_the_model_is_checked_too():
     # Before: n 14, RF 3, where torch gives a 7x7 map (and RF 4).
     model = MadeFiveD(nn.Conv3d(1, 2, 3), nn.MaxPool3d(2))
-    first = _message(model, (8, 16, 16), custom={nn.Conv3d: Window(3),
+    first = _message(model, (8, 16, 16), custom={nn.Conv3d: Window(3, 1, 0, 1),
                                                  nn.MaxPool3d: POINTWISE})[0]
     assert first == ("module 'net.1' (MaxPool3d) gives a 7x7 map, but the "
                      "declaration makes it 14x14.")
+    # Declared with its own stride and dilation (of 3 axes), the Conv3d is
+    # refused as undeclared, below (#57: a Window's settings left out are
+    # each module's own).
+    first = _message(model, (8, 16, 16), custom={nn.Conv3d: Window(3)})[0]
+    assert first == ("module 'net.0' (Conv3d) slides a 3-D window over a map of 2 "
+                     "spatial axes (height or width).")
     # Undeclared, the Conv3d finds two spatial axes where it slides over three.
     first, fix = _message(model, (8, 16, 16))[:2]
     assert first == ("module 'net.0' (Conv3d) slides a 3-D window over a map of 2 "
