@@ -18,11 +18,11 @@ Command line: `python -m mnist_lib rf mnist_lib.models:Model_4 --input 1,28,28`
 arithmetic); the other modules of this package are its parts.
 """
 
-from .axis import POINTWISE, RFError, UnsupportedOpError, Window
+from .axis import POINTWISE, RFError, RFWarning, UnsupportedOpError, Window
 from .effective import effective_rf, unit_box
 from .field import receptive_field
 from .table import COLUMNS, LEGEND, SHOWN, RFRow, RFTable, check_columns
 
 __all__ = ["receptive_field", "effective_rf", "unit_box", "RFTable", "RFRow", "RFError",
-           "UnsupportedOpError", "Window", "POINTWISE", "COLUMNS", "LEGEND", "SHOWN",
-           "check_columns"]
+           "RFWarning", "UnsupportedOpError", "Window", "POINTWISE", "COLUMNS",
+           "LEGEND", "SHOWN", "check_columns"]

@@ -31,6 +31,11 @@ class RFError(ValueError):
     only then any code to copy or the error the model itself raised."""
 
 
+class RFWarning(UserWarning):
+    """The calculator gave its table, but could not check all of it: what it
+    left unchecked, and why."""
+
+
 class UnsupportedOpError(RFError):
     """An RFError for an op the calculator has no rule for, and that the model
     does not declare. `receptive_field` tells it apart from other RFErrors, so

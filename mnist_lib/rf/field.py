@@ -63,11 +63,17 @@ or bias computed from the input (a dynamic conv) is global when it comes from
 a global pooling, else refused; one unit that is no global pooling is never
 spread over a map. An in-place merge (out.add_(identity)) counts for every
 later use of `out`; a tensor passed for its dtype or shape only (y in
-x.type_as(y), x.view_as(y)) brings nothing. The output is what the model returns (the first tensor
-of a tuple or dict); the trunk and the headline are taken among the ops it is
-computed from, never a side branch. forward()'s arguments after the image
-keep their defaults (targets=None); torch.compile and DataParallel wrappers
-are looked through. An op that returns its tensor inside a tuple or dict is
+x.type_as(y), x.view_as(y)) brings nothing. The output is what the model
+returns (the first tensor of a tuple, a namedtuple or a dict); the trunk and
+the headline are taken among the ops it is computed from, never a side
+branch. forward()'s arguments after the image keep their defaults
+(targets=None); torch.compile and DataParallel wrappers are looked through,
+wherever they sit, their hooks kept. torchvision's v2 transforms inside a
+model are kept whole: a crop and a pad are arithmetic, a Gaussian blur the
+window of its kernel, and a resize is refused (`transforms`). A Window
+declared in `custom` reads each module's own kernel, stride and dilation
+where it leaves them out, and is refused where it contradicts them. An op
+that returns its tensor inside a tuple or dict is
 refused, never dropped. An op without a rule is refused with how to
 declare it (`custom=`), unless it enlarges the map: no declaration describes
 an upsampling, so that error says why and where to stop instead (a map of
@@ -79,17 +85,29 @@ A setting computed from a tensor's size (F.avg_pool2d(x, x.size()[3])) is
 taken at the input's size: a global pooling only where it covers the whole
 map; one computed from a tensor's values is refused. What the traced graph
 cannot see is refused, never skipped: forward hooks and pre-hooks that change
-what a module kept whole computes, a TorchScript submodule. A forward
-replaced on an instance (model.forward = types.MethodType(f, model)) is the
-one traced, for the model and for its modules alike.
+what a module kept whole computes, a TorchScript submodule. The hooks of the
+model itself are traced with it. A forward replaced on an instance
+(model.forward = types.MethodType(f, model)) is the one traced, for the
+model and for its modules alike.
+
+Before it answers, the calculator checks that the graph it walked computes
+what the model computes (`guard`): it runs both on one random input of the
+size given, the model as its user calls it (wrappers, hooks and all, in eval
+mode, their random numbers seeded alike), and refuses where the outputs'
+shapes or values differ beyond rounding, naming the first module call that
+differs. A model that gives other values on two identical calls can be
+checked for its output's shape only: an RFWarning says so. The check costs
+one forward pass.
 
 The calculator is the package `mnist_lib.rf`. This module walks the model's
 graph; `rules` picks the rule for each op; `graph` makes the graph (torch.fx)
-and records each op's shape, `hooks` refuses what it cannot see; `axis` holds the arithmetic above; `windows` the
-rules of convs, poolings and pads; `layers` those of modules, Linear layers
-and merging branches; `reshapes` those of reshapes, permutes, slices, splits
-and reductions; `table` the table that `receptive_field` returns; `effective`
-the gradient-based effective RF.
+and records each op's shape, calling the model as `calls` does; `hooks`
+refuses what it cannot see and `guard` checks the graph against the model;
+`axis` holds the arithmetic above; `windows` the rules of convs, poolings
+and pads; `layers` those of modules, Linear layers and merging branches;
+`transforms` those of torchvision's v2 transforms; `reshapes` those of
+reshapes, permutes, slices, splits and reductions; `table` the table that
+`receptive_field` returns; `effective` the gradient-based effective RF.
 """
 
 from __future__ import annotations
@@ -104,7 +122,8 @@ import torch.nn as nn
 from .axis import (Axis, RFError, Spatial, UnsupportedOpError, agreed, node_shape,
                    op_kind, op_label, spatial_dims)
 from ..utils import unwrap
-from .graph import check_model, check_size, record_shapes, trace_graph
+from .graph import check_model, check_size, probe_input, record_shapes, trace_graph
+from .guard import check_graph
 from .hooks import check_hooks
 from .layers import declared_as, global_unit, spreads
 from .reshapes import several_tensors, split_state
@@ -124,6 +143,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     custom: {module class: "pointwise" | Window(...)} for modules the
         calculator does not know; a declared class is one op, not traced inside,
         and its declaration must give the map size the module really gives.
+        A Window's settings left out are each module's own (Window(padding=
+        'same') for timm's Conv2dSame); those given must agree with them.
     leaf_modules: classes to keep as one op without declaring them, e.g. your
         subclass of nn.Conv2d, which then counts as a Conv2d.
     misaligned: "refuse" (the default) refuses branches that meet with their
@@ -131,7 +152,8 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
         jump the box that spans each unit's boxes (a ResNet-D shortcut).
     A model that returns several tensors (a tuple, a dict) has the first as
     its output. Raises RFError, naming the op and the fix, for anything it
-    cannot handle.
+    cannot handle, and where the graph it traced computes other values than
+    the model (`guard.check_graph`).
     """
     if misaligned not in ("refuse", "union"):
         raise ValueError(f"misaligned={misaligned!r}; choose 'refuse' or 'union'")
@@ -140,10 +162,12 @@ def receptive_field(model: nn.Module, input_size: Sequence[int] = (1, 28, 28),
     custom = dict(custom or {})
     leaves = tuple(leaf_modules) + tuple(custom)
     check_model(model, leaves)
-    model = unwrap(model)
-    gm = trace_graph(model, leaves, tuple(input_size))
-    record_shapes(gm, model, tuple(input_size))
+    called, model = model, unwrap(model)
+    gm = trace_graph(model, leaves, tuple(input_size), called)
+    x = probe_input(model, tuple(input_size))
+    graph_out = record_shapes(gm, x)
     check_hooks(gm)
+    check_graph(called, gm, x, graph_out)  # the graph walked is the model
     states: dict[fx.Node, Spatial] = {}
     rows: list[RFRow] = []
     modules = dict(gm.named_modules())

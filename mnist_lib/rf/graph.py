@@ -1,8 +1,10 @@
 """From a model to a graph with shapes, for the calculator in `field`.
 
 `trace_graph` turns it into a torch.fx graph (declared modules
-stay opaque leaves, arguments after the image keep their defaults);
-`record_shapes` runs it once on zeros and records every node's shape. Each
+stay opaque leaves, arguments after the image keep their defaults, the hooks
+of the model itself and of its wrappers are traced with it);
+`record_shapes` runs it once on a random input (`probe_input`) and records
+every node's shape, and the output that `guard` checks. Each
 turns what can go wrong (control flow fx cannot follow, an input size the
 model cannot take, an op that leaves nothing) into an `RFError` that names
 the op and the fix.
@@ -27,6 +29,8 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .axis import INPUT_FORMS, RFError, declarations, node_shape, op_label
+from .calls import call_as_user, held, outer_hooks, seeded, with_hooks
+from .transforms import is_transform
 from .windows import FUNCTION_RULES, module_entry
 from ..utils import eval_mode
 
@@ -115,8 +119,12 @@ class _Tracer(fx.Tracer):
         self.inside: list[tuple[str, nn.Module]] = []
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if m is getattr(self, "root", None):
+            return False  # called as a module when its hooks are traced
         if isinstance(m, self.leaves) or isinstance(m, torch.jit.ScriptModule):
             return True  # a ScriptModule cannot be traced into: `rules` says so
+        if is_transform(m):
+            return True  # torchvision's v2 transforms pass a traced value through
         if "forward" in m.__dict__:
             return False  # its own forward, not the one its class's rule reads
         return super().is_leaf_module(m, qualname)
@@ -128,6 +136,12 @@ class _Tracer(fx.Tracer):
         return super().create_args_for_root(root_fn, is_module, concrete_args)
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        if (inner := held(m)) is not None:
+            # A wrapper (DataParallel, wherever it sits): its hooks, around
+            # the module it holds, which is traced as any other.
+            return with_hooks(m, inner, args, kwargs)
+        if m is self.root:  # its own forward(), no module within it
+            return super().call_module(m, forward, args, kwargs)
         self.inside.append((self.path_of_module(m), m))
         out = super().call_module(m, forward, args, kwargs)
         # Not popped if it raised: the last one is then the module that failed.
@@ -150,15 +164,43 @@ def _instance_forward(model: nn.Module) -> Callable | None:
 
 
 def trace_graph(model: nn.Module, leaves: tuple[type, ...],
-                input_size: tuple[int, ...]) -> fx.GraphModule:
+                input_size: tuple[int, ...], called: nn.Module | None = None
+                ) -> fx.GraphModule:
     """The model as a torch.fx graph, its `leaves` kept whole; an RFError that
-    says why if torch.fx cannot trace it, or if the model's own forward fails."""
+    says why if torch.fx cannot trace it, or if the model's own forward fails.
+
+    `called`: what the user calls, the model or a wrapper around it
+    (DataParallel, torch.compile). torch.fx traces a model's forward(), not
+    its call: the forward hooks and pre-hooks of the model itself and of its
+    wrappers are traced by calling it as the user does. Hooks that torch.fx
+    cannot follow are left out, and named in the graph's meta["untraced"]
+    for `guard.check_graph`, which then tells whether they change anything."""
+    called = model if called is None else called
+    hooks = outer_hooks(called)
+    if hooks:
+        try:
+            return _trace(model, leaves, input_size, called)
+        except RFError:
+            gm = _trace(model, leaves, input_size)
+            gm.meta["untraced"] = hooks
+            return gm
+    return _trace(model, leaves, input_size)
+
+
+def _trace(model: nn.Module, leaves: tuple[type, ...], input_size: tuple[int, ...],
+           called: nn.Module | None = None) -> fx.GraphModule:
+    """`trace_graph`'s trace: of model.forward(), or with `called`, of the
+    call `called(x)` (through its wrappers and with their hooks)."""
     forward = _instance_forward(model)
-    tracer = _Tracer(leaves, forward)
     # forward()'s arguments after the image, at their defaults; a replaced
     # forward that is no method of the model takes the image alone.
     own = forward is None or getattr(model.forward, "__func__", None) is forward
     fixed = fixed_arguments(model) if own else {}
+    if called is not None:
+        def forward(self: nn.Module, x: Any) -> Any:  # the defaults are kept
+            return call_as_user(called, x)
+        fixed = {}
+    tracer = _Tracer(leaves, forward)
     try:
         # In eval mode, as the shapes are taken: a model's training-only
         # branches (the auxiliary heads of GoogLeNet and Inception v3) are not
@@ -172,7 +214,49 @@ def trace_graph(model: nn.Module, leaves: tuple[type, ...],
             raise RFError(failure) from err
         raise RFError(_untraceable(model, tracer.inside, err,
                                    _reads_size(tracer.graph))) from err
+    _unpack_namedtuples(graph)
     return fx.GraphModule(model, graph)
+
+
+def _unpack_namedtuples(graph: fx.Graph) -> None:
+    """Take apart, in `graph`, each namedtuple that forward() builds (a model
+    that returns Out(logits, aux)): a field read from it (out.logits, out[0])
+    becomes the value put in, and the output holds a plain tuple. A
+    namedtuple is a tuple: the first tensor in it is the model's output."""
+    for node in list(graph.nodes):
+        cls = node.target
+        if node.op != "call_function" or not (
+                isinstance(cls, type) and issubclass(cls, tuple)
+                and hasattr(cls, "_fields")):
+            continue
+        values = {**cls._field_defaults, **dict(zip(cls._fields, node.args)),
+                  **node.kwargs}
+        if set(values) != set(cls._fields):
+            continue
+        for user in list(node.users):
+            if user.op == "output":
+                plain = tuple(values[f] for f in cls._fields)
+                user.args = fx.node.map_arg(user.args,
+                                            lambda n: plain if n is node else n)
+                continue
+            field = _field_read(user, cls._fields)
+            if field is not None and isinstance(values[field], fx.Node):
+                user.replace_all_uses_with(values[field])
+                graph.erase_node(user)
+        if not node.users:
+            graph.erase_node(node)
+
+
+def _field_read(node: fx.Node, fields: tuple[str, ...]) -> str | None:
+    """The field of a namedtuple that `node` reads (out.logits, out[0]);
+    None if it does anything else with it."""
+    key = node.args[1] if len(node.args) > 1 else None
+    if node.target is getattr and key in fields:
+        return key
+    if node.target is operator.getitem and isinstance(key, int) \
+            and -len(fields) <= key < len(fields):
+        return fields[key]
+    return None
 
 
 def _reads_size(graph: fx.Graph) -> bool:
@@ -303,18 +387,26 @@ def _numbers(value: Any) -> bool:
     return isinstance(value, (int, float))
 
 
-def record_shapes(gm: fx.GraphModule, model: nn.Module,
-                  input_size: tuple[int, ...]) -> None:
-    """Run the graph once on zeros (eval mode) to record every node's shape."""
+def probe_input(model: nn.Module, input_size: tuple[int, ...]) -> torch.Tensor:
+    """One random input of `input_size` (a batch of one), where and in what
+    precision the model computes, the same on every call: what the graph
+    records its shapes on and `guard.check_graph` runs the model on."""
     device, dtype = device_dtype(model)
-    x = torch.zeros(1, *input_size, device=device, dtype=dtype)
+    x = torch.rand(1, *input_size, generator=torch.Generator().manual_seed(0))
+    return x.to(device, dtype)
+
+
+def record_shapes(gm: fx.GraphModule, x: torch.Tensor) -> Any:
+    """Run the graph once on input `x` (eval mode, randomness seeded as in
+    `calls.seeded`) to record every node's shape; return its output."""
+    input_size = tuple(x.shape[1:])
     prop, printed = _ShapeProp(gm), io.StringIO()
     try:
         # ShapeProp prints the traceback of a failing op, then raises its own
         # error without the op's message: the RFError below says it instead.
-        with (eval_mode(model), torch.no_grad(),
+        with (eval_mode(gm), torch.no_grad(), seeded(x.device),
               contextlib.redirect_stderr(printed)):
-            prop.propagate(x)
+            out = prop.propagate(x.clone())
     except Exception as err:
         raise _shape_error(gm, prop.node, input_size, err.__cause__ or err) from err
     sys.stderr.write(printed.getvalue())  # what the model itself printed
@@ -327,6 +419,7 @@ def record_shapes(gm: fx.GraphModule, model: nn.Module,
                 f"{_who(node)} leaves an empty tensor, shape {shape}, from a "
                 f"(1, {', '.join(map(str, input_size))}) input.\n"
                 "Fix: give a larger input, or cut less of the map.")
+    return out
 
 
 def _who(node: fx.Node | None) -> str:

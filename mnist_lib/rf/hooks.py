@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.nn as nn
 
 from .axis import RFError, op_label
+from .calls import hook_names
 from .graph import device_dtype
 from ..utils import eval_mode
 
@@ -26,7 +26,7 @@ def check_hooks(gm: fx.GraphModule) -> None:
         if node.op != "call_module":
             continue
         mod = gm.get_submodule(node.target)
-        hooks = _hook_names(mod)
+        hooks = hook_names(mod)
         if not hooks:
             continue
         outputs = []
@@ -44,22 +44,6 @@ def check_hooks(gm: fx.GraphModule) -> None:
                 "Fix: do that in forward() (a module of its own, say), or remove "
                 "the hook while\n    computing the RF: handle.remove(), on the "
                 "handle that registering it returned.")
-
-
-def _hook_names(mod: nn.Module) -> str:
-    """The forward hooks and pre-hooks that run when `mod` runs, as a message
-    names them, e.g. "a forward hook (blur)"; "" if none."""
-    glob = nn.modules.module
-    kinds = [("forward pre-hook", mod._forward_pre_hooks),
-             ("forward hook", mod._forward_hooks),
-             ("global forward pre-hook",
-              getattr(glob, "_global_forward_pre_hooks", {})),
-             ("global forward hook", getattr(glob, "_global_forward_hooks", {}))]
-    found = [(kind, getattr(h, "__name__", type(h).__name__))
-             for kind, hooks in kinds for h in hooks.values()]
-    if len(found) == 1:
-        return f"a {found[0][0]} ({found[0][1]})"
-    return "hooks (" + ", ".join(f"{k} {n}" for k, n in found) + ")" if found else ""
 
 
 def _random_arguments(node: fx.Node, gm: fx.GraphModule

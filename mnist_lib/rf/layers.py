@@ -19,6 +19,7 @@ from .axis import (POINTWISE, Axis, RFError, Spatial, UnsupportedOpError, Window
                    node_shape, on_positions, op_label, per_axis, shape_letters,
                    spatial_dims, spatial_words)
 from .table import RFRow, fmt_cell
+from .transforms import transform_entry
 from .windows import axes_mismatch, module_entry, tf_same_rule, window_rule
 
 Rule = Callable[[Spatial], Spatial]
@@ -67,7 +68,7 @@ def module_rule(mod: nn.Module, row: RFRow, op: str, custom: dict[type, Any],
     if isinstance(mod, nn.Linear):
         row.ch_in, row.ch_out = mod.in_features, mod.out_features
         return linear_rule(state, row, op)
-    found = module_entry(type(mod))
+    found = module_entry(type(mod)) or transform_entry(type(mod))
     if found is None:
         raise UnsupportedOpError(declare_hint(op, type(mod).__name__))
     nd, make = found
