@@ -46,7 +46,8 @@ from .rf import RFError, RFTable, Window, effective_rf, receptive_field
 from .summary import summary
 from .target import TARGET, Target
 from .train import DivergenceError, fit, run
-from .utils import best_device, set_seed
+from .hardware import best_device
+from .seeding import set_seed
 
 __all__ = [
     "augment", "RECIPES", "TrainConfig", "recipe", "MNIST", "DataError", "load_mnist",

@@ -37,7 +37,8 @@ from .hardware import describe_hardware
 from .models import FINAL_MODEL
 from .target import TARGET
 from .train import run
-from .utils import best_device, keep_freed_memory, set_seed
+from .hardware import best_device, keep_freed_memory
+from .seeding import set_seed
 
 
 class ReferenceNet(nn.Module):

@@ -17,7 +17,9 @@ from . import model_spec
 from . import models
 from .digit import Digit
 from .models import MODELS
-from .utils import atomic_torch_save, best_device, unwrap
+from .files import atomic_torch_save
+from .hardware import best_device
+from .utils import unwrap
 
 # Where the book's models live: a checkpoint of one names its class from there.
 BOOK_MODELS = models.__name__  # "mnist_lib.models"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import json
 import re
 import sys
@@ -47,8 +48,9 @@ from .models import FINAL_MODEL, MODELS
 from .rf import COLUMNS, RFError, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, TrainingInterrupted, check_run, fit, run
-from .utils import (atomic_write_json, best_device, quiet_on_closed_pipe, set_seed,
-                    unwritable)
+from .files import atomic_write_json, unwritable
+from .hardware import best_device
+from .seeding import set_seed
 
 VERSION = f"mnist_lib {__version__} (torch {torch.__version__})"
 
@@ -367,6 +369,25 @@ def _stopped(stop: KeyboardInterrupt, epochs: int, out: str | None,
 def seeds_cmd(argv: list[str], prog: str) -> int:
     """`seeds ...` is `study seeds ...`: one runner, one meaning of --seeds."""
     return study_cmd(["seeds", *argv], prog.replace(" seeds", " study seeds"))
+
+
+def quiet_on_closed_pipe(main: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a command-line `main` so that, when the program reading its output
+    stops early (`python -m mnist_lib rf ... | head`), it stops quietly with
+    exit code 1 instead of printing a BrokenPipeError traceback."""
+
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> int:
+        try:
+            return main(*args, **kwargs)
+        except BrokenPipeError:
+            # Python's documented recipe: send what is still buffered to
+            # devnull, or the flush at exit raises the same error again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 1
+
+    return wrapped
 
 
 # -------------------------------------------------------------------- study

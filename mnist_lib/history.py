@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .target import TARGET, Target
-from .utils import atomic_write_json
+from .files import atomic_write_json
 
 
 @dataclass

@@ -33,7 +33,8 @@ from .models import count_parameters, get_model, layer_list
 from .records import config_differences, model_differences
 from .stats import paired_difference, pass_change_p
 from .target import TARGET
-from .utils import atomic_write_json, best_device
+from .files import atomic_write_json
+from .hardware import best_device
 
 SPLITS = ("holdout", "test")
 
@@ -398,7 +399,7 @@ def check_design(make_net: Callable[[], Any], data: MNIST, config: TrainConfig,
     book's studies make, for any `nn.Module`."""
     from .hardware import environment
     from .train import fit
-    from .utils import set_seed
+    from .seeding import set_seed
 
     data = split_data(data, split)
     machine = machine_key(environment(best_device(config.device), config.precision))

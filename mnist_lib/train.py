@@ -31,12 +31,13 @@ from .config import (ScheduleWarning, TrainConfig, as_json, augmented_epochs,
                      onecycle_warmup, recipe)
 from .data import MNIST, batch_indices, normalize, pixel_stats, to_float
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
-from .hardware import ThreadsWarning, autocast_dtype, environment, use_threads
+from .hardware import (ThreadsWarning, autocast_dtype, best_device, environment,
+                       keep_freed_memory, use_threads)
 from .history import EpochRecord, History
 from .models import NAMED, count_parameters, get_model, layer_list
 from .progress import EpochProgress
 from .target import TARGET
-from .utils import best_device, keep_freed_memory, set_seed
+from .seeding import set_seed
 
 # Steps between two reads of the running loss: each read waits for the device.
 CHECK_EVERY = 50
@@ -142,7 +143,7 @@ def fit(model: nn.Module, data: MNIST, config: TrainConfig | None = None,
     `ThreadsWarning` says so once, and how to choose.
 
     On a CPU with glibc (Linux), fit changes two malloc settings of the whole
-    process, for good (`utils.keep_freed_memory`, which says how to keep
+    process, for good (`hardware.keep_freed_memory`, which says how to keep
     glibc's own): freed memory is kept for reuse, up to 1 GiB, which makes
     its test passes faster and changes no number.
     """

@@ -1,7 +1,7 @@
 """Figures that depend on the machine and its load, measured, never asserted
 by a test (a busy core changes each): what `import mnist_lib` costs beside
 `import torch`, and the page faults a test pass takes on a CPU with and
-without fit's malloc setting (`mnist_lib.utils.keep_freed_memory`).
+without fit's malloc setting (`mnist_lib.hardware.keep_freed_memory`).
 
     .venv/bin/python scripts/measure_machine.py [--json FILE]
 

@@ -743,7 +743,7 @@ def test_save_checkpoint_names_the_folder_it_cannot_write_and_the_fix(tmp_path,
     """Into a folder it may not write (simulated: this may run as root, whom
     permissions do not stop), `save_checkpoint` names the folder, why and the
     fix, not its temporary file; a folder given as the file is named as one."""
-    import mnist_lib.utils as utils
+    import mnist_lib.files as files
 
     model, hist = get_model("Model_2"), _history("Model_2")
     with pytest.raises(IsADirectoryError, match=rf"cannot save a checkpoint as "
@@ -754,7 +754,7 @@ def test_save_checkpoint_names_the_folder_it_cannot_write_and_the_fix(tmp_path,
     def refuse(dir, prefix, suffix):
         raise PermissionError(13, "Permission denied", f"{dir}/{prefix}x1{suffix}")
 
-    monkeypatch.setattr(utils.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(files.tempfile, "mkstemp", refuse)
     with pytest.raises(PermissionError) as err:
         save_checkpoint(tmp_path / "read_only" / "net.pt", model, hist)
     assert str(err.value) == (f"cannot save net.pt in the folder {tmp_path}/read_only:"

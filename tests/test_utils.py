@@ -1,4 +1,4 @@
-"""Device choice and the CPU allocator setting (mnist_lib.utils)."""
+"""Device choice and the CPU allocator setting (mnist_lib.hardware)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
     (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
 ])
 def test_the_default_device_is_the_best_available(monkeypatch, cuda, mps, expected):
-    from mnist_lib.utils import best_device
+    from mnist_lib.hardware import best_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
@@ -31,7 +31,7 @@ def test_the_default_device_is_the_best_available(monkeypatch, cuda, mps, expect
 
 
 def test_keep_freed_memory_does_nothing_without_glibc(monkeypatch):
-    from mnist_lib import utils
+    from mnist_lib import hardware as utils
 
     monkeypatch.setattr(utils, "_kept_freed_memory", False)
     monkeypatch.setattr(utils.platform, "libc_ver", lambda: ("", ""))
@@ -49,7 +49,7 @@ def test_keep_freed_memory_leaves_malloc_as_the_environment_sets_it(monkeypatch,
     """The setting is process-wide and cannot be undone (glibc reports neither
     threshold): a process that sets either itself keeps it; else fit sets
     both, once."""
-    from mnist_lib import utils
+    from mnist_lib import hardware as utils
 
     calls = []
 
@@ -72,7 +72,7 @@ def test_keep_freed_memory_leaves_malloc_as_the_environment_sets_it(monkeypatch,
 
 
 def test_fit_says_where_it_is_called_what_it_changes_for_the_process():
-    from mnist_lib import train, utils
+    from mnist_lib import hardware as utils, train
 
     assert "for good" in train.fit.__doc__ and "keep_freed_memory" in train.fit.__doc__
     assert "PROCESS-WIDE" in utils.keep_freed_memory.__doc__
