@@ -25,6 +25,7 @@ import contextlib
 import difflib
 import functools
 import json
+import os
 import re
 import sys
 import textwrap
@@ -45,7 +46,7 @@ from .evaluation import ModelOutputError, per_class_accuracy
 from .hardware import default_threads, too_many_threads, use_threads
 from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
-from .rf import COLUMNS, RFError, check_columns, receptive_field
+from .rf import COLUMNS, POINTWISE, RFError, Window, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, TrainingInterrupted, check_run, fit, run
 from .files import atomic_write_json, unwritable
@@ -721,6 +722,54 @@ def load_model(spec: str) -> nn.Module:
         raise SystemExit(f"error: {as_flags(str(err))}")
 
 
+def declared(model: nn.Module, declarations: list[str]) -> dict[type, Any]:
+    """`--declare CLASS=pointwise` or `CLASS=Window(...)`, each naming a class
+    of the model's modules, as receptive_field's `custom`; a ValueError
+    names what is wrong with one."""
+    import ast
+
+    classes: dict[str, set[type]] = {}
+    for m in model.modules():
+        classes.setdefault(type(m).__name__, set()).add(type(m))
+    custom: dict[type, Any] = {}
+    for text in declarations:
+        name, _, how = (part.strip() for part in text.partition("="))
+        found = classes.get(name, set())
+        if len(found) != 1:
+            raise ValueError(f"{text!r}: the model has {'no' if not found else 'several'}"
+                             f" module classes named {name!r}" + (
+                                 f" (its classes: {', '.join(sorted(classes))})"
+                                 if not found else ""))
+        if how.strip("'\"") == POINTWISE:
+            custom[found.pop()] = POINTWISE
+            continue
+        try:
+            call = ast.parse(how, mode="eval").body
+            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                    and call.func.id == "Window"):
+                raise ValueError
+            custom[found.pop()] = Window(
+                *(ast.literal_eval(a) for a in call.args),
+                **{k.arg: ast.literal_eval(k.value) for k in call.keywords})
+        except (SyntaxError, ValueError, TypeError):
+            raise ValueError(f"{text!r}: write {name}=pointwise or "
+                             f"\"{name}=Window(3, 2, 'same')\" (numbers, or "
+                             "'same' for the padding)") from None
+    return custom
+
+
+def as_declare_flags(message: str) -> str:
+    """An RFError as the rf command says it: a declaration to write in Python,
+    `custom={Blur: 'pointwise'}`, becomes the flag that makes it,
+    `--declare Blur=pointwise`."""
+    message = message.replace("declare it to receptive_field(...)",
+                              "declare it with --declare")
+    message = re.sub(r"custom=\{(\w+): '?pointwise'?\}", r"--declare \1=pointwise",
+                     message)
+    return re.sub(r"custom=\{(\w+): (Window\([^\n]*\))\}", r'--declare "\1=\2"',
+                  message)
+
+
 def rf(argv: list[str], prog: str) -> int:
     p = new_parser(prog, "Receptive-field table of a PyTorch model.")
     p.add_argument("model",
@@ -739,6 +788,12 @@ def rf(argv: list[str], prog: str) -> int:
                    help="comma-separated columns, e.g. name,kernel,stride,j_out,r_out "
                         f"(default: {', '.join(COLUMNS)}, and dilation after "
                         "kernel where a layer is dilated)")
+    p.add_argument("--declare", action="append", default=[], metavar="CLASS=HOW",
+                   help="declare a module class of the model the calculator cannot "
+                        "follow, as an error asks: CLASS=pointwise (it moves no "
+                        "pixel) or 'CLASS=Window(...)' with Window's settings, e.g. "
+                        "\"Conv2dSame=Window(padding='same')\" (repeat for "
+                        "several classes)")
     args = p.parse_args(argv)
     columns = None  # the table's default columns
     try:
@@ -756,9 +811,13 @@ def rf(argv: list[str], prog: str) -> int:
                 f"positive integers: C,H,W (or C,L, or C,D,H,W), got {args.input!r}")
     model = load_model(args.model)
     try:
-        table = receptive_field(model, size)
+        custom = declared(model, args.declare)
+    except ValueError as err:
+        p.error(f"--declare: {err}")
+    try:
+        table = receptive_field(model, size, custom=custom)
     except RFError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {as_declare_flags(str(err))}", file=sys.stderr)
         return 1
     if args.format == "table":  # the table, its headline and legend: str(table)
         print(table.to_text(args.all, columns, notes=True))

@@ -18,7 +18,7 @@ from mnist_lib.cli import add_config_flags
 from mnist_lib.config import recipe
 from mnist_lib.models import FINAL_MODEL
 from mnist_lib.records import model_differences, recipe_differences
-from mnist_lib.target import TARGET, Target
+from mnist_lib.target import TARGET
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -219,3 +219,53 @@ def test_cli_names_the_line_of_a_module_that_raises(tmp_path, monkeypatch):
         assert str(exc.value.code) == (f"error: {what} failed: ValueError: oops "
                                        f"({file}, line 2)")
         sys.modules.pop("oops", None)
+
+
+_UNTRACEABLE = '''
+import torch.nn as nn
+import torch.nn.functional as F
+
+class Blur(nn.Module):  # a 3x3 box blur that torch.fx cannot trace (a branch)
+    def forward(self, x):
+        return F.avg_pool2d(x, 3, 1, 1) if x.sum() > 0 else x
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 4, 3)
+        self.b = Blur()
+
+    def forward(self, x):
+        return self.b(self.c(x))
+'''
+
+
+def test_an_rf_hint_on_the_command_line_is_a_flag_and_following_it_works(
+        tmp_path, capsys):
+    """The fix an RFError suggests, said as --declare, gives the RF the
+    arithmetic gives (conv 3 then a 3x3 stride-1 blur: 5)."""
+    net = tmp_path / "blur_net.py"
+    net.write_text(_UNTRACEABLE)
+    spec = f"{net}:Net"
+    assert main([spec, "--input", "1,12,12"]) == 1
+    err = capsys.readouterr().err
+    assert "custom=" not in err and "receptive_field(" not in err
+    assert "--declare Blur=pointwise" in err
+    assert '--declare "Blur=Window(kernel, stride, padding, dilation)"' in err
+    assert main([spec, "--input", "1,12,12", "--format", "json",
+                 "--declare", "Blur=Window(3, 1, 1)"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["r_out"] == 5 and rows[-1]["n_out"] == 10
+
+
+@pytest.mark.parametrize("declare, said", [
+    ("Blurr=pointwise", "no module classes named 'Blurr' (its classes: Blur, "),
+    ("Blur=Window(three)", "write Blur=pointwise or \"Blur=Window(3, 2, 'same')\""),
+    ("Blur=box", "write Blur=pointwise or"),
+])
+def test_a_declaration_the_model_cannot_take_is_named(tmp_path, capsys, declare, said):
+    net = tmp_path / "blur_net.py"
+    net.write_text(_UNTRACEABLE)
+    with pytest.raises(SystemExit) as exit_:
+        main([f"{net}:Net", "--declare", declare])
+    assert exit_.value.code == 2 and said in capsys.readouterr().err
