@@ -1,4 +1,4 @@
-"""Training (mnist_lib.train, mnist_lib.step): learning, determinism, the
+"""Training (mnist_lib.train, mnist_lib.cuda_graphs): learning, determinism, the
 optimizers and the schedule, divergence, the weight average in a run, clean
 epochs, bf16, CUDA graphs, the progress line."""
 
