@@ -213,11 +213,11 @@ class Model_4(nn.Module):
 
 
 class Model_5(nn.Module):
-    """Stretch: Model_4's layout under 5,000 parameters (the capstone's worked
-    alternative). Every convolution but the transition's 1x1 is narrower than
-    Model_4's, and GELU replaces ReLU: ReLU passes no gradient back for a
-    negative input, GELU a small one (a choice the book has not measured on
-    its own)."""
+    """Stretch: Model_4's layout under 5,000 parameters (the capstone's
+    worked alternative). Every convolution but the transition's 1x1 is
+    narrower than Model_4's, and GELU replaces ReLU: ReLU passes no gradient
+    back for a negative input, GELU a small one (a choice the book has not
+    measured on its own)."""
 
     def __init__(self, dropout: float = 0.0) -> None:
         super().__init__()
@@ -323,7 +323,7 @@ class Model_7(nn.Module):
 
 class Model_8(nn.Module):
     """Round 2's candidate: Model_6 with its widths after the pool spread
-    over four 3x3 convolutions instead of three (RF 22 before the pooling)."""
+    over four 3x3 convolutions instead of three (RF 22 before the GAP)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -306,6 +306,25 @@ def compare(record: dict[str, Any], name: str, against: str,
                                    {s: theirs[s]["met"] for s in both})}
 
 
+def interaction(rung_record: dict[str, Any], rung: str, rung_before: str,
+                ablation_record: dict[str, Any], full: str, without: str,
+                confidence: float = 0.95) -> dict[str, Any]:
+    """Whether adding an ingredient did the same on its rung (rung minus the
+    rung before) as in the finished recipe (full minus the arm without it):
+    the difference of the two effects, seed by seed over the seeds both
+    records have, with its interval, as `compare` reports one."""
+    def effect(record: dict[str, Any], name: str, against: str) -> dict[int, float]:
+        arms = {a["name"]: last3_means(a["runs"]) for a in record["arms"]}
+        return {s: arms[name][s] - arms[against][s] for s in arms[name]
+                if s in arms[against]}
+
+    delta, se, ci, n = paired_difference(effect(rung_record, rung, rung_before),
+                                         effect(ablation_record, full, without),
+                                         confidence)
+    return {"delta": delta, "delta_se": se, "delta_ci": ci, "n_seeds": n,
+            "verdict": verdict(delta, ci)}
+
+
 def points(x: float) -> str:
     """A difference in points, signed, to 3 decimals; one that rounds to
     zero gets one significant digit, so that its sign still shows."""

@@ -269,16 +269,12 @@ def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
     equals t after step t averages to T minus the mean age."""
     import math
 
-    from mnist_lib.averaging import WeightAverage, ema_decay
+    from mnist_lib.averaging import WeightAverage, ema_ages
     from mnist_lib.data import HOLDOUT
 
     cfg = protocol.ladder().arm("weight average").config
     steps = cfg.epochs * math.ceil((60_000 - HOLDOUT) / cfg.batch_size)
-    d = ema_decay(torch.arange(1, steps + 1), cfg.ema).tolist()
-    share, keep = [0.0] * steps, 1.0  # as the chapter computes them
-    for t in reversed(range(steps)):
-        share[t], keep = (1 - d[t]) * keep, keep * d[t]
-    mean_age = sum(w * (steps - 1 - t) for t, w in enumerate(share))
+    mean_age, half = ema_ages(steps, cfg.ema)  # as the chapter computes them
 
     w = nn.Linear(1, 1, bias=False).double()
     with torch.no_grad():
@@ -291,6 +287,16 @@ def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
     # The warm-up makes the average younger than the cap alone would
     # (d / (1 - d) steps: 999).
     assert mean_age < cfg.ema / (1 - cfg.ema)
+    # Half of the average: a weight that is 1 in the last `half` steps and 0
+    # before averages to at least 1/2, and to less one step fewer.
+    for k, above in ((half, True), (half - 1, False)):
+        with torch.no_grad():
+            w.weight.zero_()
+            avg = WeightAverage(w, cfg.ema)
+            for t in range(1, steps + 1):
+                w.weight.fill_(1.0 if t > steps - k else 0.0)
+                avg.update()
+        assert (avg.module.weight.item() >= 0.5) is above, k
 
 
 # ------------------------------------------ Use the RF calculator (rf_tool)

@@ -292,3 +292,17 @@ def test_a_real_study_trains_on_held_out_digits(tmp_path, mnist):
     run = record["arms"][1]["runs"][0]
     assert len(run["eval_acc"]) == 3 and run["last3"] == run["eval_acc"]
     assert record["commits"] and list(record["machines"])[0] == run["machine"]
+
+
+def test_interaction_is_the_rungs_effect_minus_the_ablations_seed_by_seed():
+    def record(means_by_arm):
+        return {"arms": [{"name": n, "runs": [{"seed": s, "last3": [m + 0.01 * s] * 3}
+                                              for s, m in enumerate(ms)]}
+                         for n, ms in means_by_arm.items()]}
+
+    # On its rung the change adds 0.10, 0.12, 0.14; in the full recipe 0.0.
+    rungs = record({"before": [99.0] * 3, "with": [99.10, 99.12, 99.14]})
+    ablation = record({"full": [99.3] * 3, "without": [99.3] * 3})
+    vs = study.interaction(rungs, "with", "before", ablation, "full", "without")
+    assert vs["delta"] == pytest.approx(0.12) and vs["n_seeds"] == 3
+    assert vs["verdict"] == "helps"  # the effects differ: an interaction
