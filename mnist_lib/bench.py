@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import load_mnist
-from .hardware import describe_hardware
+from .hardware import describe_hardware, environment
 from .models import FINAL_MODEL
 from .target import TARGET
 from .train import run
@@ -274,6 +274,7 @@ def loops(root: str = "data", epochs: int = TARGET.max_epochs, device: str = "au
     dev = best_device(device)
     sizes = dict(n_train=2000, n_test=1000) if quick else {}
     load_mnist(root, verbose=False)
+    env = environment(dev)
     modes = LOOPS if dev.type == "cuda" else {"eager": LOOPS["eager"],
                                               "torch.compile": LOOPS["torch.compile"]}
     out: dict[str, Any] = {}
@@ -291,7 +292,7 @@ def loops(root: str = "data", epochs: int = TARGET.max_epochs, device: str = "au
                      "epoch_s_median": statistics.median(later),
                      "run_s": sum(r["seconds"]), "test_acc": r["test_acc"],
                      "peak_mem_mib": r["peak_mem_mib"], "options": options}
-        env = r["env"]
+        env = r["env"]  # as the run recorded it (its precision, its threads)
     return {"modes": out, "epochs": epochs, "quick": quick, "model": FINAL_MODEL,
             "env": env}
 

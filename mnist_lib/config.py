@@ -106,11 +106,11 @@ class TrainConfig:
                             f"{self.label_smoothing}")
         if self.clean_epochs < 0:
             problems.append(f"clean_epochs must be >= 0, got {self.clean_epochs}")
-        for field in ("n_train", "n_test"):
+        for name in ("n_train", "n_test"):
             # A negative n would slice from the end: all but n images, silently.
-            n = getattr(self, field)
+            n = getattr(self, name)
             if n is not None and n < 1:
-                problems.append(f"{field} must be >= 1 (or None for all), got {n}")
+                problems.append(f"{name} must be >= 1 (or None for all), got {n}")
         if problems:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
 

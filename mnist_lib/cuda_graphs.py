@@ -1,6 +1,7 @@
 """CUDA graphs: a training step captured once and replayed, a speed-up for a
-small model on an NVIDIA GPU (`TrainConfig(cuda_graphs=True)`, SGD only; off
-unless asked for).
+small model on an NVIDIA GPU (`TrainConfig.cuda_graphs`, SGD only; on by
+default, measured: `results/bench_loops_cuda.json`; `cuda_graphs=False` runs
+the eager loop).
 
 A model this small spends most of a GPU step launching ~100 tiny kernels one
 by one from Python; a CUDA graph launches them all at once. `GraphedStep`
@@ -24,8 +25,11 @@ from .config import TrainConfig
 
 def usable(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether a run replays its steps as graphs: asked for, on CUDA, with SGD
-    (whose fused update reads its learning rate from a device tensor)."""
-    return cfg.cuda_graphs and device.type == "cuda" and cfg.optimizer == "sgd"
+    (whose fused update reads its learning rate from a device tensor), and
+    not compiled (`compile`: a compiled model inside a captured graph is a
+    third way to run, neither measured nor tested here)."""
+    return (cfg.cuda_graphs and not cfg.compile and device.type == "cuda"
+            and cfg.optimizer == "sgd")
 
 
 def lr_on_device(opt: torch.optim.Optimizer) -> None:

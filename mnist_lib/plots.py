@@ -490,16 +490,16 @@ def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
     one digit in 10,000); the bar is their mean and its 95% interval. A row
     whose interval clears zero is a measured effect; one that straddles it,
     not. Where the dots sit to one side, the pairing is what shows it."""
-    from .study import compare, last3_means
+    from .study import compare, last3_means, paired_runs
 
     fig = _figure(6.4, 0.9 + 0.55 * len(comparisons))
     ax = fig.subplots()
     labels = list(comparisons)
     for row, label in enumerate(labels):
         record, name, against = comparisons[label]
-        arms_ = {a["name"]: a for a in record["arms"]}
-        mine, theirs = (last3_means(arms_[n]["runs"]) for n in (name, against))
-        diffs = [mine[s] - theirs[s] for s in mine if s in theirs]
+        mine, theirs = (last3_means(runs.values())
+                        for runs in paired_runs(record, name, against))
+        diffs = [mine[s] - theirs[s] for s in mine]  # the pairs compare takes
         vs = compare(record, name, against)
         y = len(labels) - 1 - row
         n = len(diffs)

@@ -230,5 +230,7 @@ def final_test_record(record: dict[str, Any]) -> dict[str, Any]:
             "params": arm["params"], "layers": arm["layers"],
             "config": arm["config"], "seeds": record["seeds"], "runs": runs,
             "passed": sum(r["met"] for r in runs), "n_seeds": len(runs),
-            "target": record["target"], "protocol_commit": record["protocol_commit"],
+            "target": record["target"],
+            "protocol": record.get("protocol", "results/protocol.md"),
+            "protocol_commit": record["protocol_commit"],
             "env": env, "commits": record["commits"], "command": record["command"]}

@@ -10,15 +10,14 @@ protocol's text is the authority; this module is what runs it.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import replace
 from typing import Any
 
 from .config import WARP, TrainConfig, as_json
 from .models import count_multiply_adds, get_model
-from .protocol import ablation
+from .protocol import ablation, config_of
 from .records import config_differences
-from .study import Arm, Design, compare, last3_means
+from .study import Arm, Design, compare, summarise
 
 PROTOCOL = "results/protocol2.md"
 SCREEN_SEEDS = list(range(10))
@@ -73,8 +72,22 @@ def screen() -> Design:
 
 
 def _means(record: dict[str, Any]) -> dict[str, float]:
-    return {a["name"]: statistics.fmean(last3_means(a["runs"]).values())
-            for a in record["arms"]}
+    return {row["name"]: row["mean"] for row in summarise(record)}
+
+
+def complete(record: dict[str, Any], study: str) -> dict[str, Any]:
+    """`record`, if it is the `study` study's with every arm's every seed;
+    else a ValueError saying what is missing (a stage builds on a finished
+    stage only: a half-run screen would pick other arms)."""
+    if record.get("study") != study:
+        raise ValueError(f"that record is the {record.get('study')!r} study's, "
+                         f"not the {study!r} study's")
+    missing = {a["name"]: sorted(set(record["seeds"]) - {r["seed"] for r in a["runs"]})
+               for a in record["arms"]}
+    if missing := {k: v for k, v in missing.items() if v}:
+        raise ValueError(f"the {study} study is not complete: seeds missing in "
+                         f"{missing}; run it to the end first")
+    return record
 
 
 def combination(screen_record: dict[str, Any]) -> tuple[str, TrainConfig, list[str]]:
@@ -96,7 +109,7 @@ def selection(screen_record: dict[str, Any]) -> Design:
     the combination (or, where it is one of those or takes no training
     change, the screen's third-best arm), on the selection seeds."""
     design = screen()
-    means = _means(screen_record)
+    means = _means(complete(screen_record, "screen"))
     ranked = sorted((a for a in design.arms if a.name != "control"),
                     key=lambda a: means[a.name], reverse=True)
     chosen = [replace(a, against="control") for a in ranked[:2]]
@@ -116,7 +129,7 @@ def simplicity(arm: dict[str, Any]) -> tuple[int, int]:
     change, each recipe field as one), then its multiply-adds: smaller is
     simpler."""
     changes = len(config_differences(ROUND1, arm["config"]))
-    changes += arm["model"] != "Model_2"
+    changes += arm["model"] != control().model
     return changes, count_multiply_adds(get_model(arm["model"]))
 
 
@@ -127,7 +140,9 @@ def decide(selection_record: dict[str, Any]) -> dict[str, Any]:
     means = _means(selection_record)
     best = max(means, key=means.get)
     arms = {a["name"]: a for a in selection_record["arms"]}
-    close = [n for n in means if means[best] - means[n] <= MARGIN]
+    # "Within 0.01 points", with room for float rounding (99.47 - 99.46 is
+    # 0.010000000000005 in binary).
+    close = [n for n in means if means[best] - means[n] <= MARGIN + 1e-9]
     chosen = min(close, key=lambda n: (simplicity(arms[n]), -means[n]))
     return {"means": means, "best": best, "chosen": chosen,
             "model": arms[chosen]["model"], "config": arms[chosen]["config"],
@@ -151,11 +166,10 @@ def gap() -> Design:
 def final_test(selection_record: dict[str, Any]) -> Design:
     """The test, once (section 7): the chosen recipe on all 60,000 training
     digits, judged on the test set."""
-    chosen = decide(selection_record)
-    fields = {k: v for k, v in chosen["config"].items() if k != "seed"}
+    chosen = decide(complete(selection_record, "selection"))
     return Design("final test", (Arm("final recipe", f"round 2's choice: "
                                      f"{chosen['chosen']}", chosen["model"],
-                                     TrainConfig(**fields), None, 3),),
+                                     config_of(chosen), None, 3),),
                   "test", PROTOCOL)
 
 

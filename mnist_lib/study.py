@@ -263,7 +263,10 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
                 for other in record["arms"]:
                     other["runs"] = [r for r in other["runs"] if r["seed"] != seed
                                      or r["machine"] == key]
-                rec["runs"] = sorted(rec["runs"] + [run], key=lambda r: r["seed"])
+                # One run a seed: this one replaces any it finds (two processes
+                # given the same part, say).
+                rec["runs"] = sorted([r for r in rec["runs"] if r["seed"] != seed]
+                                     + [run], key=lambda r: r["seed"])
                 if not found:
                     rec.update(params=hist.params, layers=hist.layers)
                 elif rec["params"] is None:  # every run so far copied: the
@@ -283,6 +286,18 @@ def last3_means(runs: list[dict[str, Any]]) -> dict[int, float]:
     return {r["seed"]: statistics.fmean(r["last3"]) for r in runs}
 
 
+def paired_runs(record: dict[str, Any], name: str, against: str
+                ) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """The runs of arm `name` and of arm `against`, by seed, over the seeds
+    both ran on the same machine: the pairs every comparison takes."""
+    arms = {a["name"]: a for a in record["arms"]}
+    mine = {r["seed"]: r for r in arms[name]["runs"]}
+    theirs = {r["seed"]: r for r in arms[against]["runs"]}
+    both = [s for s in mine if s in theirs
+            and mine[s]["machine"] == theirs[s]["machine"]]
+    return {s: mine[s] for s in both}, {s: theirs[s] for s in both}
+
+
 def compare(record: dict[str, Any], name: str, against: str,
             confidence: float = 0.95) -> dict[str, Any]:
     """Arm `name` minus arm `against`, paired by seed over the seeds both ran
@@ -290,14 +305,10 @@ def compare(record: dict[str, Any], name: str, against: str,
     (`delta`), the half-width of its `confidence` interval (`delta_ci`),
     its verdict ("helps", "hurts", "no measurable effect"), the passes of
     each on those seeds and McNemar's p for the change in passes."""
-    arms = {a["name"]: a for a in record["arms"]}
-    mine = {r["seed"]: r for r in arms[name]["runs"]}
-    theirs = {r["seed"]: r for r in arms[against]["runs"]}
-    both = [s for s in mine if s in theirs
-            and mine[s]["machine"] == theirs[s]["machine"]]
-    a = last3_means([mine[s] for s in both])
-    b = last3_means([theirs[s] for s in both])
-    delta, se, ci, n = paired_difference(a, b, confidence)
+    mine, theirs = paired_runs(record, name, against)
+    both = list(mine)
+    delta, se, ci, n = paired_difference(last3_means(mine.values()),
+                                         last3_means(theirs.values()), confidence)
     return {"delta": delta, "delta_se": se, "delta_ci": ci, "n_seeds": n,
             "verdict": verdict(delta, ci),
             "met": sum(mine[s]["met"] for s in both),
@@ -314,9 +325,9 @@ def interaction(rung_record: dict[str, Any], rung: str, rung_before: str,
     the difference of the two effects, seed by seed over the seeds both
     records have, with its interval, as `compare` reports one."""
     def effect(record: dict[str, Any], name: str, against: str) -> dict[int, float]:
-        arms = {a["name"]: last3_means(a["runs"]) for a in record["arms"]}
-        return {s: arms[name][s] - arms[against][s] for s in arms[name]
-                if s in arms[against]}
+        mine, theirs = (last3_means(runs.values())
+                        for runs in paired_runs(record, name, against))
+        return {s: mine[s] - theirs[s] for s in mine}
 
     delta, se, ci, n = paired_difference(effect(rung_record, rung, rung_before),
                                          effect(ablation_record, full, without),
@@ -416,7 +427,6 @@ def check_design(make_net: Callable[[], Any], data: MNIST, config: TrainConfig,
     seed as a study record keeps a run (`run_entry`: its last 3 accuracies,
     whether it met the rule, ...) and their `mean`. The same judgement the
     book's studies make, for any `nn.Module`."""
-    from .hardware import environment
     from .train import fit
     from .seeding import set_seed
 

@@ -8,9 +8,10 @@ optimizer, learning-rate schedule, weight average), defines `train_step`
 loop: each epoch, every batch's `train_step` and `sched.step()`, then the test
 pass (`mnist_lib.evaluation.evaluate`); it returns the `History`. No
 DataLoader and no PIL: the data sit on the device as one tensor and batches
-are index slices. Two speed-ups for a GPU wrap that same step, each off unless
-asked for: `cuda_graphs` (`mnist_lib.cuda_graphs`) and `compile`
-(`torch.compile(model)`); both change roundings, not the algorithm.
+are index slices. Two speed-ups for a GPU wrap that same step: `cuda_graphs`
+(`mnist_lib.cuda_graphs`, on by default on CUDA, measured) and `compile`
+(`torch.compile(model)`, off: slower than the eager loop where measured);
+both change roundings, not the algorithm, and `compile` turns graphs off.
 """
 
 from __future__ import annotations

@@ -177,3 +177,34 @@ def test_a_record_made_before_label_smoothing_existed_reads_as_none():
     assert config_differences(config, recorded) == []
     assert config_differences(replace(config, label_smoothing=0.1), recorded) == [
         "label_smoothing"]
+
+
+def test_a_simpler_arm_exactly_at_the_margin_is_chosen():
+    # 99.47 - 99.46 is 0.010000000000005 in binary: "within 0.01" all the same.
+    record = _selection({"control": 99.30, "Model_6, label smoothing 0.1": 99.45,
+                         "Model_7": 99.46, "combination": 99.47})
+    assert protocol2.decide(record)["chosen"] == "Model_7"
+
+
+def test_a_stage_builds_on_a_finished_stage_only():
+    record = fake_record(protocol2.screen(), protocol2.SCREEN_SEEDS, SCREEN)
+    record["arms"][3]["runs"] = record["arms"][3]["runs"][:-1]  # seed 9 missing
+    with pytest.raises(ValueError, match="screen study is not complete: seeds "
+                                         "missing in {'Model_7': \\[9\\]}"):
+        protocol2.selection(record)
+    with pytest.raises(ValueError, match="the 'screen' study's, not the 'selection'"):
+        protocol2.final_test(fake_record(protocol2.screen(), protocol2.SCREEN_SEEDS,
+                                         SCREEN))
+
+
+def test_a_compiled_model_is_not_also_captured_as_a_cuda_graph():
+    import torch
+
+    from mnist_lib import cuda_graphs
+    from mnist_lib.config import TrainConfig
+
+    cuda = torch.device("cuda")
+    assert cuda_graphs.usable(TrainConfig(), cuda)
+    assert not cuda_graphs.usable(TrainConfig(compile=True), cuda)
+    assert not cuda_graphs.usable(TrainConfig(optimizer="adam"), cuda)
+    assert not cuda_graphs.usable(TrainConfig(), torch.device("cpu"))

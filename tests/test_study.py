@@ -154,6 +154,25 @@ def test_a_seed_is_one_machines_work(tmp_path, fake, monkeypatch):
     assert len(machines) == 1
 
 
+def test_a_seed_complete_on_another_machine_is_kept(tmp_path, fake):
+    """A study goes on across sessions whose CPUs differ: every seed that
+    one machine finished stays (its pairs are all that machine's)."""
+    out = tmp_path / "r.json"
+    design = protocol.ablation()
+    study.run_study(design, None, [0, 1], out, report=lambda _: None)
+    record = json.loads(out.read_text())
+    for arm in record["arms"]:  # seed 0 wholly made elsewhere
+        for run in arm["runs"]:
+            if run["seed"] == 0:
+                run["machine"] = "another CPU; 1 thread; fp32; torch 0"
+    out.write_text(json.dumps(record))
+    fake.clear()
+    study.run_study(design, None, [0, 1], out, report=lambda _: None)
+    assert fake == []  # nothing trained again
+    after = json.loads(out.read_text())
+    assert after["arms"] == record["arms"]
+
+
 def test_compare_pairs_only_runs_made_on_the_same_machine():
     def arm(name, accs, machines):
         return {"name": name, "against": None, "runs": [
@@ -296,7 +315,8 @@ def test_a_real_study_trains_on_held_out_digits(tmp_path, mnist):
 
 def test_interaction_is_the_rungs_effect_minus_the_ablations_seed_by_seed():
     def record(means_by_arm):
-        return {"arms": [{"name": n, "runs": [{"seed": s, "last3": [m + 0.01 * s] * 3}
+        return {"arms": [{"name": n, "runs": [{"seed": s, "last3": [m + 0.01 * s] * 3,
+                                               "machine": "M"}
                                               for s, m in enumerate(ms)]}
                          for n, ms in means_by_arm.items()]}
 

@@ -135,7 +135,7 @@ def test_cli_unsupported_model_exits_1(capsys):
 def test_cli_stops_quietly_when_its_reader_does():
     # `python -m mnist_lib rf ... | head`: head may exit before the table is
     # written. Closing the pipe at once makes that certain. (Every command is
-    # wrapped in utils.quiet_on_closed_pipe, for `python -m` and the console
+    # wrapped in cli.quiet_on_closed_pipe, for `python -m` and the console
     # scripts alike.)
     argv = ["mnist_lib", "rf", "mnist_lib.models:Model_4", "--all"]
     proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=ROOT,
