@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Rectangle
 
 from .evaluation import misclassified
@@ -570,6 +571,7 @@ def curve_band(record: dict, name: str, live: History | None = None,
                 color="C1", label="this build's run")
     if key == "eval_acc":
         ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}%")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     split = "held-out" if record.get("split") == "holdout" else "test"
     what = {"eval_acc": f"{split} accuracy (%)", "eval_loss": f"{split} loss",
             "train_acc": "training accuracy (%)"}.get(key, key)
