@@ -41,24 +41,36 @@ ENTRY = ROOT / "_build" / "book_build.json"
 BUILDS = ROOT / "results" / "book_builds.json"
 
 
-def busy_seconds() -> float | None:
-    """CPU seconds all processes have spent working since boot (/proc/stat),
-    or None where there is no /proc/stat."""
+def busy_seconds(stat: Path = Path("/proc/stat")) -> float | None:
+    """CPU seconds all processes have spent working since boot (`stat`, the
+    kernel's counters), or None where there are none."""
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        fields = stat.read_text().splitlines()[0].split()[1:]
     except OSError:
         return None
     user, nice, system, idle, iowait, irq, softirq = map(int, fields[:7])
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def entry(seconds: float, other_cores: float | None) -> dict:
+def other_cores(busy0: float | None, busy1: float | None, own: float,
+                seconds: float) -> float | None:
+    """How many cores other work kept busy, on average, over a build of
+    `seconds` wall time: the CPU seconds every process worked (`busy1 -
+    busy0`) less the build's own (`own`), per second; None without counters."""
+    if busy0 is None or busy1 is None:
+        return None
+    return max(0.0, (busy1 - busy0 - own) / seconds)
+
+
+def entry(seconds: float, other: float | None) -> dict:
+    """The record of a green build of `seconds`, beside `other` cores of other
+    work (`other_cores`)."""
     env = environment(torch.device("cpu"), "auto")
     return {
         "cpu": env["cpu"], "cpu_threads": env["cpu_threads"],
         "precision": env["precision"], "torch": env["torch"],
-        "other_cores": None if other_cores is None else round(other_cores, 2),
-        "busy": other_cores is not None and other_cores >= 0.5,
+        "other_cores": None if other is None else round(other, 2),
+        "busy": other is not None and other >= 0.5,
         "seconds": round(seconds), "commit": source_commit(), "date": env["date"],
     }
 
@@ -106,11 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     if status != 0:
         return status
-    busy1 = busy_seconds()
     own = resource.getrusage(resource.RUSAGE_CHILDREN)
-    other = (None if busy0 is None or busy1 is None else
-             max(0.0, (busy1 - busy0 - own.ru_utime - own.ru_stime) / seconds))
-    new = entry(seconds, other)
+    new = entry(seconds, other_cores(busy0, busy_seconds(),
+                                     own.ru_utime + own.ru_stime, seconds))
     # How long each chapter took to execute (scripts/execute_chapters.py): the
     # next fresh clone's build starts the longest first.
     chapters = ENTRY.parent / ".chapter_seconds.json"
