@@ -134,18 +134,25 @@ def test_a_record_of_another_design_is_refused(tmp_path, fake):
         study.run_study(protocol.ladder(), None, [0], out, report=lambda _: None)
 
 
+def _made_elsewhere(out, seed: int, arms: slice) -> dict:
+    """Mark the runs of `seed` in the record's `arms` as made on another
+    machine, write the record back and return it."""
+    record = json.loads(out.read_text())
+    for arm in record["arms"][arms]:
+        for run in arm["runs"]:
+            if run["seed"] == seed:
+                run["machine"] = "another CPU; 1 thread; fp32; torch 0"
+    out.write_text(json.dumps(record))
+    return record
+
+
 def test_a_seed_is_one_machines_work(tmp_path, fake, monkeypatch):
     out = tmp_path / "r.json"
     design = protocol.ablation()
     study.run_study(design, None, [0, 1], out, report=lambda _: None)
     # Seed 1's runs, as if made elsewhere but for the last arm: on resume
     # here, the whole seed is trained again and the other machine's runs go.
-    record = json.loads(out.read_text())
-    for arm in record["arms"][:-1]:
-        for run in arm["runs"]:
-            if run["seed"] == 1:
-                run["machine"] = "another CPU; 1 thread; fp32; torch 0"
-    out.write_text(json.dumps(record))
+    _made_elsewhere(out, seed=1, arms=slice(None, -1))
     fake.clear()
     study.run_study(design, None, [0, 1], out, report=lambda _: None)
     assert {s for _, s in fake} == {1} and len(fake) == len(design.arms) - 1
@@ -160,12 +167,7 @@ def test_a_seed_complete_on_another_machine_is_kept(tmp_path, fake):
     out = tmp_path / "r.json"
     design = protocol.ablation()
     study.run_study(design, None, [0, 1], out, report=lambda _: None)
-    record = json.loads(out.read_text())
-    for arm in record["arms"]:  # seed 0 wholly made elsewhere
-        for run in arm["runs"]:
-            if run["seed"] == 0:
-                run["machine"] = "another CPU; 1 thread; fp32; torch 0"
-    out.write_text(json.dumps(record))
+    record = _made_elsewhere(out, seed=0, arms=slice(None))  # wholly elsewhere
     fake.clear()
     study.run_study(design, None, [0, 1], out, report=lambda _: None)
     assert fake == []  # nothing trained again
