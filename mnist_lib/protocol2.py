@@ -4,8 +4,11 @@ best few on fresh seeds, the held-out-to-test gap, and the test. The
 protocol's text is the authority; this module is what runs it.
 
     python -m mnist_lib study screen --out results/running/screen.json
-    python -m mnist_lib study select --screen results/running/screen.json \\
-        --out results/running/select.json
+    python -m mnist_lib study select --screen results/screen.json \\
+        --out results/running/selection.json
+
+A record is written under `results/running/` while its study runs and moves
+to `results/` once complete (the protocol, section 2).
 """
 
 from __future__ import annotations
