@@ -1,32 +1,42 @@
 """mnist_lib: the library behind the book "A small CNN for MNIST, step by step".
 
-Public API (see each module for details):
+The public names are imported from here (`from mnist_lib import fit, Model_2,
+receptive_field`). A file at the top is one the chapters import by name; a
+folder holds the parts behind them.
 
-- target:  `TARGET`, the book's target (>= 99.4% in each of the last 3 of at
-           most 15 epochs, < 8,000 parameters), and `Target` for variants
-- data:    `load_mnist`, `MNIST`, `pixel_stats`
-- augmentation: `augment` (rotate, shift and zoom a batch on the device)
-- models:  `Model_1` ... `Model_5`, `get_model`, `count_parameters`
-- checkpoint: `save_checkpoint`, `load_checkpoint` (any model; a `Classifier`
-           for raw images)
-- digit:   `read_digit` (an image of any size made an MNIST digit)
+The problem and the recipe
+- target:  `TARGET` (>= 99.4% in each of the last 3 of at most 15 epochs,
+           < 8,000 parameters), `Target` for variants
 - config:  `TrainConfig`, `recipe` (each model's training config)
-- records: whether a saved record still matches a config, a recipe, a model
-- train:   `run` (seed, build, train a book model), `fit` (the loop, for any
-           model: a net of your own trains here); both return a `History`
-- evaluation: `evaluate`, `predict`, `per_class_accuracy`, ...
-- rf:      `receptive_field`, `RFTable`, `effective_rf` (a package)
+
+Digits and nets
+- data, augmentation, digit: `load_mnist`, `MNIST`; `augment` (rotate, shift,
+           zoom a batch on the device); `read_digit` (any image made an MNIST digit)
+- models, summary: `Model_1` ... `Model_8`, `get_model`, `count_parameters`;
+           torchsummary's table
+- rf/:     the receptive-field calculator (`receptive_field`, `RFTable`,
+           `effective_rf`)
+
+Training
 - plain:   the classic train()/test() loop with DataLoaders (Step 1)
-- layer_kinds: the one table of layer kinds (conv, pools, linear) that
-           plots, explorer, summary and models read
-- pad:     the final model as the page "Draw a digit" runs it in the
-           browser (its layers and weights as JSON, test digits)
-- plots, summary, seeds, bench, book: figures, torchsummary's table, the
-           seed study, the benchmark, the chapters' helpers
-- stats:   the statistics the studies use (paired t interval, McNemar's
-           exact test, Clopper-Pearson bound)
-- study, protocol: the held-out studies of results/protocol.md (the ladder,
-           the ablation, the confirmation, the final test)
+- train:   `fit`, the loop for any model, and `run` (seed, build, train a book
+           model); both return a `History`
+- evaluation, averaging: `evaluate`, `predict`, `per_class_accuracy`, ...; the
+           moving average of the weights
+- training/: what `train` uses: `History`, the progress bar, checkpoints
+           (`save_checkpoint`, `load_checkpoint`, `Classifier`), CUDA graphs
+- hardware: the device, the threads, what a run ran on
+
+Studies (the held-out protocols in results/)
+- stats:   paired t interval, McNemar's exact test, Clopper-Pearson
+- study:   the one seed runner; protocol, protocol2: the designs and rules of
+           results/protocol.md and results/protocol2.md; records: whether a
+           saved record still matches the code; bench: the benchmark
+
+The book
+- plots, explorer, pad, book/: figures, the RF explorer's presets, the digit
+           pad's model, the chapters' helpers
+- utils/:  files (atomic writes), seeding, model_spec, layer_kinds, unwrap
 - cli:     the command line, `python -m mnist_lib COMMAND`
 
 Nothing runs at import time: no downloads, no global torch settings.
@@ -38,8 +48,8 @@ from .data import MNIST, DataError, load_mnist, normalize, pixel_stats
 from .digit import Digit, read_digit
 from .evaluation import (confusion_matrix, evaluate, misclassified, per_class_accuracy,
                          predict)
-from .history import EpochRecord, History
-from .checkpoint import Classifier, load_checkpoint, save_checkpoint
+from .training.history import EpochRecord, History
+from .training.checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
                      count_parameters, get_model)
 from .rf import RFError, RFTable, Window, effective_rf, receptive_field
@@ -47,7 +57,7 @@ from .summary import summary
 from .target import TARGET, Target
 from .train import DivergenceError, fit, run
 from .hardware import best_device
-from .seeding import set_seed
+from .utils.seeding import set_seed
 
 __all__ = [
     "augment", "RECIPES", "TrainConfig", "recipe", "MNIST", "DataError", "load_mnist",

@@ -38,7 +38,7 @@ from .models import FINAL_MODEL
 from .target import TARGET
 from .train import run
 from .hardware import best_device, keep_freed_memory
-from .seeding import set_seed
+from .utils.seeding import set_seed
 
 
 class ReferenceNet(nn.Module):

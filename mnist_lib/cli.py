@@ -37,21 +37,22 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from . import __version__, bench, model_spec, protocol, protocol2, study
+from . import __version__, bench, protocol, protocol2, study
 from .config import (OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULERS, ScheduleWarning,
                      TrainConfig, recipe, run_options)
 from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
 from .hardware import default_threads, too_many_threads, use_threads
-from .checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import FINAL_MODEL, MODELS
 from .rf import COLUMNS, POINTWISE, RFError, Window, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, TrainingInterrupted, check_run, fit, run
-from .files import atomic_write_json, unwritable
+from .training.checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .hardware import best_device
-from .seeding import set_seed
+from .utils import model_spec
+from .utils.files import atomic_write_json, unwritable
+from .utils.seeding import set_seed
 
 VERSION = f"mnist_lib {__version__} (torch {torch.__version__})"
 
@@ -714,7 +715,7 @@ def evaluate_cmd(argv: list[str], prog: str) -> int:
 # ----------------------------------------------------------------------- rf
 def load_model(spec: str) -> nn.Module:
     """The model `spec` names, PACKAGE.MODULE:CALLABLE or FILE.py:CALLABLE,
-    built by calling CALLABLE() (`mnist_lib.model_spec.build`, which
+    built by calling CALLABLE() (`mnist_lib.utils.model_spec.build`, which
     `load_checkpoint` uses too); a SystemExit with the fix if it cannot be."""
     try:
         return model_spec.build(spec)

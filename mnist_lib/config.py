@@ -53,7 +53,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata=RUN)
     device: str = field(default="auto", metadata=RUN)  # CUDA, then MPS, then CPU
     eval_batch_size: int = field(default=500, metadata=RUN)  # fastest on a CPU
-    # On a GPU: replay each step as a CUDA graph (SGD; mnist_lib.cuda_graphs), and
+    # On a GPU: replay each step as a CUDA graph (SGD; mnist_lib.training.cuda_graphs), and
     # torch.compile the model. Measured on an H200 (results/bench_loops_cuda.json):
     # graphs 5.5x the eager loop's epochs, compile 0.85x; so graphs on, compile off.
     cuda_graphs: bool = field(default=True, metadata=RUN)

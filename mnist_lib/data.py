@@ -33,7 +33,7 @@ from typing import Iterator
 
 import torch
 
-from .files import atomic_write_bytes, unwritable
+from .utils.files import atomic_write_bytes, unwritable
 
 # Canonical MD5s of the four uncompressed IDX files (as torchvision checks them).
 MNIST_MD5 = {

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .layer_kinds import layer_kind
+from .utils.layer_kinds import layer_kind
 from .rf import receptive_field
 
 # What the explorer offers, 2-D only, by the names its script

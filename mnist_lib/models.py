@@ -12,7 +12,7 @@ at the full 28x28 resolution is the costliest part of a step (the book's
 "Engineering notes" time it). Round 2's candidates (`CANDIDATES`, Model_6 to
 Model_8) test whether that resolution is worth its time.
 
-Checkpoints (`save_checkpoint`, `load_checkpoint`) live in `mnist_lib.checkpoint`.
+Checkpoints (`save_checkpoint`, `load_checkpoint`) live in `mnist_lib.training.checkpoint`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layer_kinds import layer_kind
+from .utils.layer_kinds import layer_kind
 
 
 def conv_block(c_in: int, c_out: int, kernel: int = 3, stride: int = 1,

@@ -21,12 +21,12 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .checkpoint import Classifier, save_checkpoint
+from .training.checkpoint import Classifier, save_checkpoint
 from .data import DIGIT_BOX
 from .digit import CENTRE, FRAME, NOISE
 from .evaluation import misclassified
 from .explorer import window_layer
-from .layer_kinds import layer_kind
+from .utils.layer_kinds import layer_kind
 from .rf import RFError, receptive_field
 
 

@@ -17,8 +17,8 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Rectangle
 
 from .evaluation import misclassified
-from .history import History
-from .layer_kinds import layer_kind
+from .training.history import History
+from .utils.layer_kinds import layer_kind
 from .target import TARGET
 
 if TYPE_CHECKING:

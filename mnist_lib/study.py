@@ -28,12 +28,12 @@ from typing import Any, Callable, Iterator
 from .config import TrainConfig, as_json
 from .data import HOLDOUT, MNIST
 from .hardware import environment, source_commit
-from .history import History
+from .training.history import History
 from .models import count_parameters, get_model, layer_list
 from .records import config_differences, model_differences
 from .stats import paired_difference, pass_change_p
 from .target import TARGET
-from .files import atomic_write_json
+from .utils.files import atomic_write_json
 from .hardware import best_device
 
 SPLITS = ("holdout", "test")
@@ -428,7 +428,7 @@ def check_design(make_net: Callable[[], Any], data: MNIST, config: TrainConfig,
     whether it met the rule, ...) and their `mean`. The same judgement the
     book's studies make, for any `nn.Module`."""
     from .train import fit
-    from .seeding import set_seed
+    from .utils.seeding import set_seed
 
     data = split_data(data, split)
     machine = machine_key(environment(best_device(config.device), config.precision))

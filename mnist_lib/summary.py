@@ -8,7 +8,7 @@ import io
 
 import torch.nn as nn
 
-from .layer_kinds import layer_kind
+from .utils.layer_kinds import layer_kind
 
 
 def summary(model: nn.Module, input_size: tuple[int, int, int] = (1, 28, 28)) -> str:

@@ -9,7 +9,7 @@ loop: each epoch, every batch's `train_step` and `sched.step()`, then the test
 pass (`mnist_lib.evaluation.evaluate`); it returns the `History`. No
 DataLoader and no PIL: the data sit on the device as one tensor and batches
 are index slices. Two speed-ups for a GPU wrap that same step: `cuda_graphs`
-(`mnist_lib.cuda_graphs`, on by default on CUDA, measured) and `compile`
+(`mnist_lib.training.cuda_graphs`, on by default on CUDA, measured) and `compile`
 (`torch.compile(model)`, off: slower than the eager loop where measured);
 both change roundings, not the algorithm, and `compile` turns graphs off.
 """
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import cuda_graphs
+from .training import cuda_graphs
 from .augmentation import random_affine, warp, warps
 from .averaging import WeightAverage
 from .config import (ScheduleWarning, TrainConfig, as_json, augmented_epochs,
@@ -34,11 +34,11 @@ from .data import MNIST, batch_indices, normalize, pixel_stats, to_float
 from .evaluation import check_outputs, evaluate, recompute_bn_stats
 from .hardware import (ThreadsWarning, autocast_dtype, best_device, environment,
                        keep_freed_memory, use_threads)
-from .history import EpochRecord, History
+from .training.history import EpochRecord, History
 from .models import NAMED, count_parameters, get_model, layer_list
-from .progress import EpochProgress
+from .training.progress import EpochProgress
 from .target import TARGET
-from .seeding import set_seed
+from .utils.seeding import set_seed
 
 # Steps between two reads of the running loss: each read waits for the device.
 CHECK_EVERY = 50

@@ -310,3 +310,22 @@ def test_no_library_function_takes_more_than_8_positional_parameters():
             if (n := sum(p.kind in positional and p.name not in ("self", "cls")
                          for p in inspect.signature(fn).parameters.values())) > 8}
     assert long == {}
+
+
+def test_the_readme_names_every_module_where_it_lives():
+    """The README's module tables are the map a reader finds the code by: every
+    module of the package is listed at its path (a package's folder row covers
+    the modules inside it), and no row names a file that is gone."""
+    readme = (ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `(mnist_lib/[^`]+)` \|", readme, re.M))
+    folders = {r for r in rows if r.endswith("/")}
+    def holds_code(path: Path) -> bool:  # a package's __init__ may only gather names
+        tree = ast.parse(path.read_text())
+        return any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in tree.body)
+
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "mnist_lib").rglob("*.py")
+               if p.name != "__main__.py" and (p.name != "__init__.py" or holds_code(p))}
+    covered = {m for m in modules if m in rows or any(m.startswith(f) for f in folders)}
+    assert modules - covered == set(), "modules the README does not list"
+    assert {r for r in rows - folders if not (ROOT / r).exists()} == set(), "gone"
+    assert "mnist_lib/training/checkpoint.py" in rows  # the reader sees the folders

@@ -18,8 +18,8 @@ import torch
 
 from mnist_lib import cli
 from mnist_lib.config import TrainConfig
-from mnist_lib.history import History
-from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+from mnist_lib.training.history import History
+from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
 from mnist_lib.models import get_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -592,19 +592,22 @@ def test_ctrl_c_in_train_says_where_it_stopped_and_what_it_wrote(tmp_path, capsy
 def test_ctrl_c_sent_to_train_ends_it_with_a_line_not_a_traceback(tmp_path):
     """As a learner presses it: SIGINT to `python -m mnist_lib train` once an
     epoch has finished. The process ends with 130 and one line naming the
-    epochs whose history it wrote."""
+    epochs whose history it wrote. The run is long enough (14 epochs of 20,000
+    digits after the first) that no load on the machine lets it end before the
+    signal lands; 2,000 digits did, once, beside two busy cores."""
     import signal
 
     out = tmp_path / "run.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_lib", "train", "--model", "Model_2",
-         "--epochs", "15", "--n-train", "2000", "--n-test", "500", "--threads", "1",
+         "--epochs", "15", "--n-train", "20000", "--n-test", "500", "--threads", "1",
          "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, "MNIST_PROGRESS": "static"})
     try:
         for line in proc.stdout:  # an epoch's test line: it has finished
             if line.startswith("Test set:"):
                 break
+        assert proc.poll() is None, "the run ended before the signal was sent"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=300)
     finally:
@@ -743,7 +746,7 @@ def test_save_checkpoint_names_the_folder_it_cannot_write_and_the_fix(tmp_path,
     """Into a folder it may not write (simulated: this may run as root, whom
     permissions do not stop), `save_checkpoint` names the folder, why and the
     fix, not its temporary file; a folder given as the file is named as one."""
-    import mnist_lib.files as files
+    import mnist_lib.utils.files as files
 
     model, hist = get_model("Model_2"), _history("Model_2")
     with pytest.raises(IsADirectoryError, match=rf"cannot save a checkpoint as "

@@ -13,7 +13,7 @@ from mnist_lib import augmentation as A
 from mnist_lib import cli
 from mnist_lib import data as D
 from mnist_lib.bench import _peak_memory
-from mnist_lib.files import atomic_write_bytes
+from mnist_lib.utils.files import atomic_write_bytes
 from tests.support import unavailable
 
 # Published class counts of MNIST (LeCun et al.), an independent reference.

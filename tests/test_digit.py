@@ -135,7 +135,7 @@ def test_a_classifier_takes_a_digit_and_a_pil_image_as_their_pixels(mnist):
     pixels do, without torch's warning about a read-only array."""
     import warnings
 
-    from mnist_lib.checkpoint import Classifier
+    from mnist_lib.training.checkpoint import Classifier
     from mnist_lib.models import get_model
 
     torch.manual_seed(0)

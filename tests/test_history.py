@@ -1,4 +1,4 @@
-"""What a run returns (mnist_lib.history): saved and loaded as JSON."""
+"""What a run returns (mnist_lib.training.history): saved and loaded as JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from mnist_lib import config as C
 from mnist_lib import train as T
-from mnist_lib.history import History
+from mnist_lib.training.history import History
 from mnist_lib.models import get_model, layer_list
 
 def quick(**kw):

@@ -1,4 +1,4 @@
-"""The one table of layer kinds (`mnist_lib.layer_kinds`) that the picture,
+"""The one table of layer kinds (`mnist_lib.utils.layer_kinds`) that the picture,
 the explorer, the summary line and the multiply-add count read."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mnist_lib.layer_kinds import KINDS, Kind, layer_kind
+from mnist_lib.utils.layer_kinds import KINDS, Kind, layer_kind
 from mnist_lib.rf import receptive_field
 
 

@@ -95,8 +95,8 @@ def test_a_loaded_checkpoint_takes_raw_images_as_they_come(tmp_path):
     """`load_checkpoint` gives a Classifier: it normalises as training did, so
     uint8 pixels, floats in [0, 1], with or without the channel axis, all give
     the predictions of the model on normalised input."""
-    from mnist_lib.history import History
-    from mnist_lib.checkpoint import Classifier, load_checkpoint, save_checkpoint
+    from mnist_lib.training.history import History
+    from mnist_lib.training.checkpoint import Classifier, load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     net = get_model("Model_4").eval()
@@ -131,7 +131,7 @@ def test_a_loaded_checkpoint_refuses_float_pixels_outside_0_1(tmp_path):
     """Pixels in 0-255 as floats would be taken for [0, 1] ones, 255 times too
     bright, and the model would still answer, mostly wrong: refused, with the
     fix, in one line."""
-    from mnist_lib.checkpoint import Classifier
+    from mnist_lib.training.checkpoint import Classifier
 
     model = Classifier(get_model("Model_2"), 0.1307, 0.3081).eval()
     pixels = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
@@ -170,7 +170,7 @@ def test_a_loaded_checkpoint_says_in_one_line_what_is_wrong_with_images(images,
     """A wrong size is not passed on to torch (a kernel-size error at 14x14,
     a silent answer at 32x32), NaN is not taken for 0-255 pixels: each is
     refused in one line that names the problem."""
-    from mnist_lib.checkpoint import Classifier
+    from mnist_lib.training.checkpoint import Classifier
 
     model = Classifier(get_model("Model_4"), 0.1307, 0.3081).eval()
     with pytest.raises(ValueError) as err:
@@ -203,7 +203,7 @@ def make():
 
 
 def _student_history(name: str = "Net"):
-    from mnist_lib.history import History
+    from mnist_lib.training.history import History
 
     return History(name, 0, {}, {}, normalization={"mean": 0.13, "std": 0.31})
 
@@ -235,7 +235,7 @@ def test_a_students_net_from_a_module_is_checkpointed_and_found_again(tmp_path):
     """save_checkpoint stores the class's import path ("students_net:Net");
     load_checkpoint, in a fresh process, imports it from the current folder
     as Python would and gives the same outputs."""
-    from mnist_lib.checkpoint import save_checkpoint
+    from mnist_lib.training.checkpoint import save_checkpoint
 
     (tmp_path / "students_net.py").write_text(STUDENT_NET)
     sys.path.insert(0, str(tmp_path))
@@ -265,7 +265,7 @@ def test_a_checkpoint_of_a_students_net_loads_from_any_folder(tmp_path, monkeypa
     it from there. A package's relative imports work too."""
     import importlib
 
-    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
 
     project = tmp_path / "project"
     project.mkdir()
@@ -308,8 +308,8 @@ def test_a_students_net_from_a_file_is_found_beside_the_checkpoint(tmp_path,
     """A FILE.py:NAME spec (what `mnist-train --model my_net.py:Net` stores) is
     kept relative to the checkpoint's folder: the two can move together, and
     load from any current folder."""
-    from mnist_lib.model_spec import build
-    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.utils.model_spec import build
+    from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
 
     (tmp_path / "my_net.py").write_text(STUDENT_NET)
     (tmp_path / "runs").mkdir()
@@ -339,8 +339,8 @@ def test_a_net_defined_in_a_notebook_loads_into_the_model_given(tmp_path):
     """A class no import can find (defined in a notebook, a script, here a
     function) is saved without a spec; loading asks for the model, and puts
     the weights into the one given, which must fit them."""
-    from mnist_lib.model_spec import class_spec
-    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.utils.model_spec import class_spec
+    from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
 
     class Net(torch.nn.Sequential):
         def __init__(self, width: int = 4):
@@ -372,7 +372,7 @@ def test_a_net_defined_in_a_notebook_loads_into_the_model_given(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_load_checkpoint_on_a_device_that_is_not_there_says_so(tmp_path):
-    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
 
     save_checkpoint(tmp_path / "m.pt", get_model("Model_2"),
                     _student_history("Model_2"))
@@ -401,8 +401,8 @@ def test_a_wrapped_model_is_saved_and_loaded_as_the_net_inside(tmp_path, wrap):
     """torch.compile and DataParallel wrap a net without changing what it
     computes: the checkpoint names the net's class and its weights' own names,
     so that it loads into the net, wrapped or not."""
-    from mnist_lib.checkpoint import load_checkpoint, save_checkpoint
-    from mnist_lib.history import History
+    from mnist_lib.training.checkpoint import load_checkpoint, save_checkpoint
+    from mnist_lib.training.history import History
 
     torch.manual_seed(0)
     net = get_model("Model_4").eval()

@@ -13,7 +13,7 @@ from mnist_lib import plain
 from mnist_lib.config import recipe
 from mnist_lib.models import get_model
 from mnist_lib.train import fit
-from mnist_lib.seeding import set_seed
+from mnist_lib.utils.seeding import set_seed
 
 
 def weights(model: torch.nn.Module) -> torch.Tensor:

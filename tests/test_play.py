@@ -354,7 +354,7 @@ def _canvas_image(page):
 
 @pytest.mark.book
 def test_digit_pad_makes_a_drawing_an_mnist_digit_as_read_digit_does(site, browser):
-    from mnist_lib.layer_kinds import layer_kind
+    from mnist_lib.utils.layer_kinds import layer_kind
 
     _, html = site
     net = load_checkpoint(html / "book" / "pad" / "final_model.pt").net

@@ -60,7 +60,7 @@ def test_curves_refuse_a_run_with_no_epochs():
     import pytest
 
     from mnist_lib import plots
-    from mnist_lib.history import EpochRecord, History
+    from mnist_lib.training.history import EpochRecord, History
 
     empty = History("Model_4", 7764, {}, {}, [])
     one = History("Model_4", 7764, {}, {}, [EpochRecord(1, 0.5, 90.0, 0.4, 91.0, 0.1, 1.0)])
@@ -356,7 +356,7 @@ def test_pass_share_moves_runs_across_the_line_in_whole_digits():
 
 
 def test_curve_band_spans_the_seeds_and_draws_the_live_run():
-    from mnist_lib.history import EpochRecord, History
+    from mnist_lib.training.history import EpochRecord, History
 
     record = _record([0.0, 0.1])
     live = History("live", 1, {}, {})

@@ -152,7 +152,7 @@ def test_the_loss_fit_trains_on_is_torchs_smoothed_cross_entropy(small, eps):
     from mnist_lib.config import TrainConfig
     from mnist_lib.data import normalize, pixel_stats, to_float
     from mnist_lib.train import fit
-    from mnist_lib.seeding import set_seed
+    from mnist_lib.utils.seeding import set_seed
 
     cfg = TrainConfig(label_smoothing=eps, precision="fp32", scheduler="none",
                       lr=1e-9, momentum=0.0, epochs=1, n_train=512, n_test=100,
@@ -200,7 +200,7 @@ def test_a_stage_builds_on_a_finished_stage_only():
 def test_a_compiled_model_is_not_also_captured_as_a_cuda_graph():
     import torch
 
-    from mnist_lib import cuda_graphs
+    from mnist_lib.training import cuda_graphs
     from mnist_lib.config import TrainConfig
 
     cuda = torch.device("cuda")

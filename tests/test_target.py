@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_lib.history import EpochRecord, History
+from mnist_lib.training.history import EpochRecord, History
 from mnist_lib.target import TARGET, Target
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Training (mnist_lib.train, mnist_lib.cuda_graphs): learning, determinism, the
+"""Training (mnist_lib.train, mnist_lib.training.cuda_graphs): learning, determinism, the
 optimizers and the schedule, divergence, the weight average in a run, clean
 epochs, bf16, CUDA graphs, the progress line."""
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from mnist_lib import config as C
-from mnist_lib import cuda_graphs
+from mnist_lib.training import cuda_graphs
 from mnist_lib import train as T
 from mnist_lib.averaging import WeightAverage
 from mnist_lib.data import pixel_stats

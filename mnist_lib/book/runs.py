@@ -9,7 +9,7 @@ from typing import Any
 import torch.nn as nn
 
 from ..data import MNIST
-from ..history import History
+from ..training.history import History
 from ..target import TARGET
 from ..train import run
 from . import env

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from . import model_spec
-from . import models
-from .digit import Digit
-from .models import MODELS
-from .files import atomic_torch_save
-from .hardware import best_device
-from .utils import unwrap
+from ..utils import model_spec
+from .. import models
+from ..digit import Digit
+from ..models import MODELS
+from ..utils.files import atomic_torch_save
+from ..hardware import best_device
+from ..utils import unwrap
 
 # Where the book's models live: a checkpoint of one names its class from there.
 BOOK_MODELS = models.__name__  # "mnist_lib.models"

@@ -1,5 +1,15 @@
-"""A model as a user gives it: the net inside its wrappers (`unwrap`), and
-the model in eval mode for a block (`eval_mode`)."""
+"""Helpers the library's modules share, one module a job:
+
+- here: a model as a user gives it, the net inside its wrappers (`unwrap`), and
+  the model in eval mode for a block (`eval_mode`);
+- `files`: atomic writes (nothing half-written after a crash or Ctrl-C) and
+  `unwritable`, which names why a path cannot be written before a long run;
+- `seeding`: `set_seed`, one call that makes a run repeat itself;
+- `model_spec`: a model named `MODULE:NAME` or `FILE.py:NAME` (the loader the
+  rf and train commands and `load_checkpoint` share);
+- `layer_kinds`: the one table of layer kinds (conv, pools, linear) that the
+  plots, the explorer, the summary and the multiply-add count read.
+"""
 
 from __future__ import annotations
 

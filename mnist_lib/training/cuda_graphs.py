@@ -19,8 +19,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .averaging import WeightAverage
-from .config import TrainConfig
+from ..averaging import WeightAverage
+from ..config import TrainConfig
 
 
 def usable(cfg: TrainConfig, device: torch.device) -> bool:

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .target import TARGET, Target
-from .files import atomic_write_json
+from ..target import TARGET, Target
+from ..utils.files import atomic_write_json
 
 
 @dataclass
