@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mnist_lib.files import atomic_write_json  # noqa: E402
+from mnist_lib.utils.files import atomic_write_json  # noqa: E402
 
 # Where each mode's build keeps its cache (scripts/build_book.sh's $OUT).
 OUT = {"full": ROOT, "quick": ROOT / "_build" / "quick"}

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from mnist_lib.hardware import environment, source_commit  # noqa: E402
-from mnist_lib.files import atomic_write_json  # noqa: E402
+from mnist_lib.utils.files import atomic_write_json  # noqa: E402
 
 # Where a green build's entry goes: under _build/, which git ignores.
 ENTRY = ROOT / "_build" / "book_build.json"
