@@ -237,8 +237,8 @@ def test_each_verdict_the_chapters_state_holds(name, arm, said):
     assert rows(name)[arm]["vs"]["verdict"] == said, arm
 
 
-def test_step3_the_decision_as_the_chapter_tells_it():
-    """Step 3's Analysis of the ablation: three ingredients stay; dropout and
+def test_the_decision_as_its_chapter_tells_it():
+    """The decision chapter's Analysis of the ablation: three ingredients stay; dropout and
     the transition block came close to a verdict (dropout's removal raised the
     mean, the block's lowered it, each interval's near end within 0.02 of
     zero); what is left of the layers is Model_2's. The cheat sheet: dropout
@@ -268,8 +268,8 @@ def added(rec: dict, name: str, against: str) -> dict[int, float]:
 @pytest.mark.parametrize("rung, arm, said", [
     ("dropout", "no dropout", "helps"),
     ("augmentation", "no augmentation", "no measurable effect")])
-def test_step3_a_rung_against_its_ablation(rung, arm, said):
-    """Step 3's Analysis of the ablation and the cheat sheet: adding dropout on
+def test_a_rung_against_its_ablation(rung, arm, said):
+    """The decision chapter's Analysis of the ablation and the cheat sheet: adding dropout on
     its rung minus adding it to the finished recipe, paired by seed, lies
     above zero (an interaction); for augmentation the two effects show no
     measurable difference, though only its ablation's interval excludes zero."""
@@ -290,7 +290,7 @@ def test_step3_a_rung_against_its_ablation(rung, arm, said):
         assert rows("ablation")[arm]["vs"]["delta"] > 0
 
 
-def test_step3_the_confirmation_as_the_chapter_tells_it():
+def test_the_confirmation_as_the_decision_chapter_tells_it():
     """No measurable harm, and the two recipes within about five hundredths
     of a point either way; fewer parameters."""
     cf = rows("confirm")
@@ -302,7 +302,8 @@ def test_step3_the_confirmation_as_the_chapter_tells_it():
 
 
 def test_the_final_test_as_the_chapters_tell_it():
-    """Step 3, Results and the intro: about half the fresh seeds pass; the
+    """The decision chapter, Results and the intro: about half the fresh seeds
+    pass (one run is about a coin toss); the
     mean of the last 3 sits on the line (within 0.05 points) and the seeds
     lie on both sides of it; the held-out runs of the same recipe met the
     rule less often, and their mean lies below the test's."""
@@ -320,6 +321,59 @@ def test_the_final_test_as_the_chapters_tell_it():
     held = rows("confirm")["reduced recipe"]
     assert held["met"] / held["n_seeds"] <= share
     assert held["mean"] < statistics.fmean(means)
+
+
+def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
+    """Exercise 1 recomputes the ablation's verdict on augmentation with plain
+    statistics: it is the table's (mean and interval), and below zero.
+    Exercise 2: the confirmation's seeds whose verdict changed are five or
+    fewer (so, as the solution says, no split of them could reach p < 0.05),
+    and McNemar's p of the split is the table's. Exercise 3: the held-out runs
+    it compares with the test are the final recipe's (the confirmation's
+    reduced recipe is the recipe the final test trained)."""
+    from mnist_lib.stats import pass_change_p, t_critical
+
+    ablation = record("ablation")
+    def last3_means(name):  # as the exercise writes it
+        arm = next(a for a in ablation["arms"] if a["name"] == name)
+        return {r["seed"]: statistics.fmean(r["last3"])
+                for r in arm["runs"]}
+
+    full = last3_means("full recipe")
+    no_aug = last3_means("no augmentation")
+    d = [no_aug[s] - full[s] for s in full]
+    mean, sd = statistics.fmean(d), statistics.stdev(d)
+    half = t_critical(len(d) - 1) * sd / len(d) ** 0.5
+    vs = rows("ablation")["no augmentation"]["vs"]
+    assert mean == pytest.approx(vs["delta"], abs=1e-12)
+    assert half == pytest.approx(vs["delta_ci"], abs=1e-12)
+    assert mean + half < 0
+
+    confirm = record("confirm")
+    met = {a["name"]: {r["seed"]: r["met"] for r in a["runs"]} for a in confirm["arms"]}
+    changed = sum(met["reduced recipe"][s] != met["full recipe"][s] for s in met["full recipe"])
+    assert changed <= 5
+    assert 2 * 0.5 ** 5 > 0.05  # the most lopsided split of five
+    p = pass_change_p(met["reduced recipe"], met["full recipe"])
+    assert p == rows("confirm")["reduced recipe"]["vs"]["met_p"]
+
+    final, reduced = record("final_test"), confirm["arms"][1]
+    assert reduced["name"] == "reduced recipe"
+    assert (reduced["model"], reduced["config"]) == (final["model"], final["config"])
+
+
+def test_step3_exercise_3_label_smoothing_in_round_2s_screen():
+    """Step 3's Exercise 3 solution: round 2's screen tried label smoothing 0.1
+    on Model_6 with ten seeds, paired against Model_6 with round 1's recipe:
+    no measurable effect, an interval that allows a gain of a few test digits
+    in 10,000 (under 0.05 points) and a loss."""
+    screen = record("screen")
+    assert screen["protocol"] == "results/protocol2.md"
+    row = rows("screen")["Model_6, label smoothing 0.1"]
+    assert row["against"] == "Model_6" and row["vs"]["n_seeds"] == 10
+    vs = row["vs"]
+    assert vs["verdict"] == "no measurable effect"
+    assert 0 < vs["delta"] + vs["delta_ci"] < 0.05 and vs["delta"] - vs["delta_ci"] < 0
 
 
 @pytest.mark.skipif(not has_history(), reason="needs the git history")
