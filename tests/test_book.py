@@ -257,7 +257,7 @@ def test_timing_rule_catches_live_times_and_spares_records():
 
 # ------------------------------------------------- summary and exercises
 # The landing page and the appendix teach no step of their own.
-WITHOUT_EXERCISES = {"intro", "engineering"}
+WITHOUT_EXERCISES = {"intro"}
 ADMONITION = re.compile(r"^(`{3,})\{admonition\} (?P<title>.+)$")
 
 
