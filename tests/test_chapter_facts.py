@@ -325,6 +325,8 @@ def test_rf_tool_example_table_and_its_alt_text():
     assert table.trunk is table["conv3"] and table.first_global is table["mean"]
     assert table.final.global_out and not table.trunk.global_out
     assert "dilation" in table.columns()
+    # "Is it enough? ... the last map's units each see a whole digit"
+    assert table.trunk.r_out >= DIGIT_BOX
     # The figure's alt text in the chapter says what architecture_alt says.
     said = plots.architecture_alt(table, "MyNet")
     assert "RF 23 px before the global pooling" in said and "dil. 2" in said
