@@ -592,9 +592,11 @@ def test_ctrl_c_in_train_says_where_it_stopped_and_what_it_wrote(tmp_path, capsy
 def test_ctrl_c_sent_to_train_ends_it_with_a_line_not_a_traceback(tmp_path):
     """As a learner presses it: SIGINT to `python -m mnist_lib train` once an
     epoch has finished. The process ends with 130 and one line naming the
-    epochs whose history it wrote. The run is long enough (14 epochs of 20,000
-    digits after the first) that no load on the machine lets it end before the
-    signal lands; 2,000 digits did, once, beside two busy cores."""
+    epochs whose history it wrote. The child starts with SIGINT's default
+    action: a test run started in the background (`make test &`) passes SIGINT
+    on ignored, and Python then installs no KeyboardInterrupt handler, so the
+    signal would do nothing. The run is long enough (14 epochs of 20,000
+    digits after the first) that it cannot end before the signal lands."""
     import signal
 
     out = tmp_path / "run.json"
@@ -602,7 +604,8 @@ def test_ctrl_c_sent_to_train_ends_it_with_a_line_not_a_traceback(tmp_path):
         [sys.executable, "-m", "mnist_lib", "train", "--model", "Model_2",
          "--epochs", "15", "--n-train", "20000", "--n-test", "500", "--threads", "1",
          "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "MNIST_PROGRESS": "static"})
+        text=True, env={**os.environ, "MNIST_PROGRESS": "static"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # an epoch's test line: it has finished
             if line.startswith("Test set:"):
