@@ -492,6 +492,8 @@ def study_cmd(argv: list[str], prog: str) -> int:
     for design, flag in (("select", "screen"), ("final2", "select")):
         if args.design == design and not getattr(args, flag):
             p.error(f"{design} needs --{flag} RECORD: its arms come from it")
+    if args.record and (why := _replaces_a_record(args.record, args.design)):
+        p.error(f"--record {args.record}: {why}")
     if args.model and args.design != "seeds":
         p.error("--model goes with the design seeds (each protocol's designs name "
                 "their models)")
@@ -540,6 +542,24 @@ def study_cmd(argv: list[str], prog: str) -> int:
         except ValueError as err:  # another part is still running
             print(f"not yet: {err}; run again once every part has ended")
     return 0
+
+
+def _replaces_a_record(path: str, design: str) -> str | None:
+    """Why writing a final test's record to `path` would lose another: the
+    file is there and holds another protocol's final test (round 1's, where
+    round 2 writes), or is no record at all. None where it may be written."""
+    if not Path(path).is_file():
+        return None
+    try:
+        held = json.loads(Path(path).read_text()).get("protocol", "results/protocol.md")
+    except (ValueError, AttributeError):
+        return "the file there is not a final test's record; name another file"
+    wanted = "results/protocol2.md" if design == "final2" else "results/protocol.md"
+    if held == wanted:
+        return None  # the same test, written again once every part has ended
+    return (f"it holds the final test of {held}, which this run would replace; "
+            "move it first (round 1's to results/final_test_round1.json, as "
+            "results/protocol2.md says)")
 
 
 def _design(args: argparse.Namespace, ablation_path: str | None,

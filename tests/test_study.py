@@ -304,6 +304,29 @@ def test_the_study_command_refuses_bad_arguments_with_the_fix(tmp_path, capsys):
         assert said in capsys.readouterr().err
 
 
+def test_round_2s_final_test_never_writes_over_round_1s(tmp_path, capsys):
+    """`study final2 --record F` where F holds round 1's final test: refused
+    before any run, naming the file to move it to; a record of round 2's own
+    (written again once every part has ended) or a new file is accepted."""
+    select = tmp_path / "selection.json"
+    select.write_text("{}")
+    round1 = tmp_path / "final_test.json"
+    round1.write_text(json.dumps({"protocol": "results/protocol.md", "passed": 10}))
+    argv = ["study", "final2", "--select", str(select), "--out", str(tmp_path / "o"),
+            "--record", str(round1)]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "results/final_test_round1.json" in capsys.readouterr().err
+    assert json.loads(round1.read_text())["passed"] == 10  # untouched
+    assert cli._replaces_a_record(str(round1), "final") is None  # round 1's own
+    round1.write_text(json.dumps({"protocol": "results/protocol2.md"}))
+    assert cli._replaces_a_record(str(round1), "final2") is None
+    assert cli._replaces_a_record(str(tmp_path / "new.json"), "final2") is None
+    round1.write_text("not json")
+    assert "not a final test's record" in cli._replaces_a_record(str(round1), "final2")
+
+
 @pytest.mark.slow
 def test_a_real_study_trains_on_held_out_digits(tmp_path, mnist):
     design = replace(protocol.ladder(), arms=protocol.ladder().arms[:2])
