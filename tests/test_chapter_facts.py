@@ -325,8 +325,16 @@ def test_rf_tool_example_table_and_its_alt_text():
     assert table.trunk is table["conv3"] and table.first_global is table["mean"]
     assert table.final.global_out and not table.trunk.global_out
     assert "dilation" in table.columns()
-    # "Is it enough? ... the last map's units each see a whole digit"
-    assert table.trunk.r_out >= DIGIT_BOX
+    # "Is it enough? ... a unit near the centre of the last map sees the whole
+    # digit box" (centred in the 28-pixel image), "units near the edge see
+    # part of it"
+    row = table.trunk
+    box = ((28 - DIGIT_BOX) / 2 - 0.5, (28 + DIGIT_BOX) / 2 - 0.5)  # pixel centres
+    def sees(unit):
+        centre = row.start_out + unit * row.j_out
+        return (centre - (row.r_out - 1) / 2 <= box[0]
+                and centre + (row.r_out - 1) / 2 >= box[1])
+    assert sees(row.n_out // 2) and not sees(0)
     # The figure's alt text in the chapter says what architecture_alt says.
     said = plots.architecture_alt(table, "MyNet")
     assert "RF 23 px before the global pooling" in said and "dil. 2" in said
@@ -508,6 +516,12 @@ def test_engineering_gpu_benchmark_record():
     gpu = book.load_record("bench_cuda")
     assert not gpu["quick"] and gpu["epochs"] == 15
     assert gpu["library"]["params"] == count_parameters(get_model(gpu["model"]))
+    # "The training loop alone, on the same GPU, 15 epochs each ... (its
+    # first epoch compiles)": the loop record, read as the chapter reads it.
+    loops = book.load_record("bench_loops_cuda")["modes"]
+    assert {len(m["test_acc"]) for m in loops.values()} == {15}
+    compiled = loops["torch.compile"]
+    assert compiled["first_epoch_s"] > 5 * compiled["epoch_s_median"]
 
 
 def test_a_benchmark_record_says_whether_it_trained_todays_final_model():
