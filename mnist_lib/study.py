@@ -106,7 +106,9 @@ def split_data(data: MNIST, split: str) -> MNIST:
 
 
 def new_record(design: Design, seeds: list[int], command: str) -> dict[str, Any]:
-    """An empty record of `design` for `seeds`."""
+    """An empty record of `design` for `seeds`. `train_size` is the split's
+    training digits; each arm's own `train_size` is what it trains on (fewer
+    where its config sets `n_train`, as the gap study's 40,000 arm does)."""
     n_train, n_test = 60_000, 10_000  # MNIST's training and test digits
     sizes = {"holdout": (n_train - HOLDOUT, HOLDOUT),
              "test": (n_train, n_test)}[design.split]
@@ -118,7 +120,9 @@ def new_record(design: Design, seeds: list[int], command: str) -> dict[str, Any]
         "target": asdict(TARGET), "command": command, "machines": {},
         "commits": [],  # the library's commit in each session that added runs
         "arms": [{"name": a.name, "change": a.change, "step": a.step,
-                  "model": a.model, "against": a.against, "params": None,
+                  "model": a.model, "against": a.against,
+                  "train_size": min(a.config.n_train or sizes[0], sizes[0]),
+                  "params": None,
                   "layers": None, "config": as_json(a.config) | {"seed": None},
                   "runs": []} for a in design.arms],
     }

@@ -208,3 +208,12 @@ def test_a_compiled_model_is_not_also_captured_as_a_cuda_graph():
     assert not cuda_graphs.usable(TrainConfig(compile=True), cuda)
     assert not cuda_graphs.usable(TrainConfig(optimizer="adam"), cuda)
     assert not cuda_graphs.usable(TrainConfig(), torch.device("cpu"))
+
+
+def test_the_gap_record_names_each_arms_training_digits():
+    """The gap study's record says what each arm trained on: the split has
+    50,000 training digits, the 40,000 arm its first 40,000."""
+    record = new_record(protocol2.gap(), [0, 1], "test")
+    assert record["train_size"] == 50_000
+    sizes = {a["name"]: a["train_size"] for a in record["arms"]}
+    assert sizes == {"50,000 digits": 50_000, "40,000 digits": 40_000}
