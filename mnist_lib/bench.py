@@ -252,6 +252,8 @@ def table(rep: dict[str, Any]) -> str:
     out.append("speed-up (reference / library): "
                f"{rep['speedup_epoch']:.2f}x per epoch, "
                f"{rep['speedup_run']:.2f}x per full run")
+    if any(rep[side]["until_rule_s"] is None for side in ("library", "reference")):
+        out.append("—: the run never held the target for its last epochs")
     if rep["library"]["peak_mem_mib"] is None:
         out.append("peak memory: not in this record (it was not measured for "
                    "each run on its own)")

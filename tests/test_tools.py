@@ -160,6 +160,12 @@ def test_benchmark_table_says_when_a_record_has_no_peaks(data_root):
     assert row(bench.table(rep)).split()[-2:] == ["—", "—"]
     assert bench.table(rep).endswith("peak memory: not in this record (it was not "
                                      "measured for each run on its own)")
+    # A dash for "until the target" is explained, and only then.
+    legend = "—: the run never held the target for its last epochs"
+    rep["library"]["until_rule_s"] = rep["reference"]["until_rule_s"] = 12.0
+    assert legend not in bench.table(rep)
+    rep["reference"]["until_rule_s"] = None
+    assert legend in bench.table(rep).splitlines()
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
