@@ -554,12 +554,12 @@ def _replaces_a_record(path: str, design: str) -> str | None:
         held = json.loads(Path(path).read_text()).get("protocol", "results/protocol.md")
     except (ValueError, AttributeError):
         return "the file there is not a final test's record; name another file"
-    wanted = "results/protocol2.md" if design == "final2" else "results/protocol.md"
+    wanted = protocol2.PROTOCOL if design == "final2" else "results/protocol.md"
     if held == wanted:
         return None  # the same test, written again once every part has ended
     return (f"it holds the final test of {held}, which this run would replace; "
             "move it first (round 1's to results/final_test_round1.json, as "
-            "results/protocol2.md says)")
+            f"{protocol2.PROTOCOL} says)")
 
 
 def _design(args: argparse.Namespace, ablation_path: str | None,
