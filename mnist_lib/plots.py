@@ -548,14 +548,18 @@ def pass_share(runs: Sequence[dict], shift: float = 0.0,
                for r in runs) / len(runs)
 
 
-def curve_band(record: dict, name: str, live: History | None = None,
+def curve_band(record: dict, name: str | None = None, live: History | None = None,
                key: str = "eval_acc", first_epoch: int = 3,
                threshold: float = TARGET.accuracy) -> Figure:
     """One arm's curve over its seeds: per epoch, the band from the lowest to
     the highest seed and the mean; with `live`, a run of this build (its
     `test_acc`, or what `key` names in its history) drawn against it, from
-    `first_epoch` on."""
-    arm = next(a for a in record["arms"] if a["name"] == name)
+    `first_epoch` on. `name` picks a study's arm; a record of one recipe
+    (a final test) has its runs at the top and takes no name."""
+    if name is None:
+        arm, name = record, f"{record['model']}, {len(record['runs'])} seeds"
+    else:
+        arm = next(a for a in record["arms"] if a["name"] == name)
     runs = [r[key] for r in arm["runs"]]
     epochs = range(first_epoch, len(runs[0]) + 1)
     per_epoch = list(zip(*runs))[first_epoch - 1:]
@@ -567,7 +571,8 @@ def curve_band(record: dict, name: str, live: History | None = None,
             label="their mean")
     if live is not None:
         column = {"eval_acc": "test_acc", "eval_loss": "test_loss"}.get(key, key)
-        ax.plot(epochs, live.column(column)[first_epoch - 1:], "o-", ms=3,
+        mine = live.column(column)[first_epoch - 1:]  # a quick build's is shorter
+        ax.plot(range(first_epoch, first_epoch + len(mine)), mine, "o-", ms=3,
                 color="C1", label="this build's run")
     if key == "eval_acc":
         ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}%")

@@ -25,7 +25,8 @@ AIM = 18  # section 6's aim (not a requirement): 18 of the 20 test seeds pass
 
 def ladder() -> Design:
     """The held-out ladder (protocol section 3): each rung the one before
-    plus one named change, judged on the last 10,000 training digits."""
+    plus one named change (a change of layers may move widths, depth and
+    the RF together), judged on the last 10,000 training digits."""
     rungs = [Arm("baseline", "Step 1's recipe: SGD at a constant learning rate "
                  "of 0.01, batch 128", "Model_1", recipe("Model_1"), step=1)]
 

@@ -368,3 +368,15 @@ def test_curve_band_spans_the_seeds_and_draws_the_live_run():
     assert band.min() == pytest.approx(99.3) and band.max() == pytest.approx(99.4)
     drawn = next(l for l in ax.get_lines() if l.get_label() == "this build's run")
     assert list(drawn.get_ydata()) == [99.2, 99.3, 99.45]  # from epoch 3
+
+
+def test_curve_band_takes_a_final_test_record_of_one_recipe():
+    """A final test keeps its runs at the top, with no arms: the band is its
+    seeds, and its title names the model and how many seeds drew it."""
+    runs = [{"seed": s, "eval_acc": [98.0, 99.0, x, x]}
+            for s, x in enumerate([99.30, 99.50, 99.42])]
+    record = {"split": "test", "model": "Model_2", "runs": runs}
+    ax = plots.curve_band(record).axes[0]
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(99.30) and band.max() == pytest.approx(99.50)
+    assert ax.get_title() == "Model_2, 3 seeds" and ax.get_ylabel() == "test accuracy (%)"
