@@ -242,7 +242,8 @@ def table(rep: dict[str, Any]) -> str:
     env = rep["env"]
     # Short header lines: the book shows this table in a box ~80 characters wide.
     out = [f"device: {env['device']} ({describe_hardware(env)})",
-           f"torch {env['torch']}, {rep['epochs']} epochs x {rep['repeats']} repeat(s)"
+           f"torch {env['torch']}, {_count(rep['epochs'], 'epoch')} x "
+           f"{_count(rep['repeats'], 'repeat')}"
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",
            f"{'':24}{'library':>12}{'reference':>12}"]
@@ -299,11 +300,17 @@ def loops(root: str = "data", epochs: int = TARGET.max_epochs, device: str = "au
             "env": env}
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 epoch', '15 epochs': a quick build's tables run one."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def loops_table(rep: dict[str, Any]) -> str:
     """The loop comparison as text: one line a mode."""
     env = rep["env"]
     lines = [f"device: {env['device']} ({describe_hardware(env)}), torch "
-             f"{env['torch']}, {rep['epochs']} epochs" + (", QUICK" if rep["quick"] else ""),
+             f"{env['torch']}, {_count(rep['epochs'], 'epoch')}"
+             + (", QUICK" if rep["quick"] else ""),
              f"{'loop':16}{'epoch 1 (s)':>12}{'later (s)':>11}{'run (s)':>9}"
              f"{'last acc':>10}"]
     eager = rep["modes"].get("eager", {}).get("epoch_s_median")

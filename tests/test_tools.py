@@ -166,6 +166,10 @@ def test_benchmark_table_says_when_a_record_has_no_peaks(data_root):
     assert legend not in bench.table(rep)
     rep["reference"]["until_rule_s"] = None
     assert legend in bench.table(rep).splitlines()
+    # A quick build's one epoch reads as English.
+    assert ", 1 epoch x 1 repeat" in bench.table(rep)
+    rep["epochs"], rep["repeats"] = 15, 3
+    assert ", 15 epochs x 3 repeats" in bench.table(rep)
 
 
 def test_benchmark_rejects_bad_arguments(capsys):

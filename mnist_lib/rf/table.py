@@ -181,10 +181,11 @@ class RFTable:
         rf = f"RF {fmt_cell(t.r_out)} px{big}{jump}, {where}"
         if g is None:
             return rf
+        # A traced function's op is named as its kind ('mean'): say it once.
+        gate = f"{g.name!r}" + (f" ({g.kind})" if g.kind != g.name else "")
         if t.global_out:  # a gate before the trunk's end: the trunk itself is global
-            return (f"RF global from {g.name!r} ({g.kind}) on; without the global "
-                    f"ops, {rf}")
-        return f"{rf}; global from {g.name!r} ({g.kind}) on"
+            return f"RF global from {gate} on; without the global ops, {rf}"
+        return f"{rf}; global from {gate} on"
 
     def __getitem__(self, name: str) -> RFRow:
         """The row of the op called `name` (e.g. `table["block1.0.0"]`), any op."""

@@ -182,3 +182,20 @@ def test_a_name_is_in_the_table_as_indexing_finds_it():
     assert all(row.name in t for row in t)
     relu = next(r for r in t.rows if r.kind == "ReLU")  # not a default row
     assert relu.name in t and relu not in list(t)
+
+
+class _MeanHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).mean((2, 3)))
+
+
+def test_the_headline_names_a_traced_function_once():
+    """A tensor method's op is named as its kind ('mean'): the headline says
+    "global from 'mean' on", not "'mean' (mean)"; a module keeps its class."""
+    t = receptive_field(_MeanHead(), (1, 28, 28))
+    assert t.headline == "RF 3 px, jump 1 px, at 'conv' (map 26x26); global from 'mean' on"
