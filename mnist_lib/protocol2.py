@@ -27,6 +27,7 @@ SCREEN_SEEDS = list(range(10))
 SELECTION_SEEDS = list(range(10, 40))  # the deciding stage: seeds the screen never saw
 GAP_SEEDS = list(range(20))
 TEST_SEEDS = list(range(2000, 2050))  # fresh: no selection run, nor round 1's test
+AIM = 45  # section 8's aim (not a requirement): 45 of the 50 test seeds pass
 # A simpler candidate this close to the best (in points of the held-out
 # last-3 mean) is chosen instead: one held-out digit in 10,000.
 MARGIN = 0.01

@@ -217,3 +217,13 @@ def test_the_gap_record_names_each_arms_training_digits():
     assert record["train_size"] == 50_000
     sizes = {a["name"]: a["train_size"] for a in record["arms"]}
     assert sizes == {"50,000 digits": 50_000, "40,000 digits": 40_000}
+
+
+def test_the_aim_is_the_one_protocol2_states():
+    """The book glues round 2's aim from protocol2.AIM: it must be the number
+    results/protocol2.md wrote down before the runs."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "results" / "protocol2.md").read_text()
+    assert (f"Aim: at least {protocol2.AIM} of {len(protocol2.TEST_SEEDS)}"
+            in " ".join(text.split()))
