@@ -44,11 +44,8 @@ def test_the_control_is_round_1s_final_recipe_as_its_test_trained_it():
     import json
     from pathlib import Path
 
-    final = json.loads((Path(__file__).parents[1] / "results/final_test.json")
+    final = json.loads((Path(__file__).parents[1] / "results/final_test_round1.json")
                        .read_text())
-    if final.get("protocol") == protocol2.PROTOCOL:  # round 1's is renamed then
-        final = json.loads((Path(__file__).parents[1]
-                            / "results/final_test_round1.json").read_text())
     control = protocol2.control()
     assert control.model == final["model"]
     assert config_differences(control.config, final["config"]) == []
