@@ -263,3 +263,43 @@ def test_time_change_words_hold_whichever_way_a_time_comes_out(seconds, base, wo
     from mnist_lib import book
 
     assert book.time_change(seconds, base) == words
+
+
+def test_a_recorded_model_is_found_as_a_record_is(monkeypatch, tmp_path):
+    """`book.load_model` reads results/<name>.pt where `load_record` would read
+    a record: from the checkout, else (Colab) fetched from the repository;
+    either way the same weights, ready to predict."""
+    from mnist_lib import book, save_checkpoint
+    from mnist_lib.models import Model_1
+    from mnist_lib.training.history import History
+
+    net = Model_1().eval()
+    hist = History("Model_1", 0, {}, {})
+    hist.normalization = {"mean": 0.13, "std": 0.31}
+    for folder in ("mnist_lib", "results", "book"):
+        (tmp_path / "repo" / folder).mkdir(parents=True)
+    (tmp_path / "repo" / "pyproject.toml").write_text("")
+    saved = save_checkpoint(tmp_path / "repo" / "results" / "final_model.pt", net, hist)
+    monkeypatch.chdir(tmp_path / "repo" / "book")
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = book.load_model("final_model").net(x)
+        assert torch.equal(expected, net(x))
+    with pytest.raises(FileNotFoundError, match="final_model_9.pt is missing"):
+        book.load_model("final_model_9")
+
+    # Outside a checkout, with a library that carries no such file: fetched.
+    asked = []
+
+    def fake_urlopen(url, timeout):
+        asked.append(url)
+        return io.BytesIO(saved.read_bytes())
+
+    monkeypatch.setattr(book.recorded, "shipped_folder", lambda: None)
+    monkeypatch.setattr(book.recorded.urllib.request, "urlopen", fake_urlopen)
+    monkeypatch.setattr(book.recorded, "_FETCHED", {})
+    (tmp_path / "colab").mkdir()
+    monkeypatch.chdir(tmp_path / "colab")
+    with torch.no_grad():
+        assert torch.equal(book.load_model("final_model").net(x), expected)
+    assert [u.rsplit("/", 2)[-2:] for u in asked] == [["results", "final_model.pt"]]

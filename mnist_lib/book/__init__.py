@@ -6,7 +6,8 @@
   block shown with this run's values (`show`);
 - `claims`: `claim`, a claim of the prose checked against its numbers, and
   words for measured times that hold whichever way they come out;
-- `recorded`: the recorded results (`results/*.json`), from the checkout or,
+- `recorded`: the recorded results (`results/*.json`, and a recorded model,
+  `load_model`), from the checkout or,
   in Colab and after a pip install, from the package, which carries them
   (else GitHub), and `need_records`, which a chapter calls before it trains;
 - `runs`: the chapters' trainer (quick mode shrinks it) and the glue of a
@@ -20,13 +21,13 @@ those may need build-only tools. A chapter imports this package
 from . import env
 from .claims import bench_lag, claim, time_change
 from .env import BRANCH, QUICK_SIZE, REPOSITORY, checkout, data_root, repo_root
-from .recorded import load_record, need_records, record_url, shipped_folder
+from .recorded import load_model, load_record, need_records, record_url, shipped_folder
 from .render import GLUE_ROLE, GLUED, fill, glue, show, source
 from .runs import glue_arm, glue_result, load_study, train
 
 __all__ = ["BRANCH", "BUILD", "GLUED", "GLUE_ROLE", "QUICK", "QUICK_SIZE",
            "REPOSITORY", "bench_lag", "checkout", "claim", "data_root", "fill",
-           "glue", "glue_arm", "glue_result", "load_record", "load_study",
+           "glue", "glue_arm", "glue_result", "load_model", "load_record", "load_study",
            "need_records", "record_url", "repo_root", "shipped_folder", "show",
            "source", "time_change", "train"]
 

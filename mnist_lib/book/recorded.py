@@ -8,16 +8,16 @@ checks, before a chapter trains, that it can read every record it will need.
 
 from __future__ import annotations
 
-import copy
 import json
+import tempfile
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from . import env
 
-# The records fetched from GitHub in this kernel, by name: fetched once.
-_FETCHED: dict[str, dict[str, Any]] = {}
+# The files fetched from GitHub in this kernel, by file name: fetched once.
+_FETCHED: dict[str, bytes] = {}
 HOW_TO_GET = ("Run the chapter inside a clone of the repository; or install the "
               "library of the chapter's own version, which carries its records "
               "(pip install --upgrade git+{repository}); or run it where GitHub "
@@ -40,11 +40,11 @@ def shipped_folder() -> Path | None:
     return None
 
 
-def record_url(name: str) -> str:
-    """Where GitHub serves `results/<name>.json` of the book's repository."""
+def record_url(name: str, suffix: str = ".json") -> str:
+    """Where GitHub serves `results/<name><suffix>` of the book's repository."""
     owner_repo = env.REPOSITORY.removeprefix("https://github.com/")
     return (f"https://raw.githubusercontent.com/{owner_repo}/{env.BRANCH}/results/"
-            f"{name}.json")
+            f"{name}{suffix}")
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -56,39 +56,69 @@ def _read(path: Path) -> dict[str, Any]:
                          "Reproducibility chapter") from err
 
 
+def _find(filename: str) -> Path | bytes:
+    """`results/<filename>`: its path in the repository checkout; outside one,
+    beside the notebook, else in the records the library carries; else its
+    bytes, fetched from the book's repository on GitHub once a kernel."""
+    root = env.checkout()
+    if root is not None:
+        # In a checkout the local record is the one that counts: a missing one
+        # is an error, never silently replaced by whatever GitHub holds.
+        path = root / "results" / filename
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: regenerate it with the "
+                                    "command given in the Reproducibility chapter")
+        return path
+    beside = Path.cwd() / "results" / filename
+    if beside.exists():
+        return beside
+    shipped = shipped_folder()
+    if shipped is not None and (shipped / filename).is_file():
+        return shipped / filename
+    if filename not in _FETCHED:
+        stem, dot, suffix = filename.rpartition(".")
+        url = record_url(stem, dot + suffix)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                _FETCHED[filename] = response.read()
+        except OSError as err:  # no network, HTTP error
+            raise FileNotFoundError(
+                f"the recorded result {stem!r} is not here (no repository checkout "
+                f"around {Path.cwd()}, and this library does not carry it) and "
+                f"could not be fetched from {url}: {err}. "
+                + HOW_TO_GET.format(repository=env.REPOSITORY)) from err
+    return _FETCHED[filename]
+
+
 def load_record(name: str) -> dict[str, Any]:
     """A recorded result (`results/<name>.json`) from the repository checkout;
     outside one (Colab, a pip install), from `results/` beside the notebook,
     else from the records the library carries (`shipped_folder`), else from
     the book's repository on GitHub."""
-    root = env.checkout()
-    if root is not None:
-        # In a checkout the local record is the one that counts: a missing one
-        # is an error, never silently replaced by whatever GitHub holds.
-        path = root / "results" / f"{name}.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: regenerate it with the "
-                                    "command given in the Reproducibility chapter")
-        return _read(path)
-    beside = Path.cwd() / "results" / f"{name}.json"
-    if beside.exists():
-        return _read(beside)
-    shipped = shipped_folder()
-    if shipped is not None and (shipped / f"{name}.json").is_file():
-        return _read(shipped / f"{name}.json")
-    if name not in _FETCHED:
-        url = record_url(name)
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                _FETCHED[name] = json.loads(response.read())
-        except (OSError, ValueError) as err:  # no network, HTTP error, not JSON
-            raise FileNotFoundError(
-                f"the recorded result {name!r} is not here (no repository checkout "
-                f"around {Path.cwd()}, and this library does not carry it) and "
-                f"could not be fetched from {url}: {err}. "
-                + HOW_TO_GET.format(repository=env.REPOSITORY)) from err
-    # A copy, as a read from disk is: a chapter that changes it changes no other's.
-    return copy.deepcopy(_FETCHED[name])
+    found = _find(f"{name}.json")
+    if isinstance(found, Path):
+        return _read(found)
+    try:  # parsed anew each time: a chapter that changes it changes no other's
+        return json.loads(found)
+    except ValueError as err:
+        raise FileNotFoundError(f"what {record_url(name)} served is not a record "
+                                f"(not JSON: {err}). "
+                                + HOW_TO_GET.format(repository=env.REPOSITORY)) from err
+
+
+def load_model(name: str):
+    """A recorded model (`results/<name>.pt`, written by `save_checkpoint` or
+    `python -m mnist_lib train --checkpoint`), found as `load_record` finds a
+    record, as a `Classifier` in eval mode on the CPU."""
+    from ..training.checkpoint import load_checkpoint
+
+    found = _find(f"{name}.pt")
+    if isinstance(found, Path):
+        return load_checkpoint(found)
+    with tempfile.TemporaryDirectory() as folder:  # fetched: a file to read
+        path = Path(folder) / f"{name}.pt"
+        path.write_bytes(found)
+        return load_checkpoint(path)
 
 
 def need_records(*names: str) -> None:
