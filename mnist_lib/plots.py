@@ -550,11 +550,12 @@ def pass_share(runs: Sequence[dict], shift: float = 0.0,
 
 def curve_band(record: dict, name: str | None = None, live: History | None = None,
                key: str = "eval_acc", first_epoch: int = 3,
-               threshold: float = TARGET.accuracy) -> Figure:
+               threshold: float = TARGET.accuracy,
+               live_label: str = "this build's run") -> Figure:
     """One arm's curve over its seeds: per epoch, the band from the lowest to
     the highest seed and the mean; with `live`, a run of this build (its
     `test_acc`, or what `key` names in its history) drawn against it, from
-    `first_epoch` on. `name` picks a study's arm; a record of one recipe
+    `first_epoch` on, named `live_label`. `name` picks a study's arm; a record of one recipe
     (a final test) has its runs at the top and takes no name."""
     if name is None:
         arm, name = record, f"{record['model']}, {len(record['runs'])} seeds"
@@ -573,7 +574,7 @@ def curve_band(record: dict, name: str | None = None, live: History | None = Non
         column = {"eval_acc": "test_acc", "eval_loss": "test_loss"}.get(key, key)
         mine = live.column(column)[first_epoch - 1:]  # a quick build's is shorter
         ax.plot(range(first_epoch, first_epoch + len(mine)), mine, "o-", ms=3,
-                color="C1", label="this build's run")
+                color="C1", label=live_label)
     if key == "eval_acc":
         ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}%")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
