@@ -357,7 +357,8 @@ def test_visible_cells_are_told_from_hidden_ones():
     assert [line for line, _ in _visible_cells(text)] == [1]
 
 
-@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")],
+@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")
+                                or c.stem == "decision"],
                          ids=lambda p: p.stem)
 def test_a_step_chapter_hides_no_more_code_than_it_shows(md):
     """Counted as scripts/codelines.py counts: non-blank lines of code cells,
@@ -438,7 +439,8 @@ def test_step_chapters_and_results_draw_their_architecture(md):
                for c in cells), f"{md.name}: an architecture figure has no alt text"
 
 
-@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")],
+@pytest.mark.parametrize("md", [c for c in CHAPTERS if c.stem.startswith("step")
+                                or c.stem == "decision"],
                          ids=lambda p: p.stem)
 def test_step_chapters_are_short(md):
     words = load_script("wordcount").prose_words(md.read_text())
