@@ -479,3 +479,34 @@ def test_the_readme_states_the_headline_of_the_final_test_on_record():
     assert f"with {final['n_seeds']} fresh seeds" in said
     # "about as often as a coin lands heads": a rate whose interval holds 1/2.
     assert lo < 0.5 < hi
+
+
+@pytest.mark.skipif(not has_history(), reason="needs the git history")
+def test_round_2s_records_descend_from_protocol2_and_decide_by_its_rule():
+    """Issue 54: protocol2.md is in a commit that every round-2 record's runs
+    descend from; the deciding stage has at least 20 paired seeds per arm,
+    none of them the screen's; the choice is protocol2.decide's."""
+    from mnist_lib import protocol2
+
+    first = git("log", "--diff-filter=A", "--format=%H", "--",
+                "results/protocol2.md").splitlines()[-1]
+    names = [n for n in ("screen", "selection", "gap", "final_test")
+             if (RESULTS / f"{n}.json").exists()
+             and record(n).get("protocol", "") == "results/protocol2.md"]
+    assert {"screen", "selection"} <= set(names)
+    for name in names:
+        rec = record(name)
+        assert rec["protocol_commit"] == first, name
+        for commit in rec["commits"]:
+            assert subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor",
+                                   first, commit.removesuffix("+changes")]
+                                  ).returncode == 0, (name, commit)
+    selection = protocol2.complete(record("selection"), "selection")
+    assert selection["seeds"] == protocol2.SELECTION_SEEDS
+    assert not set(selection["seeds"]) & set(record("screen")["seeds"])
+    for row in study.summarise(selection):
+        assert row["n_seeds"] >= 20, row["name"]
+        if row.get("vs"):
+            assert row["vs"]["n_seeds"] >= 20, row["name"]
+    chosen = protocol2.decide(selection)
+    assert chosen["chosen"] == "combination" and chosen["model"] == "Model_8"
