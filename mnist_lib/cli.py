@@ -288,7 +288,7 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
                    "trains with the defaults (the first column)\nand the flags "
                    "given.")
     p.add_argument("--model", default=FINAL_MODEL, metavar="MODEL",
-                   help=f"a book model ({', '.join(MODELS)}; default {FINAL_MODEL}), "
+                   help=f"a book model ({', '.join(RECIPES)}; default {FINAL_MODEL}), "
                    "or a net of your own, FILE.py:NAME or MODULE:NAME (e.g. "
                    "my_net.py:Net), built by calling NAME() as mnist-rf does")
     p.add_argument("--data", default="data", help="MNIST root folder (default: data)")
@@ -305,10 +305,10 @@ def train_parser(prog: str) -> argparse.ArgumentParser:
 def train(argv: list[str], prog: str) -> int:
     p = train_parser(prog)
     args = p.parse_args(argv)
-    book = args.model in MODELS  # else a net of the student's own
+    book = args.model in RECIPES  # a book model with its recipe, else the student's
     if not book and ":" not in args.model:
         p.error(f"argument --model: invalid choice: {args.model!r} (choose from "
-                f"{', '.join(MODELS)}, or name a net of your own: FILE.py:NAME or "
+                f"{', '.join(RECIPES)}, or name a net of your own: FILE.py:NAME or "
                 "MODULE:NAME)")
     cfg = _checked_config(p, args.model if book else None,
                           config_overrides(args) | {"progress": not args.quiet})

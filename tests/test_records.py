@@ -510,3 +510,14 @@ def test_round_2s_records_descend_from_protocol2_and_decide_by_its_rule():
             assert row["vs"]["n_seeds"] >= 20, row["name"]
     chosen = protocol2.decide(selection)
     assert chosen["chosen"] == "combination" and chosen["model"] == "Model_8"
+
+
+def test_model_8s_recipe_is_the_one_round_2_chose():
+    """`recipe("Model_8")` (what `mnist-train --model Model_8` and the book
+    train) is the deciding stage's chosen arm, field for field."""
+    from mnist_lib import protocol2, recipe
+    from mnist_lib.records import config_differences
+
+    chosen = protocol2.decide(record("selection"))
+    assert chosen["model"] == "Model_8"
+    assert config_differences(recipe("Model_8"), chosen["config"]) == []
