@@ -521,3 +521,27 @@ def test_model_8s_recipe_is_the_one_round_2_chose():
     chosen = protocol2.decide(record("selection"))
     assert chosen["model"] == "Model_8"
     assert config_differences(recipe("Model_8"), chosen["config"]) == []
+
+
+def test_the_recorded_final_model_is_round_2s_recipe_trained_with_the_tests_first_seed():
+    """results/final_model.pt and its log (results/final_model.json), which
+    round 2's chapter shows instead of training a full-resolution net in the
+    build: Model_8 with its recipe, seed 2000, on all 60,000 digits; on the
+    machine of the test's seed 2000 run, the same run to the last digit."""
+    from mnist_lib import protocol2, recipe
+    from mnist_lib.records import config_differences
+    from mnist_lib.study import machine_key
+
+    if not (RESULTS / "final_model.json").exists():
+        pytest.skip("round 2's final model is not recorded yet")
+    log = record("final_model")
+    assert log["model"] == "Model_8" and log["config"]["seed"] == protocol2.TEST_SEEDS[0]
+    assert config_differences(recipe("Model_8", seed=protocol2.TEST_SEEDS[0]),
+                              log["config"]) == []
+    assert (RESULTS / "final_model.pt").exists()
+    if not (RESULTS / "final_test.json").exists():
+        return
+    test = record("final_test")
+    run = next(r for r in test["runs"] if r["seed"] == protocol2.TEST_SEEDS[0])
+    if run["machine"] == machine_key(log["env"]):
+        assert [e["test_acc"] for e in log["epochs"]][-3:] == run["last3"]
