@@ -555,8 +555,9 @@ def curve_band(record: dict, name: str | None = None, live: History | None = Non
     """One arm's curve over its seeds: per epoch, the band from the lowest to
     the highest seed and the mean; with `live`, a run of this build (its
     `test_acc`, or what `key` names in its history) drawn against it, from
-    `first_epoch` on, named `live_label`. `name` picks a study's arm; a record of one recipe
-    (a final test) has its runs at the top and takes no name."""
+    `first_epoch` on, named `live_label`. `name` picks a study's arm; a
+    record of one recipe (a final test) has its runs at the top and takes no
+    name."""
     if name is None:
         arm, name = record, f"{record['model']}, {len(record['runs'])} seeds"
     else:

@@ -56,10 +56,11 @@ def _read(path: Path) -> dict[str, Any]:
                          "Reproducibility chapter") from err
 
 
-def _find(filename: str) -> Path | bytes:
-    """`results/<filename>`: its path in the repository checkout; outside one,
+def _find(name: str, suffix: str) -> Path | bytes:
+    """`results/<name><suffix>`: its path in the repository checkout; outside one,
     beside the notebook, else in the records the library carries; else its
     bytes, fetched from the book's repository on GitHub once a kernel."""
+    filename = name + suffix
     root = env.checkout()
     if root is not None:
         # In a checkout the local record is the one that counts: a missing one
@@ -76,14 +77,13 @@ def _find(filename: str) -> Path | bytes:
     if shipped is not None and (shipped / filename).is_file():
         return shipped / filename
     if filename not in _FETCHED:
-        stem, dot, suffix = filename.rpartition(".")
-        url = record_url(stem, dot + suffix)
+        url = record_url(name, suffix)
         try:
             with urllib.request.urlopen(url, timeout=30) as response:
                 _FETCHED[filename] = response.read()
         except OSError as err:  # no network, HTTP error
             raise FileNotFoundError(
-                f"the recorded result {stem!r} is not here (no repository checkout "
+                f"the recorded result {name!r} is not here (no repository checkout "
                 f"around {Path.cwd()}, and this library does not carry it) and "
                 f"could not be fetched from {url}: {err}. "
                 + HOW_TO_GET.format(repository=env.REPOSITORY)) from err
@@ -95,7 +95,7 @@ def load_record(name: str) -> dict[str, Any]:
     outside one (Colab, a pip install), from `results/` beside the notebook,
     else from the records the library carries (`shipped_folder`), else from
     the book's repository on GitHub."""
-    found = _find(f"{name}.json")
+    found = _find(name, ".json")
     if isinstance(found, Path):
         return _read(found)
     try:  # parsed anew each time: a chapter that changes it changes no other's
@@ -112,7 +112,7 @@ def load_model(name: str):
     record, as a `Classifier` in eval mode on the CPU."""
     from ..training.checkpoint import load_checkpoint
 
-    found = _find(f"{name}.pt")
+    found = _find(name, ".pt")
     if isinstance(found, Path):
         return load_checkpoint(found)
     with tempfile.TemporaryDirectory() as folder:  # fetched: a file to read
