@@ -1,13 +1,10 @@
 """Sphinx extension: the files of the digit pad (book/play.md, _static/play.js).
 
-The pad runs the model that Step 3 trains while the book builds. A chapter
-whose code cells did not change is not executed again (the execution cache):
-such a build trains nothing, so the checkpoint cannot come from the build
-itself. Step 3 saves it (`mnist_lib.pad.save_for_pad`) inside the folder of
-the execution cache, `_build/.jupyter_cache/digit_pad/` (in quick mode under
-`_build/quick/_build/`; `mnist_lib.pad.pad_checkpoint_path`), where it lives
-exactly as long as the cached run that trained it: a build that drops the
-cache executes Step 3 again.
+The pad runs the book's final model as recorded: `results/final_model.pt`
+(round 2's recipe, trained with the final test's first seed; the command is
+in book/reproducibility.md, and tests/test_records.py holds it to the
+record). No chapter trains it in the build, so the pad runs the same weights
+whether a chapter came from the execution cache or not.
 
 After the build, each page with a pad (an element with id "digit-pad") gets,
 at the URLs its data-checkpoint, data-model and data-digits attributes name:
@@ -70,15 +67,11 @@ def ship(outdir: Path, checkpoint: Path, data_root: Path) -> list[Path]:
         return []
     if not checkpoint.is_file():
         raise PadFilesError(
-            f"the digit pad (book/play.md) runs the final model that Step 3 "
-            f"(book/step3.md) saves when the book build (scripts/build_book.sh: "
-            f"make book, make book-quick) executes it, but there is no "
-            f"{checkpoint}. Step 3 came from an execution cache made by a run "
-            f"that did not save it, or the file was deleted: drop that cache, "
-            f"rm -rf {checkpoint.parent.parent}, and build again, so that Step 3 "
-            f"runs again (with make book or make book-quick: a bare "
-            f"jupyter-book build does not set MNIST_BOOK_BUILD, and Step 3 then "
-            f"saves nothing).")
+            f"the digit pad (book/play.md) runs the book's final model, "
+            f"{checkpoint}, and there is no such file. It is part of the "
+            f"repository: restore it with git checkout -- results/final_model.pt, "
+            f"or train it again with the command book/reproducibility.md gives "
+            f"for it.")
     from mnist_lib import load_checkpoint, load_mnist
     from mnist_lib.pad import digits_json, model_json
 
@@ -108,42 +101,13 @@ def ship(outdir: Path, checkpoint: Path, data_root: Path) -> list[Path]:
     return written
 
 
-# Seconds between the end of Step 3's run and the cache taking it in, at most.
-SLACK = 120
-
-
-def check_fresh(checkpoint: Path, run: dict | None) -> None:
-    """A PadFilesError unless `checkpoint` was saved by the run of Step 3 that
-    this build shows (`run`: myst-nb's execution data for the page, "mtime"
-    when that run ended or was cached, "runtime" its seconds). A cache keeps
-    one run for each version of Step 3's code: go back to an earlier version
-    and the page is that run's, while the checkpoint is the latest run's."""
-    if not checkpoint.is_file() or not run or run.get("mtime") is None:
-        return  # `ship` says what is missing; no execution data, no check
-    saved, ended = checkpoint.stat().st_mtime, run["mtime"]
-    started = ended - (run.get("runtime") or 0)
-    if not started - SLACK <= saved <= ended + SLACK:
-        raise PadFilesError(
-            f"{checkpoint} was not saved by the run of Step 3 (book/step3.md) "
-            f"that this build shows (that run ended at {ended:.0f}, the file is "
-            f"from {saved:.0f}, in seconds since 1970): the execution cache "
-            f"served another run of Step 3 than the one that saved it, or Step 3 "
-            f"ran without saving it (a bare jupyter-book build). Drop the cache, "
-            f"rm -rf {checkpoint.parent.parent}, and build again with make book "
-            f"or make book-quick.")
-
-
 def after_build(app, exception) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    from myst_nb.sphinx_ import NbMetadataCollector
-
     from mnist_lib import book
-    from mnist_lib.pad import pad_checkpoint_path
+    from mnist_lib.pad import CHECKPOINT
 
-    checkpoint = pad_checkpoint_path(Path(app.srcdir), book.QUICK)
-    check_fresh(checkpoint, NbMetadataCollector.get_exec_data(app.env, "book/step3"))
-    ship(Path(app.outdir), checkpoint, book.data_root())
+    ship(Path(app.outdir), Path(app.srcdir) / CHECKPOINT, book.data_root())
 
 
 def setup(app):

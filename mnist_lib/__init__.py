@@ -51,7 +51,7 @@ from .evaluation import (confusion_matrix, evaluate, misclassified, per_class_ac
 from .training.history import EpochRecord, History
 from .training.checkpoint import Classifier, load_checkpoint, save_checkpoint
 from .models import (FINAL_MODEL, MODELS, Model_1, Model_2, Model_3, Model_4, Model_5,
-                     count_parameters, get_model)
+                     Model_6, Model_7, Model_8, count_parameters, get_model)
 from .rf import RFError, RFTable, Window, effective_rf, receptive_field
 from .summary import summary
 from .target import TARGET, Target
@@ -64,7 +64,8 @@ __all__ = [
     "normalize", "pixel_stats", "Digit", "read_digit", "confusion_matrix", "evaluate",
     "misclassified", "per_class_accuracy", "predict", "EpochRecord", "History",
     "FINAL_MODEL", "MODELS", "Classifier", "Model_1", "Model_2", "Model_3", "Model_4", "Model_5",
-    "count_parameters", "get_model", "load_checkpoint", "save_checkpoint", "RFError",
+    "Model_6", "Model_7", "Model_8", "count_parameters", "get_model", "load_checkpoint",
+    "save_checkpoint", "RFError",
     "RFTable", "Window", "effective_rf", "receptive_field", "summary", "TARGET",
     "Target", "DivergenceError", "fit", "run", "best_device", "set_seed",
 ]

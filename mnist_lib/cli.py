@@ -44,7 +44,7 @@ from .data import MNIST, DataError, ensure_mnist, load_mnist
 from .digit import CONVERSION, read_digit
 from .evaluation import ModelOutputError, per_class_accuracy
 from .hardware import default_threads, too_many_threads, use_threads
-from .models import FINAL_MODEL, MODELS
+from .models import FINAL_MODEL, NAMED, get_model
 from .rf import COLUMNS, POINTWISE, RFError, Window, check_columns, receptive_field
 from .target import TARGET
 from .train import DivergenceError, TrainingInterrupted, check_run, fit, run
@@ -238,7 +238,8 @@ def _data_for(p: argparse.ArgumentParser, model: str | nn.Module, cfg: TrainConf
 
 def add_threads_flag(p: argparse.ArgumentParser, default: int | None = 1) -> None:
     """--threads: the CPU threads to train on. A study's default is one, as
-    the book build trains, so that a record's numbers are the build's own;
+    the book build trains, so that a run repeats bit for bit on the same CPU
+    however many cores it has;
     None (train's): one a core that other work leaves idle as the run starts
     (`hardware.default_threads`)."""
     what = ("default 1, as the book build trains" if default == 1 else
@@ -436,7 +437,7 @@ def study_cmd(argv: list[str], prog: str) -> int:
                         "round 2's screen from --screen, final2 its deciding "
                         "stage from --select; seeds trains --model with its "
                         "recipe on held-out digits")
-    p.add_argument("--model", choices=sorted(MODELS),
+    p.add_argument("--model", choices=sorted(RECIPES),
                    help=f"seeds: the book model to train (default {FINAL_MODEL})")
     p.add_argument("--split", choices=study.SPLITS, default="holdout",
                    help="seeds: judge on the last 10,000 training digits "
@@ -638,7 +639,7 @@ def _classifier(p: argparse.ArgumentParser, path: str, device: str,
         best_device(device)
     except ValueError as err:
         p.error(as_flags(str(err)))
-    net = None if spec is None else (MODELS[spec]() if spec in MODELS
+    net = None if spec is None else (get_model(spec) if spec in NAMED
                                      else load_model(spec))
     try:
         return load_checkpoint(path, device, model=net)

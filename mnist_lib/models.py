@@ -1,5 +1,7 @@
-"""The book's models, `Model_1` ... `Model_5`, from a working skeleton to the
-final net, which is `Model_2` trained with Step 3's recipe (`FINAL_MODEL`).
+"""The book's models, `Model_1` ... `Model_5`, from a working skeleton to round
+1's final net (`Model_2` with Step 3's recipe), and round 2's candidates,
+`Model_6` ... `Model_8`, of which `Model_8` is the book's final net
+(`FINAL_MODEL`, with the recipe `results/protocol2.md` chose).
 
 Every model maps (B, 1, 28, 28) images to (B, 10) log-probabilities
 (`log_softmax`), which the trainer pairs with `nll_loss`. Comments give the
@@ -7,10 +9,12 @@ output size, the receptive field (RF) and the jump (j, the distance in input
 pixels between neighbouring units); `mnist_lib.rf` computes the same from the
 graph. After a global average pooling each unit sees the whole map: "global".
 
-The first layer of every book model is a stride-2 convolution: on a CPU, work
+The first layer of Model_1 to Model_5 is a stride-2 convolution: on a CPU, work
 at the full 28x28 resolution is the costliest part of a step (the book's
 "Engineering notes" time it). Round 2's candidates (`CANDIDATES`, Model_6 to
-Model_8) test whether that resolution is worth its time.
+Model_8) keep the full resolution for two convolutions and pool once; the
+held-out records (results/screen.json, results/selection.json) say it was
+worth its time.
 
 Checkpoints (`save_checkpoint`, `load_checkpoint`) live in `mnist_lib.training.checkpoint`.
 """
@@ -355,7 +359,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "Model_1": Model_1, "Model_2": Model_2, "Model_3": Model_3,
     "Model_4": Model_4, "Model_5": Model_5,
 }
-FINAL_MODEL = "Model_2"
+FINAL_MODEL = "Model_8"  # round 2's choice (results/selection.json)
 # Nets that are only rungs of Step 2's ladder (`mnist_lib.protocol.ladder`), between
 # Model_1 and Model_2: trained by the ladder, not by a chapter.
 RUNG_MODELS: dict[str, type[nn.Module]] = {

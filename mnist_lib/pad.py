@@ -1,11 +1,11 @@
 """The digit pad (the page "Draw a digit", book/play.md): the book's final
 model as the page's JavaScript (`_static/pad_model.js`) runs it.
 
-The book build trains the final model in Step 3, which keeps its checkpoint
-for the pad (`save_for_pad`). After the build the book's Sphinx extension
-(`_ext/digit_pad.py`) puts next to the page the checkpoint itself, its layers
-and weights as JSON (`model_json`) and test digits to try (`digits_json`),
-some of them digits the model gets wrong.
+The pad runs the final model as recorded (`CHECKPOINT`, round 2's recipe
+trained with the final test's first seed). After the build the book's Sphinx
+extension (`_ext/digit_pad.py`) puts next to the page the checkpoint itself,
+its layers and weights as JSON (`model_json`) and test digits to try
+(`digits_json`), some of them digits the model gets wrong.
 
     >>> net = load_checkpoint("final_model.pt")   # doctest: +SKIP
     >>> [layer["kind"] for layer in model_json(net)["layers"]][:3]  # doctest: +SKIP
@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from .training.checkpoint import Classifier, save_checkpoint
+from .training.checkpoint import Classifier
 from .data import DIGIT_BOX
 from .digit import CENTRE, FRAME, NOISE
 from .evaluation import misclassified
@@ -30,27 +30,9 @@ from .utils.layer_kinds import layer_kind
 from .rf import RFError, receptive_field
 
 
-def pad_checkpoint_path(root: Path, quick: bool) -> Path:
-    """Where a book build keeps the final model's checkpoint for the pad: in
-    the folder of its execution cache (scripts/build_book.sh: `_build/`, or
-    `_build/quick/_build/` in quick mode), so that it lives as long as the
-    cached run of Step 3 that trained it. A build whose Step 3 comes from the
-    cache trains nothing, and finds the checkpoint there."""
-    build = root / "_build" / "quick" / "_build" if quick else root / "_build"
-    return build / ".jupyter_cache" / "digit_pad" / "final_model.pt"
-
-
-def save_for_pad(model: nn.Module, history: Any) -> Path | None:
-    """In the book build, save the trained `model` (with the `history` its
-    run returned) where the digit pad's extension takes it from
-    (`pad_checkpoint_path`); elsewhere (Colab, Jupyter) do nothing."""
-    from . import book
-
-    if not book.BUILD:
-        return None
-    path = pad_checkpoint_path(book.repo_root(), book.QUICK)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return save_checkpoint(path, model, history)
+# The checkpoint the pad runs, relative to the repository's root: the book's
+# final model as recorded (tests/test_records.py holds it to the record).
+CHECKPOINT = Path("results") / "final_model.pt"
 
 
 # ------------------------------------------------------------- the layers

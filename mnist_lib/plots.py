@@ -558,10 +558,12 @@ def curve_band(record: dict, name: str | None = None, live: History | None = Non
     `first_epoch` on, named `live_label`. `name` picks a study's arm; a
     record of one recipe (a final test) has its runs at the top and takes no
     name."""
+    from .study import arm as arm_of
+
     if name is None:
         arm, name = record, f"{record['model']}, {len(record['runs'])} seeds"
     else:
-        arm = next(a for a in record["arms"] if a["name"] == name)
+        arm = arm_of(record, name)
     runs = [r[key] for r in arm["runs"]]
     epochs = range(first_epoch, len(runs[0]) + 1)
     per_epoch = list(zip(*runs))[first_epoch - 1:]

@@ -167,9 +167,18 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _run_of(record: dict[str, Any], arm: str, seed: int) -> dict[str, Any] | None:
-    runs = next(a for a in record["arms"] if a["name"] == arm)["runs"]
-    return next((r for r in runs if r["seed"] == seed), None)
+def arm(record: dict[str, Any], name: str) -> dict[str, Any]:
+    """The arm of a study's record named `name` (its model, config and runs);
+    a KeyError naming the record's arms if it has none of that name."""
+    for found in record["arms"]:
+        if found["name"] == name:
+            return found
+    raise KeyError(f"no arm {name!r} in this record; its arms: "
+                   f"{', '.join(repr(a['name']) for a in record['arms'])}")
+
+
+def _run_of(record: dict[str, Any], name: str, seed: int) -> dict[str, Any] | None:
+    return next((r for r in arm(record, name)["runs"] if r["seed"] == seed), None)
 
 
 def _complete(record: dict[str, Any], design: Design, seed: int) -> bool:
@@ -251,18 +260,18 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
     for seed in seeds[k - 1::n]:
         if _complete(record, design, seed):  # on this machine or another
             continue
-        for arm in design.arms:
-            done = _run_of(record, arm.name, seed)
+        for spec in design.arms:
+            done = _run_of(record, spec.name, seed)
             if done is not None and done["machine"] == key:
                 continue
-            found = _same_run(arm, design.split, seed, key, list(reuse))
+            found = _same_run(spec, design.split, seed, key, list(reuse))
             if found:
                 run = dict(found[0], same_run_as=found[1])
             else:
-                run, hist = train_once(arm, data, seed, key)
+                run, hist = train_once(spec, data, seed, key)
             with locked(out):  # another part may have written since
                 record = json.loads(out.read_text())
-                rec = next(a for a in record["arms"] if a["name"] == arm.name)
+                rec = arm(record, spec.name)
                 # A seed is one machine's work: its runs made elsewhere go.
                 for other in record["arms"]:
                     other["runs"] = [r for r in other["runs"] if r["seed"] != seed
@@ -274,10 +283,10 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
                 if not found:
                     rec.update(params=hist.params, layers=hist.layers)
                 elif rec["params"] is None:  # every run so far copied: the
-                    net = get_model(arm.model)  # model's as a run records them
+                    net = get_model(spec.model)  # model's as a run records them
                     rec.update(params=count_parameters(net), layers=layer_list(net))
                 atomic_write_json(out, record)
-            report(f"seed {seed:>4}  {arm.name:<22} last 3: "
+            report(f"seed {seed:>4}  {spec.name:<22} last 3: "
                    + " ".join(f"{a:.2f}" for a in run["last3"])
                    + ("  met" if run["met"] else "  not met")
                    + ("  (same run as " + found[1] + ")" if found else ""))

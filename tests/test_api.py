@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_lib.models import FINAL_MODEL
+
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,9 +63,9 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch):
     scope: dict = {}
     exec(block.group(1), scope)
     model = scope["model"]
-    assert type(model.net).__name__ == "Model_2" and not model.training
+    assert type(model.net).__name__ == FINAL_MODEL == "Model_8" and not model.training
     assert (tmp_path / "run.json").exists() and (tmp_path / "final.pt").exists()
-    assert scope["history"].epochs and scope["history"].model == "Model_2"
+    assert scope["history"].epochs and scope["history"].model == FINAL_MODEL
     assert scope["digits"].shape == (10,) and scope["digits"].dtype == torch.int64
 
 

@@ -117,12 +117,12 @@ def test_as_flags_names_config_fields_as_flags_and_leaves_the_rest():
 
 
 def test_the_first_short_run_a_student_types_trains_and_says_how(capsys, mnist):
-    """`train --epochs 1 --n-train 512`: 4 steps of 128, a quarter of them
-    warm-up, on which torch's OneCycleLR divides by zero. It trains, and a
-    note says the warm-up became 2 steps, naming the flag that would ask for
-    that."""
-    assert cli.main(["train", "--epochs", "1", "--n-train", "512", "--n-test",
-                     "500", "--quiet"]) == 0
+    """`train --model Model_2 --epochs 1 --n-train 512` (round 1's final
+    model): 4 steps of 128, a quarter of them warm-up, on which torch's
+    OneCycleLR divides by zero. It trains, and a note says the warm-up became
+    2 steps, naming the flag that would ask for that."""
+    assert cli.main(["train", "--model", "Model_2", "--epochs", "1", "--n-train",
+                     "512", "--n-test", "500", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("note: onecycle cannot warm the LR up over exactly 1 step "
                           "(pct_start x steps = 0.25 x 4), on which torch's "

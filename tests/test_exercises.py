@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import pytest
 import torch.nn as nn
 
 from mnist_lib import count_parameters, plots
@@ -109,12 +110,51 @@ def test_step2_exercise_and_concept_numbers():
     deeper.block2.append(conv_block(16, 16, padding=1))
     assert count_parameters(deeper) == 7308 + 9 * 16 * 16 + 2 * 16 == 9644 > 8000
     assert receptive_field(deeper, (1, 28, 28)).trunk.r_out == 23
-    # "Step 3 tries one (Model_4's transition block), and the final recipe
-    # leaves it out again, so the final model, Model_2, keeps its RF".
-    from mnist_lib.models import FINAL_MODEL, MODELS
+    # "Step 3 tries one (Model_4's transition block), and round 1's recipe
+    # leaves it out again, so round 1's final model, Model_2, keeps its RF
+    # of 19 pixels. Round 2's final model pools once, after two
+    # full-resolution convolutions, and reaches 22 pixels within the budget."
+    from mnist_lib.models import FINAL_MODEL, MODELS, get_model
 
     def pools(net):
         return [m for m in net.modules() if isinstance(m, nn.MaxPool2d)]
 
-    assert pools(MODELS["Model_4"]()) and not pools(MODELS[FINAL_MODEL]())
-    assert FINAL_MODEL == "Model_2" and rf2.trunk.r_out == 19
+    assert pools(MODELS["Model_4"]()) and not pools(MODELS["Model_2"]())
+    assert rf2.trunk.r_out == 19
+    final = get_model(FINAL_MODEL)
+    assert len(pools(final)) == 1 and count_parameters(final) < 8000
+    convs = [m for m in final.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs[:2]] == [(1, 1), (1, 1)]
+    assert receptive_field(final, (1, 28, 28)).trunk.r_out == 22
+
+
+def test_step4_exercise_numbers():
+    """Step 4's solutions, recomputed from the records: the fewest passes
+    whose one-sided 95% bound lies above 80% (45 of 50, and all 20 of 20);
+    the seed SD of the winner's lead; the choice a 0.05-point margin would
+    have made (the simplest arm within 0.05 of the best: a Model_6 arm, so
+    the margin decides); and the log share of the last 10,000 digits."""
+    import statistics
+
+    from mnist_lib import book, protocol2, study
+    from mnist_lib.stats import pass_rate_lower_bound as lower
+
+    def need(m):
+        return next(k for k in range(m + 1) if lower(k, m) > 0.8)
+
+    assert (need(50), need(20)) == (45, 20) and need(50) == protocol2.AIM
+    selection = book.load_record("selection")
+    decision = protocol2.decide(selection)
+    means = decision["means"]
+    runner = sorted(means, key=means.get)[-2]
+    top = study.compare(selection, decision["chosen"], runner)
+    d = [a - b for a, b in zip(*(
+        [statistics.fmean(r["last3"]) for r in study.arm(selection, n)["runs"]]
+        for n in (decision["chosen"], runner)))]
+    sd = top["delta_se"] * math.sqrt(top["n_seeds"])
+    assert sd == pytest.approx(statistics.stdev(d), abs=1e-9)
+    wide = [n for n in means if means[decision["best"]] - means[n] <= 0.05]
+    simplest = min(wide, key=lambda n: protocol2.simplicity(
+        study.arm(selection, n)))
+    assert simplest != decision["chosen"] and simplest.startswith("Model_6")
+    assert math.log(6 / 5) / math.log(5 / 4) == pytest.approx(0.817, abs=1e-3)

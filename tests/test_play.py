@@ -2,7 +2,7 @@
 (`mnist_lib.pad`), the files the build ships (_ext/digit_pad.py), and the
 page's JavaScript in Chromium against PyTorch and `mnist_lib.read_digit`:
 first on a site made here from an untrained model, then (marked `book`) on
-the built site, with the checkpoint the build trained."""
+the built site, with the recorded final model it ships."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from mnist_lib import History, load_checkpoint, load_mnist, read_digit, save_checkpoint
 from mnist_lib.models import Model_2, Model_4, Model_5
-from mnist_lib.pad import PadError, pad_checkpoint_path, pad_layers, save_for_pad
+from mnist_lib.pad import CHECKPOINT, PadError, pad_layers
 from mnist_lib.rf import receptive_field
 from tests.support import load_script
 from tests.test_book import browser, site, without_javascript  # noqa: F401
@@ -121,27 +121,17 @@ def test_what_the_pad_cannot_run_is_refused_by_name(net, message):
         pad_layers(net)
 
 
-def test_the_checkpoint_is_saved_in_the_book_build_only(tmp_path, monkeypatch):
+def test_the_pad_runs_the_recorded_final_model():
+    """The checkpoint the build ships is the book's final model as recorded:
+    FINAL_MODEL's class, its training log the record's."""
     from mnist_lib import book
+    from mnist_lib.models import FINAL_MODEL
 
-    net = Model_2()
-    history = History("Model_2", 0, {}, {}, normalization={"mean": 0.1, "std": 0.3})
-    monkeypatch.setattr(book.env, "BUILD", False)
-    assert save_for_pad(net, history) is None
-    monkeypatch.setattr(book.env, "BUILD", True)
-    monkeypatch.setattr(book.env, "QUICK", True)
-    monkeypatch.setattr(book, "repo_root", lambda: tmp_path)
-    path = save_for_pad(net, history)
-    assert path == pad_checkpoint_path(tmp_path, quick=True) and path.is_file()
-    assert isinstance(load_checkpoint(path).net, Model_2)
-
-
-@pytest.mark.parametrize("mode", ["full", "quick"])
-def test_the_checkpoint_lives_in_the_folder_of_the_execution_cache(mode):
-    """Where the build that executes the chapters keeps its cache, by mode."""
-    out = load_script("execute_chapters").OUT[mode]
-    checkpoint = pad_checkpoint_path(ROOT, quick=mode == "quick")
-    assert checkpoint.parent.parent == out / "_build" / ".jupyter_cache"
+    assert type(load_checkpoint(ROOT / CHECKPOINT).net).__name__ == FINAL_MODEL
+    saved = torch.load(ROOT / CHECKPOINT, map_location="cpu", weights_only=True)
+    log = book.load_record("final_model")
+    assert saved["model"] == log["model"] == FINAL_MODEL
+    assert saved["config"] == log["config"]
 
 
 # ----------------------------------------------------- the build's files
@@ -157,10 +147,11 @@ def test_the_build_ships_the_pad_s_files_or_says_how_to_make_them(tmp_path, mnis
     ext = _ext()
     out = tmp_path / "html"
     _page(out)
-    checkpoint = tmp_path / ".jupyter_cache" / "digit_pad" / "final_model.pt"
-    with pytest.raises(ext.PadFilesError, match=rf"no {re.escape(str(checkpoint))}\. "
-                                           r".*rm -rf .*\.jupyter_cache, "):
+    checkpoint = tmp_path / "results" / "final_model.pt"
+    with pytest.raises(ext.PadFilesError, match=rf"{re.escape(str(checkpoint))}, and "
+                                           r"there is no such file\. .*git checkout "):
         ext.ship(out, checkpoint, data_root)
+    checkpoint.parent.mkdir()
     net = _trained_looking(Model_2())
     _checkpoint(checkpoint, net)
     written = ext.ship(out, checkpoint, data_root)
@@ -182,25 +173,6 @@ def test_the_build_ships_the_pad_s_files_or_says_how_to_make_them(tmp_path, mnis
     _page(tmp_path / "bad", PAD.replace("pad/model.json", "../../model.json"))
     with pytest.raises(ext.PadFilesError, match="outside the site"):
         ext.ship(tmp_path / "bad", checkpoint, data_root)
-
-
-def test_the_build_refuses_a_checkpoint_from_another_run_of_step3(tmp_path):
-    """The page shows the run of Step 3 that the execution cache served; the
-    checkpoint must be that run's (saved while it ran), not a later run's."""
-    import os
-
-    ext = _ext()
-    checkpoint = tmp_path / ".jupyter_cache" / "digit_pad" / "final_model.pt"
-    checkpoint.parent.mkdir(parents=True)
-    checkpoint.write_bytes(b"weights")
-    os.utime(checkpoint, (1_000_000, 1_000_000))  # saved at t = 1,000,000 s
-    ran = {"mtime": 1_000_050.0, "runtime": 60.0}  # ran from t - 10 s to t + 50 s
-    assert ext.check_fresh(checkpoint, ran) is None
-    assert ext.check_fresh(checkpoint, None) is None  # no execution data
-    for ended in (1_000_000 - 3600.0, 1_000_000 + 3600.0):  # an older or a later run
-        with pytest.raises(ext.PadFilesError, match=r"served another run of Step 3 "
-                                                    r".* Drop the cache, rm -rf "):
-            ext.check_fresh(checkpoint, {"mtime": ended, "runtime": 60.0})
 
 
 # ------------------------------------------------ the page, in Chromium

@@ -175,6 +175,14 @@ def test_a_seed_complete_on_another_machine_is_kept(tmp_path, fake):
     assert after["arms"] == record["arms"]
 
 
+def test_an_arm_is_found_by_name_or_refused_with_the_names_there_are():
+    record = {"arms": [{"name": "control", "runs": [1]}, {"name": "Model_6", "runs": []}]}
+    assert study.arm(record, "Model_6") is record["arms"][1]
+    with pytest.raises(KeyError, match="no arm 'Model_7' in this record; its arms: "
+                                       "'control', 'Model_6'"):
+        study.arm(record, "Model_7")
+
+
 def test_compare_pairs_only_runs_made_on_the_same_machine():
     def arm(name, accs, machines):
         return {"name": name, "against": None, "runs": [

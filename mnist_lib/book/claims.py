@@ -37,7 +37,7 @@ def bench_lag(record: dict[str, Any]) -> str:
 
     model = record["model"]
     if model != FINAL_MODEL:
-        return (f"It trained {model}, before {FINAL_MODEL} with Step 3's recipe "
+        return (f"It trained {model}, before {FINAL_MODEL} with its recipe "
                 "became the final model: its times compare the two pipelines for "
                 f"{model} with the recipe it recorded, and its accuracy is that "
                 "model's, not the final model's.")
