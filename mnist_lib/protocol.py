@@ -146,8 +146,8 @@ def decision_frame(decision: dict[str, Any]):
     return pd.DataFrame({
         "arm (what it takes out)": [i["arm"] for i in decision["ingredients"]],
         "arm − full recipe": [interval(i) for i in decision["ingredients"]],
-        "met, full → arm": [f"{i['met_before']} → {i['met']}"
-                            for i in decision["ingredients"]],
+        "seeds meeting the rule, full → arm": [
+            f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
         "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],
         "leaving it out": [i["verdict"] for i in decision["ingredients"]],
         "ingredient": ["stays" if i["stays"] else "leaves"
