@@ -449,8 +449,8 @@ def arms(record: dict, names: Sequence[str] | None = None,
         ax.plot([], [], "o", color=f"C{step - 1}", label=f"Step {step}")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
     ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
-    ax.set_xticks(range(len(chosen)),
-                  [textwrap.fill(a["name"], 11) for a in chosen], fontsize=8)
+    names = [textwrap.fill(a["name"], 11, break_long_words=False) for a in chosen]
+    ax.set_xticks(range(len(chosen)), names, fontsize=8)
     split = "held-out" if record.get("split") == "holdout" else "test"
     ax.set(ylabel=f"{split} accuracy, mean of last {TARGET.last} (%)",
            title="Each arm over seeds (line: mean)")

@@ -960,3 +960,14 @@ def test_no_page_is_wider_than_a_phone(site, browser):
                         `${(e.textContent || '').trim().slice(0, 40)}`)""")]
     page.close()
     assert not wide, "\n".join(wide)
+
+
+def test_the_appendix_guide_to_the_rf_code_names_every_module():
+    """rf_tool_more's "Reading the calculator's code" lists each module of
+    mnist_lib/rf/ (a new one must be added to the guide)."""
+    guide = (ROOT / "book" / "rf_tool_more.md").read_text()
+    guide = guide[guide.index("## Reading the calculator's code"):]
+    modules = sorted(p.name for p in (ROOT / "mnist_lib" / "rf").glob("*.py")
+                     if p.name != "__init__.py")
+    missing = [m for m in modules if f"`{m}`" not in guide]
+    assert not missing, f"not in rf_tool_more's guide to the code: {missing}"

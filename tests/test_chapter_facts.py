@@ -545,3 +545,18 @@ def test_a_benchmark_record_says_whether_it_trained_todays_final_model():
     older = {**now, "config": {**now["config"], "lr": 0.1}}
     assert "since changed: lr" in book.bench_lag(older)
     assert "since changed: layers" in book.bench_lag({**now, "layers": None})
+
+
+def test_decision_which_splits_of_ten_seeds_mcnemar_calls_significant():
+    """The decision chapter: with ten seeds, p < 0.05 needs six to eight
+    changed seeds all one way, or nine or ten with at most one the other way."""
+    from mnist_lib.stats import pass_change_p
+
+    def p(b: int, c: int) -> float:  # b seeds pass only after, c only before
+        after = {i: i < b for i in range(b + c)}
+        before = {i: i >= b for i in range(b + c)}
+        return pass_change_p(after, before)
+
+    significant = {(b, c) for m in range(1, 11) for c in range(m // 2 + 1)
+                   for b in [m - c] if p(b, c) < 0.05}
+    assert significant == {(6, 0), (7, 0), (8, 0), (9, 0), (8, 1), (10, 0), (9, 1)}

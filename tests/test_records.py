@@ -387,7 +387,7 @@ def test_step3_exercise_3_label_smoothing_in_round_2s_screen():
 @pytest.mark.skipif(not has_history(), reason="needs the git history")
 def test_the_settings_the_ladder_tries_came_from_studies_judged_on_the_test_set():
     """The intro, Step 3, Results, the cheat sheet and Reproducibility: the
-    headline is mildly optimistic, because the ladder tries the warp sizes,
+    headline may read high, because the ladder tries the warp sizes,
     the 0.2 peak, the weight average and Model_4's widths that the retired
     ladder (246cb2d, judged on the test set, before the protocol) arrived at."""
     retired = "246cb2d"

@@ -37,10 +37,8 @@ def bench_lag(record: dict[str, Any]) -> str:
 
     model = record["model"]
     if model != FINAL_MODEL:
-        return (f"It trained {model}, before {FINAL_MODEL} with its recipe "
-                "became the final model: its times compare the two pipelines for "
-                f"{model} with the recipe it recorded, and its accuracy is that "
-                "model's, not the final model's.")
+        return (f"It trained {model}, before {FINAL_MODEL} became the final "
+                f"model: the times compare the two pipelines on {model}.")
     lags = recipe_differences(record, model) + (
         model_differences(record, model) if record.get("layers") else ["layers"])
     if lags:
