@@ -294,6 +294,23 @@ def run_study(design: Design, data: MNIST, seeds: list[int], out: str | Path,
 
 
 # ---------------------------------------------------------------- reading
+def headline(test: dict[str, Any]) -> dict[str, Any]:
+    """A final test's headline (`results/final_test*.json`): `passed` of
+    `n` seeds, the pass rate's two-sided 95% Clopper-Pearson interval (`lo`,
+    `hi`) and one-sided lower bound (`lower`), and the mean, SD, lowest and
+    highest of the seeds' last-3 means. One place for what the intro, the
+    cheat sheet, the README and the tests state."""
+    from .stats import pass_rate_interval, pass_rate_lower_bound
+
+    means = list(last3_means(test["runs"]).values())
+    passed, n = test["passed"], test["n_seeds"]
+    lo, hi = pass_rate_interval(passed, n)
+    return {"passed": passed, "n": n, "lo": lo, "hi": hi,
+            "lower": pass_rate_lower_bound(passed, n),
+            "mean": statistics.fmean(means), "sd": statistics.stdev(means),
+            "min": min(means), "max": max(means)}
+
+
 def last3_means(runs: list[dict[str, Any]]) -> dict[int, float]:
     """Each run's mean accuracy over its last 3 epochs, by seed."""
     return {r["seed"]: statistics.fmean(r["last3"]) for r in runs}

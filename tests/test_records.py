@@ -464,15 +464,7 @@ def test_the_readme_states_the_gpu_loop_comparison_as_recorded():
 
 def _headline(name: str) -> dict:
     """A final test's headline numbers, as the README and the book state them."""
-    from mnist_lib.stats import pass_rate_interval, pass_rate_lower_bound
-
-    final = record(name)
-    means = [statistics.fmean(r["last3"]) for r in final["runs"]]
-    lo, hi = pass_rate_interval(final["passed"], final["n_seeds"])
-    return {"passed": final["passed"], "n": final["n_seeds"], "lo": lo, "hi": hi,
-            "lower": pass_rate_lower_bound(final["passed"], final["n_seeds"]),
-            "mean": statistics.fmean(means), "sd": statistics.stdev(means),
-            "min": min(means), "max": max(means)}
+    return study.headline(record(name))
 
 
 def test_the_readme_states_the_headline_of_the_final_test_on_record():

@@ -82,3 +82,20 @@ def test_pass_rate_lower_bound_grows_with_passes_and_seeds():
     (50, 50, 0.9288783, 1.0)])
 def test_pass_rate_interval_is_clopper_pearsons_two_sided(passed, n, lo, hi):
     assert pass_rate_interval(passed, n) == pytest.approx((lo, hi), abs=1e-6)
+
+
+def test_a_final_tests_headline_counts_and_bounds_its_seeds():
+    """study.headline: the count, Clopper-Pearson bounds and the seeds'
+    last-3 means of a final test record."""
+    from mnist_lib import study
+    from mnist_lib.stats import pass_rate_interval, pass_rate_lower_bound
+
+    runs = [{"seed": s, "last3": [99.4 + d, 99.5 + d, 99.6 + d], "met": d >= 0}
+            for s, d in enumerate([-0.1, 0.0, 0.1, 0.2])]
+    h = study.headline({"runs": runs, "passed": 3, "n_seeds": 4})
+    assert (h["passed"], h["n"]) == (3, 4)
+    assert (h["lo"], h["hi"]) == pass_rate_interval(3, 4)
+    assert h["lower"] == pass_rate_lower_bound(3, 4) < h["passed"] / h["n"]
+    assert h["mean"] == pytest.approx(99.55) and h["min"] == pytest.approx(99.4)
+    assert h["max"] == pytest.approx(99.7)
+    assert h["sd"] == pytest.approx(0.1290994, rel=1e-6)
