@@ -175,6 +175,47 @@ def class_balance(labels: torch.Tensor) -> Figure:
     return fig
 
 
+def rf_stack(stacks: dict[str, Sequence[tuple[int, int]]], n_in: int = 13
+             ) -> Figure:
+    """Why the receptive field grows, along one axis: for each stack of
+    layers (`(kernel, stride)` each, no padding), the units of every layer
+    as a row of squares, the input at the bottom; the units that one unit of
+    the top row depends on are filled, layer by layer down to the input.
+    Each layer adds (kernel - 1) × jump input pixels; a stride multiplies
+    the jump for the layers above it."""
+    from matplotlib.patches import Rectangle
+
+    fig = _figure(3.4 * len(stacks), 2.6)
+    for ax, (title, layers) in zip(fig.subplots(1, len(stacks), squeeze=False)[0],
+                                   stacks.items()):
+        sizes = [n_in]
+        for k, st in layers:
+            sizes.append((sizes[-1] - k) // st + 1)
+        top = sizes[-1] // 2
+        spans = [(top, top)]  # the units the chosen top unit depends on, per layer
+        for (k, st) in reversed(layers):
+            lo, hi = spans[-1]
+            spans.append((lo * st, hi * st + k - 1))
+        spans.reverse()  # spans[i]: the units of layer i (0 = input)
+        for row, (n, (lo, hi)) in enumerate(zip(sizes, spans)):
+            x0 = (n_in - n) / 2  # centre each row
+            for u in range(n):
+                filled = lo <= u <= hi
+                ax.add_patch(Rectangle((x0 + u, row), 0.9, 0.7, lw=0.8,
+                                       edgecolor="k",
+                                       facecolor="C1" if filled else "white"))
+        ax.set(xlim=(-0.5, n_in + 0.5), ylim=(-0.3, len(sizes)), title=title)
+        ax.set_yticks([r + 0.35 for r in range(len(sizes))],
+                      ["input"] + [f"{k}×{k}" + (f", stride {st}" if st > 1 else "")
+                                   for k, st in layers], fontsize=8)
+        ax.set_xticks([])
+        ax.set_xlabel(f"input pixels seen: {spans[0][1] - spans[0][0] + 1}",
+                      fontsize=9)
+        for side in ("top", "right", "bottom"):
+            ax.spines[side].set_visible(False)
+    return fig
+
+
 def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
            erf: torch.Tensor | None = None, title: str = "") -> Figure:
     """A digit with one unit's RF box (top, left, height, width) and, optionally,
@@ -515,6 +556,38 @@ def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
                   fontsize=8)
     ax.set(xlabel="difference of last-3 means (points; 0.01 = 1 digit in 10,000)",
            title="Dots: seeds. Bar: mean and its 95% interval")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def intervals(groups: dict[str, dict[str, dict]]) -> Figure:
+    """Many verdicts at a glance: one row a comparison, its mean difference
+    (a diamond) and 95% interval (a bar), against zero; green where the
+    interval clears zero upwards, red downwards, black across it. `groups`
+    maps a group's title to its rows, label -> {"delta", "delta_ci"} (as
+    `study.compare` gives them); a group's rows follow its title."""
+    rows: list[tuple[str, dict | None]] = []
+    for title, comparisons in groups.items():
+        rows.append((title, None))
+        rows.extend(comparisons.items())
+    fig = _figure(6.4, 0.6 + 0.28 * len(rows))
+    ax = fig.subplots()
+    labels = []
+    for i, (label, vs) in enumerate(rows):
+        y = len(rows) - 1 - i
+        labels.append((y, label, vs is None))
+        if vs is None:
+            continue
+        lo, hi = vs["delta"] - vs["delta_ci"], vs["delta"] + vs["delta_ci"]
+        color = "C2" if lo > 0 else "C3" if hi < 0 else "k"
+        ax.plot([lo, hi], [y, y], "-", color=color, lw=2.5)
+        ax.plot([vs["delta"]], [y], "D", color=color, ms=4)
+    ax.axvline(0, color="grey", lw=1, ls=":")
+    ax.set_yticks([y for y, _, _ in labels], [t for _, t, _ in labels], fontsize=8)
+    for tick, (_, _, is_title) in zip(ax.get_yticklabels(), labels):
+        tick.set_fontweight("bold" if is_title else "normal")
+    ax.set(xlabel="difference of held-out means (points; + = the change helped)",
+           title="Mean and 95% interval of each paired difference")
     ax.grid(alpha=0.3, axis="x")
     return fig
 

@@ -380,3 +380,35 @@ def test_curve_band_takes_a_final_test_record_of_one_recipe():
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(99.30) and band.max() == pytest.approx(99.50)
     assert ax.get_title() == "Model_2, 3 seeds" and ax.get_ylabel() == "test accuracy (%)"
+
+
+def test_intervals_draws_each_comparison_with_its_colour_under_its_group():
+    groups = {"round 1": {"helps": {"delta": 0.1, "delta_ci": 0.05},
+                          "hurts": {"delta": -0.2, "delta_ci": 0.1}},
+              "round 2": {"unresolved": {"delta": 0.01, "delta_ci": 0.03}}}
+    fig = plots.intervals(groups)
+    ax = fig.axes[0]
+    bars = [l for l in ax.get_lines() if l.get_linewidth() > 2]
+    assert [tuple(b.get_xdata()) for b in bars] == [
+        pytest.approx((0.05, 0.15)), pytest.approx((-0.3, -0.1)),
+        pytest.approx((-0.02, 0.04))]
+    assert [b.get_color() for b in bars] == ["C2", "C3", "k"]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["round 1", "helps", "hurts", "round 2", "unresolved"]
+
+
+def test_rf_stack_fills_as_many_units_as_the_rf_formula_gives():
+    """Two 3x3 layers: the top unit sees 3 units below it and 5 pixels; with
+    a stride-2 3x3 first, the second 3x3 adds (3 - 1) x 2 = 4: 7 pixels."""
+    from matplotlib.colors import to_rgba
+
+    fig = plots.rf_stack({"plain": [(3, 1), (3, 1)],
+                          "stride": [(3, 2), (3, 1)]}, n_in=13)
+    for ax, want in zip(fig.axes, ([5, 3, 1], [7, 3, 1])):
+        filled = {}
+        for patch in ax.patches:
+            if patch.get_facecolor() == to_rgba("C1"):
+                row = round(patch.get_y())
+                filled[row] = filled.get(row, 0) + 1
+        assert [filled[r] for r in sorted(filled)] == want
+        assert ax.get_xlabel() == f"input pixels seen: {want[0]}"
