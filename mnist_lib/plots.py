@@ -525,6 +525,16 @@ def mean_curves(record: dict, names: Sequence[str],
     return fig
 
 
+def _interval_bar(ax, vs: dict, y: float, ms: float) -> None:
+    """One verdict at height `y`: the 95% interval of `vs` ({"delta",
+    "delta_ci"}) as a bar and its mean as a diamond, green where the interval
+    clears zero upwards, red downwards, black across it."""
+    lo, hi = vs["delta"] - vs["delta_ci"], vs["delta"] + vs["delta_ci"]
+    color = "C2" if lo > 0 else "C3" if hi < 0 else "k"
+    ax.plot([lo, hi], [y, y], "-", color=color, lw=2.5)
+    ax.plot([vs["delta"]], [y], "D", color=color, ms=ms)
+
+
 def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
     """Paired differences seed by seed, one row a comparison: `comparisons`
     maps a row's label to (record, arm, against). Each dot is one seed's
@@ -547,10 +557,7 @@ def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
         n = len(diffs)
         ys = [y + (0.3 * k / (n - 1) - 0.15 if n > 1 else 0.0) for k in range(n)]
         ax.plot(diffs, ys, "o", ms=3.5, color="C0", alpha=0.6)
-        lo, hi = vs["delta"] - vs["delta_ci"], vs["delta"] + vs["delta_ci"]
-        color = "C2" if lo > 0 else "C3" if hi < 0 else "k"
-        ax.plot([lo, hi], [y - 0.3, y - 0.3], "-", color=color, lw=2.5)
-        ax.plot([vs["delta"]], [y - 0.3], "D", color=color, ms=5)
+        _interval_bar(ax, vs, y - 0.3, ms=5)
     ax.axvline(0, color="grey", lw=1, ls=":")
     ax.set_yticks(range(len(labels)), [textwrap.fill(t, 24) for t in labels[::-1]],
                   fontsize=8)
@@ -578,10 +585,7 @@ def intervals(groups: dict[str, dict[str, dict]]) -> Figure:
         labels.append((y, label, vs is None))
         if vs is None:
             continue
-        lo, hi = vs["delta"] - vs["delta_ci"], vs["delta"] + vs["delta_ci"]
-        color = "C2" if lo > 0 else "C3" if hi < 0 else "k"
-        ax.plot([lo, hi], [y, y], "-", color=color, lw=2.5)
-        ax.plot([vs["delta"]], [y], "D", color=color, ms=4)
+        _interval_bar(ax, vs, y, ms=4)
     ax.axvline(0, color="grey", lw=1, ls=":")
     ax.set_yticks([y for y, _, _ in labels], [t for _, t, _ in labels], fontsize=8)
     for tick, (_, _, is_title) in zip(ax.get_yticklabels(), labels):
