@@ -52,15 +52,23 @@ class WeightAverage:
         torch._foreach_add_(self._avg, torch._foreach_mul(self._live, 1 - d))
 
 
-def ema_ages(steps: int, decay: float) -> tuple[float, int]:
-    """How old the weights a `WeightAverage` holds after `steps` steps are:
-    their mean age in steps (the last step's weights are 0 steps old), and
-    how many of the last steps hold half of the average. Step t's weights
-    hold (1 - d_t) times the d of every later step (`ema_decay`)."""
+def ema_weights(steps: int, decay: float) -> list[float]:
+    """The share of the final average that each step's weights hold, after
+    `steps` steps of a `WeightAverage` (index 0 = step 1): step t's weights
+    hold (1 - d_t) times the d of every later step (`ema_decay`). The shares
+    of the steps sum to 1, less the share left of the starting copy."""
     d = ema_decay(torch.arange(1, steps + 1), decay).tolist()
     share, keep = [0.0] * steps, 1.0
     for t in reversed(range(steps)):
         share[t], keep = (1 - d[t]) * keep, keep * d[t]
+    return share
+
+
+def ema_ages(steps: int, decay: float) -> tuple[float, int]:
+    """How old the weights a `WeightAverage` holds after `steps` steps are:
+    their mean age in steps (the last step's weights are 0 steps old), and
+    how many of the last steps hold half of the average (`ema_weights`)."""
+    share = ema_weights(steps, decay)
     mean_age = sum(w * (steps - 1 - t) for t, w in enumerate(share))
     total, half = 0.0, steps
     for k, w in enumerate(reversed(share), 1):

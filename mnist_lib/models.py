@@ -154,7 +154,7 @@ class Model_2(nn.Module):
 
 
 class Model_3(nn.Module):
-    """A rung of Step 2's ladder: Model_2 with 5% dropout after every
+    """A rung of Step 2's ladder: Model_2 with 5% dropout after every 3x3
     convolution (dropout adds no parameters). The ladder measures what it
     does to held-out accuracy; the book's Analysis says what that was."""
 

@@ -177,22 +177,26 @@ def test_receptive_fields_resnet_d_union():
 
 
 def test_receptive_fields_effective_rf_lies_in_the_middle_of_the_box(mnist):
-    """The figure's claim: the effective RF of the centre unit after block2 of
-    an untrained Model_4 (seed 0) lies inside the theoretical box,
-    concentrated in its middle."""
-    digit = mnist.test_images[0].float() / 255
+    """The figure's claim: the effective RF of the centre unit of block2.0 of
+    an untrained Model_4 (seed 0), averaged over 200 test digits as the
+    chapter averages it, lies inside the theoretical box, concentrated in its
+    middle, and falls off towards the box's edges."""
+    digits = mnist.test_images[:200].float() / 255
     set_seed(0)
     model = Model_4()
-    row = receptive_field(model, MNIST_INPUT)["block2.1.0"]
-    centre = row.n_out // 2
-    erf = effective_rf(model, digit[None], "block2.1", unit=(centre, centre))
-    top, left, h, w = unit_box(row, centre, centre)
+    row = receptive_field(model, MNIST_INPUT)["block2.0.0"]
+    c = row.n_out // 2
+    erf = sum(effective_rf(model, d[None], "block2.0", unit=(c, c))
+              for d in digits) / len(digits)
+    top, left, h, w = unit_box(row, c, c)
     ys, xs = (erf > 0).nonzero(as_tuple=True)
     assert ys.min() >= top and ys.max() < top + h
     assert xs.min() >= left and xs.max() < left + w
     inner = erf[int(top + h / 4):int(top + 3 * h / 4),
                 int(left + w / 4):int(left + 3 * w / 4)]
     assert inner.sum() > 0.5 * erf.sum()
+    across = erf[int(top + h // 2), int(left):int(left + w)]
+    assert across[len(across) // 2] > 2 * max(across[0], across[-1])
 
 
 def test_receptive_fields_explorer_offers_every_network():
@@ -300,6 +304,25 @@ def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
                 w.weight.fill_(1.0 if t > steps - k else 0.0)
                 avg.update()
         assert (avg.module.weight.item() >= 0.5) is above, k
+
+
+def test_step3_each_steps_share_of_the_weight_average_is_what_the_average_holds():
+    """The figure of the concept box draws ema_weights: a weight that is 1 at
+    step k alone averages to exactly step k's share."""
+    from mnist_lib.averaging import WeightAverage, ema_weights
+
+    steps, decay = 60, 0.95
+    share = ema_weights(steps, decay)
+    w = nn.Linear(1, 1, bias=False).double()
+    for k in (1, 7, 30, steps):
+        with torch.no_grad():
+            w.weight.zero_()
+            avg = WeightAverage(w, decay)
+            for t in range(1, steps + 1):
+                w.weight.fill_(1.0 if t == k else 0.0)
+                avg.update()
+        assert avg.module.weight.item() == pytest.approx(share[k - 1], rel=1e-6)
+    assert share == sorted(share) and 0.9 < sum(share) <= 1.0
 
 
 # ------------------------------------------ Use the RF calculator (rf_tool)

@@ -9,7 +9,7 @@
     True
     >>> table.headline.split("; ")  # doctest: +NORMALIZE_WHITESPACE
     ["RF 29 px (more than the 28x28 input), jump 4 px, at 'block2.1.0' (map 3x3)",
-     "global from 'output.0' (AdaptiveAvgPool2d) on"]
+     "global from 'output.0' (AdaptiveAvgPool2d) onward"]
     >>> len(table), [row.r_out for row in table][:3]  # the rows print(table) shows
     (10, [3, 7, 11])
 

@@ -18,6 +18,7 @@ it does not know (`Window`, `POINTWISE`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -268,6 +269,21 @@ def op_label(node: fx.Node) -> str:
     kind = op_kind(node)
     node_name = f" (graph node {node.name!r})" if node.name != kind else ""
     return f"operation {kind!r}{node_name}"
+
+
+def row_name(node: fx.Node) -> str:
+    """A row's name: a module's path (`layer1.0.conv1`); a function or method
+    called inside a module, that module's path and the op (`layer1.0.add`,
+    not fx's `add_7`), so that a row says which block it belongs to."""
+    if node.op == "call_module":
+        return node.target
+    stack = node.meta.get("nn_module_stack")
+    if not stack:  # called in the model's own forward()
+        return node.name
+    key, value = list(stack.items())[-1]
+    path = value[0] if isinstance(value, tuple) else key  # torch versions differ
+    base = re.sub(r"_\d+$", "", node.name)
+    return f"{path}.{base}" if path else node.name
 
 
 def node_shape(node: Any) -> tuple[int, ...] | None:

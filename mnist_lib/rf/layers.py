@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .axis import (POINTWISE, Axis, RFError, Spatial, UnsupportedOpError, Window,
                    agreed, axis_name, declarations, declare_hint, flat_last, node_arg,
-                   node_shape, on_positions, op_label, per_axis, shape_letters,
+                   node_shape, on_positions, op_label, per_axis, row_name, shape_letters,
                    spatial_dims, spatial_words)
 from .table import RFRow, fmt_cell
 from .transforms import transform_entry
@@ -201,8 +201,9 @@ def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spati
     for other in local[1:]:
         st = states[other]
         if st.axes != first.axes:
-            raise RFError(f"branches {local[0].name!r} and {other.name!r} meet at "
-                          f"{node.name!r} with their {spatial_words(st.nd)} on "
+            raise RFError(f"branches {row_name(local[0])!r} and "
+                          f"{row_name(other)!r} meet at "
+                          f"{row_name(node)!r} with their {spatial_words(st.nd)} on "
                           "different axes.\nFix: permute one of them back to (N, C, "
                           f"{shape_letters(st.nd)}) first.")
         for i, (a, b) in enumerate(zip(first.dims, st.dims)):
@@ -222,8 +223,8 @@ def merge_rule(node: fx.Node, inputs: list[fx.Node], states: dict[fx.Node, Spati
                    "misaligned='union' for\n    the box that spans both"
                    if boxes else "make their strides and paddings match")
             raise RFError(
-                f"branches {local[0].name!r} and {other.name!r} meet at "
-                f"{node.name!r} misaligned in {axis_name(st, i)}: {_apart(a, b)}.\n"
+                f"branches {row_name(local[0])!r} and {row_name(other)!r} meet at "
+                f"{row_name(node)!r} misaligned in {axis_name(st, i)}: {_apart(a, b)}.\n"
                 f"Fix: {fix}, or stop before this merge.")
     # The merged unit sees what each branch sees: the largest RF (or the box
     # spanning the branches'), and a global one if any branch is global

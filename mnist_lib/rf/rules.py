@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_shape,
-                   op_kind, op_label)
+                   op_kind, op_label, row_name)
 from .layers import declared_as, linear_rule, matmul_rule, merge_rule, module_rule
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
                        several_tensors, softmax_over, softmax_rule, spread_unit)
@@ -167,21 +167,6 @@ def in_place(node: fx.Node) -> bool:
 def is_view(node: fx.Node) -> bool:
     """Whether `node`'s output shares its input's memory (a slice, a view)."""
     return node.op in ("call_function", "call_method") and op_kind(node) in _VIEWS
-
-
-def row_name(node: fx.Node) -> str:
-    """A row's name: a module's path (`layer1.0.conv1`); a function or method
-    called inside a module, that module's path and the op (`layer1.0.add`,
-    not fx's `add_7`), so that a row says which block it belongs to."""
-    if node.op == "call_module":
-        return node.target
-    stack = node.meta.get("nn_module_stack")
-    if not stack:  # called in the model's own forward()
-        return node.name
-    key, value = list(stack.items())[-1]
-    path = value[0] if isinstance(value, tuple) else key  # torch versions differ
-    base = re.sub(r"_\d+$", "", node.name)
-    return f"{path}.{base}" if path else node.name
 
 
 # ------------------------------------------------------------ the rule table

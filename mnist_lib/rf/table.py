@@ -62,17 +62,23 @@ COLUMNS = ["name", "kind", "n_in", "ch_in", "ch_out", "padding", "kernel", "stri
 # (n_in is left out: it is the n_out of the row above.)
 SHOWN = ["name", "kind", "kernel", "stride", "padding", "n_out", "ch_out",
          "j_in", "j_out", "r_in", "r_out", "start_out"]
-# What the columns mean, printed under the table.
-LEGEND = ("n: map size; j: jump, input pixels between neighbouring units; "
-          "r: receptive field, in input pixels; start: centre of the first unit "
-          "(pixel i spans [i, i+1]); _in / _out: before / after the op. "
-          "Row by row, r_out = r_in + (k - 1) * j_in and j_out = j_in * stride, "
-          "with k = dilation * (kernel - 1) + 1 (the dilation column is shown "
-          "when a layer is dilated). "
-          "global (r): each unit depends on every unit of a map (after a global "
-          "pooling, a squeeze-and-excitation gate), so on all the input that map "
-          "sees; r is the RF of the convolutional path alone. uneven: units not "
-          "evenly spaced (an adaptive pooling's unequal windows): no single jump.")
+# What the columns mean, printed under the table: the parts every table needs,
+# then one part for each thing only some tables have (a dilated layer, a
+# global RF, unevenly spaced units). `RFTable.legend` keeps the parts its own
+# rows need; LEGEND is all of them.
+_LEGEND_BASE = ("n: map size; j: jump, input pixels between neighbouring units; "
+                "r: receptive field, in input pixels; start: centre of the first "
+                "unit (pixel i spans [i, i+1]); _in / _out: before / after the op. "
+                "Row by row, r_out = r_in + (kernel - 1) * j_in and "
+                "j_out = j_in * stride.")
+_LEGEND_DILATED = ("A dilated layer counts as a kernel of dilation * (kernel - 1) + 1 "
+                   "(the dilation column is shown when a layer is dilated).")
+_LEGEND_GLOBAL = ("global (r): each unit depends on every unit of a map (after a "
+                  "global pooling, a squeeze-and-excitation gate), so on all the "
+                  "input that map sees; r is the RF of the convolutional path alone.")
+_LEGEND_UNEVEN = ("uneven: units not evenly spaced (an adaptive pooling's unequal "
+                  "windows): no single jump.")
+LEGEND = " ".join((_LEGEND_BASE, _LEGEND_DILATED, _LEGEND_GLOBAL, _LEGEND_UNEVEN))
 
 _WORDS = ("name", "kind")  # the columns that hold words, not numbers
 # The flag that says how to read a column's number: an RF is global, a jump
@@ -169,7 +175,7 @@ class RFTable:
     def headline(self) -> str:
         """The RF in one line: the trunk's RF and jump, and where it turns global,
         e.g. "RF 29 px, jump 4 px, at 'block2.1.0' (map 3x3); global from 'gap'
-        (AdaptiveAvgPool2d) on"."""
+        (AdaptiveAvgPool2d) onward"."""
         t, g = self.trunk, self.first_global
         nd = len(self.input_size) - 1
         size = _size(self.input_size[1:], nd)
@@ -184,8 +190,22 @@ class RFTable:
         # A traced function's op is named as its kind ('mean'): say it once.
         gate = f"{g.name!r}" + (f" ({g.kind})" if g.kind != g.name else "")
         if t.global_out:  # a gate before the trunk's end: the trunk itself is global
-            return f"RF global from {gate} on; without the global ops, {rf}"
-        return f"{rf}; global from {gate} on"
+            return f"RF global from {gate} onward; without the global ops, {rf}"
+        return f"{rf}; global from {gate} onward"
+
+    @property
+    def legend(self) -> str:
+        """What the columns mean, in the parts this table needs: the dilation,
+        global and uneven notes only where a row is dilated, global or uneven."""
+        rows = self.layers()
+        parts = [_LEGEND_BASE]
+        if any(r.dilation not in (None, 1) for r in self.rows):
+            parts.append(_LEGEND_DILATED)
+        if any(r.global_in or r.global_out for r in rows):
+            parts.append(_LEGEND_GLOBAL)
+        if any(r.uneven_in or r.uneven_out for r in rows):
+            parts.append(_LEGEND_UNEVEN)
+        return " ".join(parts)
 
     def __getitem__(self, name: str) -> RFRow:
         """The row of the op called `name` (e.g. `table["block1.0.0"]`), any op."""
@@ -266,7 +286,7 @@ class RFTable:
         text = "\n".join([line(columns)] + [line(r) for r in rows])
         if notes:
             text += "".join("\n\n" + textwrap.fill(t, 76, break_on_hyphens=False)
-                            for t in (self.headline, LEGEND))
+                            for t in (self.headline, self.legend))
         return text
 
     def to_records(self, all_ops: bool = False, columns: Sequence[str] | None = None
@@ -303,7 +323,7 @@ class RFTable:
         body = "".join("<tr>" + "".join(cell("td", c, v) for c, v in zip(columns, r))
                        + "</tr>" for r in rows)
         notes = "".join(f"<p style=\"margin: 0.2em 0\">{html.escape(t)}</p>"
-                        for t in (self.headline, "Legend: " + LEGEND))
+                        for t in (self.headline, "Legend: " + self.legend))
         return (f'<div style="font-size: 75%"><table class="dataframe"><thead><tr>'
                 f"{head}</tr></thead><tbody>{body}</tbody></table>{notes}</div>")
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from mnist_lib.rf import LEGEND
+from mnist_lib.models import Model_4
+from mnist_lib.rf import receptive_field
 from tests.rf.helpers import *  # noqa: F401,F403
 from tests.rf.helpers import ROOT, main  # noqa: F401
 
@@ -16,7 +17,7 @@ from tests.rf.helpers import ROOT, main  # noqa: F401
 # Model_4's RF as its comments give it: 29 px on the 3x3 map of block2.1.0,
 # jump 4, then the global average pooling.
 MODEL_4 = ("RF 29 px (more than the 28x28 input), jump 4 px, at 'block2.1.0' (map 3x3);"
-           " global from 'output.0' (AdaptiveAvgPool2d) on")
+           " global from 'output.0' (AdaptiveAvgPool2d) onward")
 
 
 def paragraphs(text: str) -> list[str]:
@@ -51,7 +52,8 @@ def test_cli_columns(capsys):
     assert out[10].split() == ["log_softmax", "global", "(29)"]
     assert len(out[0]) == len(out[1]) == len(out[10])
     # After the table: a blank line, the headline, a blank line, the legend.
-    assert paragraphs("\n".join(out))[-2:] == [MODEL_4, " ".join(LEGEND.split())]
+    legend = receptive_field(Model_4(), (1, 28, 28)).legend
+    assert paragraphs("\n".join(out))[-2:] == [MODEL_4, " ".join(legend.split())]
     # A CSV holds numbers: the RF, then its flag in a column of its own.
     assert main(["mnist_lib.models:Model_4", "--format", "csv",
                  "--columns", "r_out"]) == 0

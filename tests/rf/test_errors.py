@@ -34,7 +34,7 @@ def test_misaligned_branches_raise():
     with pytest.raises(RFError) as err:
         receptive_field(Misaligned(), (1, 16, 16))
     assert str(err.value).splitlines() == [
-        "branches 'a' and 'b_1' meet at 'add' misaligned in height: start 0.5 vs 0.",
+        "branches 'a' and 'b.1' meet at 'add' misaligned in height: start 0.5 vs 0.",
         "Fix: make their strides and paddings match, or pass misaligned='union' for",
         "    the box that spans both, or stop before this merge."]
 
@@ -47,7 +47,7 @@ def test_resnet_d_shortcut_is_refused_naming_both_branches_and_the_option():
     with pytest.raises(RFError) as err:
         receptive_field(ResNetDDown(), (1, 16, 16))
     first, fix, *more = str(err.value).splitlines()
-    assert first == ("branches 'body' and 'shortcut_1' meet at 'add' misaligned in "
+    assert first == ("branches 'body' and 'shortcut.1' meet at 'add' misaligned in "
                      "height: start 0.5 vs 1.")
     assert fix.startswith("Fix: make their strides and paddings match")
     assert "misaligned='union'" in fix and all(m.startswith("    ") for m in more)
@@ -513,7 +513,7 @@ def test_the_classic_squeeze_and_excitation_gate_is_global(expand):
     # Before: refused ("copies a map along its height or width"), and without
     # expand_as, refused again ("slides a window over a flattened tensor").
     t = receptive_field(ClassicSE(expand), (1, 16, 16))
-    assert t.headline == ("RF global from 'pool' (AdaptiveAvgPool2d) on; without "
+    assert t.headline == ("RF global from 'pool' (AdaptiveAvgPool2d) onward; without "
                           "the global ops, RF 5 px, jump 1 px, at 'conv2' (map 12x12)")
     # The gradient: every unit reaches every pixel, through the gate.
     assert support(averaging(ClassicSE(expand)), (16, 16)) == (0, 0, 16, 16)
@@ -645,8 +645,8 @@ def _refuse(model, size=(1, 16, 16), **kwargs):
 
 # Refusals the tests above provoke, each with what its first line must name.
 REFUSALS = {
-    "misaligned branches": (_refuse(Misaligned), "branches 'a' and 'b_1'"),
-    "ResNet-D shortcut": (_refuse(ResNetDDown), "branches 'body' and 'shortcut_1'"),
+    "misaligned branches": (_refuse(Misaligned), "branches 'a' and 'b.1'"),
+    "ResNet-D shortcut": (_refuse(ResNetDDown), "branches 'body' and 'shortcut.1'"),
     "unknown module": (_refuse(nn.Sequential(nn.Conv2d(1, 1, 3),
                                              nn.FractionalMaxPool2d(2, (4, 4))),
                                (1, 10, 10)), "module '1' (FractionalMaxPool2d)"),

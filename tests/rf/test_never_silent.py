@@ -184,7 +184,7 @@ def test_a_squeeze_and_excitation_gate_is_global_over_the_conv_path():
     assert t.first_global is t["se.0"] and not t["conv1"].global_out
     assert t.final is t.trunk is t["conv2"] and t.trunk.global_out
     assert (t.trunk.r_out, t.trunk.j_out, t.trunk.n_out) == (5, 1, 12)
-    assert t.headline == ("RF global from 'se.0' (AdaptiveAvgPool2d) on; without the "
+    assert t.headline == ("RF global from 'se.0' (AdaptiveAvgPool2d) onward; without the "
                           "global ops, RF 5 px, jump 1 px, at 'conv2' (map 12x12)")
     # The gradient: through the gate, the central unit reaches every pixel
     # that conv1's map sees (all of them); without the gate, 5x5 of them.
@@ -209,7 +209,7 @@ def test_se_nets_quote_the_conv_path_rf_which_does_not_grow_with_the_input(
     t = receptive_field(model, (3, 224, 224))
     assert t.first_global is t[f"{first}.avgpool"]
     assert t.headline.startswith(f"RF global from '{first}.avgpool' (AdaptiveAvgPool2d)"
-                                 f" on; without the global ops, RF {rf} px")
+                                 f" onward; without the global ops, RF {rf} px")
     assert t.trunk.global_out and (t.trunk.r_out, t.trunk.j_out, t.trunk.n_out) == (
         rf, 32, 7)
     # The same at a larger input: the span of the gates' pooled maps would grow.
@@ -299,7 +299,7 @@ def test_a_side_branch_is_not_the_trunk():
     # Before: "RF 11 px ... at 'aux.0'; global from 'aux.1'".
     t = receptive_field(AuxHead(), (1, 24, 24))
     assert t.headline == ("RF 5 px, jump 1 px, at 'body.1' (map 20x20); global from "
-                          "'pool' (AdaptiveAvgPool2d) on")
+                          "'pool' (AdaptiveAvgPool2d) onward")
     assert _height(AuxHead().body, 24) == t.trunk.r_out == 5  # two 3x3 convs
     assert t["aux.0"].r_out == 11  # still in the table, as a side branch
 

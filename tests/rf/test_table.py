@@ -27,7 +27,7 @@ def test_resnet18_headline_quotes_the_last_map_before_the_pooling():
     t = receptive_field(model, (3, 224, 224))
     assert t.headline == ("RF 435 px (more than the 224x224 input), jump 32 px, at "
                           "'layer4.1.add' (map 7x7); global from 'avgpool' "
-                          "(AdaptiveAvgPool2d) on")
+                          "(AdaptiveAvgPool2d) onward")
     assert t.first_global is t["avgpool"]
     # The gradient through the conv path (stem to layer4), with an input tall
     # enough that the central unit's RF is not clipped (32 px wide: the
@@ -67,7 +67,7 @@ def test_html_has_the_headline_and_the_legend_under_the_table():
     t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
     page = t._repr_html_()
     after = page[page.index("</table>"):]
-    assert html.escape(t.headline) in after and html.escape(LEGEND) in after
+    assert html.escape(t.headline) in after and html.escape(t.legend) in after
     # A global RF reads as such in a cell, never as a bare number.
     assert ">global (29)<" in page
 
@@ -103,7 +103,7 @@ def test_a_table_prints_counts_and_iterates_as_the_table_it_shows(capsys):
     assert main(["mnist_lib.models:Model_4"]) == 0
     assert str(t) == capsys.readouterr().out.rstrip("\n")
     assert str(t).startswith(t.to_text() + "\n\n")
-    assert " ".join(str(t).split()).endswith(" ".join((t.headline + " " + LEGEND)
+    assert " ".join(str(t).split()).endswith(" ".join((t.headline + " " + t.legend)
                                                       .split()))
     assert repr(t).startswith("RFTable(") and "\n" not in repr(t)
     # One set of rows, the same in every rendering; len and iteration too.
@@ -196,6 +196,26 @@ class _MeanHead(nn.Module):
 
 def test_the_headline_names_a_traced_function_once():
     """A tensor method's op is named as its kind ('mean'): the headline says
-    "global from 'mean' on", not "'mean' (mean)"; a module keeps its class."""
+    "global from 'mean' onward", not "'mean' (mean)"; a module keeps its class."""
     t = receptive_field(_MeanHead(), (1, 28, 28))
-    assert t.headline == "RF 3 px, jump 1 px, at 'conv' (map 26x26); global from 'mean' on"
+    assert t.headline == "RF 3 px, jump 1 px, at 'conv' (map 26x26); global from 'mean' onward"
+
+
+def test_the_legend_explains_only_what_the_table_holds():
+    plain = receptive_field(MODELS["Model_1"](), (1, 28, 28))
+    gap = receptive_field(MODELS["Model_4"](), (1, 28, 28))
+    dilated = receptive_field(nn.Sequential(nn.Conv2d(1, 4, 3, dilation=2)),
+                              (1, 28, 28))
+    uneven = receptive_field(nn.Sequential(nn.Conv2d(1, 2, 3),
+                                           nn.AdaptiveAvgPool2d(7)), (1, 12, 12))
+    assert "r_out = r_in + (kernel - 1) * j_in" in plain.legend
+    assert not any(word in plain.legend for word in ("global", "uneven", "dilat"))
+    assert "global (r)" in gap.legend and "uneven" not in gap.legend
+    assert "dilation * (kernel - 1) + 1" in dilated.legend
+    assert "global" not in dilated.legend
+    assert any(r.uneven_out for r in uneven.layers())
+    assert "uneven:" in uneven.legend
+    # Each table's legend is made of the full legend's sentences.
+    for t in (plain, gap, dilated, uneven):
+        assert t.legend.startswith("n: map size")
+        assert all(part in LEGEND for part in t.legend.split(". "))
