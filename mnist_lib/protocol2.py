@@ -137,21 +137,24 @@ def simplicity(arm: dict[str, Any]) -> tuple[int, int]:
     return changes, count_multiply_adds(get_model(arm["model"]))
 
 
-def decide(selection_record: dict[str, Any]) -> dict[str, Any]:
+def decide(selection_record: dict[str, Any], margin: float = MARGIN
+           ) -> dict[str, Any]:
     """The rule (section 5): the arm with the highest mean of its held-out
     last-3 means in the deciding stage, unless a simpler arm lies within
-    MARGIN of it. Returns the means, the best, the chosen arm and why."""
+    `margin` (the protocol's MARGIN) of it; among arms equally simple, the
+    higher mean. Returns the means, the best, the chosen arm and why. A
+    margin other than the protocol's answers "what if", and decides nothing."""
     means = _means(selection_record)
     best = max(means, key=means.get)
     arms = {a["name"]: a for a in selection_record["arms"]}
     # "Within 0.01 points", with room for float rounding (99.47 - 99.46 is
     # 0.010000000000005 in binary).
-    close = [n for n in means if means[best] - means[n] <= MARGIN + 1e-9]
+    close = [n for n in means if means[best] - means[n] <= margin + 1e-9]
     chosen = min(close, key=lambda n: (simplicity(arms[n]), -means[n]))
     return {"means": means, "best": best, "chosen": chosen,
             "model": arms[chosen]["model"], "config": arms[chosen]["config"],
             "why": ("the highest held-out mean" if chosen == best else
-                    f"simpler than {best} and within {MARGIN} points of it")}
+                    f"simpler than {best} and within {margin} points of it")}
 
 
 def gap() -> Design:

@@ -224,3 +224,21 @@ def test_the_aim_is_the_one_protocol2_states():
     text = (Path(__file__).resolve().parents[1] / "results" / "protocol2.md").read_text()
     assert (f"Aim: at least {protocol2.AIM} of {len(protocol2.TEST_SEEDS)}"
             in " ".join(text.split()))
+
+
+def test_a_wider_margin_takes_the_simplest_arm_within_it_then_the_higher_mean():
+    """`decide(record, margin=...)` answers "what if the margin had been
+    wider": the arms within it, the simplest first, then the higher mean."""
+    from mnist_lib.book import load_record
+
+    record = load_record("selection")
+    strict = protocol2.decide(record)
+    wide = protocol2.decide(record, margin=0.05)
+    assert strict == protocol2.decide(record, margin=protocol2.MARGIN)
+    means = wide["means"]
+    within = [n for n in means if means[wide["best"]] - means[n] <= 0.05 + 1e-9]
+    arms = {a["name"]: a for a in record["arms"]}
+    simplest = min(protocol2.simplicity(arms[n]) for n in within)
+    tied = [n for n in within if protocol2.simplicity(arms[n]) == simplest]
+    assert wide["chosen"] == max(tied, key=means.get)
+    assert "0.05" in wide["why"] or wide["chosen"] == wide["best"]
