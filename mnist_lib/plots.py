@@ -229,6 +229,11 @@ def rf_box(image: torch.Tensor, box: tuple[float, float, float, float],
         # Pixel i spans [i, i+1] in RF coordinates; imshow centres it at i.
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False,
                                ec="red", lw=2, ls="-"))
+        if left < 0 or top < 0 or left + w > size or top + h > size:
+            # The box runs past the image: outline the image, so that the
+            # part of the box over the zero padding shows as such.
+            ax.add_patch(Rectangle((-0.5, -0.5), size, size, fill=False,
+                                   ec="grey", lw=1, ls="--"))
         ax.set_xlim(min(-0.5, left - 1), max(size - 0.5, left + w))
         ax.set_ylim(max(size - 0.5, top + h), min(-0.5, top - 1))
         ax.set_xticks([])

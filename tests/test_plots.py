@@ -150,13 +150,18 @@ def test_rf_box_outlines_exactly_the_pixels_of_the_rf():
     fig = plots.rf_box(image, (-2, 3, 7, 7), erf=torch.rand(28, 28))
     assert len(fig.axes) == 2
     for ax in fig.axes:
-        (box,) = [p for p in ax.patches if isinstance(p, Rectangle)]
+        box, frame = [p for p in ax.patches if isinstance(p, Rectangle)]
         assert (box.get_x(), box.get_y(), box.get_width(), box.get_height()) == \
             (2.5, -2.5, 7, 7)
+        # The box runs past the image: the image's own edge is outlined.
+        assert (frame.get_x(), frame.get_y(), frame.get_width()) == (-0.5, -0.5, 28)
         bottom, top = ax.get_ylim()  # imshow: y grows downwards
         assert top < -2.5 and bottom >= 27.5
         assert ax.get_xlim()[0] <= -0.5 and ax.get_xlim()[1] >= 27.5
-    assert len(plots.rf_box(image, (10, 10, 5, 5)).axes) == 1
+    inside = plots.rf_box(image, (10, 10, 5, 5))
+    assert len(inside.axes) == 1
+    # A box inside the image needs no outline of the image.
+    assert len([p for p in inside.axes[0].patches if isinstance(p, Rectangle)]) == 1
 
 
 def _boxes(fig):
