@@ -110,6 +110,18 @@ LAYERS = {(True, True): "Model_4_dropout", (False, True): "Model_4",
           (True, False): "Model_3", (False, False): "Model_2"}
 
 
+# An ablation arm is named by what it trains; two put in a setting other than
+# the full recipe's (a peak of 0.05, batches of 128) where the rest take one
+# out ("no dropout"). The ingredient each tests is the ladder rung it undoes.
+_PUT_BACK = {"peak rate 0.05": "peak rate 0.2", "batch 128": "batch 256"}
+
+
+def ingredient_of(arm_name: str) -> str:
+    """The ingredient an ablation arm tests, by its ladder rung's name:
+    "no dropout" -> "dropout", "peak rate 0.05" -> "peak rate 0.2"."""
+    return _PUT_BACK.get(arm_name, arm_name.removeprefix("no "))
+
+
 def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
     """The protocol's rule (section 5) applied to the ablation's record: for
     each ingredient, the comparison of the arm without it against the full
@@ -144,15 +156,16 @@ def decision_frame(decision: dict[str, Any]):
     from .study import interval
 
     return pd.DataFrame({
-        "arm (what it takes out)": [i["arm"] for i in decision["ingredients"]],
+        "ingredient": [ingredient_of(i["arm"]) for i in decision["ingredients"]],
+        "arm that tests it": [i["arm"] for i in decision["ingredients"]],
         "arm − full recipe": [interval(i) for i in decision["ingredients"]],
         "seeds meeting the rule, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
         "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],
         "leaving it out": [i["verdict"] for i in decision["ingredients"]],
-        "ingredient": ["stays" if i["stays"] else "leaves"
-                       for i in decision["ingredients"]],
-    }).set_index("arm (what it takes out)")
+        "kept?": ["stays" if i["stays"] else "leaves"
+                  for i in decision["ingredients"]],
+    }).set_index("ingredient")
 
 
 def confirmation(decision: dict[str, Any]) -> Design:

@@ -359,3 +359,14 @@ def test_interaction_is_the_rungs_effect_minus_the_ablations_seed_by_seed():
     vs = study.interaction(rungs, "with", "before", ablation, "full", "without")
     assert vs["delta"] == pytest.approx(0.12) and vs["n_seeds"] == 3
     assert vs["verdict"] == "helps"  # the effects differ: an interaction
+
+
+def test_each_ablation_arm_names_the_ladder_rung_it_tests():
+    """The decision table is indexed by ingredient: every arm maps to a rung
+    of the ladder, and no two arms to the same one."""
+    rungs = {arm.name for arm in protocol.ladder().arms}
+    arms = [arm.name for arm in protocol.ablation().arms[1:]]
+    tested = [protocol.ingredient_of(name) for name in arms]
+    assert set(tested) <= rungs and len(set(tested)) == len(arms)
+    assert protocol.ingredient_of("batch 128") == "batch 256"
+    assert protocol.ingredient_of("no dropout") == "dropout"
