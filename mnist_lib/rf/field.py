@@ -120,7 +120,7 @@ import torch.fx as fx
 import torch.nn as nn
 
 from .axis import (Axis, RFError, Spatial, UnsupportedOpError, agreed, node_shape,
-                   op_kind, op_label, spatial_dims)
+                   op_kind, op_label, row_name, spatial_dims)
 from ..utils import unwrap
 from .graph import check_model, check_size, probe_input, record_shapes, trace_graph
 from .guard import check_graph
@@ -128,7 +128,7 @@ from .hooks import check_hooks
 from .layers import declared_as, global_unit, spreads
 from .reshapes import several_tensors, split_state
 from .rules import (ATTENTION_FUNCTIONS, attention_error, in_place, is_merge,
-                    is_template, is_view, refusal, row_name, rule_for, side_inputs)
+                    is_template, is_view, refusal, rule_for, side_inputs)
 from .table import RFRow, RFTable
 
 

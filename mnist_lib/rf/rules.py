@@ -10,7 +10,6 @@ in place, and which of its inputs it merges."""
 from __future__ import annotations
 
 import operator
-import re
 from typing import Any, Callable
 
 import torch
@@ -19,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .axis import (RFError, Spatial, UnsupportedOpError, declare_hint, node_shape,
-                   op_kind, op_label, row_name)
+                   op_kind, op_label)
 from .layers import declared_as, linear_rule, matmul_rule, merge_rule, module_rule
 from .reshapes import (axes_rule, index_rule, reduce_rule, repeat_rule, reshape_rule,
                        several_tensors, softmax_over, softmax_rule, spread_unit)

@@ -199,7 +199,7 @@ class RFTable:
         global and uneven notes only where a row is dilated, global or uneven."""
         rows = self.layers()
         parts = [_LEGEND_BASE]
-        if any(r.dilation not in (None, 1) for r in self.rows):
+        if self.dilated:
             parts.append(_LEGEND_DILATED)
         if any(r.global_in or r.global_out for r in rows):
             parts.append(_LEGEND_GLOBAL)
@@ -230,12 +230,16 @@ class RFTable:
         (convs, pools, linears, merges) and the output's; all rows if `all_ops`."""
         return [r for r in self.rows if all_ops or r.spatial or r is self.final]
 
+    @property
+    def dilated(self) -> bool:
+        """Whether any op of the table is dilated."""
+        return any(r.dilation not in (None, 1) for r in self.rows)
+
     def columns(self, base: Sequence[str] = COLUMNS) -> list[str]:
         """The default columns: `base`, with "dilation" after "kernel" where a
         layer is dilated (the recurrence needs it)."""
         columns = list(base)
-        dilated = any(r.dilation not in (None, 1) for r in self.rows)
-        if dilated and "dilation" not in columns and "kernel" in columns:
+        if self.dilated and "dilation" not in columns and "kernel" in columns:
             columns.insert(columns.index("kernel") + 1, "dilation")
         return columns
 
