@@ -142,7 +142,8 @@ def decide(selection_record: dict[str, Any], margin: float = MARGIN
     """The rule (section 5): the arm with the highest mean of its held-out
     last-3 means in the deciding stage, unless a simpler arm lies within
     `margin` (the protocol's MARGIN) of it; among arms equally simple, the
-    higher mean. Returns the means, the best, the chosen arm and why. A
+    higher mean. Returns the means, the best, the arms within the margin of
+    it, the chosen arm and why. A
     margin other than the protocol's answers "what if", and decides nothing."""
     means = _means(selection_record)
     best = max(means, key=means.get)
@@ -151,7 +152,7 @@ def decide(selection_record: dict[str, Any], margin: float = MARGIN
     # 0.010000000000005 in binary).
     close = [n for n in means if means[best] - means[n] <= margin + 1e-9]
     chosen = min(close, key=lambda n: (simplicity(arms[n]), -means[n]))
-    return {"means": means, "best": best, "chosen": chosen,
+    return {"means": means, "best": best, "within": close, "chosen": chosen,
             "model": arms[chosen]["model"], "config": arms[chosen]["config"],
             "why": ("the highest held-out mean" if chosen == best else
                     f"simpler than {best} and within {margin} points of it")}

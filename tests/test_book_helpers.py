@@ -56,6 +56,25 @@ def test_quick_mode_reports_a_live_claim_and_checks_a_recorded_one(monkeypatch,
         book.claim(False, "it helps", live=False)
 
 
+def test_sized_keeps_all_the_data_and_only_quick_mode_slices_it(monkeypatch):
+    """A chapter's own loop trains on `book.sized(data)`: the data itself in a
+    learner's run and the full build, the first QUICK_SIZE digits in quick
+    mode, as `book.train` shrinks its runs."""
+    from mnist_lib import book
+    from mnist_lib.data import MNIST
+
+    n = 3000
+    data = MNIST(torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n) % 10,
+                 torch.zeros(n, 28, 28, dtype=torch.uint8), torch.arange(n) % 10)
+    monkeypatch.setattr(book.env, "QUICK", False)
+    assert book.sized(data) is data
+    monkeypatch.setattr(book.env, "QUICK", True)
+    few = book.sized(data)
+    assert len(few.train_labels) == book.QUICK_SIZE["n_train"] < n
+    assert len(few.test_labels) == book.QUICK_SIZE["n_test"] < n
+    assert torch.equal(few.train_labels, data.train_labels[:len(few.train_labels)])
+
+
 def test_glue_without_myst_nb_shows_only_what_it_is_asked_to(monkeypatch):
     from mnist_lib import book
 

@@ -237,6 +237,7 @@ def test_a_wider_margin_takes_the_simplest_arm_within_it_then_the_higher_mean():
     assert strict == protocol2.decide(record, margin=protocol2.MARGIN)
     means = wide["means"]
     within = [n for n in means if means[wide["best"]] - means[n] <= 0.05 + 1e-9]
+    assert wide["within"] == within  # the arms it chose among
     arms = {a["name"]: a for a in record["arms"]}
     simplest = min(protocol2.simplicity(arms[n]) for n in within)
     tied = [n for n in within if protocol2.simplicity(arms[n]) == simplest]

@@ -9,6 +9,7 @@ record with the library as it is now (mnist_lib.records) that these rest on."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 from pathlib import Path
@@ -336,9 +337,11 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
     statistics: it is the table's (mean and interval), and below zero.
     Exercise 2: the confirmation's seeds whose verdict changed are five or
     fewer (so, as the solution says, no split of them could reach p < 0.05),
-    and McNemar's p of the split is the table's. Exercise 3: the held-out runs
-    it compares with the test are the final recipe's (the confirmation's
-    reduced recipe is the recipe the final test trained)."""
+    and McNemar's p of the split is the table's. Exercise 3: Fisher's interval
+    for the no-dropout arm's correlation with the full recipe includes zero
+    and excludes +0.5, and the held-out runs the chapter compares with the
+    test are the final recipe's (the confirmation's reduced recipe is the
+    recipe the final test trained)."""
     from mnist_lib.stats import pass_change_p, t_critical
 
     ablation = record("ablation")
@@ -364,6 +367,11 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
     assert 2 * 0.5 ** 5 > 0.05  # the most lopsided split of five
     p = pass_change_p(met["reduced recipe"], met["full recipe"])
     assert p == rows("confirm")["reduced recipe"]["vs"]["met_p"]
+
+    nodrop = last3_means("no dropout")
+    r = statistics.correlation(list(nodrop.values()), [full[s] for s in nodrop])
+    z, se = math.atanh(r), 1 / math.sqrt(len(nodrop) - 3)
+    assert math.tanh(z - 1.96 * se) < 0 < math.tanh(z + 1.96 * se) < 0.5
 
     final, reduced = record("final_test_round1"), confirm["arms"][1]
     assert reduced["name"] == "reduced recipe"

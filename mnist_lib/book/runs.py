@@ -25,6 +25,14 @@ def train(name: str, data: MNIST, **overrides) -> tuple[nn.Module, History]:
     return run(name, data, **overrides)
 
 
+def sized(data: MNIST) -> MNIST:
+    """The data a chapter's own loop trains on: all of it, or in quick mode
+    (the book's test build) the first `QUICK_SIZE` digits, as `train` uses."""
+    if not env.QUICK:
+        return data
+    return data.subset(env.QUICK_SIZE["n_train"], env.QUICK_SIZE["n_test"])
+
+
 def glue_result(key: str, hist: History, last: int = TARGET.last) -> dict[str, Any]:
     """Glue a run's standard numbers under `<key>_<field>`; return them as a dict.
 
