@@ -601,6 +601,61 @@ def intervals(groups: dict[str, dict[str, dict]]) -> Figure:
     return fig
 
 
+def data_split(n_train: int = 60_000, n_test: int = 10_000,
+               holdout: int | None = None) -> Figure:
+    """MNIST's digits as one bar, split as the book uses them: the first
+    training digits, which every design run learns from; the last `holdout`
+    training digits (held-out), which decide; the test digits, which report
+    once a round, for runs that learn from all `n_train`."""
+    from .data import HOLDOUT
+
+    holdout = HOLDOUT if holdout is None else holdout
+    if not 0 < holdout < n_train:
+        raise ValueError(f"holdout must lie between 0 and n_train={n_train:,}, "
+                         f"got {holdout:,}")
+    k = 1000  # drawn in thousands
+    parts = [(0, n_train - holdout, f"first {n_train - holdout:,} training "
+              "digits:\nevery design run learns here", "#9ecae1"),
+             (n_train - holdout, holdout, f"last {holdout:,}\nheld-out:\ndecide",
+              "#fdae6b"),
+             (n_train, n_test, f"{n_test:,} test\ndigits: report,\nonce a round",
+              "#a1d99b")]
+    fig = _figure(7.5, 1.6)
+    ax = fig.subplots()
+    for start, width, label, colour in parts:
+        ax.barh(0, width / k, left=start / k, color=colour, edgecolor="black")
+        ax.text((start + width / 2) / k, 0, label, ha="center", va="center",
+                fontsize=8)
+    ax.annotate("", xy=(n_train / k, 0.55), xytext=(0, 0.55),
+                annotation_clip=False, arrowprops=dict(arrowstyle="<->"))
+    ax.text(n_train / 2 / k, 0.62, f"the final tests' runs learn from all "
+            f"{n_train:,}", ha="center", fontsize=8)
+    ax.set(xlim=(0, (n_train + n_test) / k), ylim=(-0.5, 0.9),
+           xlabel="thousands of digits", yticks=[])
+    for side in ("top", "left", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def stages(boxes: Sequence[str]) -> Figure:
+    """A method as boxes left to right, joined by arrows: one box per stage,
+    each with its text (lines split by newlines), e.g. which seeds and
+    digits it uses and what it decides."""
+    if not boxes:
+        raise ValueError("stages needs at least one box to draw")
+    fig = _figure(2.7 * len(boxes), 1.9)
+    ax = fig.subplots()
+    for i, text in enumerate(boxes):
+        ax.text(3.2 * i, 0, text, ha="center", va="center", fontsize=8,
+                bbox=dict(boxstyle="round", fc="#eef3fa", ec="#4a6fa5"))
+        if i:
+            ax.annotate("", xy=(3.2 * i - 1.45, 0), xytext=(3.2 * i - 1.75, 0),
+                        arrowprops=dict(arrowstyle="->"))
+    ax.set(xlim=(-1.6, 3.2 * (len(boxes) - 1) + 1.6), ylim=(-1, 1))
+    ax.axis("off")
+    return fig
+
+
 def pass_rate_shift(runs: Sequence[dict], shifts: Sequence[float] | None = None,
                     threshold: float = TARGET.accuracy) -> Figure:
     """What a change of the mean does near the line: the share of `runs` (a

@@ -153,12 +153,17 @@ def decision_frame(decision: dict[str, Any]):
     the runs that met the rule (held-out), and whether it stays."""
     import pandas as pd  # only a chapter's table needs it
 
-    from .study import interval
+    from .study import points
+
+    def short(i: dict[str, Any]) -> str:  # "+0.051 (-0.001 to +0.102)"
+        d, ci = i["delta"], i["delta_ci"]
+        return f"{points(d)} ({points(d - ci)} to {points(d + ci)})"
 
     return pd.DataFrame({
         "ingredient": [ingredient_of(i["arm"]) for i in decision["ingredients"]],
         "arm that tests it": [i["arm"] for i in decision["ingredients"]],
-        "arm − full recipe": [interval(i) for i in decision["ingredients"]],
+        "arm − full recipe, points (95% interval)": [
+            short(i) for i in decision["ingredients"]],
         "seeds meeting the rule, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
         "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],

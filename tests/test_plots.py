@@ -417,3 +417,32 @@ def test_rf_stack_fills_as_many_units_as_the_rf_formula_gives():
                 filled[row] = filled.get(row, 0) + 1
         assert [filled[r] for r in sorted(filled)] == want
         assert ax.get_xlabel() == f"input pixels seen: {want[0]}"
+
+
+def test_stages_draws_one_box_per_stage_with_its_text_and_arrows_between():
+    from matplotlib.text import Annotation
+
+    from mnist_lib import plots
+
+    fig = plots.stages(["screen\nseeds 0-9", "decide\nseeds 10-39", "test"])
+    ax = fig.axes[0]
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    boxes = [t for t in ax.texts if not isinstance(t, Annotation)]
+    assert [t.get_text() for t in boxes] == ["screen\nseeds 0-9",
+                                             "decide\nseeds 10-39", "test"]
+    assert all(t.get_bbox_patch() is not None for t in boxes)  # boxed
+    assert len(arrows) == 2  # between the boxes, none before the first
+    with pytest.raises(ValueError, match="at least one box"):
+        plots.stages([])
+
+
+def test_data_split_draws_the_three_parts_to_scale_and_refuses_a_bad_holdout():
+    from mnist_lib import plots
+
+    ax = plots.data_split().axes[0]
+    bars = [(p.get_x(), p.get_width()) for p in ax.patches]
+    assert bars == [(0, 50), (50, 10), (60, 10)]  # thousands of digits
+    labels = " ".join(t.get_text() for t in ax.texts)
+    assert "first 50,000" in labels and "last 10,000" in labels
+    with pytest.raises(ValueError, match="holdout must lie between"):
+        plots.data_split(holdout=60_000)
