@@ -191,10 +191,11 @@ def in_fresh_process(run_fn, device: torch.device, *args, **kwargs
 
 
 def benchmark(root: str = "data", epochs: int = TARGET.max_epochs, repeats: int = 1,
-              device: str = "auto", quick: bool = False, progress: bool = True
-              ) -> dict[str, Any]:
+              device: str = "auto", quick: bool = False, progress: bool = True,
+              model: str = FINAL_MODEL) -> dict[str, Any]:
     """Run both pipelines `repeats` times, alternating, each run in a process
-    of its own; return the report."""
+    of its own; return the report. The library trains `model` (the book's
+    final model unless told), the reference its own small net."""
     dev = best_device(device)
     sizes = dict(n_train=2000, n_test=1000) if quick else {}
     load_mnist(root, verbose=False)  # fetched and checked once, before any run
@@ -205,7 +206,7 @@ def benchmark(root: str = "data", epochs: int = TARGET.max_epochs, repeats: int 
                 print(f"repeat {rep + 1}/{repeats}: {name} ...", flush=True)
             if name == "library":
                 runs.append(in_fresh_process(library_run, dev, root, epochs, dev,
-                                             seed=rep, **sizes))
+                                             seed=rep, model=model, **sizes))
             else:
                 runs.append(in_fresh_process(reference_run, dev, root, epochs, dev,
                                              seed=rep, workers=0 if quick else 2,
@@ -216,7 +217,7 @@ def benchmark(root: str = "data", epochs: int = TARGET.max_epochs, repeats: int 
         "speedup_epoch": b["epoch_s_median"] / a["epoch_s_median"],
         "speedup_run": b["run_s"] / a["run_s"],
         "epochs": epochs, "repeats": repeats, "quick": quick,
-        "model": FINAL_MODEL,
+        "model": model,
         # What the library trained with and on, as its History recorded it (its
         # precision is the recipe's; the reference always runs in fp32).
         "config": lib[0]["config"],

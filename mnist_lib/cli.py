@@ -603,10 +603,19 @@ def bench_cmd(argv: list[str], prog: str) -> int:
     p.add_argument("--loops", action="store_true",
                    help="instead: the library's loop eager, with CUDA graphs "
                         "(on a GPU) and with torch.compile, on --device")
+    p.add_argument("--model", default=FINAL_MODEL,
+                   help=f"the model the library's pipeline trains with its recipe "
+                        f"(default {FINAL_MODEL}, the final model); not with --loops")
     p.add_argument("--json", help="write the report as JSON to this file")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.repeats < 1:
         p.error("--epochs and --repeats must be >= 1")
+    if args.model not in RECIPES:
+        p.error(f"--model {args.model}: no such model; choose one of "
+                f"{', '.join(RECIPES)}")
+    if args.loops and args.model != FINAL_MODEL:
+        p.error("--model is for the pipeline benchmark; --loops always times "
+                f"the final model, {FINAL_MODEL}")
     if args.json and (why := unwritable(args.json)):
         p.error(f"--json: {why}")
     try:
@@ -619,7 +628,8 @@ def bench_cmd(argv: list[str], prog: str) -> int:
         print(bench.loops_table(rep))
     else:
         rep = bench.benchmark(args.data, 1 if args.quick else args.epochs,
-                              args.repeats, args.device, args.quick)
+                              args.repeats, args.device, args.quick,
+                              model=args.model)
         print(bench.table(rep))
     if args.json:
         atomic_write_json(args.json, rep)

@@ -410,6 +410,67 @@ def test_prose_strings_are_found_and_claims_spared():
     assert _prose_strings(code) == ["The ladder says this helps a great deal."]
 
 
+def _bound_and_used(code: str) -> tuple[set[str], set[str]]:
+    """The names a cell binds at its top level (assignments, loops, imports,
+    defs) and the names it reads that nothing in the cell binds."""
+    import ast
+    import builtins
+
+    tree = ast.parse(code)
+    bound, local = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            if isinstance(node, ast.FunctionDef):
+                local |= {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+        elif isinstance(node, ast.Lambda):
+            local |= {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    used = {node.id for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return bound, used - bound - local - set(dir(builtins))
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_visible_code_uses_no_name_that_only_a_hidden_cell_defines(md):
+    """A learner copies the code the page shows: a visible cell that reads a
+    name only a hidden cell binds (a list of rungs, a chosen arm) fails with
+    a NameError outside the notebook. Hidden cells may read visible names."""
+    shown, hidden_only, leaks = set(), set(), []
+    for hidden, code in load_script("codelines").cells(md.read_text()):
+        bound, used = _bound_and_used("\n".join(code))
+        if hidden:
+            hidden_only |= bound - shown
+        else:
+            leaks += sorted(used & hidden_only - shown)
+            shown |= bound
+            hidden_only -= bound
+    assert not leaks, f"{md.name}: visible code reads {leaks}, bound only in hidden cells"
+
+
+def test_a_name_bound_only_in_a_hidden_cell_is_caught():
+    import textwrap
+    page = textwrap.dedent("""\
+        ```{code-cell} ipython3
+        :tags: [remove-cell]
+
+        LAST4 = ("a", "b")
+        ```
+
+        ```{code-cell} ipython3
+        print([n for n in LAST4])
+        ```
+        """)
+    cells = load_script("codelines").cells(page)
+    assert [h for h, _ in cells] == [True, False]
+    bound, _ = _bound_and_used("\n".join(cells[0][1]))
+    _, used = _bound_and_used("\n".join(cells[1][1]))
+    assert "LAST4" in bound & used
+
+
 @pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
 def test_concept_boxes_are_open(md):
     """A concept box carries the idea a chapter needs where it is first used:
