@@ -37,8 +37,8 @@ def bench_lag(record: dict[str, Any]) -> str:
 
     model = record["model"]
     if model != FINAL_MODEL:
-        return (f"It trained {model}, before {FINAL_MODEL} became the final "
-                f"model: the times compare the two pipelines on {model}.")
+        return (f"It trained {model}, not the final model ({FINAL_MODEL}): "
+                f"the times compare the two pipelines on {model}.")
     lags = recipe_differences(record, model) + (
         model_differences(record, model) if record.get("layers") else ["layers"])
     if lags:
