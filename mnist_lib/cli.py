@@ -427,8 +427,9 @@ def study_cmd(argv: list[str], prog: str) -> int:
     p = new_parser(prog, "A study of results/protocol.md (round 1: the held-out "
                    "ladder, the ablation of its candidate, the confirmation, the "
                    "final test) or results/protocol2.md (round 2: screen, select, "
-                   "gap, final2), or a book model over seeds (seeds), every arm "
-                   "with the same seeds, resumable; two processes may share one "
+                   "gap, final2), the step chapters' exercises (exercises, "
+                   "results/exercises.md), or a book model over seeds (seeds), "
+                   "every arm with the same seeds, resumable; two processes may share one "
                    "--out with --part 1/2 and 2/2.", epilog=recipe_table())
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
                                       *protocol2.SEEDS],

@@ -210,7 +210,30 @@ def final_test(model: str, config: Any) -> Design:
                                      model, config, None, 3),), "test")
 
 
-DESIGNS = {"ladder": ladder, "ablation": ablation}
+def exercises() -> Design:
+    """The step chapters' try-it exercises (results/exercises.md): three
+    ladder rungs, each trained again beside the same rung with one change,
+    so that a student's prediction has a recorded answer. Decides nothing."""
+    rungs = {a.name: a for a in ladder().arms}
+
+    def pair(rung: str, name: str, change: str, step: int,
+             model: str | None = None, **fields: Any) -> tuple[Arm, Arm]:
+        ref = replace(rungs[rung], against=None)
+        return ref, Arm(name, change, model or ref.model,
+                        replace(ref.config, **fields), rung, step)
+
+    arms = (
+        *pair("baseline", "no momentum", "plain SGD: momentum 0 instead of 0.9",
+              1, momentum=0.0),
+        *pair("learning rate 0.05", "no BatchNorm at 0.05", "Model_1's layers "
+              "(no BatchNorm) at the same rate of 0.05", 2, "Model_1"),
+        *pair("augmentation", "rotation 15", "rotation by up to 15 degrees "
+              "instead of 7", 3, rotation=15.0),
+    )
+    return Design("exercises", arms, "holdout", "results/exercises.md")
+
+
+DESIGNS = {"ladder": ladder, "ablation": ablation, "exercises": exercises}
 
 
 def seed_study(model: str, config: Any = None, split: str = "holdout") -> Design:
