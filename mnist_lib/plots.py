@@ -643,15 +643,15 @@ def stages(boxes: Sequence[str]) -> Figure:
     digits it uses and what it decides."""
     if not boxes:
         raise ValueError("stages needs at least one box to draw")
-    fig = _figure(2.7 * len(boxes), 1.9)
+    fig = _figure(2.6 * len(boxes), 1.5)
     ax = fig.subplots()
     for i, text in enumerate(boxes):
-        ax.text(3.2 * i, 0, text, ha="center", va="center", fontsize=8,
+        ax.text(3.2 * i, 0, text, ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round", fc="#eef3fa", ec="#4a6fa5"))
         if i:
-            ax.annotate("", xy=(3.2 * i - 1.45, 0), xytext=(3.2 * i - 1.75, 0),
+            ax.annotate("", xy=(3.2 * i - 1.3, 0), xytext=(3.2 * i - 1.9, 0),
                         arrowprops=dict(arrowstyle="->"))
-    ax.set(xlim=(-1.6, 3.2 * (len(boxes) - 1) + 1.6), ylim=(-1, 1))
+    ax.set(xlim=(-1.6, 3.2 * (len(boxes) - 1) + 1.6), ylim=(-0.8, 0.8))
     ax.axis("off")
     return fig
 

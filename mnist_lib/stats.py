@@ -1,7 +1,8 @@
 """The statistics the studies use, in plain Python (the `math` module only):
 
 - `paired_difference`: the mean difference of two arms paired by seed, and
-  its t interval (`t_critical`);
+  its t interval (`t_critical`); `welch_difference`, the same for two sets
+  of runs that share no seeds;
 - `pass_change_p`: whether a change altered which seeds pass (McNemar's
   exact test);
 - `pass_rate_lower_bound`: the lowest pass rate a record of passes allows
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def paired_difference(after: dict[int, float], before: dict[int, float],
@@ -37,6 +38,31 @@ def paired_difference(after: dict[int, float], before: dict[int, float],
         return (statistics.fmean(diffs) if n else math.nan), math.nan, math.nan, n
     se = statistics.stdev(diffs) / math.sqrt(n)
     return statistics.fmean(diffs), se, t_critical(n - 1, confidence) * se, n
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float],
+                     confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """mean(`a`) minus mean(`b`) for two unpaired sets of runs (other seeds,
+    or other digits): the difference, its standard error √(s_a²/n_a +
+    s_b²/n_b) with each side's own spread, the half-width of its
+    `confidence` interval (t_critical(df) x SE) and df, the Welch-
+    Satterthwaite degrees of freedom, rounded down as a t table is read.
+    Each side needs at least two runs.
+
+    Unlike the pooled t interval it does not assume that the two spreads
+    are equal. Reference: Welch (1947), "The generalization of 'Student's'
+    problem when several different population variances are involved",
+    Biometrika 34(1-2), 28-35.
+    """
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"each side needs at least two runs; got {len(a)} and "
+                         f"{len(b)}")
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    df = math.floor((va + vb) ** 2 / (va ** 2 / (len(a) - 1)
+                                      + vb ** 2 / (len(b) - 1)))
+    se = math.sqrt(va + vb)
+    return (statistics.fmean(a) - statistics.fmean(b), se,
+            t_critical(df, confidence) * se, df)
 
 
 def t_critical(df: int, confidence: float = 0.95) -> float:

@@ -9,7 +9,7 @@ import pytest
 
 from mnist_lib.stats import (paired_difference, pass_change_p, pass_rate_interval,
                              pass_rate_lower_bound,
-                             t_critical)
+                             t_critical, welch_difference)
 
 
 @pytest.mark.parametrize("df, confidence, t", [
@@ -38,6 +38,29 @@ def test_paired_difference_by_hand():
     assert ci == pytest.approx(4.303 / math.sqrt(3), abs=1e-3)
     delta, se, ci, n = paired_difference({0: 1.5}, {0: 1.0})  # one pair: no interval
     assert (delta, n) == (0.5, 1) and math.isnan(se) and math.isnan(ci)
+
+
+def test_welch_difference_matches_a_published_example():
+    # Welch's t-test, Wikipedia's first example (two samples of 15 with
+    # unequal spreads): t = -2.46 with 24.99 degrees of freedom.
+    a = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6,
+         19.0, 21.7, 21.4]
+    b = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1,
+         22.9, 20.5, 24.4]
+    delta, se, half, df = welch_difference(a, b)
+    assert delta / se == pytest.approx(-2.46, abs=0.005)
+    assert df == 24  # 24.99, rounded down as a t table is read
+    assert half == pytest.approx(t_critical(24) * se)
+
+
+def test_welch_difference_is_the_pooled_interval_when_spreads_and_sizes_agree():
+    # Equal sizes and variances: Welch's df is 2(n - 1), its SE the pooled one.
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 3.0, 4.0, 5.0]
+    delta, se, half, df = welch_difference(a, b)
+    assert (delta, df) == (-1.0, 6)
+    assert se == pytest.approx(math.sqrt(2 * (5 / 3) / 4))
+    with pytest.raises(ValueError, match="at least two runs"):
+        welch_difference([1.0], b)
 
 
 @pytest.mark.parametrize("b, c, p", [
