@@ -884,13 +884,13 @@ def test_rf_explorer_computes_what_the_calculator_does(site, browser):
     import torch.nn as nn
 
     from mnist_lib.bench import ReferenceNet
-    from mnist_lib.models import MODELS
+    from mnist_lib.models import CANDIDATES, MODELS
     from mnist_lib.rf import receptive_field
 
     page = _explorer(site, browser)
     data = page.evaluate(
         "JSON.parse(document.getElementById('rf-presets').textContent)")
-    nets = {name: cls() for name, cls in MODELS.items()}
+    nets = {name: cls() for name, cls in (MODELS | CANDIDATES).items()}
     nets["ReferenceNet"] = ReferenceNet()
     assert [p["name"] for p in data["presets"]] == list(nets) and not data["skipped"]
     assert data["size"] == 28 and len(data["digit"]["pixels"]) == 28

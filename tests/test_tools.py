@@ -218,3 +218,15 @@ def test_clis_refuse_an_unwritable_output_before_they_run(command, flag, target,
     err = capsys.readouterr().err
     expected = "cannot write" if target == "in_a_file" else "is a folder"
     assert f"{flag}: " in err and str(path) in err and expected in err
+
+
+def test_step_profile_shares_a_steps_cpu_time_among_its_operations():
+    from mnist_lib.bench import step_profile
+    from mnist_lib.models import Model_2
+
+    shares, ops = step_profile(Model_2(), torch.device("cpu"), batch=8, steps=2)
+    values = [share for _, share in shares]
+    assert values == sorted(values, reverse=True)
+    assert sum(values) == pytest.approx(1.0)
+    assert ops > 10  # a forward, backward and SGD step: dozens of operations
+    assert any("conv" in name for name, _ in shares[:5])
