@@ -23,7 +23,7 @@ import statistics
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from .config import TrainConfig, as_json
 from .data import HOLDOUT, MNIST
@@ -405,6 +405,19 @@ def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
             row |= {"vs": compare(record, arm["name"], arm["against"])}
         rows.append(row)
     return rows
+
+
+def median_half_width(record: dict[str, Any],
+                      names: Sequence[str] | None = None) -> float:
+    """The median half-width, in points, of a record's 95% intervals (each
+    arm against the arm it is compared with; only the arms in `names` where
+    given): how small a difference its seeds typically resolve."""
+    halves = [row["vs"]["delta_ci"] for row in summarise(record)
+              if row.get("vs") and (names is None or row["name"] in names)]
+    if not halves:
+        raise ValueError("no arm of this record (among those named) is compared "
+                         "with another: there is no interval to take")
+    return statistics.median(halves)
 
 
 def mean_curve(arm: dict[str, Any], key: str = "eval_acc") -> list[float]:

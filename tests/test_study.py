@@ -370,3 +370,38 @@ def test_each_ablation_arm_names_the_ladder_rung_it_tests():
     assert set(tested) <= rungs and len(set(tested)) == len(arms)
     assert protocol.ingredient_of("batch 128") == "batch 256"
     assert protocol.ingredient_of("no dropout") == "dropout"
+
+
+def test_median_half_width_is_the_median_of_the_compared_arms_intervals():
+    def arm(name, against, means):
+        return {"name": name, "change": "", "model": "M", "params": 1,
+                "against": against,
+                "runs": [{"seed": s, "last3": [m, m, m], "met": False,
+                          "machine": "here"} for s, m in enumerate(means)]}
+
+    # Against A, B's differences are 1, 2, 3 (half-width t(2) x 1/sqrt(3)),
+    # C's are 1, 1, 4 (SD sqrt(3): half-width t(2)); A is compared with nothing.
+    record = {"arms": [arm("A", None, [0.0, 0.0, 0.0]),
+                       arm("B", "A", [1.0, 2.0, 3.0]),
+                       arm("C", "A", [1.0, 1.0, 4.0])]}
+    from mnist_lib.stats import t_critical
+
+    t2 = t_critical(2)
+    halves = sorted([t2 / 3 ** 0.5, t2])
+    assert study.median_half_width(record) == pytest.approx(sum(halves) / 2)
+    assert study.median_half_width(record, ["C"]) == pytest.approx(t2)
+    with pytest.raises(ValueError, match="no arm"):
+        study.median_half_width(record, ["A"])
+
+
+def test_each_exercise_arm_is_its_ladder_rung_with_one_change():
+    design = protocol.exercises()
+    rungs = {a.name: a for a in protocol.ladder().arms}
+    exercise_arms = [a for a in design.arms if a.against]
+    assert len(exercise_arms) == 3
+    for arm in exercise_arms:
+        ref = design.arm(arm.against)
+        # The reference is the ladder's rung itself: same model, same recipe.
+        assert (ref.model, ref.config) == (rungs[ref.name].model, rungs[ref.name].config)
+        changed = config_differences(arm.config, as_json(ref.config))
+        assert len(changed) + (arm.model != ref.model) == 1, (arm.name, changed)
