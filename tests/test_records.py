@@ -420,6 +420,7 @@ def test_the_step_chapters_exercise_answers_as_their_solutions_state_them():
     assert all(math.isfinite(a) and a < 15 for a in stuck)  # chance, no NaN
     assert by_name["no BatchNorm at 0.05"]["vs"]["verdict"] == "no measurable effect"
     trained = [k for k in nobn if k not in dead]
+    assert all(nobn[k] < means("baseline")[k] for k in nobn)  # all ten below 0.01
     for other in ("learning rate 0.05", "baseline"):
         ref = means(other)
         d, _, h, n = paired_difference({k: nobn[k] for k in trained},
