@@ -12,8 +12,9 @@ the library's loop with and without its speed-ups for a GPU.
     (batch 128, 2 workers), a ~6k-parameter net, SGD with StepLR.
 
 `step_profile` says where one training step's time goes, operation by
-operation (`torch.profiler`). Both pipelines run alternating, for the same epochs on the same device; each epoch's
-time includes its test-set evaluation. Each run has a fresh Python process of
+operation (`torch.profiler`). Both pipelines run alternating, for the same
+epochs on the same device; each epoch's time includes its test-set
+evaluation. Each run has a fresh Python process of
 its own, so that its peak memory is its own: in one process, the memory one
 run's allocator kept for reuse would count in the next run's peak.
 """
@@ -21,6 +22,7 @@ run's allocator kept for reuse would count in the next run's peak.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import platform
 import resource
 import statistics
@@ -336,7 +338,6 @@ def step_profile(model: nn.Module, device: torch.device, batch: int = 128,
     CPU time spent in it alone (its self time), largest first, and the
     operations a step runs. On a GPU the CPU's time is mostly the launching
     of work. The profiler's own messages to stderr are silenced."""
-    import os
     from torch.profiler import ProfilerActivity, profile
 
     model = model.to(device)

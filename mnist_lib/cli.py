@@ -429,8 +429,8 @@ def study_cmd(argv: list[str], prog: str) -> int:
                    "final test) or results/protocol2.md (round 2: screen, select, "
                    "gap, final2), the step chapters' exercises (exercises, "
                    "results/exercises.md), or a book model over seeds (seeds), "
-                   "every arm with the same seeds, resumable; two processes may share one "
-                   "--out with --part 1/2 and 2/2.", epilog=recipe_table())
+                   "every arm with the same seeds, resumable; two processes may "
+                   "share one --out with --part 1/2 and 2/2.", epilog=recipe_table())
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
                                       *protocol2.SEEDS],
                    help="which study to run: confirm and final read round 1's "

@@ -322,3 +322,10 @@ def test_a_recorded_model_is_found_as_a_record_is(monkeypatch, tmp_path):
     with torch.no_grad():
         assert torch.equal(book.load_model("final_model").net(x), expected)
     assert [u.rsplit("/", 2)[-2:] for u in asked] == [["results", "final_model.pt"]]
+
+
+def test_percents_prints_accuracies_as_the_pages_do():
+    from mnist_lib import book
+
+    assert book.percents([99.48, 99.4, 98.125]) == "99.48%, 99.40%, 98.12%"
+    assert book.percents([]) == ""

@@ -23,13 +23,13 @@ from .claims import bench_lag, claim, time_change
 from .env import BRANCH, QUICK_SIZE, REPOSITORY, checkout, data_root, repo_root
 from .recorded import load_model, load_record, need_records, record_url, shipped_folder
 from .render import GLUE_ROLE, GLUED, fill, glue, show, source
-from .runs import glue_arm, glue_result, load_study, sized, train
+from .runs import glue_arm, glue_result, load_study, percents, sized, train
 
 __all__ = ["BRANCH", "BUILD", "GLUED", "GLUE_ROLE", "QUICK", "QUICK_SIZE",
            "REPOSITORY", "bench_lag", "checkout", "claim", "data_root", "fill",
            "glue", "glue_arm", "glue_result", "load_model", "load_record", "load_study",
-           "need_records", "record_url", "repo_root", "shipped_folder", "show", "sized",
-           "source", "time_change", "train"]
+           "need_records", "percents", "record_url", "repo_root", "shipped_folder",
+           "show", "sized", "source", "time_change", "train"]
 
 
 def __getattr__(name: str):

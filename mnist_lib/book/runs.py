@@ -57,7 +57,7 @@ def glue_result(key: str, hist: History, last: int = TARGET.last) -> dict[str, A
     glue(f"{key}_best_train", f"{result['best_train']:.2f}%")
     glue(f"{key}_best_test", f"{result['best_test']:.2f}%")
     glue(f"{key}_final_test", f"{result['final_test']:.2f}%")
-    glue(f"{key}_last", ", ".join(f"{a:.2f}%" for a in accs))
+    glue(f"{key}_last", percents(accs))
     glue(f"{key}_min_last", f"{result['min_last']:.2f}%")
     glue(f"{key}_gap", f"{result['gap']:+.2f} points")
     glue(f"{key}_met", "yes" if met else "no")
@@ -76,6 +76,11 @@ def load_study(name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
     record = load_record(name)
     return record, {row["name"]: row for row in study.summarise(record)}
+
+
+def percents(accuracies) -> str:
+    """Accuracies as a page prints them, two decimals each: "99.48%, 99.46%"."""
+    return ", ".join(f"{a:.2f}%" for a in accuracies)
 
 
 def glue_arm(key: str, row: dict[str, Any]) -> None:
