@@ -258,6 +258,27 @@ class Model_4_dropout(Model_4):
         super().__init__(dropout=0.05)
 
 
+class Model_4_no_pool(Model_4_dropout):
+    """Step 3's Exercise 2 (results/exercise_pool.md): Model_4_dropout with
+    the transition's max-pool taken out and nothing else changed, so the
+    jump stays 2 and the last convolutions work on larger maps. The same
+    weights, in the same order, as Model_4_dropout: one seed starts both
+    from the same numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transition[0] = nn.Identity()  # the pool, taken out
+        # Model_4_dropout's layers, with the shapes they now give:
+        # block1: 3x3 stride 2                          # 14x14x10, RF 3, j 2
+        # block1: 3x3                                   # 12x12x16, RF 7
+        # block1: 3x3                                   # 10x10x16, RF 11
+        # transition: 1x1                               # 10x10x10, RF 11, j 2
+        # block2: 3x3 padding 1                         # 10x10x16, RF 15
+        # block2: 3x3                                   # 8x8x14, RF 19
+        # output: global average pooling                # 1x1x14, RF global
+        # output: 1x1                                   # 1x1x10
+
+
 # ------------------------------------------------- round 2's candidates
 # The layout most published solutions of this assignment share, which round 1
 # never tried (results/protocol2.md): 3x3 convolutions at the full 28x28
@@ -359,12 +380,14 @@ MODELS: dict[str, type[nn.Module]] = {
     "Model_4": Model_4, "Model_5": Model_5,
 }
 FINAL_MODEL = "Model_8"  # round 2's choice (results/selection.json)
-# Nets that are only rungs of Step 2's ladder (`mnist_lib.protocol.ladder`), between
-# Model_1 and Model_2: trained by the ladder, not by a chapter.
+# Nets that are only rungs of the held-out ladder (`mnist_lib.protocol.ladder`):
+# trained by the ladder, not by a chapter.
 RUNG_MODELS: dict[str, type[nn.Module]] = {
     "Model_1_BN": Model_1_BN, "Model_1_GAP": Model_1_GAP,
     "Model_4_dropout": Model_4_dropout,
 }
+# A net that only an exercise's record trains (results/exercise_pool.md).
+EXERCISE_MODELS: dict[str, type[nn.Module]] = {"Model_4_no_pool": Model_4_no_pool}
 # Round 2's candidate nets (results/protocol2.md), trained by its studies.
 CANDIDATES: dict[str, type[nn.Module]] = {
     "Model_6": Model_6, "Model_7": Model_7, "Model_8": Model_8,
@@ -372,7 +395,7 @@ CANDIDATES: dict[str, type[nn.Module]] = {
 
 
 # Every name `get_model` builds.
-NAMED = MODELS | RUNG_MODELS | CANDIDATES
+NAMED = MODELS | RUNG_MODELS | CANDIDATES | EXERCISE_MODELS
 
 
 def get_model(name: str) -> nn.Module:

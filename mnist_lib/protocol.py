@@ -233,7 +233,19 @@ def exercises() -> Design:
     return Design("exercises", arms, "holdout", "results/exercises.md")
 
 
-DESIGNS = {"ladder": ladder, "ablation": ablation, "exercises": exercises}
+def exercise_pool() -> Design:
+    """Step 3's Exercise 2 (results/exercise_pool.md): the "transition block"
+    rung trained again beside the same net with its max-pool taken out.
+    Decides nothing."""
+    rung = replace(ladder().arm("transition block"), against=None)
+    return Design("exercise_pool", (rung, Arm(
+        "no pool", "Model_4_dropout without the transition's max-pool (the "
+        "same weights; RF before the pooling 29 -> 19)", "Model_4_no_pool",
+        rung.config, rung.name, 3)), "holdout", "results/exercise_pool.md")
+
+
+DESIGNS = {"ladder": ladder, "ablation": ablation, "exercises": exercises,
+           "exercise_pool": exercise_pool}
 
 
 def seed_study(model: str, config: Any = None, split: str = "holdout") -> Design:

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_lib.models import (CANDIDATES, FINAL_MODEL, MODELS, RUNG_MODELS,
-                              count_parameters, get_model)
+from mnist_lib.models import (CANDIDATES, EXERCISE_MODELS, FINAL_MODEL, MODELS,
+                              RUNG_MODELS, count_parameters, get_model)
 from mnist_lib.rf import receptive_field
 from mnist_lib.summary import summary
 
-# The book's models, the nets that are only rungs of its ladder, round 2's candidates.
-EVERY = MODELS | RUNG_MODELS | CANDIDATES
+# The book's models, the nets that are only rungs of its ladder, round 2's
+# candidates, and the net only an exercise's record trains.
+EVERY = MODELS | RUNG_MODELS | CANDIDATES | EXERCISE_MODELS
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -394,6 +394,34 @@ def test_median_half_width_is_the_median_of_the_compared_arms_intervals():
         study.median_half_width(record, ["A"])
 
 
+def test_the_pool_exercise_is_the_transition_rung_without_its_pool():
+    """results/exercise_pool.md: the reference is the ladder's rung itself;
+    the arm changes only the model, to the same weights with the max-pool
+    replaced by an identity, so a seed starts both arms from the same
+    numbers and the RF before the global pooling falls from 29 to 19."""
+    import torch
+    import torch.nn as nn
+
+    from mnist_lib.rf import receptive_field
+
+    ref, arm = protocol.exercise_pool().arms
+    rung = protocol.ladder().arm("transition block")
+    assert (ref.name, ref.model, ref.config, ref.against) == (
+        rung.name, rung.model, rung.config, None)
+    assert (arm.against, arm.config) == (ref.name, ref.config)
+    assert arm.model != ref.model
+    torch.manual_seed(0)
+    with_pool = get_model(ref.model)
+    torch.manual_seed(0)
+    without = get_model(arm.model)
+    assert isinstance(with_pool.transition[0], nn.MaxPool2d)
+    assert isinstance(without.transition[0], nn.Identity)
+    a, b = with_pool.state_dict(), without.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert [receptive_field(m, (1, 28, 28)).trunk.r_out
+            for m in (with_pool, without)] == [29, 19]
+
+
 def test_each_exercise_arm_is_its_ladder_rung_with_one_change():
     design = protocol.exercises()
     rungs = {a.name: a for a in protocol.ladder().arms}
