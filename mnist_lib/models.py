@@ -185,7 +185,7 @@ class Model_4(nn.Module):
     1x1) and more capacity. Pooling after RF 11 lets the later layers be
     wider for the same cost. Dropout is off by default (`dropout=` turns it
     on). By the protocol's rule (results/protocol.md) the final recipe left
-    the transition block out: leaving it out made no measurable difference.
+    the transition block out: the effect of leaving it out was not resolved.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:

@@ -333,7 +333,7 @@ def compare(record: dict[str, Any], name: str, against: str,
     """Arm `name` minus arm `against`, paired by seed over the seeds both ran
     on the same machine: the mean difference of their last-3 means
     (`delta`), the half-width of its `confidence` interval (`delta_ci`),
-    its verdict ("helps", "hurts", "no measurable effect"), the passes of
+    its verdict ("helps", "hurts", "not resolved"), the passes of
     each on those seeds and McNemar's p for the change in passes."""
     mine, theirs = paired_runs(record, name, against)
     both = list(mine)
@@ -384,10 +384,10 @@ def interval(vs: dict[str, Any]) -> str:
 def verdict(delta: float, ci: float) -> str:
     """The protocol's reading of a difference and its interval half-width."""
     if ci != ci:  # NaN: fewer than two pairs
-        return "no measurable effect"
+        return "not resolved"
     if delta - ci > 0:
         return "helps"
-    return "hurts" if delta + ci < 0 else "no measurable effect"
+    return "hurts" if delta + ci < 0 else "not resolved"
 
 
 def summarise(record: dict[str, Any]) -> list[dict[str, Any]]:
