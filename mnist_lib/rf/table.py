@@ -120,7 +120,10 @@ def trunk_of(rows: Sequence[RFRow], final: RFRow,
                 return row
             row = before[0]
     end = rows.index(final)
-    maps = [r for r in rows[:end + 1] if r.spatial and r.n_out not in (None, 1)]
+    # (Not copies of one global unit, as an adaptive pooling makes of it:
+    # global, with no jump between them.)
+    maps = [r for r in rows[:end + 1] if r.spatial and r.n_out not in (None, 1)
+            and not (r.global_out and r.j_out is None)]
     return maps[-1] if maps else final
 
 

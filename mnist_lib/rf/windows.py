@@ -130,20 +130,41 @@ def _conv_transpose(mod: nn.Module, row: RFRow, op: str, nd: int) -> Rule:
                             mod.output_padding, mod.dilation)
 
 
+def pool_rule(row: RFRow, op: str, nd: int, kernel, stride, padding, dilation=1,
+              ceil_mode=False) -> Rule:
+    """A pooling window. One that covers the whole map, without padding
+    (AvgPool2d(4) on a 4x4 map), is a global pooling at this input's size:
+    its one unit depends on every unit of the map, as after
+    AdaptiveAvgPool2d(1), so the table marks it global and quotes the RF
+    before it, whichever way the pooling is written."""
+    window = window_rule(row, op, kernel, stride, padding, dilation,
+                         ceil_mode=ceil_mode, nd=nd)
+
+    def rule(st: Spatial) -> Spatial:
+        if (st.nd == nd and st.axes == channels_first(nd)
+                and not any(per_axis(padding, nd))
+                and all(d == 1 for d in per_axis(dilation, nd))
+                and per_axis(kernel, nd) == tuple(ax.n for ax in st.dims)):
+            row.kernel = agreed(*per_axis(kernel, nd))
+            return st.each(Axis.whole)
+        return window(st)
+    return rule
+
+
 def _max_pool(mod: nn.Module, row: RFRow, op: str, nd: int) -> Rule:
-    return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
-                       mod.padding, mod.dilation, ceil_mode=mod.ceil_mode, nd=nd)
+    return pool_rule(row, op, nd, mod.kernel_size, mod.stride or mod.kernel_size,
+                     mod.padding, mod.dilation, ceil_mode=mod.ceil_mode)
 
 
 def _avg_pool(mod: nn.Module, row: RFRow, op: str, nd: int) -> Rule:
-    return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
-                       mod.padding, 1, ceil_mode=mod.ceil_mode, nd=nd)
+    return pool_rule(row, op, nd, mod.kernel_size, mod.stride or mod.kernel_size,
+                     mod.padding, ceil_mode=mod.ceil_mode)
 
 
 def _lp_pool(mod: nn.Module, row: RFRow, op: str, nd: int) -> Rule:
     # An average pool of x**p, without padding.
-    return window_rule(row, op, mod.kernel_size, mod.stride or mod.kernel_size,
-                       0, 1, ceil_mode=mod.ceil_mode, nd=nd)
+    return pool_rule(row, op, nd, mod.kernel_size, mod.stride or mod.kernel_size,
+                     0, ceil_mode=mod.ceil_mode)
 
 
 def _adaptive(mod: nn.Module, row: RFRow, op: str, nd: int) -> Rule:
@@ -250,38 +271,20 @@ _POOL_ARGS = {
 
 
 def _functional_pool(node: fx.Node, row: RFRow, nd: int, kind: str) -> Rule:
-    """F.max_pool2d, F.avg_pool2d, F.lp_pool2d and their 1-D and 3-D forms.
-    A window computed from the map's size (F.avg_pool2d(x, x.size()[2:]))
-    is what it is at the input's size: a global pooling where it covers the
-    whole map, the usual reason to write it; else that window (on a 12x7
-    map, x.size(3) is a 7x7 window, which leaves rows 7-11 out)."""
+    """F.max_pool2d, F.avg_pool2d, F.lp_pool2d and their 1-D and 3-D forms,
+    as the modules (`pool_rule`). A window computed from the map's size
+    (F.avg_pool2d(x, x.size()[2:])) is what it is at the input's size: a
+    global pooling where it covers the whole map, the usual reason to write
+    it; else that window (on a 12x7 map, x.size(3) is a 7x7 window, which
+    leaves rows 7-11 out)."""
     args = _call_args(node, _POOL_ARGS[kind])
     op = op_label(node)
-    computed = _computed([v for name, v in args.items() if name != "input"])
     k, stride, padding, dilation = (
         settled(args.get(name, default), op, name) for name, default in
         (("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1)))
     ceil_mode = settled(args.get("ceil_mode", False), op, "ceil_mode")
-    window = window_rule(row, op, k, stride or k, padding, dilation, ceil_mode=ceil_mode,
-                         nd=nd)
-    if not computed:
-        return window
-
-    def rule(st: Spatial) -> Spatial:
-        if st.nd == nd and st.axes == channels_first(nd) and not any(
-                per_axis(padding, nd)) and per_axis(k, nd) == tuple(
-                ax.n for ax in st.dims):
-            row.kernel = agreed(*per_axis(k, nd))
-            return st.each(Axis.whole)
-        return window(st)
-    return rule
-
-
-def _computed(settings: list[Any]) -> bool:
-    """Whether a functional op's settings (a window, a stride) are computed at
-    run time: graph nodes, alone or in a tuple, rather than numbers."""
-    return any(isinstance(v, fx.Node) or (isinstance(v, (tuple, list)) and any(
-        isinstance(x, fx.Node) for x in v)) for v in settings)
+    return pool_rule(row, op, nd, k, stride or k, padding, dilation,
+                     ceil_mode=ceil_mode)
 
 
 def _functional_adaptive(node: fx.Node, row: RFRow, nd: int) -> Rule:

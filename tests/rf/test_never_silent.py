@@ -133,7 +133,6 @@ def test_uneven_adaptive_pooling_reports_its_largest_rf_and_no_jump():
     (224, 7, 212),            # pool5 7x7: the adaptive pooling is the identity
     (320, 10, 212 + 2 * 32),  # 10 -> 7: uneven windows of 2 or 3 units
     (64, 2, 212 + 1 * 32),    # 2 -> 7: units repeat; window i = 3 spans both
-    (32, 1, 212),             # 1 -> 7: one unit, seven copies
 ])
 def test_vgg16_off_its_native_size_gives_whole_numbers(size, pool5, head):
     torchvision = pytest.importorskip("torchvision")
@@ -147,6 +146,41 @@ def test_vgg16_off_its_native_size_gives_whole_numbers(size, pool5, head):
     assert table.final.global_out and table.final.r_out == head
     for row in table.rows:
         assert row.j_out != 0 and (row.j_out == "uneven" or float(row.r_out).is_integer())
+
+
+def test_a_pooling_whose_window_covers_the_map_is_a_global_pooling():
+    """At 32x32, VGG-16's pool5 (MaxPool2d(2)) meets a 2x2 map: its one unit
+    pools the whole map, so it is global, as AdaptiveAvgPool2d(1) would be,
+    and the RF quoted is the last convolution's (196 px), not the pool's
+    window (212); the adaptive pooling after it makes copies of that one
+    global unit. The same net, its pooling written three ways, quotes one RF."""
+    torchvision = pytest.importorskip("torchvision")
+    table = receptive_field(torchvision.models.vgg16(), (3, 32, 32))
+    assert table.first_global.name == "features.30"
+    assert (table.trunk.name, table.trunk.r_out, table.trunk.n_out) == (
+        "features.28", 196, 2)
+
+    from mnist_lib.bench import ReferenceNet
+
+    class Functional(nn.Module):  # F.avg_pool2d with a fixed, covering window
+        def __init__(self):
+            super().__init__()
+            self.body = ReferenceNet().net[:9]
+
+        def forward(self, x):
+            return F.avg_pool2d(self.body(x), 4)
+
+    adaptive = ReferenceNet()
+    adaptive.net[9] = nn.AdaptiveAvgPool2d(1)
+    tables = [receptive_field(m, (1, 28, 28))
+              for m in (ReferenceNet(), adaptive, Functional())]
+    assert {(t.trunk.r_out, t.trunk.n_out) for t in tables} == {(22, 4)}
+    assert all(t.final.global_out for t in tables)
+    # A window that does not cover the map stays a window.
+    half = ReferenceNet()
+    half.net[9] = nn.AvgPool2d(2)
+    row = receptive_field(half, (1, 28, 28))["net.9"]
+    assert (row.global_out, row.n_out, row.r_out) == (False, 2, 22 + 1 * 2)
 
 
 # --------------------------- 3. a mean over height and width that keeps them
