@@ -69,8 +69,7 @@
       }
       // A pooling whose one window covers the whole map, unpadded, is a
       // global pooling too (AvgPool2d(4) on a 4x4 map), as the calculator says.
-      const covers = layer.kind !== "conv" && layer.k === n && !layer.p &&
-        (layer.s === undefined || layer.s >= n);
+      const covers = layer.kind !== "conv" && layer.k === n && !layer.p;
       if ((layer.global && layer.kind === "avgpool") || covers) {
         // Axis.whole: one unit that pools the whole map (nothing to pool
         // in a one-unit map). r stays the convolutional path's RF.

@@ -428,8 +428,8 @@ def study_cmd(argv: list[str], prog: str) -> int:
                    "ladder, the ablation of its candidate, the confirmation, the "
                    "final test) or results/protocol2.md (round 2: screen, select, "
                    "gap, final2), the step chapters' exercises (exercises, "
-                   "results/exercises.md; exercise_pool), or a book model over seeds (seeds), "
-                   "every arm with the same seeds, resumable; two processes may "
+                   "results/exercises.md; exercise_pool), or a book model over "
+                   "seeds (seeds), every arm with the same seeds, resumable; two processes may "
                    "share one --out with --part 1/2 and 2/2.", epilog=recipe_table())
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
                                       *protocol2.SEEDS],

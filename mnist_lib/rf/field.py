@@ -84,8 +84,8 @@ those before it.
 A setting computed from a tensor's size (F.avg_pool2d(x, x.size()[3])) is
 taken at the input's size; one computed from a tensor's values is refused. A
 pooling whose one window covers the whole map, without padding, is a global
-pooling at that size (AvgPool2d(4) on a 4x4 map, as AdaptiveAvgPool2d(1)). What the traced graph
-cannot see is refused, never skipped: forward hooks and pre-hooks that change
+pooling at that size (AvgPool2d(4) on a 4x4 map, as AdaptiveAvgPool2d(1)).
+What the traced graph cannot see is refused, never skipped: forward hooks and pre-hooks that change
 what a module kept whole computes, a TorchScript submodule. The hooks of the
 model itself are traced with it. A forward replaced on an instance
 (model.forward = types.MethodType(f, model)) is the one traced, for the
