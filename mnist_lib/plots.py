@@ -470,11 +470,12 @@ def seed_strip(values: dict[str, Sequence[float]],
 
 
 def arms(record: dict, names: Sequence[str] | None = None,
-         threshold: float = TARGET.accuracy) -> Figure:
+         threshold: float = TARGET.accuracy, numbered: bool = False) -> Figure:
     """A study (`mnist_lib.study`): one column per arm (those in `names`,
     default all), one dot per seed at its mean accuracy over the last epochs
     the target judges, filled where the run met the rule, a line at the
-    arm's mean; arms shaded by the book's step."""
+    arm's mean; arms shaded by the book's step. `numbered`: a ladder's arms
+    are rungs, labelled with their number in the record (rung 1 first)."""
     chosen = [a for a in record["arms"] if names is None or a["name"] in names]
     if not chosen or any(not a["runs"] for a in chosen):
         raise ValueError("arms needs arms with at least one recorded run each")
@@ -495,11 +496,16 @@ def arms(record: dict, names: Sequence[str] | None = None,
         ax.plot([], [], "o", color=f"C{step - 1}", label=f"Step {step}")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
     ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
-    names = [textwrap.fill(a["name"], 11, break_long_words=False) for a in chosen]
-    ax.set_xticks(range(len(chosen)), names, fontsize=8)
+    labels = [a["name"] for a in chosen]
+    if numbered:
+        labels = [f"{record['arms'].index(a) + 1} {a['name']}" for a in chosen]
+    ax.set_xticks(range(len(chosen)),
+                  [textwrap.fill(n, 11, break_long_words=False) for n in labels],
+                  fontsize=8)
     split = "held-out" if record.get("split") == "holdout" else "test"
+    unit = "rung" if numbered else "arm"
     ax.set(ylabel=f"{split} accuracy, mean of last {TARGET.last} (%)",
-           title="Each arm over seeds (line: mean)")
+           title=f"Each {unit} over seeds (line: mean)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, axis="y")
     return fig
@@ -592,6 +598,9 @@ def intervals(groups: dict[str, dict[str, dict]]) -> Figure:
             continue
         _interval_bar(ax, vs, y, ms=4)
     ax.axvline(0, color="grey", lw=1, ls=":")
+    for color, word in (("C2", "helped"), ("C3", "hurt"), ("k", "not resolved")):
+        ax.plot([], [], "-D", color=color, lw=2.5, ms=4, label=word)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_yticks([y for y, _, _ in labels], [t for _, t, _ in labels], fontsize=8)
     for tick, (_, _, is_title) in zip(ax.get_yticklabels(), labels):
         tick.set_fontweight("bold" if is_title else "normal")

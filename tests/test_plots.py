@@ -393,13 +393,19 @@ def test_intervals_draws_each_comparison_with_its_colour_under_its_group():
               "round 2": {"unresolved": {"delta": 0.01, "delta_ci": 0.03}}}
     fig = plots.intervals(groups)
     ax = fig.axes[0]
-    bars = [l for l in ax.get_lines() if l.get_linewidth() > 2]
+    bars = [l for l in ax.get_lines()
+            if l.get_linewidth() > 2 and len(l.get_xdata())]
     assert [tuple(b.get_xdata()) for b in bars] == [
         pytest.approx((0.05, 0.15)), pytest.approx((-0.3, -0.1)),
         pytest.approx((-0.02, 0.04))]
     assert [b.get_color() for b in bars] == ["C2", "C3", "k"]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels == ["round 1", "helps", "hurts", "round 2", "unresolved"]
+    # The legend names the colours, as the bars use them.
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "helped", "hurt", "not resolved"]
+    assert [h.get_color() for h in legend.legend_handles] == ["C2", "C3", "k"]
 
 
 def test_rf_stack_fills_as_many_units_as_the_rf_formula_gives():
@@ -446,3 +452,20 @@ def test_data_split_draws_the_three_parts_to_scale_and_refuses_a_bad_holdout():
     assert "first 50,000" in labels and "last 10,000" in labels
     with pytest.raises(ValueError, match="holdout must lie between"):
         plots.data_split(holdout=60_000)
+
+
+def test_arms_numbers_a_ladders_rungs_by_their_place_in_the_record():
+    def arm(name, step, means):
+        return {"name": name, "step": step,
+                "runs": [{"last3": [m, m, m], "met": m >= 99.4} for m in means]}
+    record = {"split": "holdout", "arms": [arm("baseline", 1, [98.6, 98.7]),
+                                           arm("BatchNorm", 1, [99.0, 99.1]),
+                                           arm("dropout", 2, [99.3, 99.5])]}
+    ax = plots.arms(record, ["BatchNorm", "dropout"], numbered=True).axes[0]
+    labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    assert labels == ["2 BatchNorm", "3 dropout"]   # numbered as in the record
+    assert ax.get_title().startswith("Each rung")
+    assert "held-out" in ax.get_ylabel()
+    plain = plots.arms(record).axes[0]
+    assert [t.get_text() for t in plain.get_xticklabels()][0] == "baseline"
+    assert plain.get_title().startswith("Each arm")

@@ -341,14 +341,18 @@ class RFTable:
         return (f"RFTable({len(self.rows)} ops, input {self.input_size}: "
                 f"{self.headline})")
 
-    def plot(self, ax: Any = None, marks: dict[str, float] | None = None) -> Any:
+    def plot(self, ax: Any = None, marks: dict[str, float] | None = None,
+             skip: Sequence[str] = ()) -> Any:
         """The RF after each layer (the rows `layers()` lists), with the input's
         size marked and any `marks` ({"digit": 20}) as dashed lines; from the
         first global op on, the points are hollow (RF global; the value
-        plotted is the convolutional path's). Returns the matplotlib Axes."""
+        plotted is the convolutional path's). `skip`: leave out the rows whose
+        name contains any of these, e.g. a shortcut branch ("downsample"),
+        so that the line follows one path. Returns the matplotlib Axes."""
         import matplotlib.pyplot as plt
 
-        rows = [r for r in self.layers() if r.r_out is not None]
+        rows = [r for r in self.layers() if r.r_out is not None
+                and not any(part in r.name for part in skip)]
         if ax is None:
             _, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(rows)), 3.2))
         x = range(len(rows))

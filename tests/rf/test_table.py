@@ -97,6 +97,38 @@ def test_plot_marks_the_rf_of_each_layer_the_input_and_the_marks():
         plt.close(ax.figure)
 
 
+class _Shortcut(nn.Module):
+    """A block whose shortcut (a strided 1x1 conv) sees less than its path."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.downsample = nn.Conv2d(4, 4, 1, stride=2)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        return self.conv2(x) + self.downsample(x)
+
+
+def test_plot_can_skip_a_shortcut_so_its_line_follows_one_path():
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = receptive_field(_Shortcut(), (1, 16, 16))
+    every = {r.name: r.r_out for r in t.layers()}
+    assert every["downsample"] < every["conv2"]  # the dip the skip removes
+    ax = t.plot(skip=["downsample"])
+    try:
+        names = [x.get_text() for x in ax.get_xticklabels()]
+        assert names == [n for n in every if "downsample" not in n]
+        line = ax.get_lines()[0].get_ydata()
+        assert list(line) == sorted(line) == [every[n] for n in names]
+    finally:
+        plt.close(ax.figure)
+
+
 def test_a_table_prints_counts_and_iterates_as_the_table_it_shows(capsys):
     t = receptive_field(MODELS["Model_4"](), (1, 28, 28))
     # print(table) is what the CLI prints: the table, the headline, the legend.
