@@ -546,6 +546,13 @@ def _interval_bar(ax, vs: dict, y: float, ms: float) -> None:
     ax.plot([vs["delta"]], [y], "D", color=color, ms=ms)
 
 
+def _verdict_legend(ax) -> None:
+    """The key to `_interval_bar`'s colours, beside the axes."""
+    for color, word in (("C2", "helped"), ("C3", "hurt"), ("k", "not resolved")):
+        ax.plot([], [], "-D", color=color, lw=2.5, ms=4, label=word)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
     """Paired differences seed by seed, one row a comparison: `comparisons`
     maps a row's label to (record, arm, against). Each dot is one seed's
@@ -570,6 +577,7 @@ def paired(comparisons: dict[str, tuple[dict, str, str]]) -> Figure:
         ax.plot(diffs, ys, "o", ms=3.5, color="C0", alpha=0.6)
         _interval_bar(ax, vs, y - 0.3, ms=5)
     ax.axvline(0, color="grey", lw=1, ls=":")
+    _verdict_legend(ax)
     ax.set_yticks(range(len(labels)), [textwrap.fill(t, 24) for t in labels[::-1]],
                   fontsize=8)
     ax.set(xlabel="difference of last-3 means (points; 0.01 = 1 digit in 10,000)",
@@ -598,9 +606,7 @@ def intervals(groups: dict[str, dict[str, dict]]) -> Figure:
             continue
         _interval_bar(ax, vs, y, ms=4)
     ax.axvline(0, color="grey", lw=1, ls=":")
-    for color, word in (("C2", "helped"), ("C3", "hurt"), ("k", "not resolved")):
-        ax.plot([], [], "-D", color=color, lw=2.5, ms=4, label=word)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _verdict_legend(ax)
     ax.set_yticks([y for y, _, _ in labels], [t for _, t, _ in labels], fontsize=8)
     for tick, (_, _, is_title) in zip(ax.get_yticklabels(), labels):
         tick.set_fontweight("bold" if is_title else "normal")
