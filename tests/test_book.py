@@ -1033,3 +1033,22 @@ def test_the_appendix_guide_to_the_rf_code_names_every_module():
                      if p.name != "__init__.py")
     missing = [m for m in modules if f"`{m}`" not in guide]
     assert not missing, f"not in rf_tool_more's guide to the code: {missing}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+def test_no_cell_hides_a_library_figure_behind_a_semicolon(md):
+    """`mnist_lib.plots` builds its figures without pyplot, so a cell shows
+    one only as its value: a trailing `;` after a `plots.` call hides it
+    from the page (rf_tool_more lost its effective-RF figure that way)."""
+    hidden = []
+    for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)\n```", md.read_text(), re.S):
+        lines = [l for l in m.group(1).splitlines() if l.strip()]
+        if not lines or not lines[-1].rstrip().endswith(";"):
+            continue
+        # The statement the last line ends: back to its first line.
+        start = len(lines) - 1
+        while start and lines[start][:1] in (" ", ")"):
+            start -= 1
+        if re.match(r"(\w+ = )?plots\.\w+\(", lines[start]):
+            hidden.append(lines[start])
+    assert not hidden, f"{md.name}: a library figure hidden by ';': {hidden}"
