@@ -151,6 +151,22 @@ def pass_rate_interval(passed: int, n: int, confidence: float = 0.95
     return lo, 1 - pass_rate_lower_bound(n - passed, n, one_sided)
 
 
+def correlation_interval(r: float, n: int, confidence: float = 0.95
+                         ) -> tuple[float, float]:
+    """The `confidence` interval of a correlation `r` measured over `n` pairs,
+    by Fisher's z: atanh(r) is close to normal with standard error
+    1 / sqrt(n - 3), so the interval is tanh(atanh(r) -+ z * se). Ten seeds
+    with r = 0.5 give about -0.19 to +0.86 at 95%: a correlation from a few
+    seeds says little. Reference: Fisher (1921), "On the 'probable error' of
+    a coefficient of correlation deduced from a small sample", Metron 1."""
+    if not (-1 < r < 1 and n > 3 and 0 < confidence < 1):
+        raise ValueError(f"need -1 < r < 1, n > 3 and 0 < confidence < 1; "
+                         f"got r={r}, n={n}, confidence={confidence}")
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    centre, se = math.atanh(r), 1 / math.sqrt(n - 3)
+    return math.tanh(centre - z * se), math.tanh(centre + z * se)
+
+
 def _crossing(f: Callable[[float], float], level: float, lo: float, hi: float
               ) -> float:
     """The x in [lo, hi] where the increasing `f` reaches `level`, by

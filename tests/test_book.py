@@ -329,15 +329,20 @@ def test_chapters_install_cell_is_skipped_and_hidden():
 HELPER_CALL = re.compile(r"book\.(glue|glue_result|glue_arm|source)\(")
 
 
+def _code_cells(text: str) -> list[tuple[int, str]]:
+    """(line, body) of every code cell of a chapter, options included."""
+    return [(text[:m.start()].count("\n") + 1, m.group(1))
+            for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)\n```", text, re.S)]
+
+
 def _visible_cells(text: str) -> list[tuple[int, str]]:
     """(line, code) of each code cell whose code the page shows."""
     cells = []
-    for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)\n```", text, re.S):
-        body = m.group(1)
+    for line, body in _code_cells(text):
         head = body.split("\n---\n", 1)[0] if body.startswith("---") else \
             "\n".join(l for l in body.splitlines() if l.startswith(":tags:"))
         if not re.search(r"remove-cell|remove-input|hide-input", head):
-            cells.append((text[:m.start()].count("\n") + 1, body))
+            cells.append((line, body))
     return cells
 
 
@@ -1041,8 +1046,8 @@ def test_no_cell_hides_a_library_figure_behind_a_semicolon(md):
     one only as its value: a trailing `;` after a `plots.` call hides it
     from the page (rf_tool_more lost its effective-RF figure that way)."""
     hidden = []
-    for m in re.finditer(r"```\{code-cell\}[^\n]*\n(.*?)\n```", md.read_text(), re.S):
-        lines = [l for l in m.group(1).splitlines() if l.strip()]
+    for _, body in _code_cells(md.read_text()):
+        lines = [l for l in body.splitlines() if l.strip()]
         if not lines or not lines[-1].rstrip().endswith(";"):
             continue
         # The statement the last line ends: back to its first line.

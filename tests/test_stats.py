@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from mnist_lib.stats import (paired_difference, pass_change_p, pass_rate_interval,
+from mnist_lib.stats import (correlation_interval, paired_difference, pass_change_p, pass_rate_interval,
                              pass_rate_lower_bound,
                              t_critical, welch_difference)
 
@@ -122,3 +122,18 @@ def test_a_final_tests_headline_counts_and_bounds_its_seeds():
     assert h["mean"] == pytest.approx(99.55) and h["min"] == pytest.approx(99.4)
     assert h["max"] == pytest.approx(99.7)
     assert h["sd"] == pytest.approx(0.1290994, rel=1e-6)
+
+
+def test_correlation_interval_is_fishers_z_by_hand():
+    """tanh(atanh(r) -+ 1.96 / sqrt(n - 3)) at 95%, worked out by hand: for
+    r = 0.5 over 10 pairs, atanh(0.5) = 0.5493 and 1.96 / sqrt(7) = 0.7408."""
+    lo, hi = correlation_interval(0.5, 10)
+    assert lo == pytest.approx(math.tanh(0.5493 - 0.7408), abs=1e-3)  # -0.189
+    assert hi == pytest.approx(math.tanh(0.5493 + 0.7408), abs=1e-3)  # +0.859
+    assert lo < 0 < 0.5 < hi                  # ten seeds cannot rule out none
+    narrow = correlation_interval(0.5, 103)   # more pairs, a narrower interval
+    assert lo < narrow[0] < 0.5 < narrow[1] < hi
+    with pytest.raises(ValueError, match="n > 3"):
+        correlation_interval(0.5, 3)
+    with pytest.raises(ValueError, match="-1 < r < 1"):
+        correlation_interval(1.0, 10)
