@@ -348,7 +348,7 @@ def _architecture_rows(table: RFTable, max_layers: int
 
 
 def architecture(table: RFTable, title: str | None = None,
-                 max_layers: int = 15) -> Figure:
+                 max_layers: int = 15, plain: bool = False) -> Figure:
     """A model, drawn from its RF table (`mnist_lib.rf.receptive_field`): a
     box for the input and one for each layer that acts on the map (conv,
     pool, global pooling, linear), in forward order, its height the map's
@@ -357,7 +357,9 @@ def architecture(table: RFTable, title: str | None = None,
     trunk (whose RF the headline quotes) edged thick. With more than
     `max_layers` such layers, only those that change the map, the jump or the
     RF are drawn, then only the first and last of them; a note says so.
-    A branch (a residual's shortcut) is drawn in line, in forward order."""
+    A branch (a residual's shortcut) is drawn in line, in forward order.
+    `plain` is for a reader who has not yet met the jump: no jump rows, and
+    the headline in words instead of the table's (an image's 2-d table)."""
     rows, note = _architecture_rows(table, max_layers)
     channels, *size = table.input_size
     nd = len(size)  # spatial axes: 1 for a sequence, 2 for an image, 3 for a clip
@@ -371,7 +373,8 @@ def architecture(table: RFTable, title: str | None = None,
         if row is None:  # the input
             n, colour, hatch, edge = max(size), "white", None, 0.8
             lines = [("input", False), ("", False), (_dims(size, nd), False),
-                     (f"{channels} ch", False), ("RF 1", False), ("j 1", False)]
+                     (f"{channels} ch", False), ("RF 1", False),
+                     *([] if plain else [("j 1", False)])]
         else:
             n = max(_pair(row.n_out))
             first, second, colour = _kind(row, nd)
@@ -383,8 +386,8 @@ def architecture(table: RFTable, title: str | None = None,
             lines = [(first, False), (second, False),
                      *((text, False) for text in _map(row, nd)),
                      (rf, row.r_out != row.r_in and not row.global_out),
-                     (jump, row.j_out not in (None, row.j_in)
-                      and not row.global_out)]
+                     *([] if plain else [(jump, row.j_out not in (None, row.j_in)
+                                          and not row.global_out)])]
         height = max(0.03, n / max(size))
         ax.add_patch(Rectangle((x - 0.3, -height / 2), 0.6, height, fc=colour,
                                ec="black", lw=edge, hatch=hatch,
@@ -395,10 +398,19 @@ def architecture(table: RFTable, title: str | None = None,
                         fontsize=7.5, color="C3" if grew else "black",
                         fontweight="bold" if grew else "normal")
     ax.set(xlim=(-0.55, len(rows) + 0.55), ylim=(-0.5, 0.52))
-    head = textwrap.fill(table.headline, 130)
+    trunk = table.trunk
+    if (plain and nd == 2 and not trunk.uneven_out
+            and isinstance(trunk.r_out, (int, float))):  # a square RF
+        r, m = _num(trunk.r_out), _dims(trunk.n_out, nd)
+        head = (f"a unit of the thick-edged map ({m}) sees {r}×{r} input pixels "
+                "(its receptive field, RF)")
+        key = ("box height: map size; red: the RF grows there; orange: pooling; "
+               "hatched: global pooling")
+    else:
+        head = textwrap.fill(table.headline, 130)
+        key = ("box height: map size; red: the RF or the jump grows there; orange: "
+               "pooling; hatched: global pooling; thick edge: the trunk")
     fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
-    key = ("box height: map size; red: the RF or the jump grows there; orange: "
-           "pooling; hatched: global pooling; thick edge: the trunk")
     fig.supxlabel(f"{key}\n{note}" if note else key, fontsize=7.5)
     return fig
 
@@ -512,26 +524,59 @@ def arms(record: dict, names: Sequence[str] | None = None,
 
 
 def mean_curves(record: dict, names: Sequence[str],
-                threshold: float = TARGET.accuracy) -> Figure:
+                threshold: float = TARGET.accuracy,
+                highlight: Sequence[str] | None = None) -> Figure:
     """A study's arms (`names`, in order) as curves: each arm's accuracy per
     epoch averaged over its seeds, on the digits the study judges; from the
-    third epoch on, where the arms differ by tenths of a point."""
+    third epoch on, where the arms differ by tenths of a point. With
+    `highlight`, only those arms are coloured; the others are thin and grey,
+    for context."""
     from .study import mean_curve
 
     by_name = {a["name"]: a for a in record["arms"]}
-    if missing := [n for n in names if not by_name.get(n, {}).get("runs")]:
+    if missing := [n for n in [*names, *(highlight or ())]
+                   if not by_name.get(n, {}).get("runs")]:
         raise ValueError(f"no recorded runs for {missing}")
     fig = _figure(6.4, 3.4)
     ax = fig.subplots()
+    colours = iter(f"C{k}" for k in range(10))
     for name in names:
         curve = mean_curve(by_name[name])
-        ax.plot(range(3, len(curve) + 1), curve[2:], marker=".", label=name)
+        epochs = range(3, len(curve) + 1)
+        if highlight is None or name in highlight:
+            ax.plot(epochs, curve[2:], marker=".", color=next(colours), label=name)
+        else:
+            ax.plot(epochs, curve[2:], color="0.75", lw=1, zorder=1)
+    if highlight is not None:
+        ax.plot([], [], color="0.75", lw=1, label="the other rungs")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
     split = "held-out" if record.get("split") == "holdout" else "test"
     n = len(by_name[names[0]]["runs"])
     ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)",
            title=f"Mean over {n} seeds, per epoch")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def seed_differences(record: dict, name: str, against: str,
+                     key: str = "eval_acc") -> Figure:
+    """Arm `name` minus arm `against`, epoch by epoch, one line a seed (the
+    pairs `study.compare` takes): where two arms train alike, the lines lie
+    on zero; where they part, the spread of the lines is what the paired
+    interval measures."""
+    from .study import paired_runs
+
+    mine, theirs = paired_runs(record, name, against)
+    fig = _figure(6.4, 3.2)
+    ax = fig.subplots()
+    for seed in mine:
+        diff = [a - b for a, b in zip(mine[seed][key], theirs[seed][key])]
+        ax.plot(range(1, len(diff) + 1), diff, marker=".", lw=1, alpha=0.7)
+    ax.axhline(0, color="grey", ls=":", lw=1)
+    split = "held-out" if record.get("split") == "holdout" else "test"
+    ax.set(xlabel="epoch", ylabel=f"{split} accuracy difference (points)",
+           title=f"{name} minus {against}: one line a seed")
     ax.grid(alpha=0.3)
     return fig
 

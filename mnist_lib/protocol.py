@@ -149,20 +149,21 @@ def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
 
 def decision_frame(decision: dict[str, Any]):
     """The decision (`decide`) as a table, one row an ingredient: what its arm
-    takes out, the paired difference to the full recipe with its interval,
-    the runs that met the rule (held-out), and whether it stays."""
+    takes out, what the ingredient added (the full recipe minus the arm,
+    paired by seed) with its interval, the runs that met the rule
+    (held-out), and whether it stays."""
     import pandas as pd  # only a chapter's table needs it
 
     from .study import points
 
     def short(i: dict[str, Any]) -> str:  # "+0.051 (-0.001 to +0.102)"
-        d, ci = i["delta"], i["delta_ci"]
+        d, ci = -i["delta"], i["delta_ci"]  # full recipe minus the arm
         return f"{points(d)} ({points(d - ci)} to {points(d + ci)})"
 
     return pd.DataFrame({
         "ingredient": [ingredient_of(i["arm"]) for i in decision["ingredients"]],
         "arm that tests it": [i["arm"] for i in decision["ingredients"]],
-        "arm − full recipe, points (95% interval)": [
+        "what it added (full recipe − arm), points (95% interval)": [
             short(i) for i in decision["ingredients"]],
         "seeds meeting the rule, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],

@@ -311,6 +311,14 @@ def headline(test: dict[str, Any]) -> dict[str, Any]:
             "min": min(means), "max": max(means)}
 
 
+def without_seed(record: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The record as if `seed` had never run: how much does a verdict or a
+    choice hang on one seed? (The record itself is left as it is.)"""
+    return {**record, "seeds": [s for s in record["seeds"] if s != seed],
+            "arms": [{**a, "runs": [r for r in a["runs"] if r["seed"] != seed]}
+                     for a in record["arms"]]}
+
+
 def last3_means(runs: list[dict[str, Any]]) -> dict[int, float]:
     """Each run's mean accuracy over its last 3 epochs, by seed."""
     return {r["seed"]: statistics.fmean(r["last3"]) for r in runs}

@@ -203,6 +203,20 @@ def test_architecture_draws_a_box_per_layer_with_the_table_s_numbers():
     assert fig.get_suptitle().startswith("Model_4\nRF 29 px")
 
 
+def test_a_plain_architecture_leaves_out_the_jump_and_says_the_rf_in_words():
+    from mnist_lib import plots
+    from mnist_lib.models import Model_4
+    from mnist_lib.rf import receptive_field
+
+    table = receptive_field(Model_4(), (1, 28, 28))
+    fig = plots.architecture(table, title="Model_4", plain=True)
+    shown = [t.get_text() for t in fig.axes[0].texts]
+    assert not any(t.startswith("j ") for t in shown) and "RF 29" in shown
+    head = fig.get_suptitle()
+    assert "sees 29×29 input pixels" in head and "jump" not in head
+    assert "trunk" not in fig.get_supxlabel() and "jump" not in fig.get_supxlabel()
+
+
 def test_architecture_of_a_deep_net_draws_what_grows_the_rf_and_says_so():
     import torch.nn as nn
 
@@ -469,3 +483,23 @@ def test_arms_numbers_a_ladders_rungs_by_their_place_in_the_record():
     plain = plots.arms(record).axes[0]
     assert [t.get_text() for t in plain.get_xticklabels()][0] == "baseline"
     assert plain.get_title().startswith("Each arm")
+
+
+def test_seed_differences_draws_each_seeds_difference_epoch_by_epoch():
+    record = _record([0.01, 0.03, 0.02])
+    fig = plots.seed_differences(record, "after", "before")
+    lines = [l for l in fig.axes[0].get_lines() if l.get_marker() == "."]
+    assert len(lines) == 3
+    assert sorted(l.get_ydata()[-1] for l in lines) == pytest.approx([0.01, 0.02, 0.03])
+    assert all(list(l.get_ydata()[:2]) == [0.0, 0.0] for l in lines)  # trained alike
+
+
+def test_mean_curves_colours_only_the_arms_it_highlights():
+    record = _record([0.01, 0.03, 0.02])
+    fig = plots.mean_curves(record, ["before", "after"], highlight=["after"])
+    labels = [l.get_label() for l in fig.axes[0].get_lines()]
+    assert "after" in labels and "before" not in labels
+    grey = [l for l in fig.axes[0].get_lines() if l.get_color() == "0.75"]
+    assert len(grey) == 2  # the unnamed arm, and its key in the legend
+    with pytest.raises(ValueError, match="no recorded runs"):
+        plots.mean_curves(record, ["before"], highlight=["missing"])

@@ -259,6 +259,21 @@ def test_the_decision_as_its_chapter_tells_it():
     assert rows("ladder")["augmentation"]["vs"]["verdict"] == "not resolved"
 
 
+def test_the_decision_table_shows_what_each_ingredient_added():
+    """The table reads as the book's figure does, the full recipe minus the
+    arm: an ingredient that stays shows an interval above zero."""
+    decision = protocol.decide(record("ablation"))
+    frame = protocol.decision_frame(decision)
+    column = next(c for c in frame.columns if c.startswith("what it added"))
+    for row in decision["ingredients"]:
+        vs = study.compare(record("ablation"), "full recipe", row["arm"])
+        low = vs["delta"] - vs["delta_ci"]
+        cell = frame.loc[protocol.ingredient_of(row["arm"]), column]
+        assert cell.startswith(study.points(vs["delta"]))
+        assert f"({study.points(low)} to" in cell
+        assert row["stays"] == (low > 0)
+
+
 def added(rec: dict, name: str, against: str) -> dict[int, float]:
     """Arm `name` minus arm `against` of `rec`, seed by seed (last-3 means)."""
     runs = {a["name"]: a["runs"] for a in rec["arms"]}
@@ -355,11 +370,11 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
 
     full = last3_means("full recipe")
     no_trans = last3_means("no transition block")
-    d = [no_trans[s] - full[s] for s in full]
+    d = [full[s] - no_trans[s] for s in full]  # what the block added
     mean, sd = statistics.fmean(d), statistics.stdev(d)
     half = t_critical(len(d) - 1) * sd / len(d) ** 0.5
-    vs = rows("ablation")["no transition block"]["vs"]
-    assert mean == pytest.approx(vs["delta"], abs=1e-12)
+    vs = rows("ablation")["no transition block"]["vs"]  # the arm minus full
+    assert mean == pytest.approx(-vs["delta"], abs=1e-12)
     assert half == pytest.approx(vs["delta_ci"], abs=1e-12)
     assert mean - half < 0 < mean + half
     assert any(t_critical(n - 1) * sd / n ** 0.5 < abs(mean) for n in range(11, 101))

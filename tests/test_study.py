@@ -433,3 +433,13 @@ def test_each_exercise_arm_is_its_ladder_rung_with_one_change():
         assert (ref.model, ref.config) == (rungs[ref.name].model, rungs[ref.name].config)
         changed = config_differences(arm.config, as_json(ref.config))
         assert len(changed) + (arm.model != ref.model) == 1, (arm.name, changed)
+
+
+def test_without_seed_drops_one_seed_from_every_arm_and_leaves_the_record():
+    record = {"seeds": [0, 1, 2], "arms": [
+        {"name": "a", "runs": [{"seed": s, "last3": [99.0] * 3} for s in (0, 1, 2)]},
+        {"name": "b", "runs": [{"seed": s, "last3": [99.1] * 3} for s in (0, 2)]}]}
+    rest = study.without_seed(record, 2)
+    assert rest["seeds"] == [0, 1]
+    assert [[r["seed"] for r in a["runs"]] for a in rest["arms"]] == [[0, 1], [0]]
+    assert [len(a["runs"]) for a in record["arms"]] == [3, 2]  # untouched
