@@ -785,3 +785,36 @@ def curve_band(record: dict, name: str | None = None, live: History | None = Non
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return fig
+
+
+def launch_schematic(kernels: int = 6) -> Figure:
+    """Why a small model gains from a CUDA graph, as a schematic (no
+    measurement): eager, the CPU launches each kernel in turn and the GPU
+    idles between short kernels; one graph, a single replay runs them back
+    to back."""
+    launch, kernel = 1.0, 0.4  # a launch outlasts a small kernel
+    fig = _figure(7, 3.2)
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, graphed in zip(axes, (False, True)):
+        if graphed:  # one replay launches the whole step
+            ax.add_patch(Rectangle((0, 1.1), 0.9 * launch, 0.6, color="C0"))
+            ax.text(0.45, 1.4, "replay", ha="center", va="center",
+                    fontsize=8, color="white")
+            starts = [launch + k * kernel for k in range(kernels)]
+        else:  # a launch per kernel, one after another
+            for k in range(kernels):
+                ax.add_patch(Rectangle((k * launch, 1.1), 0.9 * launch, 0.6,
+                                       color="C0"))
+            starts = [(k + 1) * launch for k in range(kernels)]
+        for start in starts:
+            ax.add_patch(Rectangle((start, 0.1), 0.8 * kernel, 0.6, color="C1"))
+        done = starts[-1] + kernel
+        ax.axvline(done, color="grey", ls=":", lw=1)
+        ax.text(done + 0.1, 0.4, "step done", fontsize=8, va="center")
+        ax.set(yticks=[0.4, 1.4], yticklabels=["GPU", "CPU"], ylim=(0, 1.8))
+        ax.set_title("one CUDA graph: one launch, kernels back to back" if graphed
+                     else "eager: a launch per kernel; the GPU waits between "
+                     "kernels", fontsize=9)
+    axes[1].set(xlim=(0, kernels * launch + 2.2), xticks=[],
+                xlabel="time (schematic, not to scale)")
+    return fig

@@ -274,7 +274,8 @@ def test_show_fills_a_result_block_and_completes_it_as_values_arrive(monkeypatch
     (2.3, 1.0, "2.3× as long as"),
     (1.12, 1.0, "12% longer than"),
     (1.01, 1.0, "about as long as"),
-    (0.99, 1.0, "about as long as"),
+    (1.04, 1.0, "about as long as"),
+    (0.96, 1.0, "about as long as"),
     (0.92, 1.0, "8% less time than"),
     (0.25, 1.0, "75% less time than"),
 ])

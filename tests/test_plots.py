@@ -503,3 +503,12 @@ def test_mean_curves_colours_only_the_arms_it_highlights():
     assert len(grey) == 2  # the unnamed arm, and its key in the legend
     with pytest.raises(ValueError, match="no recorded runs"):
         plots.mean_curves(record, ["before"], highlight=["missing"])
+
+
+def test_launch_schematic_ends_the_graphed_step_before_the_eager_one():
+    fig = plots.launch_schematic(kernels=4)
+    eager, graphed = fig.axes[:2]
+    done = [next(l.get_xdata()[0] for l in ax.get_lines()) for ax in (eager, graphed)]
+    assert done[1] < done[0]
+    gpu = lambda ax: [p for p in ax.patches if p.get_y() < 0.5]
+    assert len(gpu(eager)) == len(gpu(graphed)) == 4  # the same kernels either way

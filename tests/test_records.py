@@ -272,6 +272,9 @@ def test_the_decision_table_shows_what_each_ingredient_added():
         assert cell.startswith(study.points(vs["delta"]))
         assert f"({study.points(low)} to" in cell
         assert row["stays"] == (low > 0)
+        assert frame.loc[protocol.ingredient_of(row["arm"]), "what it added"] == (
+            "helped" if low > 0 else "hurt" if vs["delta"] + vs["delta_ci"] < 0
+            else "not resolved")
 
 
 def added(rec: dict, name: str, against: str) -> dict[int, float]:

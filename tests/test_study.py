@@ -443,3 +443,18 @@ def test_without_seed_drops_one_seed_from_every_arm_and_leaves_the_record():
     assert rest["seeds"] == [0, 1]
     assert [[r["seed"] for r in a["runs"]] for a in rest["arms"]] == [[0, 1], [0]]
     assert [len(a["runs"]) for a in record["arms"]] == [3, 2]  # untouched
+
+
+def test_to_frame_names_what_each_arm_is_compared_with():
+    """The screen compares layouts with the control and training changes
+    with Model_6: the table says which, beside the difference."""
+    from pathlib import Path
+
+    screen = json.loads((Path(__file__).parents[1] / "results" / "screen.json").read_text())
+    frame = study.to_frame(screen)
+    assert frame.loc["Model_8", "against"] == "control"
+    assert frame.loc["Model_6, warm-up 15%", "against"] == "Model_6"
+    assert frame.loc["control", "against"] == "—"
+    vs = study.compare(screen, "Model_8", "control")
+    assert frame.loc["Model_8", "Δ = arm − against (95% interval)"].startswith(
+        study.points(vs["delta"]))

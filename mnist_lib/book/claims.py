@@ -17,13 +17,14 @@ def time_change(seconds: float, base: float) -> str:
     """How a time compares with a base time, in words that read right
     whichever way a measurement comes out: "2.3× as long as", "12% longer
     than", "about as long as", "8% less time than". Machines differ and are
-    noisy, so the book glues these words and never asserts a speed."""
+    noisy, so the book glues these words and never asserts a speed; within
+    5% either way, a single timing cannot tell the two apart."""
     ratio = seconds / base
     if ratio >= 1.5:
         return f"{ratio:.1f}× as long as"
-    if ratio > 1.02:
+    if ratio > 1.05:
         return f"{100 * (ratio - 1):.0f}% longer than"
-    if ratio >= 0.98:
+    if ratio >= 0.95:
         return "about as long as"
     return f"{100 * (1 - ratio):.0f}% less time than"
 
