@@ -168,7 +168,7 @@ def decision_frame(decision: dict[str, Any]):
         "seeds meeting the rule, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
         "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],
-        "what it added": [  # the arm's verdict, read from the ingredient's side
+        "verdict": [  # the arm's verdict, read from the ingredient's side
             {"hurts": "helped", "helps": "hurt"}.get(i["verdict"], i["verdict"])
             for i in decision["ingredients"]],
         "kept?": ["stays" if i["stays"] else "leaves"
