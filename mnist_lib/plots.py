@@ -514,7 +514,7 @@ def arms(record: dict, names: Sequence[str] | None = None,
     ax.set_xticks(range(len(chosen)),
                   [textwrap.fill(n, 11, break_long_words=False) for n in labels],
                   fontsize=8)
-    split = "held-out" if record.get("split") == "holdout" else "test"
+    split = _split_name(record)
     unit = "rung" if numbered else "arm"
     ax.set(ylabel=f"{split} accuracy, mean of last {TARGET.last} (%)",
            title=f"Each {unit} over seeds (line: mean)")
@@ -550,7 +550,7 @@ def mean_curves(record: dict, names: Sequence[str],
     if highlight is not None:
         ax.plot([], [], color="0.75", lw=1, label="the other rungs")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
-    split = "held-out" if record.get("split") == "holdout" else "test"
+    split = _split_name(record)
     n = len(by_name[names[0]]["runs"])
     ax.set(xlabel="epoch", ylabel=f"{split} accuracy (%)",
            title=f"Mean over {n} seeds, per epoch")
@@ -574,11 +574,16 @@ def seed_differences(record: dict, name: str, against: str,
         diff = [a - b for a, b in zip(mine[seed][key], theirs[seed][key])]
         ax.plot(range(1, len(diff) + 1), diff, marker=".", lw=1, alpha=0.7)
     ax.axhline(0, color="grey", ls=":", lw=1)
-    split = "held-out" if record.get("split") == "holdout" else "test"
+    split = _split_name(record)
     ax.set(xlabel="epoch", ylabel=f"{split} accuracy difference (points)",
            title=f"{name} minus {against}: one line a seed")
     ax.grid(alpha=0.3)
     return fig
+
+
+def _split_name(record: dict) -> str:
+    """The digits a study judges, as an axis names them."""
+    return "held-out" if record.get("split") == "holdout" else "test"
 
 
 def _interval_bar(ax, vs: dict, y: float, ms: float) -> None:
@@ -778,7 +783,7 @@ def curve_band(record: dict, name: str | None = None, live: History | None = Non
     if key == "eval_acc":
         ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}%")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
-    split = "held-out" if record.get("split") == "holdout" else "test"
+    split = _split_name(record)
     what = {"eval_acc": f"{split} accuracy (%)", "eval_loss": f"{split} loss",
             "train_acc": "training accuracy (%)"}.get(key, key)
     ax.set(xlabel="epoch", ylabel=what, title=name)

@@ -319,6 +319,12 @@ def without_seed(record: dict[str, Any], seed: int) -> dict[str, Any]:
                      for a in record["arms"]]}
 
 
+def median_seconds(record: dict[str, Any], name: str) -> float:
+    """Arm `name`'s median seconds a run: what a recipe costs, on the
+    record's machines (run times vary with load; compare arms of one record)."""
+    return statistics.median(r["seconds"] for r in arm(record, name)["runs"])
+
+
 def last3_means(runs: list[dict[str, Any]]) -> dict[int, float]:
     """Each run's mean accuracy over its last 3 epochs, by seed."""
     return {r["seed"]: statistics.fmean(r["last3"]) for r in runs}

@@ -458,3 +458,11 @@ def test_to_frame_names_what_each_arm_is_compared_with():
     vs = study.compare(screen, "Model_8", "control")
     assert frame.loc["Model_8", "Δ = arm − against (95% interval)"].startswith(
         study.points(vs["delta"]))
+
+
+def test_median_seconds_is_an_arms_median_run_time():
+    record = {"arms": [{"name": "a", "runs": [{"seed": s, "seconds": t}
+                                              for s, t in enumerate((30.0, 10.0, 20.0))]},
+                       {"name": "b", "runs": [{"seed": 0, "seconds": 5.0}]}]}
+    assert study.median_seconds(record, "a") == 20.0
+    assert study.median_seconds(record, "b") == 5.0
