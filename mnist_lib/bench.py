@@ -367,3 +367,36 @@ def step_profile(model: nn.Module, device: torch.device, batch: int = 128,
     shares = sorted(((op.key, op.self_cpu_time_total / total) for op in ops),
                     key=lambda kv: -kv[1])
     return shares, sum(op.count for op in ops) // steps
+
+
+# Where a profiled operation's time belongs, by the fragments of its name
+# (first match wins): the layer kinds' own operations on CPU and CUDA, then
+# the work around them. The autograd engine's own bookkeeping comes first,
+# since its events name the layer they differentiate.
+OP_KINDS = (("autograd engine", ("autograd::",)),
+            ("convolution", ("conv",)),
+            ("BatchNorm", ("batch_norm",)),
+            ("pooling", ("pool",)),
+            ("ReLU", ("relu", "threshold", "clamp_min")),
+            ("loss", ("nll_loss", "log_softmax")),
+            ("optimizer", ("Optimizer", "_foreach", "sgd")),
+            ("memory", ("fill_", "zero_", "empty", "copy_", "resize_")))
+LAYER_KINDS = ("convolution", "BatchNorm", "pooling", "ReLU", "loss")
+
+
+def profile_by_kind(shares: list[tuple[str, float]]) -> dict[str, dict[str, float]]:
+    """`step_profile`'s shares summed by what the operations do (`OP_KINDS`),
+    largest first: for a layer kind its forward and backward pass (an
+    operation whose name says "backward") and their total; for the rest
+    (optimizer, memory, autograd engine, other) the total only. An operation
+    no fragment names goes to "other", never to a guessed kind."""
+    rows: dict[str, dict[str, float]] = {}
+    for name, share in shares:
+        kind = next((k for k, frags in OP_KINDS if any(f in name for f in frags)),
+                    "other")
+        row = rows.setdefault(kind, {"forward": 0.0, "backward": 0.0, "total": 0.0}
+                              if kind in LAYER_KINDS else {"total": 0.0})
+        if kind in LAYER_KINDS:
+            row["backward" if "backward" in name.lower() else "forward"] += share
+        row["total"] += share
+    return dict(sorted(rows.items(), key=lambda kv: -kv[1]["total"]))

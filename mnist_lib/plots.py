@@ -147,6 +147,40 @@ def per_class(acc: Sequence[float], title: str = "Test accuracy per class") -> F
     return fig
 
 
+def error_rates(errors: Sequence[int], sizes: Sequence[int],
+                chance: Sequence[tuple[float, float]] | None = None,
+                title: str = "Test digits read wrong, per digit") -> Figure:
+    """Bar chart of the share of each digit's test images read wrong (%), from
+    0, with each bar's count on it. `chance`, one (low, high) range a digit
+    (in %), draws where that digit's share would fall by chance alone, for
+    instance the middle 95% of simulated draws were every digit equally
+    hard: a bar inside its range is no evidence that the digit is harder."""
+    if len(errors) != len(sizes) or (chance is not None and len(chance) != len(sizes)):
+        raise ValueError(f"error_rates: {len(errors)} error counts, {len(sizes)} "
+                         f"sizes{'' if chance is None else f', {len(chance)} ranges'}"
+                         ": give one of each per digit")
+    if any(n <= 0 for n in sizes):
+        raise ValueError("error_rates: every digit needs at least one test image "
+                         f"(sizes {list(sizes)})")
+    rates = [100 * e / n for e, n in zip(errors, sizes)]
+    fig = _figure(7, 3)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(rates)), rates, color="tab:blue", width=0.5,
+                  label="this model", zorder=2)
+    ax.bar_label(bars, labels=[str(e) for e in errors], fontsize=7)
+    top = max(rates)
+    if chance is not None:
+        for d, (low, high) in enumerate(chance):
+            ax.add_patch(Rectangle((d - 0.4, low), 0.8, high - low, color="grey",
+                                   alpha=0.35, lw=0, zorder=1,  # behind the bar
+                                   label="chance alone (95%)" if d == 0 else None))
+        top = max(top, max(high for _, high in chance))
+        ax.legend(fontsize=8, loc="upper left")
+    ax.set(xticks=range(len(rates)), xlabel="digit", ylabel="read wrong (%)",
+           title=title, xlim=(-0.6, len(rates) - 0.4), ylim=(0, 1.2 * top))
+    return fig
+
+
 def confusion(matrix: torch.Tensor) -> Figure:
     """Confusion matrix (rows: true digit, columns: predicted), counts annotated."""
     m = matrix.cpu()

@@ -512,3 +512,23 @@ def test_launch_schematic_ends_the_graphed_step_before_the_eager_one():
     assert done[1] < done[0]
     gpu = lambda ax: [p for p in ax.patches if p.get_y() < 0.5]
     assert len(gpu(eager)) == len(gpu(graphed)) == 4  # the same kernels either way
+
+
+def test_error_rates_draws_shares_from_zero_with_one_chance_range_a_digit():
+    import pytest
+
+    from mnist_lib import plots
+
+    errors, sizes = [1, 4, 2], [100, 200, 50]
+    ax = plots.error_rates(errors, sizes, chance=[(0.5, 2.0), (1.0, 3.0), (0.0, 6.0)]).axes[0]
+    bars = [p for p in ax.patches if p.get_width() == pytest.approx(0.5)]
+    assert [b.get_height() for b in bars] == pytest.approx([1.0, 2.0, 4.0])
+    ranges = [(p.get_y(), p.get_y() + p.get_height()) for p in ax.patches
+              if p.get_width() == pytest.approx(0.8)]
+    assert ranges == [(0.5, 2.0), (1.0, 3.0), (0.0, 6.0)]
+    assert ax.get_ylim() == pytest.approx((0, 7.2))  # from zero, room for the highest
+    assert [t.get_text() for t in ax.texts] == ["1", "4", "2"]  # the counts
+    with pytest.raises(ValueError, match="one of each per digit"):
+        plots.error_rates(errors, sizes[:2])
+    with pytest.raises(ValueError, match="at least one test image"):
+        plots.error_rates([0, 1], [0, 10])

@@ -230,3 +230,24 @@ def test_step_profile_shares_a_steps_cpu_time_among_its_operations():
     assert sum(values) == pytest.approx(1.0)
     assert ops > 10  # a forward, backward and SGD step: dozens of operations
     assert any("conv" in name for name, _ in shares[:5])
+
+
+def test_profile_by_kind_sums_operations_by_what_they_do_and_guesses_nothing():
+    import pytest
+
+    from mnist_lib.bench import profile_by_kind
+
+    shares = [("aten::convolution_backward", 0.30), ("aten::mkldnn_convolution", 0.15),
+              ("aten::max_pool2d_with_indices", 0.10), ("aten::native_batch_norm", 0.10),
+              ("aten::threshold_backward", 0.05), ("aten::clamp_min", 0.05),
+              ("autograd::engine::evaluate_function: ConvolutionBackward0", 0.05),
+              ("Optimizer.step#SGD.step", 0.05), ("aten::fill_", 0.05),
+              ("aten::some_new_op", 0.10)]
+    rows = profile_by_kind(shares)
+    assert rows["convolution"] == pytest.approx({"forward": 0.15, "backward": 0.30,
+                                                 "total": 0.45})
+    assert rows["ReLU"] == pytest.approx({"forward": 0.05, "backward": 0.05, "total": 0.10})
+    assert rows["autograd engine"] == {"total": 0.05}  # not the convolution's
+    assert rows["other"] == {"total": 0.10}            # an unknown name is not guessed
+    assert list(rows)[0] == "convolution"              # largest first
+    assert sum(r["total"] for r in rows.values()) == pytest.approx(1.0)
