@@ -23,7 +23,7 @@
 
   const SIZE = 280;        // the drawing area, in canvas pixels
   const BRUSH = 20;        // the pen's width there
-  const SHOWN = 4;         // channels shown per layer: the most active ones
+  const SHOWN = 4;         // channels shown per layer: those that vary most
   const THUMB = 56;        // their pictures' size, in canvas pixels at least
   const RED = "#d62728";
 
@@ -345,18 +345,23 @@
       maps.replaceChildren(...shown.map(([stage, i]) => {
         const out = state.outputs[stage.last];
         const size = out.h * out.w;
-        const mean = Array.from({length: out.c}, (_, c) => out.data
-          .subarray(c * size, (c + 1) * size).reduce((s, v) => s + v, 0) / size);
+        // Each channel's spread over its map (standard deviation): a
+        // channel lit everywhere, as by the background, has little.
+        const spread = Array.from({length: out.c}, (_, c) => {
+          const map = out.data.subarray(c * size, (c + 1) * size);
+          const m = map.reduce((s, v) => s + v, 0) / size;
+          return Math.sqrt(map.reduce((s, v) => s + (v - m) ** 2, 0) / size);
+        });
         // On a test digit the reader draws on, the channels stay those the
         // digit showed alone, so that before and after compare.
         const kept = state.source === "edited" && state.channels[i];
-        const channels = kept || mean.map((m, c) => [m, c])
+        const channels = kept || spread.map((v, c) => [v, c])
           .sort((a, b) => b[0] - a[0]).slice(0, SHOWN).map(([, c]) => c);
         state.channels[i] = channels;
         const isTrunk = stage === trunk;
         const title = `Layer ${i + 1}: ${rf.describe(stage.layer)}, ` +
           `${out.h}×${out.w} maps, ${out.c} channels; ` +
-          `the ${channels.length} most active` +
+          `the ${channels.length} that vary most` +
           (kept ? ` on test digit #${state.index} alone` : "");
         return el("div", {class: "pad-layer" + (isTrunk ? " pad-trunk" : "")},
                   el("p", {class: "pad-layer-title"}, title),

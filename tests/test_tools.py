@@ -179,7 +179,7 @@ def test_benchmark_table_says_when_a_record_has_no_peaks(data_root):
     assert bench.table(rep).endswith("peak memory: not in this record (it was not "
                                      "measured for each run on its own)")
     # A dash for "until the target" is explained, and only then.
-    legend = "—: the run never held the target for its last epochs"
+    legend = "—: no 3 epochs in a row reached the target"
     rep["library"]["until_rule_s"] = rep["reference"]["until_rule_s"] = 12.0
     assert legend not in bench.table(rep)
     rep["reference"]["until_rule_s"] = None
@@ -251,3 +251,21 @@ def test_profile_by_kind_sums_operations_by_what_they_do_and_guesses_nothing():
     assert rows["other"] == {"total": 0.10}            # an unknown name is not guessed
     assert list(rows)[0] == "convolution"              # largest first
     assert sum(r["total"] for r in rows.values()) == pytest.approx(1.0)
+
+
+def test_benchmark_table_tells_the_first_good_streak_from_meeting_the_target():
+    """A run can hold 99.4% for 3 epochs in a row early and still miss the
+    target in its last 3: the table names the two apart, from the runs."""
+    import copy
+
+    rep = copy.deepcopy(json.loads((ROOT / "results" / "bench_cpu_fp32.json").read_text()))
+    ref = rep["reference"]
+    accs = ref["runs"][0]["test_acc"]
+    assert ref["until_rule_s"] is not None and min(accs[-3:]) < 99.4  # the case
+    lines = bench.table(rep).splitlines()
+    row = next(l for l in lines if l.startswith("last 3 >=99.4% (runs)"))
+    assert row.split()[-2:] == ["of", "1"] and row.split()[-3] == "0"
+    assert any(l.startswith("first 3 in a row >=99.4% (s)") for l in lines)
+    rep["reference"]["runs"][0]["test_acc"] = accs[:-3] + [99.5, 99.5, 99.5]
+    row = next(l for l in bench.table(rep).splitlines() if l.startswith("last 3"))
+    assert row.split()[-3:] == ["1", "of", "1"]
