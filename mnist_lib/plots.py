@@ -756,17 +756,25 @@ def stages(boxes: Sequence[str]) -> Figure:
 
 
 def pass_rate_shift(runs: Sequence[dict], shifts: Sequence[float] | None = None,
-                    threshold: float = TARGET.accuracy) -> Figure:
+                    threshold: float = TARGET.accuracy,
+                    aim: float | None = None) -> Figure:
     """What a change of the mean does near the line: the share of `runs` (a
     record's runs, each with its `last3`) that would meet the rule had every
     accuracy been `shift` points higher, for each shift (default -0.10 to
-    +0.10). Near 99.4%, a few hundredths of a point move many seeds across."""
+    +0.10). Near 99.4%, a few hundredths of a point move many seeds across.
+    `aim`, a share (0.9 for 45 of 50), draws the protocol's aim as a line."""
+    if aim is not None and not 0 < aim <= 1:
+        raise ValueError(f"aim is a share of the runs, between 0 and 1; got {aim}")
     shifts = list(shifts) if shifts is not None else [k / 100 for k in range(-10, 11)]
     rates = [100 * pass_share(runs, d, threshold) for d in shifts]
     fig = _figure(5.6, 3.2)
     ax = fig.subplots()
     ax.plot(shifts, rates, "o-", ms=3)
     ax.axvline(0, color="grey", lw=1, ls=":")
+    if aim is not None:
+        ax.axhline(100 * aim, color="tab:green", lw=1, ls="--",
+                   label=f"the protocol's aim ({100 * aim:.0f}%)")
+        ax.legend(fontsize=8, loc="lower right")
     ax.set(xlabel="every accuracy shifted by (points)", ylabel="seeds meeting the rule (%)",
            ylim=(-3, 103), title=f"{len(runs)} recorded runs, shifted")
     ax.grid(alpha=0.3)

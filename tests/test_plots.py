@@ -372,6 +372,11 @@ def test_pass_share_moves_runs_across_the_line_in_whole_digits():
     fig = plots.pass_rate_shift(runs, [-0.01, 0.0, 0.01, 0.07])
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx(
         [0, 100 / 3, 200 / 3, 100])
+    aimed = plots.pass_rate_shift(runs, [0.0, 0.07], aim=0.9).axes[0]
+    aim_line = [l for l in aimed.get_lines() if "aim" in l.get_label()]
+    assert [list(l.get_ydata()) for l in aim_line] == [[90.0, 90.0]]
+    with pytest.raises(ValueError, match="share of the runs"):
+        plots.pass_rate_shift(runs, aim=45)  # a count, not a share
 
 
 def test_curve_band_spans_the_seeds_and_draws_the_live_run():
