@@ -246,7 +246,7 @@ def table(rep: dict[str, Any]) -> str:
             (f"last {TARGET.last} >={TARGET.accuracy:g}% (runs)", "last_met", ""),
             ("peak memory (MiB)", "peak_mem_mib", ".0f")]
 
-    def last_met(side: dict[str, Any]) -> str:  # runs that meet the target
+    def last_met(side: dict[str, Any]) -> str | None:  # runs meeting the target
         runs = side.get("runs")
         if not runs:
             return None
@@ -260,9 +260,9 @@ def table(rep: dict[str, Any]) -> str:
            + (", QUICK" if rep["quick"] else ""),
            f"library in {env.get('precision', 'fp32')}, reference in fp32",
            f"{'':28}{'library':>12}{'reference':>12}"]
+    sides = [{**rep[s], "last_met": last_met(rep[s])} for s in ("library", "reference")]
     for label, key, spec in rows:
-        lib, ref = ((last_met(rep[side]) if key == "last_met" else rep[side][key])
-                    for side in ("library", "reference"))
+        lib, ref = (side[key] for side in sides)
         out.append(f"{label:28}{fmt(lib, spec):>12}{fmt(ref, spec):>12}")
     out.append("speed-up (reference / library): "
                f"{rep['speedup_epoch']:.2f}x per epoch, "
