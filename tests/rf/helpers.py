@@ -141,10 +141,15 @@ def boxes(row: RFRow, size: tuple[int, ...], clip: bool = False
         return tuple(v) if isinstance(v, tuple) else (v,) * nd
 
     found = []
-    for n, j, r, start, length in zip(each(row.n_out), each(row.j_out),
-                                      each(row.r_out), each(row.start_out), size):
-        lo = start + (n // 2) * j - r / 2
-        found.append((max(lo, 0), min(lo + r, length)) if clip else (lo, lo + r))
+    for n, j, r, start, length, n_in, j_in, r_in, start_in in zip(
+            each(row.n_out), each(row.j_out), each(row.r_out), each(row.start_out),
+            size, each(row.n_in), each(row.j_in), each(row.r_in), each(row.start_in)):
+        if j is None:  # one global unit on this axis: every input unit's RF
+            lo, hi = start_in - r_in / 2, start_in + (n_in - 1) * j_in + r_in / 2
+        else:
+            lo = start + (n // 2) * j - r / 2
+            hi = lo + r
+        found.append((max(lo, 0), min(hi, length)) if clip else (lo, hi))
     return found
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from mnist_lib.rf import RFError, receptive_field
@@ -128,6 +128,8 @@ def _inside(t, size):
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(layer_1d, min_size=1, max_size=5))
+@example([("conv", 1, 2, 0, 1), ("conv", 1, 2, 0, 1), ("conv", 1, 3, 0, 1),
+          ("pool", 3, 3, 0, 1), ("pool", 4, 1, 0, 1)])  # ends in one global unit
 def test_random_1d_stacks_match_the_gradient(spec):
     model, size = _build(spec, nn.Conv1d, nn.AvgPool1d), (160,)
     try:
