@@ -537,3 +537,25 @@ def test_error_rates_draws_shares_from_zero_with_one_chance_range_a_digit():
         plots.error_rates(errors, sizes[:2])
     with pytest.raises(ValueError, match="at least one test image"):
         plots.error_rates([0, 1], [0, 10])
+
+
+def test_learning_rates_draws_each_recipes_schedule_step_by_step():
+    """One line per recipe, a point per step: a one-cycle line peaks at the
+    recipe's rate where its warm-up ends; a constant rate stays flat."""
+    from dataclasses import replace
+    from mnist_lib.config import TrainConfig
+
+    cycle = TrainConfig(epochs=2, batch_size=100, lr=0.4, scheduler="onecycle",
+                        pct_start=0.15)
+    flat = replace(cycle, scheduler="none", lr=0.01)
+    fig = plots.learning_rates({"cycle": cycle, "flat": flat}, n_train=1_000)
+    (ax,) = fig.axes
+    (x1, y1), (x2, y2) = ((l.get_xdata(), l.get_ydata()) for l in ax.lines)
+    assert len(y1) == len(y2) == 2 * 10  # 2 epochs of 1,000 / 100 steps
+    assert x1[-1] == pytest.approx(1.9)  # epochs: step / steps per epoch
+    peak = max(range(len(y1)), key=lambda i: y1[i])
+    assert y1[peak] == pytest.approx(0.4)
+    assert peak == round(0.15 * 20) - 1   # OneCycleLR's last warm-up step
+    assert y1[0] == pytest.approx(0.04) and y1[-1] < 0.001
+    assert set(y2) == {0.01}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cycle", "flat"]
