@@ -758,22 +758,15 @@ def stages(boxes: Sequence[str]) -> Figure:
 def learning_rates(configs: dict[str, Any], n_train: int = 50_000) -> Figure:
     """Each recipe's (`TrainConfig`) learning rate at every step of its run,
     against the epoch, as the library's scheduler (`train.make_scheduler`)
-    sets it on `n_train` training digits. The scheduler steps an optimizer
-    of a throwaway parameter: nothing trains."""
-    from .train import make_optimizer, make_scheduler
+    sets it on `n_train` training digits (`train.scheduled_rates`): nothing
+    trains."""
+    from .train import scheduled_rates
 
     fig = _figure(6.4, 2.8)
     ax = fig.subplots()
     for label, cfg in configs.items():
         per_epoch = math.ceil(n_train / cfg.batch_size)
-        opt = make_optimizer(torch.nn.Linear(1, 1, bias=False), cfg)
-        sched = make_scheduler(opt, cfg, per_epoch)
-        rates = []
-        for _ in range(cfg.epochs * per_epoch):
-            rates.append(opt.param_groups[0]["lr"])
-            opt.step()  # no gradient: only the schedule moves
-            if sched is not None:
-                sched.step()
+        rates = scheduled_rates(cfg, per_epoch)
         ax.plot([i / per_epoch for i in range(len(rates))], rates, label=label)
     ax.set(xlabel="epoch", ylabel="learning rate")
     ax.legend()

@@ -82,6 +82,21 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch
         cycle_momentum=False)
 
 
+def scheduled_rates(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """The learning rate `make_scheduler` gives each step of a run of `cfg`,
+    `steps_per_epoch` steps an epoch: its optimizer steps a throwaway
+    parameter, so nothing trains."""
+    opt = make_optimizer(nn.Linear(1, 1, bias=False), cfg)
+    sched = make_scheduler(opt, cfg, steps_per_epoch)
+    rates = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()  # no gradient: only the schedule moves
+        if sched is not None:
+            sched.step()
+    return rates
+
+
 def _diverged(epoch: int, step_lo: int, step_hi: int,
               cfg: TrainConfig) -> DivergenceError:
     return DivergenceError(

@@ -458,3 +458,15 @@ def test_accelerated_and_eager_cuda_runs_agree(small, fast):
     assert fast_run.column("test_acc") == pytest.approx(eager.column("test_acc"),
                                                         abs=3.0)
     assert fast_run.column("lr") == pytest.approx(eager.column("lr"))
+
+
+def test_scheduled_rates_are_the_schedulers_own_step_by_step():
+    """One rate a step, read before each step as `fit` trains with it: the
+    one-cycle run starts at a tenth of the peak and reaches the peak where
+    its warm-up ends; a constant rate stays put."""
+    cycle = quick(scheduler="onecycle", epochs=2, lr=0.2, pct_start=0.25)
+    rates = T.scheduled_rates(cycle, steps_per_epoch=10)
+    assert len(rates) == 20
+    assert rates[0] == pytest.approx(0.02) and max(rates) == pytest.approx(0.2)
+    assert rates.index(max(rates)) == round(0.25 * 20) - 1 and rates[-1] < 0.001
+    assert T.scheduled_rates(replace(cycle, scheduler="none"), 10) == [0.2] * 20
