@@ -270,8 +270,8 @@ def test_receptive_fields_exercise_numbers():
 
 # ------------------------------------------------ Step 3's weight average
 def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
-    """The concept box's mean age of the weight average (and the steps that
-    hold half of it) come from the shares (1 - d_t) x (every later d) of
+    """The mean age of the weight average (and the steps that hold half of
+    it, Step 3's share figure) come from the shares (1 - d_t) x (every later d) of
     ema_decay; here those shares against WeightAverage itself: a weight that
     equals t after step t averages to T minus the mean age."""
     import math
@@ -281,7 +281,7 @@ def test_step3_the_weight_averages_age_as_the_concept_box_computes_it():
 
     cfg = protocol.ladder().arm("weight average").config
     steps = cfg.epochs * math.ceil((60_000 - HOLDOUT) / cfg.batch_size)
-    mean_age, half = ema_ages(steps, cfg.ema)  # as the chapter computes them
+    mean_age, half = ema_ages(steps, cfg.ema)
 
     w = nn.Linear(1, 1, bias=False).double()
     with torch.no_grad():

@@ -9,6 +9,7 @@ import math
 from functools import partial
 
 import pytest
+import torch
 import torch.nn as nn
 
 from mnist_lib import count_parameters, plots
@@ -37,10 +38,30 @@ def test_step1_exercise_numbers():
     cfg = recipe("Model_1")
     assert cfg.batch_size == 128
     assert [math.ceil(n / cfg.batch_size) for n in (1_000, 10_000)] == [8, 79]
-    # Exercise 4: the 8x8 convolution adds (8 - 1) x 2 pixels to an RF of 15.
+    # The Analysis: the 8x8 output convolution adds (8 - 1) x 2 pixels to 15.
     before = rf1["block2.0.0"]
     assert (before.r_out, before.j_out, before.n_out) == (15, 2, 8)
     assert rf1["output"].r_out == 15 + (8 - 1) * 2 == 29
+
+
+def descend(momentum: float, lr: float, steps: int = 30) -> float:
+    """Step 1's valley, 0.1 w1^2 + 2 w2^2 from (-5, -2): the distance to the
+    minimum after `steps` steps of torch's SGD."""
+    w = torch.tensor([-5.0, -2.0], requires_grad=True)
+    opt = torch.optim.SGD([w], lr=lr, momentum=momentum)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.1 * w[0] ** 2 + 2 * w[1] ** 2).backward()
+        opt.step()
+    return w.detach().norm().item()
+
+
+def test_step1_momentum_on_the_valley_as_exercise_4_answers():
+    """Momentum 0.9 at the figure's rate ends farther from the minimum than
+    plain SGD; at a tenth of the rate it ends nearer than plain SGD there."""
+    assert descend(0.9, 0.45) > descend(0.0, 0.45) > descend(0.5, 0.45)
+    assert descend(0.9, 0.045) < descend(0.0, 0.045)
+    assert descend(0.0, 0.9) > 1e6  # plain SGD at twice the rate diverges
 
 
 def test_step1_text_and_figure_describe_model_1():
@@ -82,7 +103,7 @@ def test_step2_exercise_and_concept_numbers():
     assert "RF 19 px before the global pooling" in plots.architecture_alt(rf3, "Model_3")
     assert rf3.trunk.n_out == 8 and rf3.first_global.kind == "AdaptiveAvgPool2d"
     assert count_parameters(Model_2()) == 7308 == count_parameters(Model_3())
-    # Exercise 1: the 8x8 convolution back in place of GAP and the 1x1 convolution.
+    # The GAP head's saving: an 8x8 convolution in its place.
     no_gap = Model_2()
     no_gap.output = nn.Conv2d(16, 10, kernel_size=8)
     assert count_parameters(no_gap) == 7308 - 170 + 10250 == 17388

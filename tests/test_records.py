@@ -206,6 +206,32 @@ def test_step3_one_cycle_calms_the_last_epochs():
     assert spread("one-cycle") < spread("dropout")
 
 
+def test_step3_one_cycle_raised_the_worst_epoch_more_than_the_mean():
+    """Rung 7's Analysis: the rule checks each of the last 3 epochs, and the
+    schedule raised the seeds' mean worst epoch by more than their mean."""
+    ladder = record("ladder")
+
+    def worst(name):
+        return statistics.fmean(min(r["last3"]) for r in study.arm(ladder, name)["runs"])
+
+    gain = rows("ladder")["one-cycle"]["vs"]["delta"]
+    assert worst("one-cycle") - worst("dropout") > gain > 0
+
+
+def test_step3_weight_decay_lags_where_a_four_times_peak_did_not():
+    """Rungs 11-14, the paragraph under the mean curves: in epochs 4 to 9
+    weight decay runs below batch 256 by more than four times what the 4x
+    peak (rung 11) ever lost against rung 10."""
+    ladder = record("ladder")
+
+    def gap(a, b):
+        ca, cb = (study.mean_curve(study.arm(ladder, n)) for n in (a, b))
+        return [x - y for x, y in zip(ca, cb)][3:9]
+
+    four, decay = gap("peak rate 0.2", "transition block"), gap("weight decay", "batch 256")
+    assert max(decay) < 0 and -min(four) < 0.1 < -min(decay) / 4
+
+
 def test_step3_on_held_out_digits_almost_no_seed_meets_the_rule():
     """Rungs 11 to 14's Analysis: a seed's last 3 epochs lie within a few
     hundredths of a point (under 0.06 on average), and the top rungs' means
