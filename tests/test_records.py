@@ -232,6 +232,22 @@ def test_step3_weight_decay_lags_where_a_four_times_peak_did_not():
     assert max(decay) < 0 and -min(four) < 0.1 < -min(decay) / 4
 
 
+def test_step4_one_pair_on_two_cpus_gets_two_verdicts():
+    """Step 4, what round 1 taught: no dropout against round 1's recipe is not
+    resolved on round 1's CPU (the decision's confirmation) and resolved on
+    round 2's (the screen): the same recipes, the same seeds 0-9."""
+    nd = study.paired_difference(
+        study.last3_means(study.arm(record("ablation"), "no dropout")["runs"]),
+        study.last3_means(study.arm(record("confirm"), "reduced recipe")["runs"]))
+    assert nd[0] - nd[2] < 0 < nd[0]
+    screen = rows("screen")["round 1's best held-out arm"]
+    assert screen["against"] == "control" and screen["vs"]["verdict"] == "helps"
+    for name in ("ablation", "confirm", "screen"):
+        assert record(name)["seeds"] == list(range(10))
+    assert (set(record("ablation")["machines"]) & set(record("screen")["machines"])
+            == set())
+
+
 def test_step3_on_held_out_digits_almost_no_seed_meets_the_rule():
     """Rungs 11 to 14's Analysis: a seed's last 3 epochs lie within a few
     hundredths of a point (under 0.06 on average), and the top rungs' means
