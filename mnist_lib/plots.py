@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
@@ -67,7 +68,7 @@ def curves(history: History | Sequence[History], title: str | None = None) -> Fi
         ax_acc.plot(ep, h.column("train_acc"), "--", label=f"{label} train".strip())
         ax_acc.plot(ep, h.column("test_acc"), "-", label=f"{label} test".strip())
     ax_acc.axhline(TARGET.accuracy, color="grey", lw=0.8, ls=":",
-                   label=f"{TARGET.accuracy:g}% target")
+                   label=f"{TARGET.accuracy:g}% target (test)")
     ax_loss.set(xlabel="epoch", ylabel="loss (NLL)", yscale="log", title="Loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     low = min(min(h.column("test_acc")[1:] or h.column("test_acc")) for h in runs)
@@ -736,21 +737,31 @@ def data_split(n_train: int = 60_000, n_test: int = 10_000,
     return fig
 
 
-def stages(boxes: Sequence[str]) -> Figure:
+def stages(boxes: Sequence[str] | Mapping[str, Sequence[str]]) -> Figure:
     """A method as boxes left to right, joined by arrows: one box per stage,
     each with its text (lines split by newlines), e.g. which seeds and
-    digits it uses and what it decides."""
-    if not boxes:
-        raise ValueError("stages needs at least one box to draw")
-    fig = _figure(2.6 * len(boxes), 1.5)
+    digits it uses and what it decides. Given a mapping {row title: boxes},
+    one row each, top to bottom (say, one round of a method a row)."""
+    rows = dict(boxes) if isinstance(boxes, Mapping) else {"": list(boxes)}
+    if not rows or not all(rows.values()):
+        raise ValueError("stages needs at least one box to draw in each row")
+    width = max(len(row) for row in rows.values())
+    titled = any(rows)  # room on the left for the rows' titles
+    fig = _figure(2.6 * width + 0.9 * titled, 1.5 * len(rows))
     ax = fig.subplots()
-    for i, text in enumerate(boxes):
-        ax.text(3.2 * i, 0, text, ha="center", va="center", fontsize=9,
-                bbox=dict(boxstyle="round", fc="#eef3fa", ec="#4a6fa5"))
-        if i:
-            ax.annotate("", xy=(3.2 * i - 1.3, 0), xytext=(3.2 * i - 1.9, 0),
-                        arrowprops=dict(arrowstyle="->"))
-    ax.set(xlim=(-1.6, 3.2 * (len(boxes) - 1) + 1.6), ylim=(-0.8, 0.8))
+    for r, (title, row) in enumerate(rows.items()):
+        y = -1.8 * r
+        if title:
+            ax.text(-2.1, y, title, ha="right", va="center", fontsize=10,
+                    fontweight="bold")
+        for i, text in enumerate(row):
+            ax.text(3.2 * i, y, text, ha="center", va="center", fontsize=9,
+                    bbox=dict(boxstyle="round", fc="#eef3fa", ec="#4a6fa5"))
+            if i:
+                ax.annotate("", xy=(3.2 * i - 1.3, y), xytext=(3.2 * i - 1.9, y),
+                            arrowprops=dict(arrowstyle="->"))
+    ax.set(xlim=(-1.6 - 1.4 * titled, 3.2 * (width - 1) + 1.6),
+           ylim=(-1.8 * (len(rows) - 1) - 0.8, 0.8))
     ax.axis("off")
     return fig
 

@@ -461,6 +461,24 @@ def test_stages_draws_one_box_per_stage_with_its_text_and_arrows_between():
         plots.stages([])
 
 
+def test_stages_draws_one_titled_row_per_round():
+    from matplotlib.text import Annotation
+
+    from mnist_lib import plots
+
+    fig = plots.stages({"round 1": ["ladder", "ablation", "test"],
+                        "round 2": ["screen", "test"]})
+    ax = fig.axes[0]
+    arrows = [t for t in ax.texts if isinstance(t, Annotation)]
+    texts = {t.get_text(): t.get_position()[1] for t in ax.texts
+             if not isinstance(t, Annotation)}
+    assert len(arrows) == 3  # within each row, none from one row to the next
+    assert texts["round 1"] == texts["ladder"] > texts["round 2"] == texts["screen"]
+    assert texts["round 1"] == texts["test"] or texts["round 2"] == texts["test"]
+    with pytest.raises(ValueError, match="in each row"):
+        plots.stages({"round 1": ["ladder"], "round 2": []})
+
+
 def test_data_split_draws_the_three_parts_to_scale_and_refuses_a_bad_holdout():
     from mnist_lib import plots
 
