@@ -218,20 +218,6 @@ def test_step3_one_cycle_raised_the_worst_epoch_more_than_the_mean():
     assert worst("one-cycle") - worst("dropout") > gain > 0
 
 
-def test_step3_weight_decay_lags_where_a_four_times_peak_did_not():
-    """Rungs 11-14, the paragraph under the mean curves: in epochs 4 to 9
-    weight decay runs below batch 256 by more than four times what the 4x
-    peak (rung 11) ever lost against rung 10."""
-    ladder = record("ladder")
-
-    def gap(a, b):
-        ca, cb = (study.mean_curve(study.arm(ladder, n)) for n in (a, b))
-        return [x - y for x, y in zip(ca, cb)][3:9]
-
-    four, decay = gap("peak rate 0.2", "transition block"), gap("weight decay", "batch 256")
-    assert max(decay) < 0 and -min(four) < 0.1 < -min(decay) / 4
-
-
 def test_step4_one_pair_on_two_cpus_gets_two_verdicts():
     """Step 4, what round 1 taught: no dropout against round 1's recipe is not
     resolved on round 1's CPU (the decision's confirmation) and resolved on
