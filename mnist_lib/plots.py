@@ -401,6 +401,7 @@ def architecture(table: RFTable, title: str | None = None,
     fig = _figure(10, 3.5)
     ax = fig.subplots()
     ax.set_axis_off()
+    drawn = set()  # what the key must explain: "pool", "global"
     for x, row in enumerate([None, *rows]):
         if x and row is None:  # the rows left out
             ax.text(x, 0, "⋯", ha="center", va="center", fontsize=14)
@@ -414,6 +415,8 @@ def architecture(table: RFTable, title: str | None = None,
             n = max(_pair(row.n_out))
             first, second, colour = _kind(row, nd)
             hatch = "///" if _starts_global(row) else None
+            drawn |= {"pool"} if colour == _POOL else set()
+            drawn |= {"global"} if hatch else set()
             edge = 2.4 if row is table.trunk else 0.8
             # A global RF as the table writes it, "global (29)", on two lines.
             rf, jump = (("global", f"({_num(row.r_out)})") if row.global_out
@@ -439,12 +442,15 @@ def architecture(table: RFTable, title: str | None = None,
         r, m = _num(trunk.r_out), _dims(trunk.n_out, nd)
         head = (f"a unit of the thick-edged map ({m}) sees {r}×{r} input pixels "
                 "(its receptive field, RF)")
-        key = ("box height: map size; red: the RF grows there; orange: pooling; "
-               "hatched: global pooling")
+        key = "box height: map size; red: the RF grows there"
     else:
         head = textwrap.fill(table.headline, 130)
-        key = ("box height: map size; red: the RF or the jump grows there; orange: "
-               "pooling; hatched: global pooling; thick edge: the trunk")
+        key = ("box height: map size; red: the RF or the jump grows there; thick "
+               "edge: the trunk's last map (the RF above)")
+    # Only what the figure draws: a net without a pool has no orange box.
+    key += "".join(part for name, part in (("pool", "; orange: pooling"),
+                                           ("global", "; hatched: global pooling"))
+                   if name in drawn)
     fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
     fig.supxlabel(f"{key}\n{note}" if note else key, fontsize=7.5)
     return fig
