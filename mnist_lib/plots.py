@@ -415,8 +415,10 @@ def architecture(table: RFTable, title: str | None = None,
             n = max(_pair(row.n_out))
             first, second, colour = _kind(row, nd)
             hatch = "///" if _starts_global(row) else None
-            drawn |= {"pool"} if colour == _POOL else set()
-            drawn |= {"global"} if hatch else set()
+            if colour == _POOL:
+                drawn.add("pool")
+            if hatch:
+                drawn.add("global")
             edge = 2.4 if row is table.trunk else 0.8
             # A global RF as the table writes it, "global (29)", on two lines.
             rf, jump = (("global", f"({_num(row.r_out)})") if row.global_out

@@ -389,8 +389,8 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
     and McNemar's p of the split is the table's. Exercise 3: the arm without
     the transition block returns to Model_3 from Model_4_dropout, which
     differs in parameters, RF and multiply-adds at once. And the held-out
-    runs the chapter compares with the test are the final recipe's (the confirmation's reduced recipe is the
-    recipe the final test trained)."""
+    runs the chapter compares with the test are the final recipe's (the
+    confirmation's reduced recipe is the recipe the final test trained)."""
     from mnist_lib.stats import pass_change_p, t_critical
 
     ablation = record("ablation")
