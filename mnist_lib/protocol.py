@@ -167,13 +167,12 @@ def decision_frame(decision: dict[str, Any]):
             short(i) for i in decision["ingredients"]],
         "seeds meeting the rule, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
-        "McNemar p": [f"{i['met_p']:.2f}" for i in decision["ingredients"]],
         "verdict": [  # the arm's verdict, read from the ingredient's side
             {"hurts": "helped", "helps": "hurt"}.get(i["verdict"], i["verdict"])
             for i in decision["ingredients"]],
         "kept?": ["stays" if i["stays"] else "leaves"
                   for i in decision["ingredients"]],
-    }).set_index("ingredient")
+    }).set_index("ingredient").rename_axis(index=None, columns="ingredient")
 
 
 def confirmation(decision: dict[str, Any]) -> Design:

@@ -442,7 +442,7 @@ def mean_curve(arm: dict[str, Any], key: str = "eval_acc") -> list[float]:
 
 def to_frame(record: dict[str, Any]):
     """The summary as a pandas DataFrame, one row an arm, as text that reads
-    as printed: mean and std of the last-3 means (%), runs that met the rule,
+    as printed: mean and SD of the last-3 means (%), runs that met the rule,
     and the difference to the arm it is compared with (this arm minus that
     one, paired by seed), with its interval."""
     import pandas as pd  # only a chapter's table needs it
@@ -457,12 +457,12 @@ def to_frame(record: dict[str, Any]):
     return pd.DataFrame({
         "arm": [r["name"] for r in rows],
         "mean (%)": [f"{r['mean']:.2f}" for r in rows],
-        "std": [f"{r['std']:.2f}" for r in rows],
+        "SD": [f"{r['std']:.2f}" for r in rows],
         "met": [f"{r['met']}/{r['n_seeds']}" for r in rows],
         "against": [r["against"] if r.get("vs") else "—" for r in rows],
         "Δ = arm − against (95% interval)": [vs(r) for r in rows],
         "verdict": [r["vs"]["verdict"] if r.get("vs") else "—" for r in rows],
-    }).set_index("arm")
+    }).set_index("arm").rename_axis(index=None, columns="arm")  # one header row
 
 
 def table(record: dict[str, Any]) -> str:
