@@ -428,7 +428,7 @@ def study_cmd(argv: list[str], prog: str) -> int:
                    "ladder, the ablation of its candidate, the confirmation, the "
                    "final test) or results/protocol2.md (round 2: screen, select, "
                    "gap, final2), the step chapters' exercises (exercises, "
-                   "results/exercises.md; exercise_pool), or a book model over "
+                   "results/exercises.md; exercise_pool; exercise_layout), or a book model over "
                    "seeds (seeds), every arm with the same seeds, resumable; two processes may "
                    "share one --out with --part 1/2 and 2/2.", epilog=recipe_table())
     p.add_argument("design", choices=[*protocol.DESIGNS, "confirm", "final", "seeds",
@@ -570,7 +570,7 @@ def _design(args: argparse.Namespace, ablation_path: str | None,
     final2 read the record they build on); round 1's confirm and final
     decided by the ablation's (and confirmation's) record."""
     name = args.design
-    if name in ("screen", "gap"):
+    if name in ("screen", "gap", "exercise_layout"):
         return getattr(protocol2, name)()
     if name == "select":
         return protocol2.selection(json.loads(Path(args.screen).read_text()))

@@ -27,6 +27,9 @@ SCREEN_SEEDS = list(range(10))
 SELECTION_SEEDS = list(range(10, 40))  # the deciding stage: seeds the screen never saw
 GAP_SEEDS = list(range(20))
 TEST_SEEDS = list(range(2000, 2050))  # fresh: no selection run, nor round 1's test
+# Step 4's Exercise 5 (results/exercise_layout.md): seeds no run of either
+# round used, on held-out digits. It decides nothing.
+EXERCISE_SEEDS = list(range(40, 50))
 AIM = 45  # section 8's aim (not a requirement): 45 of the 50 test seeds pass
 # A simpler candidate this close to the best (in points of the held-out
 # last-3 mean) is chosen instead: one held-out digit in 10,000.
@@ -171,6 +174,23 @@ def gap() -> Design:
     ), "holdout", PROTOCOL)
 
 
+def exercise_layout() -> Design:
+    """Step 4's Exercise 5 (results/exercise_layout.md): the chosen recipe's
+    lead over round 1's split in two, on fresh held-out seeds. Model_8 with
+    round 1's recipe against the control (the layout's part), and the chosen
+    recipe, Model_8 with the peak of 0.4 and the 15% warm-up, against Model_8
+    with round 1's recipe (the two training changes' part). Decides nothing."""
+    changes = {**TRAINING["peak rate 0.4"][1], **TRAINING["warm-up 15%"][1]}
+    return Design("exercise_layout", (
+        control(),
+        _arm("Model_8", "Model_8's layers with round 1's recipe", "Model_8",
+             ROUND1),
+        _arm("combination", "Model_8 with a peak rate of 0.4 and a 15% warm-up "
+             "(the chosen recipe)", "Model_8", replace(ROUND1, **changes),
+             "Model_8"),
+    ), "holdout", "results/exercise_layout.md")
+
+
 def final_test(selection_record: dict[str, Any]) -> Design:
     """The test, once (section 7): the chosen recipe on all 60,000 training
     digits, judged on the test set."""
@@ -182,4 +202,4 @@ def final_test(selection_record: dict[str, Any]) -> Design:
 
 
 SEEDS = {"screen": SCREEN_SEEDS, "select": SELECTION_SEEDS, "gap": GAP_SEEDS,
-         "final2": TEST_SEEDS}
+         "final2": TEST_SEEDS, "exercise_layout": EXERCISE_SEEDS}

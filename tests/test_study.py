@@ -422,6 +422,40 @@ def test_the_pool_exercise_is_the_transition_rung_without_its_pool():
             for m in (with_pool, without)] == [29, 19]
 
 
+def test_the_layout_exercise_splits_the_chosen_recipes_lead():
+    """results/exercise_layout.md: its control and its combination are the
+    deciding stage's arms (the combination is the recipe round 2 chose), its
+    middle arm is the screen's Model_8 with round 1's recipe, each arm is
+    compared with the one it changes, and no run of either round used its
+    seeds."""
+    from pathlib import Path
+
+    from mnist_lib import protocol2
+
+    results = Path(__file__).parents[1] / "results"
+    screen, selection = (json.loads((results / f"{name}.json").read_text())
+                         for name in ("screen", "selection"))
+    arms = {a.name: a for a in protocol2.exercise_layout().arms}
+    stage = {a.name: a for a in protocol2.selection(screen).arms}
+    layout = {a.name: a for a in protocol2.screen().arms}["Model_8"]
+    assert list(arms) == ["control", "Model_8", "combination"]
+    assert arms["control"] == stage["control"]
+    assert (arms["Model_8"].model, arms["Model_8"].config) == (layout.model,
+                                                               layout.config)
+    assert (arms["combination"].model, arms["combination"].config) == (
+        stage["combination"].model, stage["combination"].config)
+    chosen = protocol2.decide(selection)
+    assert chosen["chosen"] == "combination"
+    assert not config_differences(arms["combination"].config, chosen["config"])
+    assert [arms[n].against for n in arms] == [None, "control", "Model_8"]
+    used = {*protocol2.SCREEN_SEEDS, *protocol2.SELECTION_SEEDS,
+            *protocol2.GAP_SEEDS, *protocol2.TEST_SEEDS,
+            *protocol.SELECTION_SEEDS, *protocol.TEST_SEEDS}
+    assert protocol2.EXERCISE_SEEDS and not used & set(protocol2.EXERCISE_SEEDS)
+    assert cli._design(SimpleNamespace(design="exercise_layout"), None,
+                       None).name == "exercise_layout"
+
+
 def test_each_exercise_arm_is_its_ladder_rung_with_one_change():
     design = protocol.exercises()
     rungs = {a.name: a for a in protocol.ladder().arms}
