@@ -434,7 +434,7 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
 
 
 @pytest.mark.skipif(not has_history(), reason="needs the git history")
-@pytest.mark.parametrize("name", ["exercises", "exercise_pool"])
+@pytest.mark.parametrize("name", ["exercises", "exercise_pool", "exercise_layout"])
 def test_the_exercises_record_came_after_its_protocol(name):
     """results/exercises.md (exercise_pool.md) was committed before the runs
     it governs, and the record names that commit (or a later one)."""
@@ -504,6 +504,28 @@ def test_the_pool_exercise_answer_as_step_3_states_it():
     assert secs["no pool"] > secs["transition block"]
     said = (RESULTS / "exercise_pool.md").read_text()
     assert "prediction" in said and "no resolved difference" in said
+
+
+def test_the_layout_exercise_answer_as_step_4_states_it():
+    """Step 4's Exercise 5 (results/exercise_layout.md), on fresh seeds 40-49
+    on one machine: Model_8 with round 1's recipe beats round 1's recipe
+    (interval above zero, as large as the chosen recipe's lead in the
+    deciding stage), while the two training changes on Model_8 are not
+    resolved, their interval ruling out a gain above a few hundredths."""
+    from mnist_lib import protocol2
+
+    rec, by_name = record("exercise_layout"), rows("exercise_layout")
+    assert rec["seeds"] == protocol2.EXERCISE_SEEDS and len(rec["machines"]) == 1
+    assert not study.stale_arms(rec, protocol2.exercise_layout())
+    assert all([r["seed"] for r in a["runs"]] == rec["seeds"] for a in rec["arms"])
+    layout, changes = by_name["Model_8"]["vs"], by_name["combination"]["vs"]
+    assert layout["verdict"] == "helps" and layout["delta"] - layout["delta_ci"] > 0
+    deciding = rows("selection")["combination"]["vs"]["delta"]  # against the control
+    assert layout["delta"] > 0.8 * deciding
+    assert changes["verdict"] == "not resolved"
+    assert changes["delta"] < 0 < changes["delta"] + changes["delta_ci"] < 0.05
+    said = (RESULTS / "exercise_layout.md").read_text()
+    assert "prediction" in said and "interval above zero" in said
 
 
 @pytest.mark.skipif(not has_history(), reason="needs the git history")
