@@ -27,7 +27,7 @@ SCREEN_SEEDS = list(range(10))
 SELECTION_SEEDS = list(range(10, 40))  # the deciding stage: seeds the screen never saw
 GAP_SEEDS = list(range(20))
 TEST_SEEDS = list(range(2000, 2050))  # fresh: no selection run, nor round 1's test
-# Step 4's Exercise 5 (results/exercise_layout.md): seeds no run of either
+# Step 4's Exercise 4 (results/exercise_layout.md): seeds no run of either
 # round used, on held-out digits. It decides nothing.
 EXERCISE_SEEDS = list(range(40, 50))
 AIM = 45  # section 8's aim (not a requirement): 45 of the 50 test seeds pass
@@ -175,7 +175,7 @@ def gap() -> Design:
 
 
 def exercise_layout() -> Design:
-    """Step 4's Exercise 5 (results/exercise_layout.md): the chosen recipe's
+    """Step 4's Exercise 4 (results/exercise_layout.md): the chosen recipe's
     lead over round 1's split in two, on fresh held-out seeds. Model_8 with
     round 1's recipe against the control (the layout's part), and the chosen
     recipe, Model_8 with the peak of 0.4 and the 15% warm-up, against Model_8

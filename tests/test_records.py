@@ -507,7 +507,7 @@ def test_the_pool_exercise_answer_as_step_3_states_it():
 
 
 def test_the_layout_exercise_answer_as_step_4_states_it():
-    """Step 4's Exercise 5 (results/exercise_layout.md), on fresh seeds 40-49
+    """Step 4's Exercise 4 (results/exercise_layout.md), on fresh seeds 40-49
     on one machine: Model_8 with round 1's recipe beats round 1's recipe
     (interval above zero, as large as the chosen recipe's lead in the
     deciding stage), while the two training changes on Model_8 are not
