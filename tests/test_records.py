@@ -436,8 +436,9 @@ def test_the_decision_chapters_exercises_as_their_solutions_answer_them():
 @pytest.mark.skipif(not has_history(), reason="needs the git history")
 @pytest.mark.parametrize("name", ["exercises", "exercise_pool", "exercise_layout"])
 def test_the_exercises_record_came_after_its_protocol(name):
-    """results/exercises.md (exercise_pool.md) was committed before the runs
-    it governs, and the record names that commit (or a later one)."""
+    """results/exercises.md (exercise_pool.md, exercise_layout.md) was
+    committed before the runs it governs, and the record names that commit
+    (or a later one)."""
     first = git("log", "--diff-filter=A", "--format=%H", "--",
                 f"results/{name}.md").splitlines()[-1]
     rec = record(name)
