@@ -822,10 +822,14 @@ def pass_share(runs: Sequence[dict], shift: float = 0.0,
                threshold: float = TARGET.accuracy) -> float:
     """The share of `runs` whose last accuracies, each `shift` points higher,
     all reach `threshold`. Accuracies are counts of digits in 10,000 (two
-    decimals): compared in hundredths, so that float rounding cannot move a
-    run across the line."""
+    decimals): compared in whole hundredths, so that float rounding cannot
+    move a run across the line. A shift moves an accuracy by the whole
+    digits it reaches (+0.0899 moves 99.31 to 99.39, not 99.40): for a
+    whole-hundredths accuracy a and threshold t, a + shift >= t exactly when
+    a + floor(shift) >= t, in hundredths."""
     need = round(threshold * 100)
-    return sum(all(round(a * 100) + round(shift * 100) >= need for a in r["last3"])
+    digits = math.floor(shift * 100 + 1e-6)  # 1e-6: 0.29 * 100 is 28.99...
+    return sum(all(round(a * 100) + digits >= need for a in r["last3"])
                for r in runs) / len(runs)
 
 

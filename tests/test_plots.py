@@ -369,6 +369,11 @@ def test_pass_share_moves_runs_across_the_line_in_whole_digits():
     assert plots.pass_share(runs, 0.01) == pytest.approx(2 / 3)  # 99.39 + 0.01
     assert plots.pass_share(runs, 0.07) == 1.0                    # 99.33 + 0.07
     assert plots.pass_share(runs, -0.01) == 0.0
+    # A shift moves a run by the whole digits it reaches, no more: 99.33 +
+    # 0.0699 is 99.3999, short of the line (rounding the shift would pass it).
+    assert plots.pass_share(runs, 0.0699) == pytest.approx(2 / 3)
+    assert plots.pass_share(runs, 0.29) == 1.0    # 0.29 * 100 is 28.999...
+    assert plots.pass_share(runs, -0.0001) == 0.0  # 99.40 - 0.0001 misses
     fig = plots.pass_rate_shift(runs, [-0.01, 0.0, 0.01, 0.07])
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == pytest.approx(
         [0, 100 / 3, 200 / 3, 100])
