@@ -571,7 +571,7 @@ def test_results_on_held_out_digits_almost_no_seed_of_any_design_meets_the_rule(
     assert rows("confirm")["reduced recipe"]["met"] <= 1
 
 
-def test_the_capstone_model_5_as_the_cheat_sheet_tells_it():
+def test_the_capstone_model_5_as_its_chapter_tells_it():
     """Model_5 against the final model, paired by seed on one machine: no
     difference that ten seeds resolve; neither meets the rule for most seeds."""
     m5 = record("seeds_Model_5")
