@@ -101,7 +101,13 @@ def protocol_commit(path: str = "results/protocol.md") -> str | None:
 
 
 def split_data(data: MNIST, split: str) -> MNIST:
-    """The digits a study of `split` trains and judges on."""
+    """The digits a study of `split` trains and judges on: "holdout" the
+    first 50,000 training digits, judged on the last 10,000; "test" all
+    60,000, judged on the test set. Anything else is refused, so that a typo
+    cannot judge a design on the test set."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}: "
+                         "'holdout' to choose a design, 'test' once chosen")
     return data.holdout() if split == "holdout" else data
 
 

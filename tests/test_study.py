@@ -500,3 +500,13 @@ def test_median_seconds_is_an_arms_median_run_time():
                        {"name": "b", "runs": [{"seed": 0, "seconds": 5.0}]}]}
     assert study.median_seconds(record, "a") == 20.0
     assert study.median_seconds(record, "b") == 5.0
+
+
+def test_check_design_refuses_a_split_it_does_not_know():
+    """A typo in `split` would otherwise train on all 60,000 digits and judge
+    on the test set: refused before any training, naming the two splits."""
+    from mnist_lib.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"'holdoot'.*'holdout' to choose"):
+        study.check_design(lambda: None, None, TrainConfig(), [0], split="holdoot")
+    assert study.split_data("data", "test") == "data"
