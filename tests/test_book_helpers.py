@@ -285,6 +285,17 @@ def test_time_change_words_hold_whichever_way_a_time_comes_out(seconds, base, wo
     assert book.time_change(seconds, base) == words
 
 
+def test_time_change_calls_a_difference_inside_the_measured_noise_no_difference():
+    """A page that timed several rounds passes how far they lay apart: a
+    difference inside that spread reads "about as long as", either way."""
+    from mnist_lib import book
+
+    assert book.time_change(1.2, 1.0, noise=0.3) == "about as long as"
+    assert book.time_change(1.0, 1.2, noise=0.3) == "about as long as"
+    assert book.time_change(1.4, 1.0, noise=0.3) == "40% longer than"
+    assert book.time_change(0.7, 1.0, noise=0.3) == "30% less time than"
+
+
 def test_a_recorded_model_is_found_as_a_record_is(monkeypatch, tmp_path):
     """`book.load_model` reads results/<name>.pt where `load_record` would read
     a record: from the checkout, else (Colab) fetched from the repository;

@@ -13,19 +13,21 @@ from typing import Any
 from . import env
 
 
-def time_change(seconds: float, base: float) -> str:
+def time_change(seconds: float, base: float, noise: float = 0.05) -> str:
     """How a time compares with a base time, in words that read right
     whichever way a measurement comes out: "2.3× as long as", "12% longer
     than", "about as long as", "8% less time than". Machines differ and are
-    noisy, so the book glues these words and never asserts a speed; within
-    5% either way, a single timing cannot tell the two apart."""
+    noisy, so the book glues these words and never asserts a speed. Within
+    `noise` either way (a ratio from 1/(1 + noise) to 1 + noise) the two
+    cannot be told apart: 5% by default, for a single timing; where repeated
+    rounds were timed, pass how far they lay apart."""
     ratio = seconds / base
+    if 1 / (1 + noise) <= ratio <= 1 + noise:
+        return "about as long as"
     if ratio >= 1.5:
         return f"{ratio:.1f}× as long as"
-    if ratio > 1.05:
+    if ratio > 1:
         return f"{100 * (ratio - 1):.0f}% longer than"
-    if ratio >= 0.95:
-        return "about as long as"
     return f"{100 * (1 - ratio):.0f}% less time than"
 
 
