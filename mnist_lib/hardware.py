@@ -180,9 +180,13 @@ def cpu_has_bf16() -> bool:
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The dtype a training step's forward and backward run in under autocast,
-    or None for plain fp32. `auto` picks bf16 only on a CPU with native bf16,
-    where it was measured ~20% faster with the same accuracy; on a GPU a model
-    this small is bound by kernel launches, and casts would only add kernels."""
+    or None for plain fp32. `auto` picks bf16 on a CPU with native bf16, as
+    every recorded study trained: a run that rounds as they did compares
+    with them. Whether it is faster depends on the CPU and the net (on an
+    Intel Xeon without AMX, Model_1's and Model_3's fp32 steps were 10-20%
+    faster; book/engineering.md times both live): pass precision="fp32"
+    where it does not pay. On a GPU a model this small is bound by kernel
+    launches, and casts would only add kernels."""
     if precision == "bf16" or (precision == "auto" and device.type == "cpu"
                                and cpu_has_bf16()):
         return torch.bfloat16

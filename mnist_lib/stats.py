@@ -6,7 +6,11 @@
 - `pass_change_p`: whether a change altered which seeds pass (McNemar's
   exact test);
 - `pass_rate_lower_bound`: the lowest pass rate a record of passes allows
-  (Clopper-Pearson, one-sided), and `pass_rate_interval` (two-sided).
+  (Clopper-Pearson, one-sided), and `pass_rate_interval` (two-sided);
+- planning a seed study: `half_width` (the interval n seeds give at a
+  spread), `differences_sd` (the spread a half-width implies), `seeds_for`
+  (the seeds a half-width needs) and `cleared_share` (how often a true
+  effect's interval clears zero, simulated).
 
 Each is a few lines, to be read beside the reference its docstring names;
 tests/test_stats.py checks them against textbook values.
@@ -15,6 +19,7 @@ tests/test_stats.py checks them against textbook values.
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from typing import Callable, Sequence
 
@@ -165,6 +170,60 @@ def correlation_interval(r: float, n: int, confidence: float = 0.95
     z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
     centre, se = math.atanh(r), 1 / math.sqrt(n - 3)
     return math.tanh(centre - z * se), math.tanh(centre + z * se)
+
+
+def half_width(sd: float, n: int, confidence: float = 0.95) -> float:
+    """The half-width of the t interval of the mean of `n` paired differences
+    whose standard deviation is `sd`: t_critical(n - 1) * sd / sqrt(n), the
+    interval `paired_difference` gives. It shrinks about as 1/sqrt(n)."""
+    if not (n >= 2 and sd >= 0):
+        raise ValueError(f"need n >= 2 seeds and sd >= 0; got n={n}, sd={sd}")
+    return t_critical(n - 1, confidence) * sd / math.sqrt(n)
+
+
+def differences_sd(half: float, n: int, confidence: float = 0.95) -> float:
+    """The standard deviation of `n` paired differences that an interval of
+    half-width `half` implies: `half_width` solved for the spread,
+    half * sqrt(n) / t_critical(n - 1). A study's typical half-width thus
+    becomes the spread to plan the next study with."""
+    if not (n >= 2 and half >= 0):
+        raise ValueError(f"need n >= 2 seeds and half >= 0; got n={n}, half={half}")
+    return half * math.sqrt(n) / t_critical(n - 1, confidence)
+
+
+def seeds_for(sd: float, half: float, confidence: float = 0.95,
+              most: int = 10_000) -> int:
+    """The fewest seeds (at least 2) whose paired differences, at standard
+    deviation `sd`, give an interval of half-width `half` or less. Refuses
+    when more than `most` seeds would be needed, rather than guess."""
+    if not (sd >= 0 and half > 0):
+        raise ValueError(f"need sd >= 0 and half > 0; got sd={sd}, half={half}")
+    for n in range(2, most + 1):
+        if half_width(sd, n, confidence) <= half:
+            return n
+    raise ValueError(f"a half-width of {half} at SD {sd} needs more than {most} "
+                     "seeds; ask for a wider interval, or pass most=")
+
+
+def cleared_share(effect: float, sd: float, seeds: int = 10,
+                  trials: int = 10_000, seed: int = 0,
+                  confidence: float = 0.95) -> float:
+    """How often a study would resolve a true `effect`: the share of
+    `trials` simulated studies, each `seeds` paired differences drawn from a
+    normal with mean `effect` and standard deviation `sd`, whose interval
+    lies wholly above zero (its power, by simulation; seeded by `seed`, so
+    the same arguments give the same share). With effect 0 it is about
+    (1 - confidence) / 2: an interval above zero by luck."""
+    if not (seeds >= 2 and trials >= 1 and sd >= 0):
+        raise ValueError(f"need seeds >= 2, trials >= 1 and sd >= 0; got "
+                         f"seeds={seeds}, trials={trials}, sd={sd}")
+    rng, cleared = random.Random(seed), 0
+    t = t_critical(seeds - 1, confidence)
+    for _ in range(trials):
+        d = [rng.gauss(effect, sd) for _ in range(seeds)]
+        half = t * statistics.stdev(d) / math.sqrt(seeds)
+        cleared += statistics.fmean(d) - half > 0
+    return cleared / trials
 
 
 def _crossing(f: Callable[[float], float], level: float, lo: float, hi: float

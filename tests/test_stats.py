@@ -137,3 +137,36 @@ def test_correlation_interval_is_fishers_z_by_hand():
         correlation_interval(0.5, 3)
     with pytest.raises(ValueError, match="-1 < r < 1"):
         correlation_interval(1.0, 10)
+
+
+def test_half_width_and_differences_sd_undo_each_other():
+    from mnist_lib.stats import differences_sd, half_width, t_critical
+    assert half_width(0.1, 10) == pytest.approx(t_critical(9) * 0.1 / math.sqrt(10))
+    for n in (2, 10, 30):
+        assert differences_sd(half_width(0.07, n), n) == pytest.approx(0.07)
+    assert half_width(0.1, 40) < half_width(0.1, 10) / 1.9  # about 1/sqrt(n)
+    with pytest.raises(ValueError, match="n >= 2"):
+        half_width(0.1, 1)
+
+
+def test_seeds_for_is_the_fewest_seeds_that_reach_the_width():
+    from mnist_lib.stats import half_width, seeds_for
+    n = seeds_for(0.1, 0.05)  # by hand: t(16)/sqrt(17) > 0.5 >= t(17)/sqrt(18)
+    assert n == 18 and half_width(0.1, n) <= 0.05 < half_width(0.1, n - 1)
+    assert seeds_for(0.0, 0.01) == 2
+    with pytest.raises(ValueError, match="more than 100 seeds"):
+        seeds_for(1.0, 0.01, most=100)
+
+
+def test_cleared_share_is_about_the_tail_at_zero_and_grows_with_effect():
+    from mnist_lib.stats import cleared_share
+    assert cleared_share(0.0, 0.1, trials=20_000) == pytest.approx(0.025, abs=0.006)
+    shares = [cleared_share(e, 0.1, trials=2_000) for e in (0.02, 0.05, 0.1)]
+    assert shares == sorted(shares)
+    # An effect of one SD over ten seeds: a t test's power is 0.80 (the
+    # noncentral t, delta = sqrt(10); G*Power gives 0.803).
+    assert cleared_share(0.1, 0.1, trials=10_000) == pytest.approx(0.80, abs=0.02)
+    assert cleared_share(0.05, 0.1, seeds=30, trials=2_000) > shares[1]
+    assert cleared_share(0.03, 0.1, seed=3) == cleared_share(0.03, 0.1, seed=3)
+    with pytest.raises(ValueError, match="seeds >= 2"):
+        cleared_share(0.1, 0.1, seeds=1)
