@@ -40,8 +40,9 @@ def bench_lag(record: dict[str, Any]) -> str:
 
     model = record["model"]
     if model != FINAL_MODEL:
-        return (f"It trained {model}, not the final model ({FINAL_MODEL}): "
-                f"the times compare the two pipelines on {model}.")
+        return (f"Its library side trained {model}, not the final model "
+                f"({FINAL_MODEL}), and its usual pipeline its own reference "
+                "net: its times stand, its accuracy is theirs.")
     lags = recipe_differences(record, model) + (
         model_differences(record, model) if record.get("layers") else ["layers"])
     if lags:
