@@ -198,7 +198,10 @@ def seeds_for(sd: float, half: float, confidence: float = 0.95,
     when more than `most` seeds would be needed, rather than guess."""
     if not (sd >= 0 and half > 0):
         raise ValueError(f"need sd >= 0 and half > 0; got sd={sd}, half={half}")
-    for n in range(2, most + 1):
+    # t exceeds the normal's z, so no n below (z * sd / half)² can reach the
+    # width: start there (each t_critical costs ~50 ms) and count up.
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    for n in range(max(2, math.floor((z * sd / half) ** 2)), most + 1):
         if half_width(sd, n, confidence) <= half:
             return n
     raise ValueError(f"a half-width of {half} at SD {sd} needs more than {most} "
