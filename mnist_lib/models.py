@@ -184,8 +184,8 @@ class Model_4(nn.Module):
     """Step 3, a rung of the held-out ladder: a transition block (max-pool +
     1x1) and more capacity. Pooling after RF 11 lets the later layers be
     wider for the same cost. Dropout is off by default (`dropout=` turns it
-    on). By the protocol's rule (results/protocol.md) the final recipe left
-    the transition block out: the effect of leaving it out was not resolved.
+    on). Whether the full recipe still needs the block is the decision
+    chapter's question (results/protocol.md, the keep rule).
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
