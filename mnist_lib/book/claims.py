@@ -41,8 +41,9 @@ def bench_lag(record: dict[str, Any]) -> str:
     model = record["model"]
     if model != FINAL_MODEL:
         return (f"Its library side trained {model}, not the final model "
-                f"({FINAL_MODEL}), and its usual pipeline its own reference "
-                "net: its times stand, its accuracy is theirs.")
+                f"({FINAL_MODEL}); its usual pipeline trained its own "
+                "reference net. Its times stand; its accuracies are those "
+                "nets', not the final model's.")
     lags = recipe_differences(record, model) + (
         model_differences(record, model) if record.get("layers") else ["layers"])
     if lags:
