@@ -585,6 +585,24 @@ def test_model_sources_shown_in_the_book_fit_the_page():
         assert not long, f"{name}: lines over {PAGE_WIDTH} characters: {long}"
 
 
+
+def test_a_listed_source_starts_with_the_import_that_brings_it(capsys):
+    """A student copies a listing shown in the book: its first line is the
+    import that gives the same object, not a class that needs `conv_block`."""
+    from mnist_lib import book
+    from mnist_lib.models import Model_3
+    from mnist_lib.plain import train
+
+    for obj in (Model_3, train):
+        shown = book.source(obj)
+        text = shown.data if shown is not None else capsys.readouterr().out
+        first = text.splitlines()[0]
+        assert first.startswith("# from "), first
+        scope: dict = {}
+        exec(first.removeprefix("# "), scope)
+        assert scope[obj.__name__] is obj
+
+
 # ------------------------------------------------------------------ browser
 def _site() -> Path | None:
     env = os.environ.get("BOOK_HTML")

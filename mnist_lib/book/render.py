@@ -100,10 +100,12 @@ def _update_pending(name: str) -> None:
 
 
 def source(obj: Any):
-    """A class's or function's source, highlighted in notebooks (printed elsewhere)."""
+    """A class's or function's source, highlighted in notebooks (printed
+    elsewhere), under the import that brings it into a student's own code:
+    the listing alone uses its module's other names (`conv_block`, `F`)."""
     import inspect
 
-    text = inspect.getsource(obj)
+    text = f"# from {obj.__module__} import {obj.__name__}\n{inspect.getsource(obj)}"
     try:
         from IPython.display import Code
     except ImportError:
