@@ -566,16 +566,19 @@ def arms(record: dict, names: Sequence[str] | None = None,
     return fig
 
 
-def mean_curves(record: dict, names: Sequence[str],
+def mean_curves(record: dict, names: Sequence[str] | Mapping[str, str],
                 threshold: float = TARGET.accuracy,
                 highlight: Sequence[str] | None = None) -> Figure:
     """A study's arms (`names`, in order) as curves: each arm's accuracy per
     epoch averaged over its seeds, on the digits the study judges; from the
-    third epoch on, where the arms differ by tenths of a point. With
-    `highlight`, only those arms are coloured; the others are thin and grey,
-    for context."""
+    third epoch on, where the arms differ by tenths of a point. `names` may
+    map each arm to its legend label ({"dropout": "rung 6, constant rate"}).
+    With `highlight`, only those arms are coloured; the others are thin and
+    grey, for context."""
     from .study import mean_curve
 
+    labels = dict(names) if isinstance(names, Mapping) else {n: n for n in names}
+    names = list(labels)
     by_name = {a["name"]: a for a in record["arms"]}
     if missing := [n for n in [*names, *(highlight or ())]
                    if not by_name.get(n, {}).get("runs")]:
@@ -587,7 +590,8 @@ def mean_curves(record: dict, names: Sequence[str],
         curve = mean_curve(by_name[name])
         epochs = range(3, len(curve) + 1)
         if highlight is None or name in highlight:
-            ax.plot(epochs, curve[2:], marker=".", color=next(colours), label=name)
+            ax.plot(epochs, curve[2:], marker=".", color=next(colours),
+                    label=labels[name])
         else:
             ax.plot(epochs, curve[2:], color="0.75", lw=1, zorder=1)
     if highlight is not None:

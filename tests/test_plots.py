@@ -537,6 +537,14 @@ def test_mean_curves_colours_only_the_arms_it_highlights():
         plots.mean_curves(record, ["before"], highlight=["missing"])
 
 
+
+def test_mean_curves_label_each_arm_as_asked():
+    record = _record([0.01, 0.03, 0.02])
+    fig = plots.mean_curves(record, {"before": "rung 6, constant rate",
+                                     "after": "rung 7, one-cycle"})
+    labels = [l.get_label() for l in fig.axes[0].get_lines()]
+    assert labels[:2] == ["rung 6, constant rate", "rung 7, one-cycle"]
+
 def test_launch_schematic_ends_the_graphed_step_before_the_eager_one():
     fig = plots.launch_schematic(kernels=4)
     eager, graphed = fig.axes[:2]
