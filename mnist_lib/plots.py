@@ -568,10 +568,12 @@ def arms(record: dict, names: Sequence[str] | None = None,
 
 def mean_curves(record: dict, names: Sequence[str] | Mapping[str, str],
                 threshold: float = TARGET.accuracy,
-                highlight: Sequence[str] | None = None) -> Figure:
+                highlight: Sequence[str] | None = None,
+                first_epoch: int = 3) -> Figure:
     """A study's arms (`names`, in order) as curves: each arm's accuracy per
-    epoch averaged over its seeds, on the digits the study judges; from the
-    third epoch on, where the arms differ by tenths of a point. `names` may
+    epoch averaged over its seeds, on the digits the study judges; from
+    `first_epoch` on (the third by default, where the arms differ by tenths
+    of a point; a later one zooms in on the epochs the rule reads). `names` may
     map each arm to its legend label ({"dropout": "rung 6, constant rate"}).
     With `highlight`, only those arms are coloured; the others are thin and
     grey, for context."""
@@ -588,12 +590,13 @@ def mean_curves(record: dict, names: Sequence[str] | Mapping[str, str],
     colours = iter(f"C{k}" for k in range(10))
     for name in names:
         curve = mean_curve(by_name[name])
-        epochs = range(3, len(curve) + 1)
+        epochs = range(first_epoch, len(curve) + 1)
+        shown = curve[first_epoch - 1:]
         if highlight is None or name in highlight:
-            ax.plot(epochs, curve[2:], marker=".", color=next(colours),
+            ax.plot(epochs, shown, marker=".", color=next(colours),
                     label=labels[name])
         else:
-            ax.plot(epochs, curve[2:], color="0.75", lw=1, zorder=1)
+            ax.plot(epochs, shown, color="0.75", lw=1, zorder=1)
     if highlight is not None:
         ax.plot([], [], color="0.75", lw=1, label="the other rungs")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")

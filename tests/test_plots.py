@@ -544,6 +544,8 @@ def test_mean_curves_label_each_arm_as_asked():
                                      "after": "rung 7, one-cycle"})
     labels = [l.get_label() for l in fig.axes[0].get_lines()]
     assert labels[:2] == ["rung 6, constant rate", "rung 7, one-cycle"]
+    late = plots.mean_curves(record, ["before"], first_epoch=4)  # 5 epochs
+    assert list(late.axes[0].get_lines()[0].get_xdata()) == [4, 5]
 
 def test_launch_schematic_ends_the_graphed_step_before_the_eager_one():
     fig = plots.launch_schematic(kernels=4)
