@@ -585,7 +585,6 @@ def test_model_sources_shown_in_the_book_fit_the_page():
         assert not long, f"{name}: lines over {PAGE_WIDTH} characters: {long}"
 
 
-
 def test_a_listed_source_starts_with_the_import_that_brings_it(capsys):
     """A student copies a listing shown in the book: its first line is the
     import that gives the same object, not a class that needs `conv_block`."""

@@ -537,7 +537,6 @@ def test_mean_curves_colours_only_the_arms_it_highlights():
         plots.mean_curves(record, ["before"], highlight=["missing"])
 
 
-
 def test_mean_curves_label_each_arm_as_asked():
     record = _record([0.01, 0.03, 0.02])
     fig = plots.mean_curves(record, {"before": "rung 6, constant rate",
@@ -546,6 +545,7 @@ def test_mean_curves_label_each_arm_as_asked():
     assert labels[:2] == ["rung 6, constant rate", "rung 7, one-cycle"]
     late = plots.mean_curves(record, ["before"], first_epoch=4)  # 5 epochs
     assert list(late.axes[0].get_lines()[0].get_xdata()) == [4, 5]
+
 
 def test_launch_schematic_ends_the_graphed_step_before_the_eager_one():
     fig = plots.launch_schematic(kernels=4)
