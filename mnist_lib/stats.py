@@ -24,8 +24,9 @@ import statistics
 from typing import Callable, Sequence
 
 
-def paired_difference(after: dict[int, float], before: dict[int, float],
-                      confidence: float = 0.95) -> tuple[float, float, float, int]:
+def paired_difference(after: dict[int, float],
+                      before: dict[int, float], confidence: float = 0.95
+                      ) -> tuple[float, float, float, int]:
     """`after` minus `before`, paired by seed (the seeds both have): the mean
     difference, its standard error (the differences' standard deviation over
     the square root of their number), the half-width of its `confidence`
@@ -39,8 +40,9 @@ def paired_difference(after: dict[int, float], before: dict[int, float],
     """
     diffs = [after[seed] - before[seed] for seed in after if seed in before]
     n = len(diffs)
-    if n < 2:
-        return (statistics.fmean(diffs) if n else math.nan), math.nan, math.nan, n
+    if n < 2:  # one difference has no spread: no interval
+        mean = statistics.fmean(diffs) if n else math.nan
+        return mean, math.nan, math.nan, n
     se = statistics.stdev(diffs) / math.sqrt(n)
     return statistics.fmean(diffs), se, t_critical(n - 1, confidence) * se, n
 
