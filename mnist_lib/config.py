@@ -222,6 +222,7 @@ RECIPES: dict[str, TrainConfig] = {
     "Model_4": STEP3,
     "Model_5": STEP3,
     "Model_8": ROUND2,
+    "Starter": STEP3,  # the capstone's starter, with round 1's recipe
 }
 
 

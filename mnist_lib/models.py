@@ -375,6 +375,30 @@ class Model_8(nn.Module):
         return F.log_softmax(x.flatten(1), dim=-1)
 
 
+class Starter(nn.Module):
+    """The capstone's starter (`MyNet` on its page): Model_2's layers,
+    narrowed to fit the capstone's 5,000 parameters. Its record,
+    `results/seeds_Starter.json`, is the baseline a student starts from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(                  # input 28x28x1
+            conv_block(1, 8, stride=2, padding=1),      # 14x14x8, RF 3, j 2
+            conv_block(8, 8),                           # 12x12x8, RF 7
+            conv_block(8, 10),                          # 10x10x10, RF 11
+            conv_block(10, 12),                         # 8x8x12, RF 15
+            conv_block(12, 12, padding=1),              # 8x8x12, RF 19
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),                    # 1x1x12, RF global
+            nn.Conv2d(12, 10, kernel_size=1),           # 1x1x10
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.features(x))
+        return F.log_softmax(x.flatten(1), dim=-1)
+
+
 MODELS: dict[str, type[nn.Module]] = {
     "Model_1": Model_1, "Model_2": Model_2, "Model_3": Model_3,
     "Model_4": Model_4, "Model_5": Model_5,
@@ -386,8 +410,11 @@ RUNG_MODELS: dict[str, type[nn.Module]] = {
     "Model_1_BN": Model_1_BN, "Model_1_GAP": Model_1_GAP,
     "Model_4_dropout": Model_4_dropout,
 }
-# A net that only an exercise's record trains (results/exercise_pool.md).
-EXERCISE_MODELS: dict[str, type[nn.Module]] = {"Model_4_no_pool": Model_4_no_pool}
+# Nets that only an exercise's or the capstone's record trains
+# (results/exercise_pool.md, results/seeds_Starter.md).
+EXERCISE_MODELS: dict[str, type[nn.Module]] = {
+    "Model_4_no_pool": Model_4_no_pool, "Starter": Starter,
+}
 # Round 2's candidate nets (results/protocol2.md), trained by its studies.
 CANDIDATES: dict[str, type[nn.Module]] = {
     "Model_6": Model_6, "Model_7": Model_7, "Model_8": Model_8,
