@@ -73,6 +73,7 @@ def test_model_differences_tell_a_changed_model_from_the_recorded_one():
 DESIGNS = {"ladder": protocol.ladder, "ablation": protocol.ablation,
            "confirm": lambda: protocol.confirmation(protocol.decide(record("ablation"))),
            "seeds_Model_5": lambda: protocol.seed_study("Model_5"),
+           "seeds_Starter": lambda: protocol.seed_study("Starter"),
            "exercises": protocol.exercises, "exercise_pool": protocol.exercise_pool}
 
 
@@ -758,3 +759,36 @@ def test_the_recorded_final_model_is_round_2s_recipe_trained_with_the_tests_firs
     run = next(r for r in test["runs"] if r["seed"] == protocol2.TEST_SEEDS[0])
     if run["machine"] == machine_key(log["env"]):
         assert [e["test_acc"] for e in log["epochs"]][-3:] == run["last3"]
+
+
+def test_the_screen_and_the_deciding_stage_as_step4b_tells_them():
+    """Step 4, continued (book/step4b.md), its Analyses and Summary: every
+    full-resolution layout helped against the control, each several times
+    any training change on Model_6; pooling later (Model_7) and depth
+    (Model_8, ahead) are not resolved against Model_6, nor Model_6 against
+    round 1's best held-out arm; the top three screen means lie within 0.01
+    and Model_8, third, did not go on alone. In the deciding stage even the
+    chosen arm's pass-rate interval stays well short of certain passes."""
+    from mnist_lib import protocol2
+    from mnist_lib.stats import pass_rate_interval
+
+    screen, screened = record("screen"), rows("screen")
+    layouts = [screened[m]["vs"] for m in ("Model_6", "Model_7", "Model_8")]
+    train_max = max(r["vs"]["delta"] for n, r in screened.items()
+                    if n.startswith("Model_6, "))
+    assert all(v["verdict"] == "helps" for v in layouts)
+    assert min(v["delta"] for v in layouts) > 3 * train_max
+    assert study.compare(screen, "Model_7", "Model_6")["verdict"] == "not resolved"
+    m8_m6 = study.compare(screen, "Model_8", "Model_6")
+    assert m8_m6["verdict"] == "not resolved" and m8_m6["delta"] > 0
+    best1 = study.compare(screen, "Model_6", "round 1's best held-out arm")
+    assert best1["verdict"] == "not resolved"
+    ranked = sorted(screened, key=lambda n: screened[n]["mean"], reverse=True)
+    assert screened[ranked[0]]["mean"] - screened[ranked[2]]["mean"] < 0.01
+    went_on = [a.name for a in protocol2.selection(screen).arms]
+    assert ranked[2] == "Model_8" and "Model_8" not in went_on
+
+    selected = rows("selection")
+    chosen = protocol2.decide(record("selection"))["chosen"]
+    high = pass_rate_interval(selected[chosen]["met"], selected[chosen]["n_seeds"])[1]
+    assert high < 0.9
