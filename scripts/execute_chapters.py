@@ -37,6 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from mnist_lib.utils.files import atomic_write_json  # noqa: E402
 
+# How often a chapter's kernel may fail to start before the build gives up.
+STARTS = 3
+
 # Where each mode's build keeps its cache (scripts/build_book.sh's $OUT).
 OUT = {"full": ROOT, "quick": ROOT / "_build" / "quick"}
 
@@ -83,9 +86,23 @@ def execute(text: str, cwd: Path, timeout: int | None, allow_errors: bool) -> tu
     import nbformat
     from jupyter_cache.executors.utils import single_nb_execution
 
-    nb = nbformat.reads(text, nbformat.NO_CONVERT)
-    result = single_nb_execution(nb, cwd=str(cwd), timeout=timeout,
-                                 allow_errors=allow_errors, meta_override=True)
+    for attempt in range(1, STARTS + 1):
+        nb = nbformat.reads(text, nbformat.NO_CONVERT)
+        try:
+            result = single_nb_execution(nb, cwd=str(cwd), timeout=timeout,
+                                         allow_errors=allow_errors,
+                                         meta_override=True)
+        except RuntimeError as e:
+            # Two kernels started at once can pick the same free port; the
+            # loser dies before it answers (seen in CI). Nothing of the
+            # chapter ran yet, so starting again is safe.
+            if "before replying to kernel_info" not in str(e) or attempt == STARTS:
+                raise
+            print(f"{cwd.name}: a kernel did not start ({e}); starting again",
+                  file=sys.stderr, flush=True)
+            time.sleep(attempt)
+            continue
+        break
     error = None if result.err is None else result.exc_string
     return nbformat.writes(nb), result.time, error
 

@@ -368,3 +368,50 @@ def test_chapters_execute_longest_first_by_the_last_measurement(tmp_path, monkey
     done = subprocess.run([sys.executable, str(ROOT / "scripts/execute_chapters.py"),
                            "full", "--jobs", "0"], capture_output=True, text=True)
     assert done.returncode == 2 and "--jobs must be at least 1, got 0" in done.stderr
+
+
+def test_a_chapter_whose_kernel_fails_to_start_is_started_again(monkeypatch):
+    """Two kernels started at once can pick the same port, and one dies before
+    it answers (a CI run failed so): scripts/execute_chapters.py starts that
+    chapter's kernel again, a few times at most. Any other failure, and a
+    kernel that keeps failing, still stops the build."""
+    import nbformat
+    from jupyter_cache.executors import utils
+
+    ec = load_script("execute_chapters")
+    monkeypatch.setattr(ec.time, "sleep", lambda s: None)
+    text = nbformat.writes(nbformat.v4.new_notebook())
+    calls = []
+
+    class Done:
+        err, time = None, 0.5
+
+    def flaky(nb, **kw):  # dies on its first start, then runs
+        calls.append(kw["cwd"])
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return Done()
+
+    monkeypatch.setattr(utils, "single_nb_execution", flaky)
+    assert ec.execute(text, ROOT / "book", 60, False)[1:] == (0.5, None)
+    assert len(calls) == 2
+
+    def never(nb, **kw):
+        calls.append(kw["cwd"])
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    calls.clear()
+    monkeypatch.setattr(utils, "single_nb_execution", never)
+    with pytest.raises(RuntimeError, match="kernel_info"):
+        ec.execute(text, ROOT / "book", 60, False)
+    assert len(calls) == ec.STARTS
+
+    def broken(nb, **kw):
+        calls.append(kw["cwd"])
+        raise RuntimeError("something else")
+
+    calls.clear()
+    monkeypatch.setattr(utils, "single_nb_execution", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        ec.execute(text, ROOT / "book", 60, False)
+    assert len(calls) == 1
