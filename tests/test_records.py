@@ -792,3 +792,15 @@ def test_the_screen_and_the_deciding_stage_as_step4b_tells_them():
     chosen = protocol2.decide(record("selection"))["chosen"]
     high = pass_rate_interval(selected[chosen]["met"], selected[chosen]["n_seeds"])[1]
     assert high < 0.9
+
+
+def test_full_resolution_time_grew_more_than_its_arithmetic():
+    """Step 4, continued, on cost: paired by seed on one machine, the chosen
+    recipe's runs took longer over the control's (the deciding stage's
+    record) than Model_8's multiply-adds are over Model_2's. Recorded
+    seconds only: no time measured in a build."""
+    from mnist_lib.models import Model_2, Model_8, count_multiply_adds
+
+    mine, control = study.paired_runs(record("selection"), "combination", "control")
+    ratio = statistics.median(mine[s]["seconds"] / control[s]["seconds"] for s in mine)
+    assert ratio > count_multiply_adds(Model_8()) / count_multiply_adds(Model_2())
