@@ -182,10 +182,11 @@ class Model_3(nn.Module):
 
 class Model_4(nn.Module):
     """Step 3, a rung of the held-out ladder: a transition block (max-pool +
-    1x1) and more capacity. Pooling after RF 11 lets the later layers be
-    wider for the same cost. Dropout is off by default (`dropout=` turns it
-    on). Whether the full recipe still needs the block is the decision
-    chapter's question (results/protocol.md, the keep rule).
+    1x1) after the third convolution. The pool quarters the later maps, so
+    the first layers can be wider while the whole net does less arithmetic
+    than Model_3. Dropout is off by default (`dropout=` turns it on).
+    Whether the full recipe still needs the block is the decision
+    chapter's question.
     """
 
     def __init__(self, dropout: float = 0.0) -> None:
