@@ -832,3 +832,13 @@ def test_the_deciding_stage_in_blocks_of_ten_as_step4b_solves_it():
     assert 0 < changed < 3
     row = rows("selection")[chosen]
     assert pass_rate_interval(row["met"], row["n_seeds"])[1] < 0.9
+
+
+def test_every_file_in_results_is_described_in_its_readme():
+    """results/README.md says what each record holds and which protocol
+    governs it: a file added to results/ without a line there fails here."""
+    readme = (RESULTS / "README.md").read_text()
+    named = {p.name for p in RESULTS.iterdir()
+             if p.is_file() and p.name != "README.md"}
+    missing = sorted(n for n in named if f"`{n}`" not in readme)
+    assert not missing, f"results/README.md does not describe {missing}"
