@@ -810,10 +810,9 @@ def test_the_deciding_stage_in_blocks_of_ten_as_step4b_solves_it():
     """Step 4, continued, Exercise 2's solution: run on ten seeds at a time,
     the rule keeps its choice in some blocks, not all; where it changes, the
     chosen arm still has the highest mean there, and a simpler arm wins
-    through the 0.01-point margin. And (the page's text on the aim) the
-    chosen arm's held-out pass-rate interval stays below 90%."""
+    through the 0.01-point margin. (The chosen arm's pass-rate interval is
+    checked with the screen's verdicts above.)"""
     from mnist_lib import protocol2
-    from mnist_lib.stats import pass_rate_interval
 
     selection = record("selection")
     chosen = protocol2.decide(selection)["chosen"]
@@ -830,8 +829,6 @@ def test_the_deciding_stage_in_blocks_of_ten_as_step4b_solves_it():
             assert max(means, key=means.get) == chosen
             assert means[chosen] - means[decided["chosen"]] <= 0.01
     assert 0 < changed < 3
-    row = rows("selection")[chosen]
-    assert pass_rate_interval(row["met"], row["n_seeds"])[1] < 0.9
 
 
 def test_every_file_in_results_is_described_in_its_readme():
