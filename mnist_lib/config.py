@@ -223,6 +223,7 @@ RECIPES: dict[str, TrainConfig] = {
     "Model_5": STEP3,
     "Model_8": ROUND2,
     "Starter": STEP3,  # the capstone's starter, with round 1's recipe
+    "StarterFull": STEP3,  # the capstone's worked step, the same recipe
 }
 
 
