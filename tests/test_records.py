@@ -74,6 +74,7 @@ DESIGNS = {"ladder": protocol.ladder, "ablation": protocol.ablation,
            "confirm": lambda: protocol.confirmation(protocol.decide(record("ablation"))),
            "seeds_Model_5": lambda: protocol.seed_study("Model_5"),
            "seeds_Starter": lambda: protocol.seed_study("Starter"),
+           "seeds_StarterFull": lambda: protocol.seed_study("StarterFull"),
            "exercises": protocol.exercises, "exercise_pool": protocol.exercise_pool}
 
 
