@@ -298,7 +298,9 @@ def _draw(page, strokes) -> None:
     """Draw `strokes` (lists of points in the pad's 280x280 pixels) with the
     mouse, after clearing the pad."""
     page.get_by_role("button", name="Clear").click()
-    box = page.locator("#digit-pad canvas.pad-canvas").bounding_box()
+    canvas = page.locator("#digit-pad canvas.pad-canvas")
+    canvas.scroll_into_view_if_needed()  # the whole canvas within reach
+    box = canvas.bounding_box()
     scale = box["width"] / 280
     for stroke in strokes:
         x, y = stroke[0]
@@ -365,10 +367,13 @@ def test_a_readers_first_stroke_replaces_the_opening_digit_not_a_chosen_one(
     page = _built_pad(site, browser)
     opening = page.evaluate("window.mnistPlay.input()")
     assert opening and any(opening)
-    box = page.locator("#digit-pad canvas.pad-canvas").bounding_box()
-    scale = box["width"] / 280
-
     def line(points):
+        # Where the canvas is now: a click elsewhere (Clear, the digit menu)
+        # may have scrolled the page since the last stroke.
+        canvas = page.locator("#digit-pad canvas.pad-canvas")
+        canvas.scroll_into_view_if_needed()
+        box = canvas.bounding_box()
+        scale = box["width"] / 280
         page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
         page.mouse.down()
         for x, y in points[1:]:
