@@ -21,6 +21,10 @@ export MNIST_BOOK_BUILD=1
 # One thread keeps the build's numbers the same whatever else the machine
 # runs. OMP_NUM_THREADS=2 make book overrides it.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+# Matplotlib caches its font list under ~/.cache/matplotlib. A build killed while
+# that file was written left it without the STIX fonts; every later build then
+# printed "findfont" warnings into cell outputs. Each checkout keeps its own.
+export MPLCONFIGDIR="${MPLCONFIGDIR:-$PWD/_build/.matplotlib}"
 case "$MODE" in
   full)  export MNIST_BOOK_QUICK=0; OUT=. ;;
   quick) export MNIST_BOOK_QUICK=1; OUT=_build/quick ;;
