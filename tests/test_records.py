@@ -762,8 +762,9 @@ def test_the_recorded_final_model_is_round_2s_recipe_trained_with_the_tests_firs
         assert [e["test_acc"] for e in log["epochs"]][-3:] == run["last3"]
 
 
-def test_the_screen_and_the_deciding_stage_as_step4b_tells_them():
-    """Step 4, continued (book/step4b.md), its Analyses and Summary: every
+def test_the_screen_and_the_deciding_stage_as_step4b_and_4c_tell_them():
+    """The screen (book/step4b.md) and the deciding stage (book/step4c.md),
+    their Analyses and Summaries: every
     full-resolution layout helped against the control, each several times
     any training change on Model_6; pooling later (Model_7) and depth
     (Model_8, ahead) are not resolved against Model_6, nor Model_6 against
@@ -796,7 +797,7 @@ def test_the_screen_and_the_deciding_stage_as_step4b_tells_them():
 
 
 def test_full_resolution_time_grew_more_than_its_arithmetic():
-    """Step 4, continued, on cost: paired by seed on one machine, the chosen
+    """The deciding stage (book/step4c.md), on cost: paired by seed on one machine, the chosen
     recipe's runs took longer over the control's (the deciding stage's
     record) than Model_8's multiply-adds are over Model_2's. Recorded
     seconds only: no time measured in a build."""
@@ -807,8 +808,8 @@ def test_full_resolution_time_grew_more_than_its_arithmetic():
     assert ratio > count_multiply_adds(Model_8()) / count_multiply_adds(Model_2())
 
 
-def test_the_deciding_stage_in_blocks_of_ten_as_step4b_solves_it():
-    """Step 4, continued, Exercise 2's solution: run on ten seeds at a time,
+def test_the_deciding_stage_in_blocks_of_ten_as_step4c_solves_it():
+    """The deciding stage (book/step4c.md), Exercise 2's solution: run on ten seeds at a time,
     the rule keeps its choice in some blocks, not all; where it changes, the
     chosen arm still has the highest mean there, and a simpler arm wins
     through the 0.01-point margin. (The chosen arm's pass-rate interval is
@@ -830,6 +831,30 @@ def test_the_deciding_stage_in_blocks_of_ten_as_step4b_solves_it():
             assert max(means, key=means.get) == chosen
             assert means[chosen] - means[decided["chosen"]] <= 0.01
     assert 0 < changed < 3
+
+
+def test_the_screen_in_halves_and_its_seed_needs_as_step4b_solves_them():
+    """The screen (book/step4b.md), Exercises 2 and 3: seeds 0-4 and seeds
+    5-9 alone send on different arms; and at the screen's own mean and SD,
+    neither schedule change's interval clears zero before more seeds than
+    the deciding stage's thirty."""
+    from mnist_lib import protocol2
+    from mnist_lib.stats import t_critical
+
+    screen, screened = record("screen"), rows("screen")
+    sent = []
+    for first in (0, 5):
+        half = screen
+        for s in screen["seeds"]:
+            if not first <= s < first + 5:
+                half = study.without_seed(half, s)
+        sent.append({a.name for a in protocol2.selection(half).arms})
+    assert sent[0] != sent[1]
+    for change in ("peak rate 0.4", "warm-up 15%"):
+        vs = screened[f"Model_6, {change}"]["vs"]
+        sd = vs["delta_se"] * math.sqrt(vs["n_seeds"])
+        assert all(t_critical(k - 1) * sd / math.sqrt(k) >= abs(vs["delta"])
+                   for k in range(3, 31))
 
 
 def test_every_file_in_results_is_described_in_its_readme():
