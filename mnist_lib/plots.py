@@ -529,8 +529,9 @@ def arms(record: dict, names: Sequence[str] | None = None,
     """A study (`mnist_lib.study`): one column per arm (those in `names`,
     default all), one dot per seed at its mean accuracy over the last epochs
     the target judges, filled where the run met the rule, a line at the
-    arm's mean; arms shaded by the book's step. `numbered`: a ladder's arms
-    are rungs, labelled with their number in the record (rung 1 first)."""
+    arm's mean; arms shaded by the book's step, named in the legend when
+    they span several. `numbered`: a ladder's arms are rungs, labelled with
+    their number in the record (rung 1 first)."""
     chosen = [a for a in record["arms"] if names is None or a["name"] in names]
     if not chosen or any(not a["runs"] for a in chosen):
         raise ValueError("arms needs arms with at least one recorded run each")
@@ -547,8 +548,10 @@ def arms(record: dict, names: Sequence[str] | None = None,
                 ax.plot(*zip(*dots), "o", ms=4, color=color, mfc=face)
         mean = sum(vals) / n
         ax.plot([i - 0.3, i + 0.3], [mean, mean], "k-", lw=1.5)
-    for step in sorted({max(a["step"], 1) for a in chosen}):
-        ax.plot([], [], "o", color=f"C{step - 1}", label=f"Step {step}")
+    steps = sorted({max(a["step"], 1) for a in chosen})
+    for step in steps:  # one step's arms need no step in the legend
+        ax.plot([], [], "o", color=f"C{step - 1}",
+                label=f"Step {step}" if len(steps) > 1 else "rule met")
     ax.axhline(threshold, color="grey", ls=":", lw=1, label=f"{threshold:g}% target")
     ax.plot([], [], "o", color="grey", mfc="none", label="rule not met")
     labels = [a["name"] for a in chosen]

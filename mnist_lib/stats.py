@@ -18,6 +18,7 @@ tests/test_stats.py checks them against textbook values.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -72,6 +73,8 @@ def welch_difference(a: Sequence[float], b: Sequence[float],
             t_critical(df, confidence) * se, df)
 
 
+# Remembered: a chapter asks for the same few values hundreds of times.
+@functools.lru_cache(maxsize=None)
 def t_critical(df: int, confidence: float = 0.95) -> float:
     """The two-sided critical value of Student's t with `df` degrees of
     freedom: a mean difference of n paired runs, m ± t_critical(n - 1) * SE,

@@ -515,6 +515,11 @@ def test_arms_numbers_a_ladders_rungs_by_their_place_in_the_record():
     plain = plots.arms(record).axes[0]
     assert [t.get_text() for t in plain.get_xticklabels()][0] == "baseline"
     assert plain.get_title().startswith("Each arm")
+    legend = [t.get_text() for t in plain.get_legend().get_texts()]
+    assert "Step 1" in legend and "Step 2" in legend  # arms of two steps
+    one = plots.arms(record, ["baseline", "BatchNorm"]).axes[0]
+    legend = [t.get_text() for t in one.get_legend().get_texts()]
+    assert not any(t.startswith("Step") for t in legend)  # one step: no name
 
 
 def test_seed_differences_draws_each_seeds_difference_epoch_by_epoch():
