@@ -651,7 +651,7 @@ def _interval_bar(ax, vs: dict, y: float, ms: float) -> None:
 
 def _verdict_legend(ax) -> None:
     """The key to `_interval_bar`'s colours, beside the axes."""
-    for color, word in (("C2", "helped"), ("C3", "hurt"), ("k", "not resolved")):
+    for color, word in (("C2", "helps"), ("C3", "hurts"), ("k", "not resolved")):
         ax.plot([], [], "-D", color=color, lw=2.5, ms=4, label=word)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 

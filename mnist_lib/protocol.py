@@ -125,7 +125,10 @@ def ingredient_of(arm_name: str) -> str:
 def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
     """The protocol's rule (section 5) applied to the ablation's record: for
     each ingredient, the comparison of the arm without it against the full
-    recipe and whether it stays ("leaving it out hurts") or leaves; and R,
+    recipe (`delta`: arm minus full recipe, as `study.compare` gives it),
+    `added` (the same difference seen from the ingredient's side: full
+    recipe minus arm) and whether it stays ("leaving it out hurts") or
+    leaves; and R,
     the full recipe without every ingredient that leaves (`model`,
     `config`)."""
     design = ablation()
@@ -137,7 +140,7 @@ def decide(ablation_record: dict[str, Any]) -> dict[str, Any]:
         vs = compare(ablation_record, arm.name, full.name)
         stays = vs["verdict"] == "hurts"
         ingredients.append({"arm": arm.name, "takes out": arm.change,
-                            "stays": stays, **vs})
+                            "stays": stays, **vs, "added": -vs["delta"]})
         kept[stays].append(arm.name)
         if not stays:
             fields |= {k: getattr(arm.config, k)
@@ -157,7 +160,7 @@ def decision_frame(decision: dict[str, Any]):
     from .study import points
 
     def short(i: dict[str, Any]) -> str:  # "+0.051 (-0.001 to +0.102)"
-        d, ci = -i["delta"], i["delta_ci"]  # full recipe minus the arm
+        d, ci = i["added"], i["delta_ci"]  # full recipe minus the arm
         return f"{points(d)} ({points(d - ci)} to {points(d + ci)})"
 
     return pd.DataFrame({

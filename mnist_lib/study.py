@@ -23,7 +23,7 @@ import statistics
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .config import TrainConfig, as_json
 from .data import HOLDOUT, MNIST
@@ -322,6 +322,19 @@ def without_seed(record: dict[str, Any], seed: int) -> dict[str, Any]:
     choice hang on one seed? (The record itself is left as it is.)"""
     return {**record, "seeds": [s for s in record["seeds"] if s != seed],
             "arms": [{**a, "runs": [r for r in a["runs"] if r["seed"] != seed]}
+                     for a in record["arms"]]}
+
+
+def only_seeds(record: dict[str, Any], seeds: Iterable[int]) -> dict[str, Any]:
+    """The record as if only `seeds` had run: a block of seeds judged on its
+    own (e.g. the first five, or each ten of thirty). Every seed asked for
+    must be in the record."""
+    keep = set(seeds)
+    if missing := keep - set(record["seeds"]):
+        raise ValueError(f"seeds {sorted(missing)} are not in the record "
+                         f"(it has {record['seeds']})")
+    return {**record, "seeds": [s for s in record["seeds"] if s in keep],
+            "arms": [{**a, "runs": [r for r in a["runs"] if r["seed"] in keep]}
                      for a in record["arms"]]}
 
 

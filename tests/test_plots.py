@@ -428,7 +428,7 @@ def test_intervals_draws_each_comparison_with_its_colour_under_its_group():
     # The legend names the colours, as the bars use them.
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [
-        "helped", "hurt", "not resolved"]
+        "helps", "hurts", "not resolved"]
     assert [h.get_color() for h in legend.legend_handles] == ["C2", "C3", "k"]
 
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from mnist_lib.stats import (correlation_interval, paired_difference, pass_change_p, pass_rate_interval,
-                             pass_rate_lower_bound,
+from mnist_lib.stats import (at_least, correlation_interval, paired_difference, pass_change_p,
+                             pass_rate_interval, pass_rate_lower_bound,
                              t_critical, welch_difference)
 
 
@@ -75,6 +75,29 @@ def test_pass_change_p_is_mcnemars_exact_test(b, c, p):
     before |= {100: True, 101: False}   # verdicts that did not change count not
     after = {s: not v for s, v in before.items()} | {100: True, 101: False}
     assert pass_change_p(after, before) == pytest.approx(p)
+
+
+@pytest.mark.parametrize("k, n, rate, expected", [
+    (3, 3, 0.5, 1 / 8),          # all three heads
+    (2, 3, 0.5, 4 / 8),          # HHT, HTH, THH, HHH
+    (0, 5, 0.3, 1.0),            # zero or more: certain
+    (18, 20, 0.9, 0.6769),       # hand sum of C(20, j) 0.9^j 0.1^(20-j), j >= 18
+    (1, 4, 0.0, 0.0), (4, 4, 1.0, 1.0),
+])
+def test_at_least_is_the_binomial_tail(k, n, rate, expected):
+    assert at_least(k, n, rate) == pytest.approx(expected, abs=1e-4)
+
+
+def test_at_least_refuses_a_rate_outside_zero_to_one():
+    with pytest.raises(ValueError, match="0 <= rate <= 1"):
+        at_least(2, 5, 1.2)
+
+
+def test_the_lower_bound_is_where_the_tail_reaches_five_percent():
+    """pass_rate_lower_bound inverts at_least: at the bound, that many passes
+    or more come up 5% of the time."""
+    bound = pass_rate_lower_bound(18, 20)
+    assert at_least(18, 20, bound) == pytest.approx(0.05, abs=1e-6)
 
 
 @pytest.mark.parametrize("passed, n, confidence, expected", [

@@ -479,6 +479,20 @@ def test_without_seed_drops_one_seed_from_every_arm_and_leaves_the_record():
     assert [len(a["runs"]) for a in record["arms"]] == [3, 2]  # untouched
 
 
+def test_only_seeds_keeps_a_block_of_seeds_and_refuses_one_it_lacks():
+    record = {"seeds": [0, 1, 2, 3], "arms": [
+        {"name": "a", "runs": [{"seed": s, "last3": [99.0] * 3} for s in range(4)]},
+        {"name": "b", "runs": [{"seed": s, "last3": [99.1] * 3} for s in (0, 3)]}]}
+    block = study.only_seeds(record, range(2))
+    assert block["seeds"] == [0, 1]
+    assert [[r["seed"] for r in a["runs"]] for a in block["arms"]] == [[0, 1], [0]]
+    # The same as dropping every other seed one at a time.
+    assert block == study.without_seed(study.without_seed(record, 2), 3)
+    assert len(record["arms"][0]["runs"]) == 4  # untouched
+    with pytest.raises(ValueError, match=r"seeds \[7\] are not in the record"):
+        study.only_seeds(record, [0, 7])
+
+
 def test_to_frame_names_what_each_arm_is_compared_with():
     """The screen compares layouts with the control and training changes
     with Model_6: the table says which, beside the difference."""
