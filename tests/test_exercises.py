@@ -5,8 +5,12 @@ fails `make test`."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import re
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -179,3 +183,67 @@ def test_step4_exercise_numbers():
         study.arm(selection, n)))
     assert simplest != decision["chosen"] and simplest.startswith("Model_6")
     assert math.log(6 / 5) / math.log(5 / 4) == pytest.approx(0.817, abs=1e-3)
+
+
+# ------------------------------------------- printouts typed into solutions
+# A solution may show what its code prints as a ```text block right after
+# the ```python block (e.g. rf_tool's table of the book's models). Those
+# lines are typed, so they are checked here: the page's code runs in order
+# (its executed cells and its python blocks, as a reader would run them)
+# and each such block must be what the python block before it prints.
+_FENCE = re.compile(r"^```(\{code-cell\} ipython3|python|text)[^\n]*\n(.*?)^```$",
+                    re.S | re.M)
+
+
+def _printout_pairs(text: str) -> int:
+    """How many ```text blocks follow a ```python block within a few lines."""
+    fences = list(_FENCE.finditer(text))
+    return sum(a.group(1) == "python" and b.group(1) == "text"
+               and text[a.end():b.start()].count("\n") < 8
+               for a, b in zip(fences, fences[1:]))
+
+
+def _run_and_compare(text: str) -> list[tuple[str, str]]:
+    namespace: dict = {}
+    printed, kind_before, end_before, wrong = "", "", 0, []
+    for m in _FENCE.finditer(text):
+        kind, body = m.groups()
+        if kind == "text":
+            if kind_before == "python" and text[end_before:m.start()].count("\n") < 8:
+                if printed.strip() != body.strip():
+                    wrong.append((body.strip(), printed.strip()))
+            continue
+        if kind.startswith("{"):
+            if "skip-execution" in body.split("\n\n")[0]:
+                continue
+            body = re.sub(r"\A---\n.*?\n---\n", "", body, flags=re.S)
+            body = "\n".join(line for line in body.splitlines()
+                             if not line.startswith(":tags:"))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(body, "cell", "exec"), namespace)
+        printed, kind_before, end_before = out.getvalue(), kind, m.end()
+    return wrong
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+_WITH_PRINTOUTS = [p for p in sorted((_ROOT / "book").glob("*.md"))
+                   if _printout_pairs(p.read_text())]
+
+
+def test_printout_pairs_are_found():
+    """The finder sees a typed printout, and only right after its code."""
+    code = "```python\nprint(1 + 1)\n```\n\nIt prints:\n\n```text\n2\n```\n"
+    assert _printout_pairs(code) == 1
+    assert _printout_pairs("```python\nx = 1\n```\n" + "\n" * 9 + "```text\n2\n```\n") == 0
+    assert _run_and_compare(code.replace("\n2\n", "\n3\n")) == [("3", "2")]
+    assert {p.stem for p in _WITH_PRINTOUTS} >= {"rf_tool", "step4"}
+
+
+@pytest.mark.parametrize("md", _WITH_PRINTOUTS, ids=lambda p: p.stem)
+def test_typed_printouts_are_what_the_code_prints(md, monkeypatch):
+    monkeypatch.chdir(_ROOT)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    wrong = _run_and_compare(md.read_text())
+    assert not wrong, f"{md.name}: a typed printout differs from the output " \
+        f"of the code before it (typed, then printed): {wrong}"
