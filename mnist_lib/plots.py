@@ -217,15 +217,19 @@ def rf_stack(stacks: dict[str, Sequence[tuple[int, int]]], n_in: int = 13
     as a row of squares, the input at the bottom; the units that one unit of
     the top row depends on are filled, layer by layer down to the input.
     Each layer adds (kernel - 1) × jump input pixels; a stride multiplies
-    the jump for the layers above it."""
+    the jump for the layers above it. Each square sits over the centre of
+    the input pixels its unit sees, so a row after a stride-2 layer has its
+    squares 2 input pixels apart: the spacing is the jump."""
     from matplotlib.patches import Rectangle
 
     fig = _figure(3.4 * len(stacks), 2.6)
     for ax, (title, layers) in zip(fig.subplots(1, len(stacks), squeeze=False)[0],
                                    stacks.items()):
-        sizes = [n_in]
+        sizes, jumps, rfs = [n_in], [1], [1]
         for k, st in layers:
             sizes.append((sizes[-1] - k) // st + 1)
+            rfs.append(rfs[-1] + (k - 1) * jumps[-1])
+            jumps.append(jumps[-1] * st)
         top = sizes[-1] // 2
         spans = [(top, top)]  # the units the chosen top unit depends on, per layer
         for (k, st) in reversed(layers):
@@ -233,10 +237,11 @@ def rf_stack(stacks: dict[str, Sequence[tuple[int, int]]], n_in: int = 13
             spans.append((lo * st, hi * st + k - 1))
         spans.reverse()  # spans[i]: the units of layer i (0 = input)
         for row, (n, (lo, hi)) in enumerate(zip(sizes, spans)):
-            x0 = (n_in - n) / 2  # centre each row
             for u in range(n):
                 filled = lo <= u <= hi
-                ax.add_patch(Rectangle((x0 + u, row), 0.9, 0.7, lw=0.8,
+                # unit u sees input pixels u*jump .. u*jump + rf - 1
+                x = u * jumps[row] + (rfs[row] - 1) / 2
+                ax.add_patch(Rectangle((x, row), 0.9, 0.7, lw=0.8,
                                        edgecolor="k",
                                        facecolor="C1" if filled else "white"))
         ax.set(xlim=(-0.5, n_in + 0.5), ylim=(-0.3, len(sizes)), title=title)

@@ -3,6 +3,8 @@ with or without pyplot."""
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 
@@ -447,6 +449,19 @@ def test_rf_stack_fills_as_many_units_as_the_rf_formula_gives():
                 filled[row] = filled.get(row, 0) + 1
         assert [filled[r] for r in sorted(filled)] == want
         assert ax.get_xlabel() == f"input pixels seen: {want[0]}"
+    # Each square sits over the centre of what its unit sees: the rows
+    # above a stride-2 layer are spaced by the jump, 2 input pixels.
+    for ax, gaps in zip(fig.axes, ([1, 1, 1], [1, 2, 2])):
+        xs = {}
+        for patch in ax.patches:
+            xs.setdefault(round(patch.get_y()), []).append(patch.get_x())
+        assert [sorted(xs[r])[1] - sorted(xs[r])[0] for r in sorted(xs)] == gaps
+        # the chosen top unit sits over the middle of the input pixels it sees
+        def filled_xs(row):
+            return [patch.get_x() for patch in ax.patches
+                    if round(patch.get_y()) == row
+                    and patch.get_facecolor() == to_rgba("C1")]
+        assert filled_xs(max(xs)) == [pytest.approx(statistics.fmean(filled_xs(0)))]
 
 
 def test_stages_draws_one_box_per_stage_with_its_text_and_arrows_between():
