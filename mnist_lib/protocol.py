@@ -168,7 +168,7 @@ def decision_frame(decision: dict[str, Any]):
         "arm that tests it": [i["arm"] for i in decision["ingredients"]],
         "what it added (full recipe − arm), points (95% interval)": [
             short(i) for i in decision["ingredients"]],
-        "seeds meeting the rule, full → arm": [
+        "seeds passing 99.4%, full → arm": [
             f"{i['met_before']} → {i['met']}" for i in decision["ingredients"]],
         "verdict": [  # the arm's verdict, read from the ingredient's side
             {"hurts": "helped", "helps": "hurt"}.get(i["verdict"], i["verdict"])

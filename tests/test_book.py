@@ -316,6 +316,52 @@ def test_every_chapter_is_in_the_toc():
         assert f"book/{md.stem}" in toc, f"{md.name} is not in _toc.yml"
 
 
+def _reading_order() -> list[Path]:
+    toc = (ROOT / "_toc.yml").read_text()
+    stems = re.findall(r"^root: book/(\w+)|file: book/(\w+)", toc, re.M)
+    return [ROOT / "book" / f"{a or b}.md" for a, b in stems]
+
+
+def _code(md: Path) -> str:
+    """A chapter's code: its code cells and its python blocks."""
+    return "\n".join(re.findall(r"^```(?:\{code-cell\}[^\n]*|python)\n(.*?)^```$",
+                                md.read_text(), re.S | re.M))
+
+
+def _calls(cell: str, code: str) -> bool:
+    """Whether `code` makes one of the calls a toolbox row names: `stats.f`
+    is any call of f; `stats.f(x, 1 - 0.05 / k)` needs the text up to the
+    last argument's `/` too (Bonferroni's level)."""
+    for call in re.findall(r"`([^`]+)`", cell):
+        name, _, args = call.partition("(")
+        fragment = args.rsplit(",", 1)[-1].split("/")[0].strip() if "/" in args else ""
+        if re.search(rf"\b{re.escape(name.split('.')[-1])}\(", code) and fragment in code:
+            return True
+    return False
+
+
+def test_toolbox_table_links_the_page_where_each_tool_is_first_used():
+    """The toolbox's "First used" column: for each row, the first page in
+    reading order whose code makes one of the row's calls."""
+    order = [md for md in _reading_order() if md.stem != "toolbox"]
+    text = (ROOT / "book" / "toolbox.md").read_text()
+    table = text[text.index("| Question | Tool |"):].split("\n\n")[0].splitlines()[2:]
+    assert len(table) >= 10
+    for row in table:
+        _, tool, calls, first = [c.strip() for c in row.strip().strip("|").split("|")]
+        linked = re.search(r"\]\((\w+)\.md\)", first).group(1)
+        found = next(md.stem for md in order if _calls(calls, _code(md)))
+        assert linked == found, f"toolbox: {tool} is first used on {found}, not {linked}"
+
+
+def test_first_use_finder_tells_a_call_from_its_name_and_a_level():
+    assert _calls("`stats.t_critical`", "t = t_critical(9)")
+    assert not _calls("`stats.t_critical`", "from mnist_lib.stats import t_critical")
+    bonferroni = "`stats.t_critical(df, 1 - 0.05 / k)`"
+    assert not _calls(bonferroni, "t_critical(9)")
+    assert _calls(bonferroni, "level = 1 - 0.05 / n\nt_critical(9, level)")
+
+
 def test_chapters_install_cell_is_skipped_and_hidden():
     for md in CHAPTERS:
         text = md.read_text()
