@@ -323,9 +323,12 @@ def _reading_order() -> list[Path]:
 
 
 def _code(md: Path) -> str:
-    """A chapter's code: its code cells and its python blocks."""
-    return "\n".join(re.findall(r"^```(?:\{code-cell\}[^\n]*|python)\n(.*?)^```$",
-                                md.read_text(), re.S | re.M))
+    """The code a reader of a chapter sees: its code cells that the site
+    shows, and its python blocks (exercises and solutions)."""
+    cells = re.findall(r"^```(?:\{code-cell\}[^\n]*|python)\n(.*?)^```$",
+                       md.read_text(), re.S | re.M)
+    return "\n".join(c for c in cells if not re.match(
+        r"(?:---\n.*?\n---\n)?:tags: \[[^\]]*remove-(?:cell|input)", c, re.S))
 
 
 def _calls(cell: str, code: str) -> bool:
@@ -342,7 +345,7 @@ def _calls(cell: str, code: str) -> bool:
 
 def test_toolbox_table_links_the_page_where_each_tool_is_first_used():
     """The toolbox's "First used" column: for each row, the first page in
-    reading order whose code makes one of the row's calls."""
+    reading order whose shown code makes one of the row's calls."""
     order = [md for md in _reading_order() if md.stem != "toolbox"]
     text = (ROOT / "book" / "toolbox.md").read_text()
     table = text[text.index("| Question | Tool |"):].split("\n\n")[0].splitlines()[2:]
