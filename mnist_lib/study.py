@@ -320,9 +320,7 @@ def headline(test: dict[str, Any]) -> dict[str, Any]:
 def without_seed(record: dict[str, Any], seed: int) -> dict[str, Any]:
     """The record as if `seed` had never run: how much does a verdict or a
     choice hang on one seed? (The record itself is left as it is.)"""
-    return {**record, "seeds": [s for s in record["seeds"] if s != seed],
-            "arms": [{**a, "runs": [r for r in a["runs"] if r["seed"] != seed]}
-                     for a in record["arms"]]}
+    return only_seeds(record, [s for s in record["seeds"] if s != seed])
 
 
 def only_seeds(record: dict[str, Any], seeds: Iterable[int]) -> dict[str, Any]:

@@ -324,11 +324,12 @@ def _reading_order() -> list[Path]:
 
 def _code(md: Path) -> str:
     """The code a reader of a chapter sees: its code cells that the site
-    shows, and its python blocks (exercises and solutions)."""
-    cells = re.findall(r"^```(?:\{code-cell\}[^\n]*|python)\n(.*?)^```$",
-                       md.read_text(), re.S | re.M)
-    return "\n".join(c for c in cells if not re.match(
-        r"(?:---\n.*?\n---\n)?:tags: \[[^\]]*remove-(?:cell|input)", c, re.S))
+    shows (hidden as scripts/codelines.py tells them), and its python
+    blocks (exercises and solutions)."""
+    text = md.read_text()
+    shown = ["\n".join(code) for hidden, code
+             in load_script("codelines").cells(text) if not hidden]
+    return "\n".join(shown + re.findall(r"^```python\n(.*?)^```$", text, re.S | re.M))
 
 
 def _calls(cell: str, code: str) -> bool:
