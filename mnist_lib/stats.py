@@ -4,7 +4,9 @@
   its t interval (`t_critical`); `welch_difference`, the same for two sets
   of runs that share no seeds;
 - `pass_change_p`: whether a change altered which seeds pass (McNemar's
-  exact test);
+  exact test); `sign_test_p`, the same coin count on the signs of paired
+  differences; `pass_counts_p`, two pass counts from different seeds
+  (Fisher's exact test);
 - `at_least`: the chance of k or more passes out of n at a pass rate (the
   binomial tail);
 - `pass_rate_lower_bound`: the lowest pass rate a record of passes allows
@@ -108,6 +110,15 @@ def t_critical(df: int, confidence: float = 0.95) -> float:
     return _crossing(mass, confidence / 2, lo, hi)
 
 
+def coin_split_p(b: int, c: int) -> float:
+    """How often a fair coin, tossed b + c times, splits at least as unevenly
+    as b against c, either way (two-sided): 2 * P(min(b, c) or fewer heads),
+    at most 1. The exact test behind `pass_change_p` and `sign_test_p`."""
+    m = b + c
+    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2 ** m
+    return min(1.0, 2 * tail)
+
+
 def pass_change_p(after: dict[int, bool], before: dict[int, bool]) -> float:
     """How likely a split of passes at least this lopsided is by chance, if
     the change made no difference to whether a seed passes: McNemar's exact
@@ -123,9 +134,48 @@ def pass_change_p(after: dict[int, bool], before: dict[int, bool]) -> float:
     """
     b = sum(after[s] and not before[s] for s in after if s in before)
     c = sum(before[s] and not after[s] for s in after if s in before)
-    m = b + c
-    tail = sum(math.comb(m, k) for k in range(min(b, c) + 1)) / 2 ** m
-    return min(1.0, 2 * tail)
+    return coin_split_p(b, c)
+
+
+def sign_test_p(differences: Sequence[float]) -> float:
+    """The exact sign test, two-sided: how often, with no effect, the paired
+    differences' signs split at least as unevenly as these. Each nonzero
+    difference is a coin toss (zeros are dropped), so only the count up and
+    the count down matter, not their sizes: a run that diverged counts once.
+    Ten of ten one way gives 2 / 2**10 = 0.002.
+
+    Reference: Conover (1999), Practical Nonparametric Statistics, 3rd ed.,
+    section 3.4.
+    """
+    up = sum(d > 0 for d in differences)
+    down = sum(d < 0 for d in differences)
+    return coin_split_p(up, down)
+
+
+def pass_counts_p(passed_a: int, n_a: int, passed_b: int, n_b: int) -> float:
+    """Could one pass rate give both counts, passed_a of n_a seeds and
+    passed_b of n_b other seeds? Fisher's exact test, two-sided: keep the
+    totals (n_a, n_b, and all passes), deal the passes between the two rows
+    in every way, each way equally likely when the rates are equal, and
+    return the share of deals whose table is no likelier than the one seen.
+    A table with x passes in row a has C(passes, x) C(fails, n_a - x) deals.
+    10 of 20 against 50 of 50: about 5e-7.
+
+    Reference: Fisher (1935), "The logic of inductive inference", Journal of
+    the Royal Statistical Society 98(1), 39-82; Agresti (2007), An
+    Introduction to Categorical Data Analysis, 2nd ed., section 2.6.
+    """
+    if not (0 <= passed_a <= n_a and 0 <= passed_b <= n_b):
+        raise ValueError(f"need 0 <= passed <= n in each row; got {passed_a} "
+                         f"of {n_a} and {passed_b} of {n_b}")
+    passes, fails = passed_a + passed_b, n_a + n_b - passed_a - passed_b
+
+    def deals(x: int) -> int:  # tables with x passes in row a
+        return math.comb(passes, x) * math.comb(fails, n_a - x)
+
+    xs = range(max(0, n_a - fails), min(n_a, passes) + 1)
+    seen = deals(passed_a)  # whole numbers: "no likelier" is exact
+    return sum(deals(x) for x in xs if deals(x) <= seen) / sum(map(deals, xs))
 
 
 def at_least(k: int, n: int, rate: float) -> float:

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from mnist_lib.stats import (at_least, correlation_interval, paired_difference, pass_change_p,
-                             pass_rate_interval, pass_rate_lower_bound,
-                             t_critical, welch_difference)
+                             pass_counts_p, pass_rate_interval, pass_rate_lower_bound,
+                             sign_test_p, t_critical, welch_difference)
 
 
 @pytest.mark.parametrize("df, confidence, t", [
@@ -75,6 +75,34 @@ def test_pass_change_p_is_mcnemars_exact_test(b, c, p):
     before |= {100: True, 101: False}   # verdicts that did not change count not
     after = {s: not v for s, v in before.items()} | {100: True, 101: False}
     assert pass_change_p(after, before) == pytest.approx(p)
+
+
+@pytest.mark.parametrize("differences, p", [
+    ([0.1] * 10, 2 / 2 ** 10),            # ten of ten up
+    ([1.0, 2.0, 3.0, -1.0], 2 * 5 / 16),  # 1 or fewer of 4 down: (1 + 4) / 16, doubled
+    ([1.0, 0.0, -1.0], 1.0),              # the zero is dropped: one up, one down
+    ([-50.0, 0.01, 0.02], 1.0),           # sizes do not count, only signs
+])
+def test_sign_test_p_counts_signs_only(differences, p):
+    assert sign_test_p(differences) == pytest.approx(p)
+
+
+@pytest.mark.parametrize("a, n_a, b, n_b, p", [
+    (3, 4, 1, 4, 0.4857),      # Fisher's tea tasting; R: fisher.test(matrix(c(3,1,1,3), 2))
+    (1, 10, 11, 14, 0.002759),  # R: fisher.test(matrix(c(1,11,9,3), 2))$p.value
+    (5, 10, 5, 10, 1.0),       # equal counts: every table is at least as far
+    (10, 20, 50, 50, 4.6573e-7),  # all 10 fails in the 20: C(20,10)/C(70,10)
+])
+def test_pass_counts_p_is_fishers_exact_test(a, n_a, b, n_b, p):
+    assert pass_counts_p(a, n_a, b, n_b) == pytest.approx(p, rel=1e-3)
+    # which row is first, and which outcome is "pass", do not matter
+    assert pass_counts_p(b, n_b, a, n_a) == pytest.approx(p, rel=1e-3)
+    assert pass_counts_p(n_a - a, n_a, n_b - b, n_b) == pytest.approx(p, rel=1e-3)
+
+
+def test_pass_counts_p_refuses_more_passes_than_seeds():
+    with pytest.raises(ValueError, match="0 <= passed <= n"):
+        pass_counts_p(11, 10, 3, 10)
 
 
 @pytest.mark.parametrize("k, n, rate, expected", [
