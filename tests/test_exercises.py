@@ -95,6 +95,8 @@ def test_step2_exercise_and_concept_numbers():
     assert abs(y.mean()) < 1e-4 and abs(y.std() - 1) < 1e-2
     # The GAP rung's counts: the 8x8 head against GAP and a 1x1 convolution.
     assert count_parameters(Model_1_BN().output) == 16 * 10 * 64 + 10 == 10250
+    # Step 2, Exercise 3: BatchNorm adds 4 x 2 x 16, the biases go: +64.
+    assert count_parameters(Model_1_BN()) - count_parameters(Model_1()) == 128 - 64
     assert count_parameters(Model_1_GAP().output) == 16 * 10 + 10 == 170
     assert count_parameters(Model_1_GAP()) < 8000 < count_parameters(Model_1_BN())
     rf_gap = receptive_field(Model_1_GAP(), (1, 28, 28)).trunk.r_out
@@ -151,6 +153,46 @@ def test_step2_exercise_and_concept_numbers():
     convs = [m for m in final.modules() if isinstance(m, nn.Conv2d)]
     assert [c.stride for c in convs[:2]] == [(1, 1), (1, 1)]
     assert receptive_field(final, (1, 28, 28)).trunk.r_out == 22
+
+
+def test_step2a_exercise_2_steeper_bowl():
+    """Step 2, continued, Exercise 2: at curvature 10 the plain limit is
+    2/c = 0.2 and only 0.25 diverges; 0.1 lands on the minimum in one step;
+    with momentum 0.9 the limit is 2(1 + 0.9)/c = 0.38 and none diverges."""
+    c, beta = 10.0, 0.9
+    assert (2 / c, round(2 * (1 + beta) / c, 2)) == (0.2, 0.38)
+    plain, momentum = {}, {}
+    for lr in (0.1, 0.15, 0.25):
+        w_plain, w, v = 1.0, 1.0, 0.0
+        for step in range(100):
+            w_plain -= lr * c * w_plain
+            v = beta * v + c * w
+            w -= lr * v
+            if step == 0 and lr == 0.1:
+                assert w_plain == 0.0
+        plain[lr], momentum[lr] = abs(w_plain), abs(w)
+    assert [lr for lr in plain if plain[lr] > 1] == [0.25]
+    assert all(m < 0.01 for m in momentum.values())
+
+
+def test_step2_exercise_1_running_averages():
+    """Step 2, Exercise 1: a fresh BatchNorm fed the page's made-up batch
+    needs 34 training passes before its testing-mode mean is within 0.05 of
+    0, as the 10% rule predicts (log(0.03) / log(0.9) = 33.3); one epoch of
+    the book's training (50,000 digits in batches of 128) has 391 batches."""
+    import math
+
+    torch.manual_seed(0)
+    x = 5 + 3 * torch.randn(64, 4, 8, 8)
+    layer = nn.BatchNorm2d(4)
+    for k in range(1, 101):
+        with torch.no_grad():
+            layer.train()(x)
+            m = layer.eval()(x).mean().item()
+        if abs(m) < 0.05:
+            break
+    assert k == 34 and round(math.log(0.05 * 3 / 5) / math.log(0.9)) == 33
+    assert math.ceil(50_000 / recipe("Model_1").batch_size) == 391
 
 
 def test_step4_exercise_numbers():
