@@ -158,7 +158,8 @@ def test_step2_exercise_and_concept_numbers():
 def test_step2a_exercise_2_steeper_bowl():
     """Step 2, continued, Exercise 2: at curvature 10 the plain limit is
     2/c = 0.2 and only 0.25 diverges; 0.1 lands on the minimum in one step;
-    with momentum 0.9 the limit is 2(1 + 0.9)/c = 0.38 and none diverges."""
+    with momentum 0.9 the limit is 2(1 + 0.9)/c = 0.38 and none diverges,
+    though after 100 steps |w| is still near 0.001."""
     c, beta = 10.0, 0.9
     assert (2 / c, round(2 * (1 + beta) / c, 2)) == (0.2, 0.38)
     plain, momentum = {}, {}
@@ -172,7 +173,7 @@ def test_step2a_exercise_2_steeper_bowl():
                 assert w_plain == 0.0
         plain[lr], momentum[lr] = abs(w_plain), abs(w)
     assert [lr for lr in plain if plain[lr] > 1] == [0.25]
-    assert all(m < 0.01 for m in momentum.values())
+    assert all(5e-4 < m < 2e-3 for m in momentum.values())  # "near 0.001"
 
 
 def test_step2_exercise_1_running_averages():
