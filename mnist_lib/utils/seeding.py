@@ -11,11 +11,11 @@ def set_seed(seed: int) -> torch.Generator:
     """Seed Python, NumPy (if installed) and torch; return a CPU generator.
 
     The generator drives shuffling and augmentation, so on a CPU a rerun with
-    the same seed repeats a run bit for bit, given the same thread count,
-    precision and library versions. Change any of them, or train on a GPU
-    (some cuDNN kernels add in a varying order), and the floating-point sums
-    round differently, so the run ends a little differently too (the book's
-    Reproducibility chapter shows it).
+    the same seed repeats a run bit for bit, given the same CPU model,
+    thread count, precision and library versions. Change any of them, or
+    train on a GPU (some cuDNN kernels add in a varying order), and the
+    floating-point sums round differently, so the run ends a little
+    differently too (the book's Reproducibility chapter shows it).
     """
     random.seed(seed)
     try:
