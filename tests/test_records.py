@@ -202,11 +202,10 @@ def test_step2a_rung_3_statements():
     epoch 4 to 12, and the last-3 gain sits in epochs 13-15, where the 0.01
     curve dips at 13 and both still rise to 14, after which 0.05 holds and 0.01
     rises; 0.05's training accuracy is higher in every epoch; on epochs 10-12
-    the gain is not
-    resolved; it clears zero narrowly, even at Bonferroni's level for every
-    ladder comparison; rung 3's dots are mostly above zero, all nearer it
-    than rung 2's; at 0.01 the held-out loss ends lower, at 0.05 it
-    bottoms before epoch 10."""
+    the gain is not resolved; it clears zero narrowly, even at Bonferroni's
+    level for every ladder comparison; rung 3's dots are mostly above zero,
+    all nearer it than rung 2's; at 0.01 the held-out loss ends lower, at
+    0.05 it bottoms before epoch 10."""
     from mnist_lib.stats import paired_difference, t_critical
 
     ladder = record("ladder")
